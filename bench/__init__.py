@@ -1,0 +1,1 @@
+"""Chronoq's end-to-end benchmark (not a test): ``python -m bench --help``."""

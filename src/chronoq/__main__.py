@@ -1,0 +1,3 @@
+from chronoq.cli.main import main
+
+main()

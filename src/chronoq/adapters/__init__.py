@@ -1,0 +1,1 @@
+"""Adapters: the ports implemented over real backends. Only ``runtime`` imports them."""

@@ -1,0 +1,60 @@
+"""``FsBlobStore``: the Blob port over a local folder.
+
+``put`` writes a temporary file, fsyncs it and renames it into place, so a row
+that points at a key never sees a torn object, even after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+from chronoq.errors import NotFoundError, ValidationError
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,250}$")
+
+
+class FsBlobStore:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    async def start(self) -> None:
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self._put, self._path(key), data)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {key!r} not found") from None
+
+    async def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if not _SAFE_KEY.match(key) or ".." in key:
+            raise ValidationError(f"invalid blob key {key!r}")
+        return self._root / key
+
+    @staticmethod
+    def _put(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

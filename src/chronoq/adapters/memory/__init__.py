@@ -1,0 +1,5 @@
+"""In-process adapters (for the embedded mode and tests)."""
+
+from chronoq.adapters.memory.notify import MemoryNotifier
+
+__all__ = ["MemoryNotifier"]

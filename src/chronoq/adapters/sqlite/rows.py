@@ -1,0 +1,77 @@
+"""Row <-> domain conversions for SQLite (instants are epoch microseconds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chronoq.domain.clock import from_micros
+from chronoq.domain.jobs import ClaimedRun, Job, Run
+from chronoq.domain.states import JobStatus, RunStatus
+
+JOB_COLUMNS = (
+    "job_id, user_id, project_id, payload, payload_ref, payload_size, cron_schedule, timezone,"
+    " next_fire_at, shard_id, status, max_retries, timeout_seconds, created_at, updated_at"
+)
+RUN_COLUMNS = (
+    "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
+    " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until"
+)
+
+
+def _opt_time(value: int | None) -> Any:
+    return None if value is None else from_micros(value)
+
+
+def job_from_row(row: tuple[Any, ...]) -> Job:
+    return Job(
+        job_id=row[0],
+        user_id=row[1],
+        project_id=row[2],
+        payload=row[3],
+        payload_ref=row[4],
+        payload_size=row[5],
+        cron_schedule=row[6],
+        timezone=row[7],
+        next_fire_at=_opt_time(row[8]),
+        shard_id=row[9],
+        status=JobStatus(row[10]),
+        max_retries=row[11],
+        timeout_seconds=row[12],
+        created_at=from_micros(row[13]),
+        updated_at=from_micros(row[14]),
+    )
+
+
+def run_from_row(row: tuple[Any, ...]) -> Run:
+    return Run(
+        run_id=row[0],
+        job_id=row[1],
+        user_id=row[2],
+        scheduled_for=from_micros(row[3]),
+        attempt=row[4],
+        status=RunStatus(row[5]),
+        triggered_at=from_micros(row[6]),
+        available_at=from_micros(row[7]),
+        started_at=_opt_time(row[8]),
+        completed_at=_opt_time(row[9]),
+        output=row[10],
+        exit_code=row[11],
+        worker_id=row[12],
+        error_message=row[13],
+        lease_until=_opt_time(row[14]),
+    )
+
+
+def claimed_from_row(row: tuple[Any, ...]) -> ClaimedRun:
+    return ClaimedRun(
+        run_id=row[0],
+        job_id=row[1],
+        attempt=row[2],
+        scheduled_for=from_micros(row[3]),
+        available_at=from_micros(row[4]),
+        payload=row[5],
+        payload_ref=row[6],
+        timeout_seconds=row[7],
+        max_retries=row[8],
+        recurring=row[9] is not None,
+    )

@@ -1,0 +1,323 @@
+"""Client commands of ``chronoq``: ``submit``, ``jobs``, ``job``, ``runs``, ``cancel``.
+
+They talk to a running server over HTTP (``--url``, ``$CHRONOQ_URL``) as one
+user (``--user``, ``$CHRONOQ_USER``, default the OS user). Output is a table,
+or the server's JSON with ``--json``. An API error prints one line to stderr
+and exits 1; a usage error exits 2.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from chronoq.client import DEFAULT_URL, Client
+from chronoq.errors import ChronoqError, ValidationError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+__all__ = ["CLIENT_COMMANDS"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Json = dict[str, Any]
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return "default"
+
+
+def _client_options(command: F) -> F:
+    """``--url``, ``--user`` and ``--json``, shared by every client command."""
+    command = click.option(
+        "--json", "as_json", is_flag=True, help="Print the server's JSON instead of a table."
+    )(command)
+    command = click.option(
+        "--user",
+        envvar="CHRONOQ_USER",
+        default=_os_user,
+        show_default="OS user name",
+        help="User id sent as X-User-ID.",
+    )(command)
+    command = click.option(
+        "--url",
+        envvar="CHRONOQ_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="Base URL of the Chronoq server.",
+    )(command)
+    return command
+
+
+@contextmanager
+def _api(url: str, user: str) -> Iterator[Client]:
+    """A client whose errors become a one-line ``Error: ...`` and exit status 1."""
+    try:
+        with Client(url, user_id=user) as client:
+            yield client
+    except ChronoqError as exc:
+        if isinstance(exc, ValidationError) and exc.field == "url":  # from Client(), not the server
+            raise click.BadParameter(str(exc), param_hint="'--url'") from None
+        raise click.ClickException(_describe(exc)) from None
+
+
+def _describe(exc: ChronoqError) -> str:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, ValidationError) and exc.field and exc.field not in message:
+        message = f"{message} (field {exc.field})"
+    return message
+
+
+def _print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:  # piped or captured: don't squeeze ids into 80 columns
+        console = Console(highlight=False, width=160)
+    return console
+
+
+# -- rendering (rich is imported only when a table is printed) -------------
+
+_STATUS_STYLES = {
+    "PENDING": "yellow",
+    "QUEUED": "yellow",
+    "RETRY_SCHEDULED": "yellow",
+    "RUNNING": "cyan",
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "TIMED_OUT": "red",
+    "DEAD": "bold red",
+    "PAUSED": "magenta",
+    "CANCELLED": "dim",
+    "SKIPPED": "dim",
+}
+
+
+def _status(value: object) -> Text:
+    from rich.text import Text
+
+    text = str(value or "-")
+    return Text(text, style=_STATUS_STYLES.get(text, ""))
+
+
+def _when(value: object) -> str:
+    """``2030-01-02T03:04:05.123456Z`` -> ``2030-01-02 03:04:05`` (UTC)."""
+    if not value:
+        return "-"
+    text = str(value)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.utcoffset() is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clip(value: object, width: int | None = None) -> Text:
+    """Literal text (never rich markup) on one line, cut to ``width``; ``-`` for nothing."""
+    from rich.text import Text
+
+    if value is None or value == "":
+        return Text("-")
+    text = " ".join(str(value).split())
+    if width is not None and len(text) > width:
+        text = text[: width - 1] + "…"
+    return Text(text)
+
+
+def _print_jobs(console: Console, found: list[Json]) -> None:
+    from rich.table import Table
+
+    if not found:
+        console.print("No jobs.")
+        return
+    table = Table("JOB ID", "PROJECT", "STATUS", "PAYLOAD", "SCHEDULE", "NEXT FIRE", "CREATED")
+    table.columns[0].no_wrap = True
+    for item in found:
+        table.add_row(
+            _clip(item.get("job_id")),
+            _clip(item.get("project_id"), 24),
+            _status(item.get("status")),
+            _clip(item.get("payload"), 32),
+            _clip(item.get("cron_schedule"), 24),
+            _when(item.get("next_fire_at")),
+            _when(item.get("created_at")),
+        )
+    console.print(table)
+
+
+_JOB_FIELDS = (
+    ("Job", "job_id"),
+    ("Project", "project_id"),
+    ("Status", "status"),
+    ("Payload", "payload"),
+    ("Schedule", "cron_schedule"),
+    ("Timezone", "timezone"),
+    ("Next fire", "next_fire_at"),
+    ("Max retries", "max_retries"),
+    ("Timeout (s)", "timeout_seconds"),
+    ("Created", "created_at"),
+    ("Updated", "updated_at"),
+)
+
+
+def _print_job(console: Console, found: Json, title: str | None = None) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=False, title=title, title_justify="left", box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for label, key in _JOB_FIELDS:
+        value = found.get(key)
+        if key == "status":
+            cell: Text | str = _status(value)
+        elif key.endswith("_at"):
+            cell = _when(value)
+        else:
+            cell = Text("-" if value is None else str(value))
+        table.add_row(label, cell)
+    console.print(table)
+
+
+def _print_runs(console: Console, found: list[Json]) -> None:
+    from rich.table import Table
+
+    if not found:
+        console.print("No runs yet.")
+        return
+    table = Table("RUN ID", "TRY", "STATUS", "SCHEDULED", "STARTED", "ENDED", "EXIT", "OUTPUT")
+    for run in found:
+        exit_code = run.get("exit_code")
+        detail = run.get("output") or run.get("error_message")
+        table.add_row(
+            _clip(str(run.get("run_id") or "")[:8]),
+            str(run.get("attempt", "-")),
+            _status(run.get("status")),
+            _when(run.get("scheduled_for")),
+            _when(run.get("started_at")),
+            _when(run.get("completed_at")),
+            "-" if exit_code is None else str(exit_code),
+            _clip(detail, 48),
+        )
+    console.print(table)
+
+
+@click.command()
+@click.argument("payload")
+@click.option("--project", "-p", required=True, help="Project id of the job.")
+@click.option("--cron", help="Cron schedule: 5 or 6 fields, '@every 30s', '@hourly'...")
+@click.option("--at", "at", metavar="RFC3339", help="First fire time, e.g. 2030-01-02T03:04:05Z.")
+@click.option("--retries", type=click.IntRange(min=0), help="Retries after a failed run.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Timeout of one run.",
+)
+@click.option("--timezone", metavar="TZ", help="IANA timezone of the cron schedule.")
+@_client_options
+def submit(
+    payload: str,
+    project: str,
+    cron: str | None,
+    at: str | None,
+    retries: int | None,
+    timeout: float | None,
+    timezone: str | None,
+    url: str,
+    user: str,
+    as_json: bool,
+) -> None:
+    """Submit a job. PAYLOAD is 'cmd:<shell>', 'sleep:<duration>' or text to echo."""
+    with _api(url, user) as client:
+        job = client.submit(
+            project,
+            payload,
+            cron_schedule=cron,
+            next_fire_at=at,
+            max_retries=retries,
+            timeout_seconds=timeout,
+            timezone=timezone,
+        )
+    if as_json:
+        _print_json(job)
+        return
+    _print_job(_console(), job, title="Submitted")
+
+
+@click.command()
+@click.option("--status", "-s", help="Only jobs in this status, e.g. PENDING.")
+@click.option("--project", "-p", help="Only jobs of this project.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=100, show_default=True)
+@_client_options
+def jobs(
+    status: str | None, project: str | None, limit: int, url: str, user: str, as_json: bool
+) -> None:
+    """List your jobs, oldest first."""
+    with _api(url, user) as client:
+        found = client.jobs(
+            status=status.upper() if status else None, project_id=project, limit=limit
+        )
+    if as_json:
+        _print_json(found)
+        return
+    _print_jobs(_console(), found)
+
+
+@click.command()
+@click.argument("job_id")
+@_client_options
+def job(job_id: str, url: str, user: str, as_json: bool) -> None:
+    """Show one job."""
+    with _api(url, user) as client:
+        found = client.job(job_id)
+    if as_json:
+        _print_json(found)
+        return
+    _print_job(_console(), found)
+
+
+@click.command()
+@click.argument("job_id")
+@_client_options
+def runs(job_id: str, url: str, user: str, as_json: bool) -> None:
+    """List the runs of a job, newest first."""
+    with _api(url, user) as client:
+        found = client.runs(job_id)
+    if as_json:
+        _print_json(found)
+        return
+    _print_runs(_console(), found)
+
+
+@click.command()
+@click.argument("job_id")
+@_client_options
+def cancel(job_id: str, url: str, user: str, as_json: bool) -> None:
+    """Cancel a job (a running shell run is killed)."""
+    with _api(url, user) as client:
+        cancelled = client.cancel(job_id)
+    if as_json:
+        _print_json(cancelled)
+        return
+    click.echo(f"Cancelled job {cancelled.get('job_id', job_id)} ({cancelled.get('status')})")
+
+
+CLIENT_COMMANDS: tuple[click.Command, ...] = (submit, jobs, job, runs, cancel)

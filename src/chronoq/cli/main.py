@@ -1,0 +1,18 @@
+"""The ``chronoq`` command group: server commands and client commands."""
+
+from __future__ import annotations
+
+import click
+
+from chronoq.cli.client_commands import CLIENT_COMMANDS
+from chronoq.cli.server_commands import SERVER_COMMANDS
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chronoq")
+def main() -> None:
+    """Chronoq: a distributed job scheduler."""
+
+
+for _command in (*SERVER_COMMANDS, *CLIENT_COMMANDS):
+    main.add_command(_command)

@@ -1,0 +1,286 @@
+"""A small synchronous Python client for the Chronoq HTTP API (``/v1``).
+
+::
+
+    from chronoq import Client
+
+    with Client("http://127.0.0.1:8080", user_id="alice") as client:
+        job = client.submit("reports", "cmd:make report", cron_schedule="0 7 * * *")
+        for run in client.runs(job["job_id"]):
+            print(run["status"], run["output"])
+
+Jobs and runs are returned as the server's JSON objects (plain ``dict``); see
+``docs/api.md``. Errors raise :mod:`chronoq.errors` exceptions carrying the
+server's message: 400 -> ``ValidationError`` (``ScheduleError`` for a bad
+``cron_schedule`` or ``timezone``) with ``field``, 403 -> ``ForbiddenError``,
+404 -> ``NotFoundError``, 409 -> ``ConflictError``, 413 ->
+``PayloadTooLargeError``, 503 or an unreachable server -> ``UnavailableError``,
+anything else -> ``ChronoqError``.
+
+httpx is imported when the first ``Client`` is made, so ``import chronoq``
+stays cheap for processes that never talk HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from chronoq.errors import (
+    ChronoqError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ScheduleError,
+    UnavailableError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["DEFAULT_URL", "Client"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+MAX_PAGE = 1000  # the server's upper bound for ``limit``
+
+_BY_STATUS: dict[int, type[ChronoqError]] = {
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    503: UnavailableError,
+}
+_SCHEDULE_FIELDS = ("cron_schedule", "timezone")
+
+Json = dict[str, Any]
+
+
+class Client:
+    """A connection to one Chronoq server, acting as one user (``X-User-ID``).
+
+    Thread-safe for concurrent calls (httpx's client is); close it with
+    :meth:`close` or use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        user_id: str = "default",
+        timeout: float = 10.0,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        from chronoq import __version__
+
+        self.url = url.rstrip("/")
+        self.user_id = user_id
+        try:
+            self._http = httpx.Client(
+                base_url=self.url,
+                timeout=timeout,
+                transport=transport,
+                headers={"X-User-ID": user_id, "User-Agent": f"chronoq-client/{__version__}"},
+            )
+        except httpx.InvalidURL as exc:
+            raise ValidationError(f"invalid server URL {url!r}: {exc}", field="url") from exc
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r}, user_id={self.user_id!r})"
+
+    # -- jobs ----------------------------------------------------------------
+
+    def submit(
+        self,
+        project_id: str,
+        payload: str,
+        *,
+        cron_schedule: str | None = None,
+        next_fire_at: datetime | str | None = None,
+        max_retries: int | None = None,
+        timeout_seconds: float | None = None,
+        timezone: str | None = None,
+    ) -> Json:
+        """Create one job (``POST /v1/jobs``) and return the job object.
+
+        ``next_fire_at`` is an aware ``datetime`` or an RFC 3339 string; a
+        naive ``datetime`` is refused. Arguments left ``None`` are not sent,
+        so the server's defaults apply.
+        """
+        spec = {
+            "project_id": project_id,
+            "payload": payload,
+            "cron_schedule": cron_schedule,
+            "next_fire_at": next_fire_at,
+            "max_retries": max_retries,
+            "timeout_seconds": timeout_seconds,
+            "timezone": timezone,
+        }
+        return self._object("POST", "/v1/jobs", json=_spec_body(spec))
+
+    def submit_batch(self, specs: Sequence[Mapping[str, Any]]) -> list[Json]:
+        """Create 1–1000 jobs at once, all or nothing (``POST /v1/jobs:batch``).
+
+        Each spec is a mapping with the keyword names of :meth:`submit`
+        (``project_id`` and ``payload`` required). An error's ``field`` names
+        the item, e.g. ``jobs[3].cron_schedule``.
+        """
+        body = {"jobs": [_spec_body(spec, prefix=f"jobs[{i}].") for i, spec in enumerate(specs)]}
+        return _items(self._object("POST", "/v1/jobs:batch", json=body))
+
+    def jobs(
+        self, status: str | None = None, project_id: str | None = None, limit: int = 100
+    ) -> list[Json]:
+        """The caller's jobs, oldest first: at most ``limit`` of them.
+
+        Follows the server's cursors as needed, so ``limit`` may exceed the
+        per-page maximum of 1000. Use :meth:`iter_jobs` to walk every job
+        lazily, or :meth:`jobs_page` to paginate by hand.
+        """
+        if limit < 1:
+            raise ValidationError(f"limit must be >= 1, got {limit}", field="limit")
+        found: list[Json] = []
+        cursor: str | None = None
+        while len(found) < limit:
+            page, cursor = self.jobs_page(
+                status, project_id, min(limit - len(found), MAX_PAGE), cursor
+            )
+            found.extend(page)
+            if cursor is None or not page:
+                break
+        return found[:limit]
+
+    def iter_jobs(
+        self, status: str | None = None, project_id: str | None = None, page_size: int = 100
+    ) -> Iterator[Json]:
+        """Every matching job, oldest first, fetching one page at a time."""
+        cursor: str | None = None
+        while True:
+            page, cursor = self.jobs_page(status, project_id, page_size, cursor)
+            yield from page
+            if cursor is None or not page:
+                return
+
+    def jobs_page(
+        self,
+        status: str | None = None,
+        project_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Json], str | None]:
+        """One page of ``GET /v1/jobs``: ``(items, next_cursor)``; the cursor is None at the end."""
+        params = {"status": status, "project_id": project_id, "limit": limit, "cursor": cursor}
+        query = {key: value for key, value in params.items() if value is not None}
+        body = self._object("GET", "/v1/jobs", params=query)
+        next_cursor = body.get("next_cursor")
+        return _items(body), next_cursor if isinstance(next_cursor, str) else None
+
+    def job(self, job_id: str) -> Json:
+        """One job (``GET /v1/jobs/{id}``); ``NotFoundError`` for a missing or foreign id."""
+        return self._object("GET", _job_path(job_id))
+
+    def runs(self, job_id: str) -> list[Json]:
+        """The job's runs, newest first (``GET /v1/jobs/{id}/runs``)."""
+        return _items(self._object("GET", _job_path(job_id) + "/runs"))
+
+    def cancel(self, job_id: str) -> Json:
+        """Cancel a job (``DELETE /v1/jobs/{id}``); returns it with status ``CANCELLED``."""
+        return self._object("DELETE", _job_path(job_id))
+
+    def health(self) -> Json:
+        """``GET /health``: ``{"status": "ok"}`` when the server is up."""
+        return self._object("GET", "/health")
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _object(self, method: str, path: str, **kwargs: Any) -> Json:
+        response = self._send(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ChronoqError(f"{method} {path}: expected a JSON object from the server")
+        return body
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        try:
+            return self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise UnavailableError(f"the server at {self.url} is not reachable ({exc})") from exc
+        except httpx.TimeoutException as exc:
+            raise ChronoqError(f"{method} {path} to {self.url} timed out") from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise ChronoqError(f"{method} {path} to {self.url} failed: {exc}") from exc
+
+
+def _job_path(job_id: str) -> str:
+    return "/v1/jobs/" + quote(job_id, safe="")
+
+
+def _spec_body(spec: Mapping[str, Any], prefix: str = "") -> Json:
+    """Drop ``None`` values and render ``next_fire_at`` datetimes as RFC 3339."""
+    body = {key: value for key, value in spec.items() if value is not None}
+    when = body.get("next_fire_at")
+    if isinstance(when, datetime):
+        body["next_fire_at"] = _rfc3339(when, field=prefix + "next_fire_at")
+    return body
+
+
+def _rfc3339(when: datetime, *, field: str) -> str:
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValidationError(
+            f"{field} must be timezone-aware, got {when.isoformat()}", field=field
+        )
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _items(body: Json) -> list[Json]:
+    items = body.get("items")
+    if not isinstance(items, list):
+        raise ChronoqError("expected an 'items' list from the server")
+    return items
+
+
+def _error_from(response: httpx.Response) -> ChronoqError:
+    """Turn an error response (``{"error": {code, message, field}}``) into an exception."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    if not isinstance(error, dict):
+        error = {}
+    status = response.status_code
+    message = str(error.get("message") or f"HTTP {status}: {response.text[:200].strip()}")
+    if status == 400:
+        field = error.get("field")
+        field = str(field) if field is not None else None
+        is_schedule = field is not None and field.endswith(_SCHEDULE_FIELDS)
+        return (ScheduleError if is_schedule else ValidationError)(message, field=field)
+    return _BY_STATUS.get(status, ChronoqError)(message)

@@ -1,0 +1,1 @@
+"""The pure domain of Chronoq: standard library only, no I/O."""

@@ -1,0 +1,119 @@
+"""Jobs and runs as values, and the pure rules that build them.
+
+A *fire* is one due time of a job, identified by ``(job_id, scheduled_for)``;
+each attempt at a fire is a *run*. These classes carry no behaviour that needs
+I/O; the stores persist them and the services move them through the states of
+``chronoq.domain.states``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from chronoq.domain.states import JobStatus, RunStatus
+
+OFFLOAD_THRESHOLD = 1024
+"""Payloads longer than this many bytes go to the blob store (the seed's 1 KiB)."""
+
+BLOB_REF_PREFIX = "blob:"
+
+
+def shard_of(job_id: str, shard_count: int) -> int:
+    """The shard a job lives in: a stable hash of its id modulo the shard count."""
+    digest = hashlib.blake2b(job_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % shard_count
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """A validated submission, before it has an id."""
+
+    user_id: str
+    project_id: str
+    payload: str
+    cron_schedule: str | None = None
+    timezone: str | None = None
+    next_fire_at: datetime | None = None
+    max_retries: int = 0
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A job as stored. ``payload`` is inline, or ``None`` with ``payload_ref`` set."""
+
+    job_id: str
+    user_id: str
+    project_id: str
+    payload: str | None
+    payload_ref: str | None
+    payload_size: int
+    cron_schedule: str | None
+    timezone: str | None
+    next_fire_at: datetime | None
+    shard_id: int
+    status: JobStatus
+    max_retries: int
+    timeout_seconds: float | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def recurring(self) -> bool:
+        return self.cron_schedule is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Run:
+    """One attempt at one fire of a job."""
+
+    run_id: str
+    job_id: str
+    user_id: str
+    scheduled_for: datetime
+    attempt: int
+    status: RunStatus
+    triggered_at: datetime
+    available_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    output: str | None = None
+    exit_code: int | None = None
+    worker_id: str | None = None
+    error_message: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedRun:
+    """A run a worker holds under a lease, with what it needs to execute it."""
+
+    run_id: str
+    job_id: str
+    attempt: int
+    scheduled_for: datetime
+    available_at: datetime
+    payload: str | None
+    payload_ref: str | None
+    timeout_seconds: float | None
+    max_retries: int
+    recurring: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOutcome:
+    """What a worker reports when an attempt ends; applied with compare-and-set."""
+
+    run_id: str
+    worker_id: str
+    attempt: int
+    status: RunStatus
+    started_at: datetime
+    completed_at: datetime
+    output: str
+    exit_code: int | None
+    error_message: str | None
+    retry_at: datetime | None = None
+    """When ``status`` is RETRY_SCHEDULED: when attempt + 1 becomes available."""

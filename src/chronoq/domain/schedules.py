@@ -1,0 +1,458 @@
+"""Recurring schedules: cron (5 or 6 fields, seconds first), descriptors, ``@every``.
+
+``parse_schedule(expression, timezone)`` turns a user's expression into a
+``Schedule`` whose ``next_after(t)`` gives the first fire strictly after ``t``,
+as an aware UTC datetime (``None`` when there is none). Parsed schedules are
+immutable and cached, so calling ``parse_schedule`` on a hot path is cheap.
+
+Forms (as the seed's robfig/cron parser reads them):
+
+* ``m h dom mon dow`` (5 fields, second 0) or ``s m h dom mon dow`` (6 fields,
+  SECONDS FIRST: ``*/2 * * * * *`` fires on every even second). ``?`` means
+  ``*``; month and day names (``JAN``, ``MON``) and cronsim's ``L``, ``LW`` and
+  ``#`` forms are accepted. When both day-of-month and day-of-week are
+  restricted a day matches either (Vixie cron); when one starts with ``*``
+  both must match.
+* ``@yearly`` (``@annually``), ``@monthly``, ``@weekly``, ``@daily``
+  (``@midnight``), ``@hourly``.
+* ``@every <Go duration>`` (``@every 2s``, ``@every 1h30m``), at least 1 s.
+  Anchored: ``next_after(t) == t + interval``; the caller passes the last
+  *scheduled* fire, so fires do not drift. Absolute time; the timezone is
+  irrelevant.
+
+Timezones and DST (DESIGN §5.9). Cron fields are matched against the wall
+clock of the schedule's IANA timezone (UTC by default); results are UTC.
+
+* **Fixed-time** schedules — the hour field does not start with ``*`` (``30 2
+  * * *``, ``0 9-17 * * *``, ``@daily``): a wall time that does not exist
+  (spring-forward gap) fires ONCE, at the transition instant (America/New_York
+  2026-03-08 ``30 2 * * *`` -> 07:00 UTC = 03:00 EDT; several gap times, and a
+  real fire at that same instant, collapse into that one fire); a wall time that
+  occurs twice (fall-back overlap) fires ONCE, at its first occurrence.
+* **Interval-like** schedules — the hour field is ``*`` or ``*/n`` (``0 * * *
+  *``, ``*/10 * * * * *``, ``@hourly``): they follow absolute time, i.e. they
+  fire at every instant whose local wall clock matches the fields. In a gap
+  they have no fires for the missing wall times; in an overlap they fire in
+  both passes (``0 * * * *`` fires at 01:00 EDT and again at 01:00 EST).
+
+``next_after`` never returns a time ``<= after`` and always terminates: a cron
+search looks at most 400 years ahead (the Gregorian cycle, so an expression
+that parses fires within any such window) and ``None`` only comes back when the
+answer would pass year 9999. Expressions that can never fire (``0 0 30 2 *``)
+are rejected at parse time.
+
+cronsim parses and validates the fields and decides which days match; the
+search itself is ours, over cronsim's parsed field sets, in naive wall time,
+so DST is handled here and not by cronsim (which either ticks in UTC or
+applies Debian-cron fixups to 5-field expressions only).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from datetime import MAXYEAR, UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
+from typing import Final, Protocol
+from zoneinfo import ZoneInfo
+
+from cronsim import CronSim, CronSimError
+
+from chronoq.domain.durations import parse_go_duration
+from chronoq.errors import ScheduleError, ValidationError
+
+__all__ = [
+    "CronSchedule",
+    "EverySchedule",
+    "Schedule",
+    "parse_schedule",
+    "validate_timezone",
+]
+
+MIN_EVERY: Final = timedelta(seconds=1)
+_SEARCH_YEARS: Final = 400
+_ONE_SECOND: Final = timedelta(seconds=1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_FIELD = "cron_schedule"
+
+DESCRIPTORS: Final[dict[str, str]] = {
+    "@yearly": "0 0 0 1 1 *",
+    "@annually": "0 0 0 1 1 *",
+    "@monthly": "0 0 0 1 * *",
+    "@weekly": "0 0 0 * * 0",
+    "@daily": "0 0 0 * * *",
+    "@midnight": "0 0 0 * * *",
+    "@hourly": "0 0 * * * *",
+}
+
+# (name, lowest, highest, symbolic names) per field of the 6-field form.
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+_FIELDS: Final = (
+    ("second", 0, 59, ()),
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 0, 7, _DAYS),
+)
+# cronsim reads `a-a/n` as `a/n` (a to the field's end): make it `a` as robfig does.
+_SAME_BOUNDS_STEP = re.compile(r"(?<![^,])(\w+)-\1/\d+(?![^,])")
+# cronsim's day-of-week `a/n` runs to 7 (Sunday again); robfig's stops at 6 (Saturday).
+_DOW_OPEN_STEP = re.compile(r"(?<![^,])([0-6]|MON|TUE|WED|THU|FRI|SAT)/(?=\d+(?![^,]))")
+_ZONE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC"})  # evaluated on the fast path, no DST
+_NOT_ZONES = frozenset({"localtime", "posixrules"})  # host-dependent files, not IANA zones
+
+
+class Schedule(Protocol):
+    """A parsed recurring schedule."""
+
+    @property
+    def expression(self) -> str:
+        """The expression as the user gave it, stripped."""
+        ...
+
+    @property
+    def timezone(self) -> str | None:
+        """The IANA timezone the fields are read in; ``None`` means UTC."""
+        ...
+
+    def next_after(self, after: datetime) -> datetime | None:
+        """The first fire strictly after ``after``, as an aware UTC datetime.
+
+        ``after`` must be timezone-aware (any zone), else ``ValueError``.
+        ``None`` when the schedule has no later fire.
+        """
+        ...
+
+
+def validate_timezone(name: str) -> str:
+    """Return ``name`` if it is a loadable IANA timezone key, else raise ``ScheduleError``."""
+    _load_zone(name)
+    return name
+
+
+def parse_schedule(expression: str, timezone: str | None = None) -> Schedule:
+    """Parse a cron expression, descriptor or ``@every`` into a ``Schedule``.
+
+    ``timezone`` is an IANA key (``Europe/Berlin``); ``None`` means UTC.
+    Raises ``ScheduleError`` (a ``ValidationError``) with a user-facing message
+    for an invalid expression or an unknown timezone. Results are cached.
+    """
+    if not isinstance(expression, str):
+        raise ScheduleError(f"invalid {_FIELD}: expected a string", field=_FIELD)
+    if timezone is not None and not isinstance(timezone, str):
+        raise ScheduleError("invalid timezone: expected a string", field="timezone")
+    return _parse_cached(expression, timezone)
+
+
+@lru_cache(maxsize=4096)
+def _parse_cached(expression: str, timezone: str | None) -> Schedule:
+    text = expression.strip()
+    zone = None if timezone is None or timezone in _UTC_NAMES else _load_zone(timezone)
+    if not text:
+        raise ScheduleError(f"invalid {_FIELD} {text!r}: empty", field=_FIELD)
+    if text.startswith("@"):
+        head, _, rest = text.partition(" ")
+        head = head.lower()
+        if head == "@every":
+            return EverySchedule(text, timezone, _every_interval(text, rest))
+        spec = DESCRIPTORS.get(head)
+        if spec is None:
+            known = ", ".join([*DESCRIPTORS, "@every <duration>"])
+            raise ScheduleError(
+                f"invalid {_FIELD} {text!r}: unknown descriptor (expected one of {known})",
+                field=_FIELD,
+            )
+        if rest.strip():
+            raise ScheduleError(
+                f"invalid {_FIELD} {text!r}: {head} takes no arguments", field=_FIELD
+            )
+    else:
+        spec = _normalise_cron(text)
+    fields = _CronFields(text, spec)
+    fixed_time = not spec.split()[2].startswith("*")
+    return CronSchedule(text, timezone, spec, fixed_time, fields, zone)
+
+
+@dataclass(frozen=True, slots=True)
+class EverySchedule:
+    """``@every <interval>``: fires every ``interval`` of absolute time, anchored on ``after``."""
+
+    expression: str
+    timezone: str | None
+    interval: timedelta
+
+    def next_after(self, after: datetime) -> datetime | None:
+        """``after + interval``, added in UTC (anchored: pass the last scheduled fire, not "now").
+
+        Added in UTC, not in ``after``'s zone: Python's aware arithmetic is wall-clock.
+        """
+        return _utc(after) + self.interval
+
+
+@dataclass(frozen=True, slots=True)
+class CronSchedule:
+    """A cron expression read in ``timezone``; build it with ``parse_schedule``.
+
+    ``spec`` is the 6-field, seconds-first form that is evaluated; ``fixed_time``
+    selects the DST rule (see the module docstring).
+    """
+
+    expression: str
+    timezone: str | None
+    spec: str
+    fixed_time: bool
+    _fields: _CronFields = field(repr=False, compare=False)
+    _zone: tzinfo | None = field(repr=False, compare=False)
+
+    def next_after(self, after: datetime) -> datetime | None:
+        """The first fire strictly after ``after`` (aware) as UTC, or ``None`` past year 9999."""
+        a = _utc(after)
+        try:
+            if self._zone is None:
+                wall = self._fields.next_wall(a.replace(tzinfo=None))
+                return None if wall is None else wall.replace(tzinfo=UTC)
+            return self._next_in_zone(a, self._zone)
+        except OverflowError:
+            return None
+
+    def _next_in_zone(self, a: datetime, zone: tzinfo) -> datetime | None:
+        local = a.astimezone(zone)
+        cursor = local.replace(tzinfo=None, fold=0)
+        before, after_ = _offsets(cursor, zone)
+        if before > after_:  # `a` lies in a fall-back overlap
+            start = _transition(cursor - before, cursor - after_, zone).replace(tzinfo=None)
+            overlap_start, overlap_end = start + after_, start + before
+            if local.fold == 1 and self.fixed_time:
+                # Second pass: fixed-time fires in the overlap already happened.
+                cursor = overlap_end - _ONE_SECOND
+            elif local.fold == 0 and not self.fixed_time:
+                # First pass: the second pass (wall times before `cursor`) comes first.
+                found = self._first_pass_next(cursor, overlap_start, overlap_end, before, after_)
+                if found is not None:
+                    return found
+        for _ in range(64):  # each turn returns or moves past a gap; 2 turns are typical
+            wall = self._fields.next_wall(cursor)
+            if wall is None:
+                return None
+            before, after_ = _offsets(wall, zone)
+            if before == after_:
+                fire = _as_utc(wall, before)
+            elif before > after_:  # ambiguous: first pass, and the second for interval-like
+                fire = _as_utc(wall, before)
+                if fire <= a and not self.fixed_time:
+                    fire = _as_utc(wall, after_)
+            else:  # nonexistent: fixed-time fires at the transition, interval-like skips
+                start = _transition(wall - after_, wall - before, zone)
+                if self.fixed_time:
+                    fire = start
+                else:
+                    cursor = start.replace(tzinfo=None) + after_ - _ONE_SECOND
+                    continue
+            if fire > a:
+                return fire
+            cursor = wall
+        raise RuntimeError(f"next_after({a}) did not converge for {self!r}")
+
+    def _first_pass_next(
+        self,
+        cursor: datetime,
+        overlap_start: datetime,
+        overlap_end: datetime,
+        before: timedelta,
+        after_: timedelta,
+    ) -> datetime | None:
+        """Interval-like fire after a first-pass instant: later in the first pass, else the
+        earliest in the second pass; ``None`` means "after the overlap"."""
+        wall = self._fields.next_wall(cursor)
+        if wall is not None and wall < overlap_end:
+            return _as_utc(wall, before)
+        wall = self._fields.next_wall(overlap_start - _ONE_SECOND)
+        if wall is not None and wall < overlap_end:
+            return _as_utc(wall, after_)
+        return None
+
+
+class _CronFields:
+    """cronsim's parsed fields and our search for the next matching naive wall time."""
+
+    __slots__ = ("_first", "_hours", "_minutes", "_months", "_seconds", "_sim")
+
+    def __init__(self, text: str, spec: str) -> None:
+        try:
+            sim = CronSim(spec, datetime(2000, 1, 1))
+        except CronSimError as exc:
+            raise ScheduleError(_explain_cron_error(text, spec, exc), field=_FIELD) from None
+        self._sim = sim
+        self._seconds = tuple(sorted(sim.seconds))
+        self._minutes = tuple(sorted(sim.minutes))
+        self._hours = tuple(sorted(sim.hours))
+        self._months = frozenset(sim.months)
+        self._first = time(self._hours[0], self._minutes[0], self._seconds[0])
+        if self.next_wall(datetime(1999, 12, 31, 23, 59, 59)) is None:
+            raise ScheduleError(f"invalid {_FIELD} {text!r}: it never fires", field=_FIELD)
+
+    def next_wall(self, after: datetime) -> datetime | None:
+        """First naive wall time matching the fields strictly after naive ``after``.
+
+        Looks at most 400 years ahead (a whole Gregorian cycle) and not past year 9999.
+        """
+        start = after.replace(microsecond=0) + _ONE_SECOND
+        day = start.date()
+        found = self._time_from(start.hour, start.minute, start.second)
+        limit = day.year + _SEARCH_YEARS
+        months, match_day = self._months, self._sim.match_day
+        while day.year <= limit:
+            if day.month not in months:
+                if day.month == 12 and day.year == MAXYEAR:
+                    return None
+                day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+                found = self._first
+                continue
+            if found is not None and match_day(day):
+                return datetime.combine(day, found)
+            if day == date.max:
+                return None
+            day += timedelta(days=1)
+            found = self._first
+        return None
+
+    def _time_from(self, hour: int, minute: int, second: int) -> time | None:
+        """The earliest matching time of day at or after ``hour:minute:second``."""
+        hours, minutes, seconds = self._hours, self._minutes, self._seconds
+        i = bisect_left(hours, hour)
+        if i < len(hours) and hours[i] == hour:
+            j = bisect_left(minutes, minute)
+            if j < len(minutes) and minutes[j] == minute:
+                k = bisect_left(seconds, second)
+                if k < len(seconds):
+                    return time(hour, minute, seconds[k])
+                j += 1
+            if j < len(minutes):
+                return time(hour, minutes[j], seconds[0])
+            i += 1
+        if i < len(hours):
+            return time(hours[i], minutes[0], seconds[0])
+        return None
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"next_after needs a timezone-aware datetime, got naive {value!r}")
+    return value.astimezone(UTC)
+
+
+def _as_utc(wall: datetime, offset: timedelta) -> datetime:
+    return (wall - offset).replace(tzinfo=UTC)
+
+
+def _offsets(wall: datetime, zone: tzinfo) -> tuple[timedelta, timedelta]:
+    """UTC offsets of naive ``wall`` read with fold=0 and fold=1 (PEP 495).
+
+    Equal: an ordinary time. fold0 > fold1: ambiguous (fall-back overlap), fold0
+    is the first occurrence. fold0 < fold1: nonexistent (spring-forward gap).
+    """
+    first = zone.utcoffset(wall)
+    second = zone.utcoffset(wall.replace(fold=1))
+    if first is None or second is None:  # pragma: no cover - ZoneInfo always answers
+        raise ValueError(f"timezone {zone!r} has no UTC offset")
+    return first, second
+
+
+def _transition(low: datetime, high: datetime, zone: tzinfo) -> datetime:
+    """The instant in ``(low, high]`` (naive UTC) where the offset becomes that of ``high``.
+
+    Transitions are whole seconds; the range spans one transition (at most a DST shift).
+    """
+    lo = (low.replace(tzinfo=UTC) - _EPOCH) // _ONE_SECOND
+    hi = -((_EPOCH - high.replace(tzinfo=UTC)) // _ONE_SECOND)  # ceiling
+    target = datetime.fromtimestamp(hi, zone).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, zone).utcoffset() == target:
+            hi = mid
+        else:
+            lo = mid
+    return _EPOCH + timedelta(seconds=hi)
+
+
+def _load_zone(name: str) -> tzinfo:
+    message = f"unknown timezone {name!r}: expected an IANA name such as 'Europe/Berlin'"
+    if not isinstance(name, str) or _ZONE_KEY.fullmatch(name) is None or name in _NOT_ZONES:
+        raise ScheduleError(message, field="timezone")
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise ScheduleError(message, field="timezone") from None
+
+
+def _every_interval(text: str, duration: str) -> timedelta:
+    if not duration.strip():
+        raise ScheduleError(
+            f"invalid {_FIELD} {text!r}: @every needs a duration such as '@every 5m'",
+            field=_FIELD,
+        )
+    try:
+        interval = parse_go_duration(duration)
+    except ValidationError as exc:
+        raise ScheduleError(f"invalid {_FIELD} {text!r}: {exc.message}", field=_FIELD) from None
+    if interval < MIN_EVERY:
+        raise ScheduleError(
+            f"invalid {_FIELD} {text!r}: @every interval must be at least 1s", field=_FIELD
+        )
+    return interval
+
+
+def _normalise_cron(text: str) -> str:
+    """The 6-field, seconds-first, ``?``-free form of a 5- or 6-field expression."""
+    parts = text.upper().replace("?", "*").split()
+    if len(parts) == 5:
+        parts.insert(0, "0")
+    elif len(parts) != 6:
+        raise ScheduleError(
+            f"invalid {_FIELD} {text!r}: expected 5 fields (minute hour day-of-month month "
+            f"day-of-week) or 6 with seconds first, got {len(parts)}",
+            field=_FIELD,
+        )
+    parts = [_SAME_BOUNDS_STEP.sub(r"\1", part) for part in parts]
+    parts[5] = _DOW_OPEN_STEP.sub(r"\1-6/", parts[5])
+    return " ".join(parts)
+
+
+def _explain_cron_error(text: str, spec: str, exc: CronSimError) -> str:
+    """Turn cronsim's terse "Bad minute" into a message that names the problem."""
+    prefix = f"invalid {_FIELD} {text!r}: "
+    for (name, low, high, names), value in zip(_FIELDS, spec.split(), strict=True):
+        if str(exc) == f"Bad {name}":
+            return prefix + _diagnose_field(name, low, high, names, value.upper())
+    return prefix + str(exc)
+
+
+def _diagnose_field(name: str, low: int, high: int, names: tuple[str, ...], value: str) -> str:
+    for term in value.split(","):
+        base, slash, step = term.partition("/")
+        if not term:
+            return f"empty item in {name} field {value!r}"
+        if slash and (not step.isdigit() or int(step) == 0):
+            return f"step {step!r} in {name} field must be a positive integer"
+        numbers = []
+        for token in base.split("-", 1):
+            if name == "day-of-week":
+                token = token.split("#", 1)[0].removesuffix("L")
+            if token == "*" or (name == "day-of-month" and token in ("L", "LW")):
+                continue
+            number = names.index(token) + (name == "month") if token in names else None
+            if number is None and not token.isdigit():
+                return f"unrecognised value {token!r} in {name} field {value!r}"
+            number = int(token) if number is None else number
+            if not low <= number <= high:
+                return f"{name} value {number} out of range {low}-{high}"
+            numbers.append(number)
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            return f"range {base} in {name} field is reversed (start after end)"
+    if name == "day-of-month":
+        return f"day-of-month {value!r} never occurs in the chosen months"
+    return f"invalid {name} field {value!r}"

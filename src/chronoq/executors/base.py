@@ -1,0 +1,158 @@
+"""The executor interface: what a worker hands an executor and what it gets back.
+
+A payload is a string; its prefix picks the executor (the seed's protocol):
+``cmd:<script>`` runs a shell, ``sleep:<Go duration>`` sleeps, anything else is
+echoed. The worker never looks inside a payload: it asks an ``ExecutorRegistry``
+for the executor of the payload and awaits ``execute``.
+
+Contract of every executor:
+
+* ``execute`` never raises for a failure of the job itself (bad payload, non-zero
+  exit, timeout): it returns an ``ExecutionResult`` with ``succeeded=False`` and a
+  human-readable ``error``. It raises only ``asyncio.CancelledError`` (re-raised
+  after cleaning up everything it started) and genuine bugs.
+* It honours ``request.timeout_seconds``: a job that runs longer ends with
+  ``timed_out=True`` shortly after the timeout (plus the executor's kill grace).
+* ``output`` holds at most about ``request.output_limit`` bytes of the job's output
+  (plus a truncation mark).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "ExecutionRequest",
+    "ExecutionResult",
+    "Executor",
+    "ExecutorRegistry",
+    "RefusedExecutor",
+    "timeout_message",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionRequest:
+    """One attempt of one run, as the worker hands it to an executor.
+
+    ``payload`` is the full payload string, prefix included (``"cmd:echo hi"``).
+    ``env`` is the complete environment of any child process, already scrubbed
+    (see ``scrubbed_environment``); an empty mapping means an empty environment.
+    Raises ``ValueError`` if ``timeout_seconds <= 0`` or ``output_limit < 0``.
+    """
+
+    run_id: str
+    job_id: str
+    attempt: int
+    payload: str
+    timeout_seconds: float
+    output_limit: int = 1_048_576
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.timeout_seconds > 0:
+            raise ValueError(f"timeout_seconds must be > 0, got {self.timeout_seconds!r}")
+        if self.output_limit < 0:
+            raise ValueError(f"output_limit must be >= 0, got {self.output_limit!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionResult:
+    """The outcome of one execution.
+
+    ``exit_code`` is set only by executors that run a process: the process's exit
+    status, or ``-N`` when it was killed by signal ``N``. ``error`` is set whenever
+    ``succeeded`` is false. ``timed_out`` implies ``not succeeded``.
+    """
+
+    succeeded: bool
+    output: str = ""
+    exit_code: int | None = None
+    error: str | None = None
+    timed_out: bool = False
+
+
+def timeout_message(seconds: float) -> str:
+    """The ``error`` of a timed-out result, the same for every executor."""
+    return f"timed out after {seconds:g}s"
+
+
+class Executor(Protocol):
+    """Runs payloads that start with ``prefix`` (``""`` for the default executor)."""
+
+    prefix: str
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Run ``request`` to completion, timeout or cancellation (see module contract)."""
+        ...
+
+
+class RefusedExecutor:
+    """Fails every payload with its prefix, without running anything.
+
+    Used for kinds switched off by the operator (``cmd:`` on a public server): a
+    refused payload must fail loudly, never fall through to the echo executor.
+    """
+
+    def __init__(self, prefix: str, reason: str) -> None:
+        self.prefix = prefix
+        self.reason = reason
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Return a failed result carrying ``reason``."""
+        return ExecutionResult(succeeded=False, error=self.reason)
+
+
+class ExecutorRegistry:
+    """Maps payloads to executors by the longest matching prefix.
+
+    Prefixes are case-sensitive and matched at the very start of the payload, as
+    the seed did. Payloads matching no registered prefix go to ``default``.
+    Registering a prefix again replaces the previous executor (or refusal).
+    """
+
+    __slots__ = ("_by_prefix", "_default", "_ordered")
+
+    def __init__(self, default: Executor) -> None:
+        self._default = default
+        self._by_prefix: dict[str, Executor] = {}
+        self._ordered: tuple[tuple[str, Executor], ...] = ()
+
+    @property
+    def default(self) -> Executor:
+        """The executor of payloads without a registered prefix."""
+        return self._default
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """Registered prefixes (refused ones included), longest first."""
+        return tuple(prefix for prefix, _ in self._ordered)
+
+    def register(self, executor: Executor) -> None:
+        """Route payloads starting with ``executor.prefix`` to ``executor``.
+
+        Raises ``ValueError`` for an empty prefix: the default is fixed at construction.
+        """
+        if not executor.prefix:
+            raise ValueError("an executor needs a non-empty prefix; pass the default at init")
+        self._by_prefix[executor.prefix] = executor
+        self._ordered = tuple(
+            sorted(self._by_prefix.items(), key=lambda item: len(item[0]), reverse=True)
+        )
+
+    def refuse(self, prefix: str, reason: str) -> None:
+        """Make payloads starting with ``prefix`` fail with ``reason`` and run nothing."""
+        self.register(RefusedExecutor(prefix, reason))
+
+    def resolve(self, payload: str) -> Executor:
+        """Return the executor of the longest registered prefix of ``payload``, else default."""
+        for prefix, executor in self._ordered:
+            if payload.startswith(prefix):
+                return executor
+        return self._default
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Shorthand for ``resolve(request.payload).execute(request)``."""
+        return await self.resolve(request.payload).execute(request)

@@ -1,0 +1,213 @@
+"""``cmd:<script>``: runs ``sh -c <script>``, and makes sure nothing it started survives.
+
+Shell jobs are remote code execution by design (DESIGN §8), so every run gets:
+
+* its own session and process group (``start_new_session``), whose id is the
+  shell's pid; every signal below goes to the whole group;
+* stdin from ``/dev/null``; stdout and stderr combined into one pipe that is
+  drained to the end, keeping the first ``output_limit`` bytes and counting the
+  rest (the child never blocks on a full pipe), then a truncation mark;
+* exactly ``request.env`` as its environment (the worker scrubs it first);
+* a fresh temporary working directory, removed afterwards.
+
+Lifecycle of one run::
+
+    running --main exits--------------------------> KILL group -> drain -> result
+       |
+       +--timeout--> TERM group --main exited and pipe closed, or kill_grace--> KILL group
+       |                                                     -> drain -> timed_out result
+       +--task cancelled--> TERM group --(same)--> KILL group -> re-raise CancelledError
+
+"drain" waits at most ``drain_grace`` for the pipe to close, then stops reading:
+a process that left the group (``setsid``) and still holds the pipe cannot stall
+the worker. Such a process is beyond a process group's reach; only a cgroup
+would catch it. The main process is always awaited, even when the task is
+cancelled again during cleanup (no zombie, no open transport); orphans killed in
+the group are reaped by init (in a container, run an init such as tini).
+
+Wall time of one run is at most ``timeout + kill_grace + drain_grace`` (a
+cancellation that lands during the timeout's grace may add one more grace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from asyncio.subprocess import DEVNULL, STDOUT, Process
+
+from chronoq.executors.base import ExecutionRequest, ExecutionResult, timeout_message
+
+__all__ = ["ShellExecutor"]
+
+
+class ShellExecutor:
+    """Runs ``cmd:`` payloads with ``shell -c``; see the module docstring for the contract.
+
+    ``kill_grace``: seconds between SIGTERM and SIGKILL on timeout or cancellation.
+    ``drain_grace``: seconds to wait for the output pipe to close once the group is killed.
+    ``workdir_root``: where per-run directories are made (default: the system temp dir).
+    """
+
+    prefix = "cmd:"
+
+    def __init__(
+        self,
+        *,
+        shell: str = "/bin/sh",
+        kill_grace: float = 2.0,
+        drain_grace: float = 1.0,
+        workdir_root: str | None = None,
+    ) -> None:
+        if kill_grace < 0 or drain_grace < 0:
+            raise ValueError("kill_grace and drain_grace must be >= 0")
+        self.shell = shell
+        self.kill_grace = kill_grace
+        self.drain_grace = drain_grace
+        self.workdir_root = workdir_root
+
+    async def execute(self, request: ExecutionRequest) -> ExecutionResult:
+        """Run the script to exit, timeout or cancellation; clean up in every case."""
+        script = request.payload.removeprefix(self.prefix)
+        workdir = tempfile.mkdtemp(prefix="chronoq-run-", dir=self.workdir_root)
+        try:
+            return await self._run(script, request, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    async def _run(self, script: str, request: ExecutionRequest, workdir: str) -> ExecutionResult:
+        loop = asyncio.get_running_loop()
+        capture = _Capture(request.output_limit, loop)
+        read_fd, write_fd = os.pipe()
+        reader = os.fdopen(read_fd, "rb", buffering=0)  # owns read_fd from here on
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: capture, reader)
+        except BaseException:
+            reader.close()
+            os.close(write_fd)
+            raise
+        try:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    self.shell,
+                    "-c",
+                    script,
+                    stdin=DEVNULL,
+                    stdout=write_fd,
+                    stderr=STDOUT,
+                    cwd=workdir,
+                    env=dict(request.env),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                error = f"could not start {self.shell}: {exc}"
+                return ExecutionResult(succeeded=False, error=error)
+            finally:
+                os.close(write_fd)  # the child holds its copy; EOF comes when the group is gone
+            return await self._supervise(proc, capture, request.timeout_seconds)
+        finally:
+            transport.close()
+
+    async def _supervise(self, proc: Process, capture: _Capture, limit: float) -> ExecutionResult:
+        """Wait ``limit`` seconds for the main process, then end the group; see the module doc."""
+        group = proc.pid
+        exited = asyncio.create_task(proc.wait())
+        try:
+            done, _ = await asyncio.wait((exited,), timeout=limit)
+            timed_out = not done
+            if timed_out:
+                await self._terminate(group, exited, capture)
+            _kill_group(group, signal.SIGKILL)  # whatever the main process left behind
+            await asyncio.wait((capture.closed,), timeout=self.drain_grace)
+        except BaseException:  # cancelled (or a bug): nothing we started may survive
+            await self._terminate(group, exited, capture)
+            raise
+        finally:
+            _kill_group(group, signal.SIGKILL)
+            if not exited.done():  # only on a bug: cleanup always reaps
+                exited.cancel()
+        return _result(exited.result(), capture.text(), timed_out, limit)
+
+    async def _terminate(self, group: int, exited: asyncio.Task[int], capture: _Capture) -> None:
+        """TERM the group; KILL it once the main process and the pipe are done or grace ends.
+
+        A cancellation during the grace cuts the grace short, never the KILL or the reap.
+        """
+        _kill_group(group, signal.SIGTERM)
+        try:
+            await asyncio.wait((exited, capture.closed), timeout=self.kill_grace)
+        finally:
+            _kill_group(group, signal.SIGKILL)
+            await _reap(exited)
+
+
+class _Capture(asyncio.Protocol):
+    """Keeps the first ``limit`` bytes read from a pipe, counts the rest, never pauses."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._limit = limit
+        self._kept = bytearray()
+        self._omitted = 0
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def data_received(self, data: bytes) -> None:
+        room = self._limit - len(self._kept)
+        if room >= len(data):
+            self._kept += data
+        else:
+            if room > 0:
+                self._kept += data[:room]
+            self._omitted += len(data) - max(room, 0)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def text(self) -> str:
+        """The kept output as text (invalid UTF-8 replaced), with a mark if any was dropped."""
+        out = self._kept.decode("utf-8", errors="replace")
+        if self._omitted:
+            out += f"\n...[output truncated: {self._omitted} bytes omitted]"
+        return out
+
+
+async def _reap(exited: asyncio.Task[int]) -> None:
+    """Await the main process (just SIGKILLed, so quickly) even through cancellation.
+
+    A cancellation that arrives meanwhile is re-raised once the process is reaped, so
+    the event loop is never left with a running child or an open transport.
+    """
+    cancelled = False
+    while not exited.done():
+        try:
+            await asyncio.shield(exited)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _kill_group(group: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
+
+
+def _result(returncode: int, output: str, timed_out: bool, timeout: float) -> ExecutionResult:
+    if timed_out:
+        error = timeout_message(timeout)
+        return ExecutionResult(
+            succeeded=False, output=output, exit_code=returncode, error=error, timed_out=True
+        )
+    if returncode == 0:
+        return ExecutionResult(succeeded=True, output=output, exit_code=0)
+    if returncode < 0:
+        try:
+            error = f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            error = f"killed by signal {-returncode}"
+    else:
+        error = f"exit status {returncode}"
+    return ExecutionResult(succeeded=False, output=output, exit_code=returncode, error=error)

@@ -1,0 +1,31 @@
+"""The Notifier port: wake-ups between roles, so nobody polls blindly (DESIGN §6).
+
+Notifications are hints, never the source of truth: a lost one only delays a
+role until its next timed wake-up, because every role re-reads the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+FIRES = "fires"
+"""A job's next fire changed (new submission, resume): pickers re-check their sleep."""
+RUNS = "runs"
+"""Runs became claimable: workers re-check."""
+CANCEL = "cancel"
+"""A job was cancelled; the message is the run id to kill."""
+
+
+class Notifier(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def publish(self, channel: str, message: str = "") -> None:
+        """Send a hint to every subscriber of ``channel``; never blocks, may be lost."""
+        ...
+
+    def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(message)`` on the event loop for each hint on ``channel``."""
+        ...

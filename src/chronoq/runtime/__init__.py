@@ -1,0 +1,1 @@
+"""Runtime: settings, wiring of adapters, and the node that runs roles."""

@@ -1,0 +1,125 @@
+"""Settings: the only place that reads ``CHRONOQ_*`` environment variables.
+
+``Settings`` is frozen and validated; ``Settings.load(environ, overrides)``
+layers defaults < environment < explicit overrides (the CLI's flags).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chronoq.errors import ConfigError
+
+ENV_PREFIX = "CHRONOQ_"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Every knob of a Chronoq node, with its default."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=lambda: Path(".chronoq"))
+    shell: bool | None = None
+    """``cmd:`` jobs; None = on only when the API listens on loopback."""
+    echo_delay: float = 0.0
+    """Seconds the echo executor pretends to work (the seed slept; 0 = no-op)."""
+    worker_concurrency: int = 1000
+    default_timeout: float = 3600.0
+    retry_base: float = 0.5
+    retry_cap: float = 60.0
+    max_body_bytes: int = 1_048_576
+    output_limit: int = 1_048_576
+    lease_seconds: float = 30.0
+    lookahead: float = 0.5
+    """Fires due within this many seconds are claimed early and started on a timer."""
+    shutdown_grace: float = 10.0
+    """At SIGTERM, running jobs get this long to finish before they are handed back."""
+    sqlite_synchronous: str = "FULL"
+    shard_count: int = 256
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        _check(0 < self.port < 65536, "port must be 1-65535")
+        _check(self.worker_concurrency >= 1, "worker_concurrency must be >= 1")
+        _check(self.default_timeout > 0, "default_timeout must be > 0")
+        _check(self.retry_base >= 0 and self.retry_cap >= 0, "retry delays must be >= 0")
+        _check(self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024")
+        _check(self.output_limit >= 1024, "output_limit must be >= 1024")
+        _check(self.lease_seconds >= 1, "lease_seconds must be >= 1")
+        _check(0 <= self.lookahead <= 5, "lookahead must be 0-5 seconds")
+        _check(self.shutdown_grace >= 0, "shutdown_grace must be >= 0")
+        _check(self.echo_delay >= 0, "echo_delay must be >= 0")
+        _check(self.shard_count >= 1, "shard_count must be >= 1")
+        _check(
+            self.sqlite_synchronous.upper() in {"OFF", "NORMAL", "FULL", "EXTRA"},
+            "sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA",
+        )
+
+    @property
+    def shell_enabled(self) -> bool:
+        """``cmd:`` is on when configured so, or by default on a loopback listener only."""
+        return self.shell if self.shell is not None else is_loopback(self.host)
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, raw, f.type)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def env_name(option: str) -> str:
+    """The environment variable of a setting, for help texts."""
+    return ENV_PREFIX + option.upper()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _convert(name: str, raw: str, kind: Any) -> Any:
+    text = str(kind)
+    try:
+        if "bool" in text:
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            if raw.lower() == "auto":
+                return None
+            raise ValueError(raw)
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+        if text == "Path":
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"{env_name(name)}={raw!r} is not a valid {text}") from None

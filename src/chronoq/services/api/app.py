@@ -1,0 +1,125 @@
+"""The Starlette application of the api role.
+
+Plain Starlette routes with msgspec validation: the hot path (one submit) is
+~2x cheaper than FastAPI's here, and the OpenAPI document is built from the
+same msgspec types (``openapi.py``), so it cannot drift from what is enforced.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chronoq.errors import ChronoqError
+from chronoq.observability.metrics import Metrics
+from chronoq.services.api import routes_jobs, routes_seed
+from chronoq.services.api.deps import ApiDeps
+from chronoq.services.api.http import JSONResponse, error, error_response
+from chronoq.services.api.openapi import openapi_document
+from chronoq.services.base import log
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(deps: ApiDeps) -> Starlette:
+    document = openapi_document()
+
+    async def openapi(_request: Request) -> JSONResponse:
+        return JSONResponse(document)
+
+    routes = [
+        Route("/submit", _guard(routes_seed.submit), methods=["POST"]),
+        Route("/job", _guard(routes_seed.get_job), methods=["GET"]),
+        Route("/jobs", _guard(routes_seed.list_jobs), methods=["GET"]),
+        Route("/health", routes_seed.health, methods=["GET"]),
+        Route("/metrics", routes_seed.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/jobs", _guard(routes_jobs.create_job), methods=["POST"]),
+        Route("/v1/jobs", _guard(routes_jobs.list_jobs), methods=["GET"]),
+        Route("/v1/jobs:batch", _guard(routes_jobs.create_batch), methods=["POST"]),
+        Route("/v1/jobs/{job_id}", _guard(routes_jobs.get_job), methods=["GET"]),
+        Route("/v1/jobs/{job_id}", _guard(routes_jobs.cancel_job), methods=["DELETE"]),
+        Route("/v1/jobs/{job_id}/runs", _guard(routes_jobs.list_runs), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.deps = deps
+    app.add_middleware(MetricsMiddleware, metrics=deps.metrics)
+    return app
+
+
+def _guard(handler: Handler) -> Handler:
+    """Map Chronoq errors to JSON answers; an unexpected error is a logged 500, never a hang."""
+
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ChronoqError as exc:
+            return error_response(exc)
+        except Exception:
+            log.exception("api: %s %s failed", request.method, request.url.path)
+            return error(500, "internal_error", "internal error; see the server log")
+
+    return guarded
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error(405, "method_not_allowed", "method not allowed on this path")
+    if exc.status_code == 404:
+        return error(404, "not_found", "no such path")
+    return error(exc.status_code, "http_error", str(exc.detail))
+
+
+class MetricsMiddleware:
+    """``http_requests_total`` and ``http_request_duration_seconds`` by route template
+    (never the raw path: ids would make the label set unbounded)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self._observe(scope, status, time.perf_counter() - start)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        key = (method, path, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.http_requests.labels(method, path, str(status)),
+                self.metrics.http_duration.labels(method, path),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)

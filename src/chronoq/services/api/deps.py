@@ -1,0 +1,22 @@
+"""What the api role needs, injected by the runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chronoq.domain.clock import Clock
+from chronoq.observability.metrics import Metrics
+from chronoq.ports.notify import Notifier
+from chronoq.ports.store import Store
+from chronoq.services.api.ingest import Ingest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiDeps:
+    store: Store
+    ingest: Ingest
+    notifier: Notifier
+    clock: Clock
+    metrics: Metrics
+    max_body_bytes: int
+    shell_enabled: bool

@@ -1,0 +1,91 @@
+"""HTTP plumbing shared by the routes: JSON responses, errors, body limits, identities."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chronoq.errors import (
+    ChronoqError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnavailableError,
+    ValidationError,
+)
+
+_ENCODER = msgspec.json.Encoder()
+MAX_USER_ID = 200
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content)
+
+
+class Unauthenticated(ChronoqError):
+    """No caller identity (``X-User-ID`` missing)."""
+
+
+def error_response(exc: ChronoqError) -> JSONResponse:
+    status, code = _STATUS.get(type(exc), (500, "internal_error"))
+    if isinstance(exc, ValidationError):
+        status, code = 400, "invalid_json" if exc.message.startswith("invalid JSON") else code
+    body = {"error": {"code": code, "message": str(exc), "field": getattr(exc, "field", None)}}
+    return JSONResponse(body, status_code=status)
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "field": None}}, status)
+
+
+_STATUS: dict[type[ChronoqError], tuple[int, str]] = {
+    ValidationError: (400, "validation_error"),
+    Unauthenticated: (401, "missing_user_id"),
+    ForbiddenError: (403, "shell_disabled"),
+    NotFoundError: (404, "not_found"),
+    ConflictError: (409, "conflict"),
+    PayloadTooLargeError: (413, "payload_too_large"),
+    UnavailableError: (503, "unavailable"),
+}
+
+
+def user_of(request: Request) -> str:
+    user = request.headers.get("x-user-id", "").strip()
+    if not user:
+        raise Unauthenticated("the X-User-ID header is required")
+    if len(user) > MAX_USER_ID:
+        raise ValidationError(f"X-User-ID is longer than {MAX_USER_ID} characters")
+    return user
+
+
+def job_id_of(raw: str | None) -> str:
+    """A canonical job id, or 400 — a malformed id never reaches the store."""
+    if not raw:
+        raise ValidationError("a job id is required", field="id")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ValidationError(f"invalid job id {raw[:80]!r}: expected a UUID", field="id") from None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"request body over the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,92 @@
+"""Turning validated submissions into durable jobs (the api role's write path).
+
+Order matters for "nothing accepted is lost, nothing points nowhere": big
+payloads are put in the blob store first (durably), then the rows are
+written through the writer; only then does the caller answer 201.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from chronoq.domain.clock import Clock
+from chronoq.domain.fires import first_fire
+from chronoq.domain.jobs import BLOB_REF_PREFIX, OFFLOAD_THRESHOLD, Job, JobSpec, shard_of
+from chronoq.domain.states import JobStatus
+from chronoq.errors import UnavailableError
+from chronoq.observability.metrics import Metrics
+from chronoq.ports.blob import BlobStore
+from chronoq.services.writer import Writer
+
+
+@dataclass(slots=True)
+class Ingest:
+    writer: Writer
+    blob: BlobStore
+    clock: Clock
+    metrics: Metrics
+    shard_count: int
+
+    async def submit(self, specs: Sequence[JobSpec]) -> list[Job]:
+        """Make the jobs durable and return them; all or none."""
+        now = self.clock.now()
+        jobs = [self._new_job(spec, now) for spec in specs]
+        offloads = [(job, spec) for job, spec in zip(jobs, specs, strict=True) if job.payload_ref]
+        if offloads:
+            await self._offload(offloads)
+        await self.writer.write(jobs)
+        self.metrics.jobs_created.inc(len(jobs))
+        return jobs
+
+    def _new_job(self, spec: JobSpec, now: datetime) -> Job:
+        job_id = str(uuid.uuid4())
+        encoded_size = len(spec.payload.encode())
+        offload = encoded_size > OFFLOAD_THRESHOLD
+        return Job(
+            job_id=job_id,
+            user_id=spec.user_id,
+            project_id=spec.project_id,
+            payload=None if offload else spec.payload,
+            payload_ref=f"{BLOB_REF_PREFIX}payloads/{job_id}" if offload else None,
+            payload_size=encoded_size,
+            cron_schedule=spec.cron_schedule,
+            timezone=spec.timezone,
+            next_fire_at=first_fire(
+                cron_schedule=spec.cron_schedule,
+                timezone=spec.timezone,
+                next_fire_at=spec.next_fire_at,
+                now=now,
+            ),
+            shard_id=shard_of(job_id, self.shard_count),
+            status=JobStatus.PENDING,
+            max_retries=spec.max_retries,
+            timeout_seconds=spec.timeout_seconds,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def _offload(self, items: list[tuple[Job, JobSpec]]) -> None:
+        try:
+            await asyncio.gather(
+                *(self.blob.put(blob_key(job), spec.payload.encode()) for job, spec in items)
+            )
+        except Exception as exc:
+            raise UnavailableError(f"the payload store is unavailable: {exc}") from exc
+        self.metrics.s3_operations.labels("upload").inc(len(items))
+
+    async def load_payload(self, job: Job) -> str:
+        """The original payload of a job, fetched back from the blob store if offloaded."""
+        if job.payload is not None or job.payload_ref is None:
+            return job.payload or ""
+        data = await self.blob.get(blob_key(job))
+        self.metrics.s3_operations.labels("download").inc()
+        return data.decode()
+
+
+def blob_key(job: Job) -> str:
+    assert job.payload_ref is not None
+    return job.payload_ref.removeprefix(BLOB_REF_PREFIX)

@@ -1,0 +1,69 @@
+"""Domain objects -> JSON-ready dicts (the response shapes of docs/api.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from chronoq.domain.clock import format_rfc3339
+from chronoq.domain.jobs import Job, Run
+
+
+def _t(value: datetime | None) -> str | None:
+    return None if value is None else format_rfc3339(value)
+
+
+def job_v1(job: Job, payload: str) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "project_id": job.project_id,
+        "payload": payload,
+        "status": job.status.value,
+        "cron_schedule": job.cron_schedule,
+        "timezone": job.timezone,
+        "next_fire_at": _t(job.next_fire_at),
+        "max_retries": job.max_retries,
+        "timeout_seconds": job.timeout_seconds,
+        "created_at": _t(job.created_at),
+        "updated_at": _t(job.updated_at),
+    }
+
+
+def job_seed(job: Job, payload: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "job_id": job.job_id,
+        "project_id": job.project_id,
+        "payload": payload,
+        "status": job.status.value,
+        "next_fire_at": _t(job.next_fire_at),
+        "created_at": _t(job.created_at),
+    }
+    if job.cron_schedule is not None:
+        body["cron_schedule"] = job.cron_schedule
+    return body
+
+
+def job_seed_summary(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "status": job.status.value,
+        "next_fire_at": _t(job.next_fire_at),
+        "created_at": _t(job.created_at),
+    }
+
+
+def run_v1(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "job_id": run.job_id,
+        "attempt": run.attempt,
+        "status": run.status.value,
+        "scheduled_for": _t(run.scheduled_for),
+        "triggered_at": _t(run.triggered_at),
+        "started_at": _t(run.started_at),
+        "completed_at": _t(run.completed_at),
+        "output": run.output,
+        "exit_code": run.exit_code,
+        "worker_id": run.worker_id,
+        "error_message": run.error_message,
+    }

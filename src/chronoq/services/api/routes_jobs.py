@@ -1,0 +1,130 @@
+"""``/v1`` job routes: create, batch create, list, get, cancel, runs."""
+
+from __future__ import annotations
+
+
+from starlette.requests import Request
+
+from chronoq.domain.jobs import Job
+from chronoq.domain.states import JobStatus
+from chronoq.errors import NotFoundError, ValidationError
+from chronoq.ports.notify import CANCEL, FIRES
+from chronoq.ports.store import ListJobsParams
+from chronoq.services.api.deps import ApiDeps
+from chronoq.services.api.http import JSONResponse, job_id_of, read_body, user_of
+from chronoq.services.api.render import job_v1, run_v1
+from chronoq.services.api.schemas import (
+    BATCH_DECODER,
+    JOB_DECODER,
+    MAX_BATCH,
+    BatchIn,
+    JobIn,
+    decode,
+    to_spec,
+)
+
+NOT_FOUND = "job not found"
+
+
+def deps_of(request: Request) -> ApiDeps:
+    deps: ApiDeps = request.app.state.deps
+    return deps
+
+
+async def owned_job(deps: ApiDeps, user: str, raw_id: str | None) -> Job:
+    """The caller's job, or 404 — the same answer for others' jobs and missing ones."""
+    job = await deps.store.get_job(user, job_id_of(raw_id))
+    if job is None:
+        raise NotFoundError(NOT_FOUND)
+    return job
+
+
+async def create_job(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    user = user_of(request)
+    item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
+    assert isinstance(item, JobIn)
+    spec = to_spec(item, user_id=user, shell_enabled=deps.shell_enabled)
+    (job,) = await deps.ingest.submit([spec])
+    return JSONResponse(job_v1(job, spec.payload), status_code=201)
+
+
+async def create_batch(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    user = user_of(request)
+    batch = decode(BATCH_DECODER, await read_body(request, deps.max_body_bytes))
+    assert isinstance(batch, BatchIn)
+    if not 1 <= len(batch.jobs) <= MAX_BATCH:
+        raise ValidationError(
+            f"a batch holds 1 to {MAX_BATCH} jobs, got {len(batch.jobs)}", field="jobs"
+        )
+    specs = [
+        to_spec(item, user_id=user, shell_enabled=deps.shell_enabled, prefix=f"jobs[{i}].")
+        for i, item in enumerate(batch.jobs)
+    ]
+    jobs = await deps.ingest.submit(specs)
+    items = [job_v1(job, spec.payload) for job, spec in zip(jobs, specs, strict=True)]
+    return JSONResponse({"items": items}, status_code=201)
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    user = user_of(request)
+    query = request.query_params
+    page = await deps.store.list_jobs(
+        ListJobsParams(
+            user_id=user,
+            status=_status(query.get("status")),
+            project_id=query.get("project_id") or None,
+            cursor=query.get("cursor") or None,
+            limit=_limit(query.get("limit")),
+        )
+    )
+    items = [job_v1(job, await deps.ingest.load_payload(job)) for job in page.items]
+    return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+
+
+async def get_job(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    job = await owned_job(deps, user_of(request), request.path_params["job_id"])
+    return JSONResponse(job_v1(job, await deps.ingest.load_payload(job)))
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    user = user_of(request)
+    result = await deps.store.cancel_job(
+        user, job_id_of(request.path_params["job_id"]), deps.clock.now()
+    )
+    if result is None:
+        raise NotFoundError(NOT_FOUND)
+    for run_id in result.running_run_ids:
+        deps.notifier.publish(CANCEL, run_id)
+    deps.notifier.publish(FIRES)
+    return JSONResponse(job_v1(result.job, await deps.ingest.load_payload(result.job)))
+
+
+async def list_runs(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    user = user_of(request)
+    job = await owned_job(deps, user, request.path_params["job_id"])
+    runs = await deps.store.list_runs(user, job.job_id, _limit(request.query_params.get("limit")))
+    return JSONResponse({"items": [run_v1(run) for run in runs]})
+
+
+def _status(raw: str | None) -> JobStatus | None:
+    if not raw:
+        return None
+    try:
+        return JobStatus(raw.upper())
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobStatus)
+        raise ValidationError(f"status must be one of {allowed}", field="status") from None
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 100
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise ValidationError("limit must be an integer from 1 to 1000", field="limit")
+    return int(raw)

@@ -1,0 +1,53 @@
+"""The seed's routes, kept compatible: ``/submit``, ``/job``, ``/jobs``, ``/health``, ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from chronoq.errors import ValidationError
+from chronoq.ports.store import ListJobsParams
+from chronoq.services.api.http import JSONResponse, read_body, user_of
+from chronoq.services.api.render import job_seed, job_seed_summary
+from chronoq.services.api.routes_jobs import deps_of, owned_job
+from chronoq.services.api.schemas import JOB_DECODER, JobIn, decode, to_spec
+
+_SUBMITTED = b'","status":"Submitted","message":"Job submitted successfully"}'
+_SEED_LIST_LIMIT = 1000
+
+
+async def submit(request: Request) -> Response:
+    deps = deps_of(request)
+    user = user_of(request)
+    item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
+    assert isinstance(item, JobIn)
+    spec = to_spec(item, user_id=user, shell_enabled=deps.shell_enabled)
+    (job,) = await deps.ingest.submit([spec])
+    body = b'{"job_id":"' + job.job_id.encode() + _SUBMITTED
+    return Response(body, status_code=201, media_type="application/json")
+
+
+async def get_job(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    if "id" not in request.query_params:
+        raise ValidationError("the id query parameter is required", field="id")
+    job = await owned_job(deps, user_of(request), request.query_params.get("id"))
+    return JSONResponse(job_seed(job, await deps.ingest.load_payload(job)))
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    deps = deps_of(request)
+    page = await deps.store.list_jobs(
+        ListJobsParams(user_id=user_of(request), limit=_SEED_LIST_LIMIT)
+    )
+    return JSONResponse([job_seed_summary(job) for job in page.items])
+
+
+async def health(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    registry = deps_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

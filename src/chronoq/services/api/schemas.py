@@ -1,0 +1,150 @@
+"""Request bodies (msgspec, unknown fields rejected) and their validation into ``JobSpec``."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import msgspec
+
+from chronoq.domain.clock import parse_rfc3339
+from chronoq.domain.jobs import JobSpec
+from chronoq.domain.schedules import parse_schedule, validate_timezone
+from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
+
+MAX_BATCH = 1000
+MAX_RETRIES = 100
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_ID_LEN = 200
+SHELL_PREFIX = "cmd:"
+
+
+class JobIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A job submission (``POST /submit``, ``POST /v1/jobs``, one item of a batch)."""
+
+    project_id: str
+    payload: str
+    cron_schedule: str | None = None
+    next_fire_at: str | None = None
+    max_retries: int | None = None
+    timeout_seconds: float | None = None
+    timezone: str | None = None
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /v1/jobs:batch``: 1 to 1000 jobs, validated all or nothing."""
+
+    jobs: list[JobIn]
+
+
+JOB_DECODER = msgspec.json.Decoder(JobIn)
+BATCH_DECODER = msgspec.json.Decoder(BatchIn)
+
+
+def decode(decoder: msgspec.json.Decoder[object], body: bytes) -> object:
+    """Decode a body, turning msgspec's messages into ``ValidationError``s."""
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        message = str(exc)
+        if message.startswith(("JSON is malformed", "Input data was truncated")):
+            raise ValidationError(f"invalid JSON: {message}") from None
+        raise ValidationError(message, field=_path_of(message)) from None
+
+
+def to_spec(item: JobIn, *, user_id: str, shell_enabled: bool, prefix: str = "") -> JobSpec:
+    """Check every field of a submission; raise ``ValidationError`` naming the field."""
+    _text("project_id", item.project_id, prefix)
+    if item.payload.startswith(SHELL_PREFIX) and not shell_enabled:
+        raise ForbiddenError("shell jobs (cmd:) are disabled on this server")
+    schedule = _optional_text("cron_schedule", item.cron_schedule, prefix)
+    timezone = _timezone(item.timezone, schedule, prefix)
+    if schedule is not None:
+        try:
+            parse_schedule(schedule, timezone)
+        except ScheduleError as exc:
+            raise ValidationError(exc.message, field=prefix + "cron_schedule") from None
+    return JobSpec(
+        user_id=user_id,
+        project_id=item.project_id,
+        payload=item.payload,
+        cron_schedule=schedule,
+        timezone=timezone,
+        next_fire_at=_time(item.next_fire_at, prefix),
+        max_retries=_retries(item.max_retries, prefix),
+        timeout_seconds=_timeout(item.timeout_seconds, prefix),
+    )
+
+
+def _text(name: str, value: str, prefix: str) -> str:
+    if not value.strip():
+        raise ValidationError(f"{name} must not be empty", field=prefix + name)
+    if len(value) > MAX_ID_LEN:
+        raise ValidationError(f"{name} is longer than {MAX_ID_LEN} characters", field=prefix + name)
+    return value
+
+
+def _optional_text(name: str, value: str | None, prefix: str) -> str | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValidationError(f"{name} must not be empty when given", field=prefix + name)
+    return value.strip()
+
+
+def _timezone(value: str | None, schedule: str | None, prefix: str) -> str | None:
+    if value is None:
+        return None
+    if schedule is None:
+        raise ValidationError(
+            "timezone applies to cron_schedule; give a cron_schedule or drop timezone",
+            field=prefix + "timezone",
+        )
+    try:
+        return validate_timezone(value)
+    except ScheduleError as exc:
+        raise ValidationError(exc.message, field=prefix + "timezone") from None
+
+
+def _time(value: str | None, prefix: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise ValidationError(
+            f"next_fire_at {value!r} is not an RFC 3339 timestamp with 'Z' or an offset,"
+            " e.g. 2026-12-31T23:59:59Z",
+            field=prefix + "next_fire_at",
+        ) from None
+
+
+def _retries(value: int | None, prefix: str) -> int:
+    if value is None:
+        return 0
+    if not 0 <= value <= MAX_RETRIES:
+        raise ValidationError(
+            f"max_retries must be between 0 and {MAX_RETRIES}, got {value}",
+            field=prefix + "max_retries",
+        )
+    return value
+
+
+def _timeout(value: float | None, prefix: str) -> float | None:
+    if value is None:
+        return None
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise ValidationError(
+            f"timeout_seconds must be > 0 and <= {MAX_TIMEOUT:.0f}, got {value}",
+            field=prefix + "timeout_seconds",
+        )
+    return value
+
+
+def _path_of(message: str) -> str | None:
+    """``"... - at `$.jobs[3].max_retries`"`` -> ``"jobs[3].max_retries"``."""
+    marker = "- at `$"
+    if marker not in message:
+        return None
+    path = message.split(marker, 1)[1].rstrip("`").lstrip(".")
+    return path or None
