@@ -54,6 +54,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--fire-lag-metric", default="job_fire_lag_seconds")
     p.add_argument("--poll-interval", type=float, default=0.05, help="completion poll, seconds")
+    p.add_argument(
+        "--timeline-interval",
+        type=float,
+        default=0.25,
+        help="throughput timeline sample period, seconds (0: off)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="per-phase deadline, seconds")
     p.add_argument("--no-verify", action="store_true", help="skip listing COMPLETED jobs after")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs chronoq up")
@@ -79,6 +85,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         firelag_jobs=args.firelag_jobs,
         ceiling_requests=args.ceiling_requests,
         poll_interval_s=args.poll_interval,
+        timeline_interval_s=args.timeline_interval,
         timeout_s=args.timeout,
         completed_metric=MetricSelector.parse(args.completed_metric),
         fire_lag_metric=args.fire_lag_metric,

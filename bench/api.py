@@ -163,6 +163,26 @@ class CompletionWatcher:
         return time.perf_counter(), value
 
 
+async def has_unfinished(client: Client) -> bool:
+    """Whether the user still has a PENDING or RUNNING job (two ``limit=1`` list calls)."""
+    for status in ("RUNNING", "PENDING"):
+        response = await client.call("GET", f"/v1/jobs?status={status}&limit=1")
+        if response.status != 200:
+            raise RuntimeError(f"GET /v1/jobs?status={status}: {response.status}")
+        if response.json()["items"]:
+            return True
+    return False
+
+
+async def wait_persisted(client: Client, *, deadline: float, interval_s: float) -> float:
+    """Poll until no job of the user is PENDING/RUNNING in the store; perf_counter then."""
+    while await has_unfinished(client):
+        if time.perf_counter() > deadline:
+            raise TimeoutError("jobs still PENDING/RUNNING in the store at the deadline")
+        await asyncio.sleep(interval_s)
+    return time.perf_counter()
+
+
 async def count_jobs(client: Client, status: str | None, *, page: int = 1000) -> int:
     """Count the user's jobs (optionally by status) by paging ``GET /v1/jobs``."""
     count = 0

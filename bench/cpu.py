@@ -30,10 +30,10 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def process_tree_cpu_s(pid: int) -> float | None:
-    """utime+stime (+ reaped children's) of ``pid`` and all its live descendants, seconds."""
+def process_tree_cpu(pid: int) -> tuple[float, float] | None:
+    """(user, system) seconds of ``pid`` and its live descendants (+ their reaped children)."""
     children = _children_map()
-    total_ticks = 0
+    user = system = 0
     seen = False
     stack = [pid]
     while stack:
@@ -44,9 +44,30 @@ def process_tree_cpu_s(pid: int) -> float | None:
         seen = True
         # After "(comm) ": state ppid pgrp session tty tpgid flags minflt cminflt majflt
         # cmajflt utime(11) stime(12) cutime(13) cstime(14)
-        total_ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
+        user += int(fields[11]) + int(fields[13])
+        system += int(fields[12]) + int(fields[14])
         stack.extend(children.get(current, ()))
-    return total_ticks / _CLK_TCK if seen else None
+    return (user / _CLK_TCK, system / _CLK_TCK) if seen else None
+
+
+def process_tree_io(pid: int) -> dict[str, int] | None:
+    """Summed /proc/<pid>/io counters (wchar, write_bytes, syscw...) of the live process tree."""
+    children = _children_map()
+    totals: dict[str, int] = {}
+    seen = False
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, ()))
+        try:
+            text = Path(f"/proc/{current}/io").read_text()
+        except OSError:
+            continue
+        seen = True
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            totals[key] = totals.get(key, 0) + int(value)
+    return totals if seen else None
 
 
 def self_cpu_s() -> float:
@@ -77,11 +98,29 @@ class CpuSnapshot:
     server_s: float | None
     client_s: float
     system: SystemCpu
+    server_io: dict[str, int] | None = None
+    server_sys_s: float | None = None
+    """The kernel-mode part of ``server_s``."""
 
     @staticmethod
     def take(server_pid: int | None) -> CpuSnapshot:
-        server = process_tree_cpu_s(server_pid) if server_pid is not None else None
-        return CpuSnapshot(server_s=server, client_s=self_cpu_s(), system=system_cpu())
+        if server_pid is None:
+            return CpuSnapshot(server_s=None, client_s=self_cpu_s(), system=system_cpu())
+        server = process_tree_cpu(server_pid)
+        return CpuSnapshot(
+            server_s=None if server is None else server[0] + server[1],
+            server_sys_s=None if server is None else server[1],
+            client_s=self_cpu_s(),
+            system=system_cpu(),
+            server_io=process_tree_io(server_pid),
+        )
+
+
+def io_delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, int] | None:
+    """Server process tree I/O between two snapshots (bytes written via syscalls, to disk...)."""
+    if before.server_io is None or after.server_io is None:
+        return None
+    return {k: v - before.server_io.get(k, 0) for k, v in after.server_io.items()}
 
 
 def cpu_delta(before: CpuSnapshot, after: CpuSnapshot, wall_s: float) -> dict[str, float | None]:
@@ -91,6 +130,11 @@ def cpu_delta(before: CpuSnapshot, after: CpuSnapshot, wall_s: float) -> dict[st
         if after.server_s is not None and before.server_s is not None
         else None
     )
+    server_sys = (
+        after.server_sys_s - before.server_sys_s
+        if after.server_sys_s is not None and before.server_sys_s is not None
+        else None
+    )
     client = after.client_s - before.client_s
     total = after.system.total_ticks - before.system.total_ticks
     busy = after.system.busy_ticks - before.system.busy_ticks
@@ -98,9 +142,15 @@ def cpu_delta(before: CpuSnapshot, after: CpuSnapshot, wall_s: float) -> dict[st
     return {
         "wall_s": wall_s,
         "server_cpu_s": server,
+        "server_sys_cpu_s": server_sys,
         "client_cpu_s": client,
         "server_cores": server / wall_s if server is not None and wall_s > 0 else None,
         "client_cores": client / wall_s if wall_s > 0 else None,
         "machine_busy_fraction": busy / total if total > 0 else None,
         "machine_busy_cores": busy / total * ncpu if total > 0 else None,
+        "other_cores": (
+            busy / total * ncpu - (server or 0.0) / wall_s - client / wall_s
+            if total > 0 and wall_s > 0
+            else None
+        ),
     }

@@ -23,6 +23,10 @@ class LoadResult:
     first_error: str | None = None
 
     @property
+    def responses(self) -> int:
+        return len(self.latencies_s)
+
+    @property
     def elapsed_s(self) -> float:
         return self.finished - self.started
 
@@ -46,11 +50,15 @@ async def drive(
     *,
     expect: int,
     keep_bodies: bool = False,
+    result: LoadResult | None = None,
 ) -> LoadResult:
-    """Send every request once, spread over ``conns`` (a shared work queue)."""
+    """Send every request once, spread over ``conns`` (a shared work queue).
+
+    Pass ``result`` to watch progress (``responses``) from another task while it runs.
+    """
     total = len(requests)
     next_index = 0
-    result = LoadResult(started=0.0, finished=0.0)
+    result = result or LoadResult(started=0.0, finished=0.0)
     if keep_bodies:
         result.bodies = [b""] * total
     statuses = result.statuses

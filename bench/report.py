@@ -65,7 +65,17 @@ def render_table(results: dict[str, dict[str, Any]]) -> str:
     lines: list[tuple[str, ...]] = [header]
     for scenario, result in results.items():
         if result.get("errors"):
-            lines.append((scenario, "ERROR", "", "", "", "FAIL", "; ".join(result["errors"])[:120]))
+            lines.append(
+                (
+                    scenario,
+                    "ERROR",
+                    "",
+                    "",
+                    "",
+                    "FAIL",
+                    "; ".join(e.splitlines()[0] for e in result["errors"])[:120],
+                )
+            )
         for row in result["rows"]:
             verdict = {None: "", True: "pass", False: "FAIL"}[row["pass"]]
             runs = " ".join(_fmt(v) for v in row["runs"]) if len(row["runs"]) > 1 else ""

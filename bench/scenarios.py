@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import api
-from bench.cpu import CpuSnapshot, cpu_delta
+from bench.cpu import CpuSnapshot, cpu_delta, io_delta
 from bench.httpclient import Client, Connection, build_request
 from bench.load import LoadResult, close_connections, drive, open_connections
 from bench.model import Goal, ScenarioRun
@@ -41,6 +41,7 @@ class Settings:
     firelag_lead_s: float = 3.0
     ceiling_requests: int = 60_000
     poll_interval_s: float = 0.05
+    timeline_interval_s: float = 0.25
     timeout_s: float = 600.0
     completed_metric: api.MetricSelector
     fire_lag_metric: str = "job_fire_lag_seconds"
@@ -72,31 +73,47 @@ async def _throughput(
     client = Client(target.host, target.port, user_id=user)
     watcher = api.CompletionWatcher(client, settings.completed_metric)
     conns: list[Connection] = []
+    load = LoadResult(started=0.0, finished=0.0)
+    timeline: list[dict[str, float | None]] = []
+    sampler: asyncio.Task[None] | None = None
     try:
         baseline = await watcher.completed()
         conns = await open_connections(target.host, target.port, clients)
         before = CpuSnapshot.take(target.pid)
+        if settings.timeline_interval_s > 0:
+            sampler = asyncio.create_task(
+                _sample_timeline(target, settings, load, baseline, before, timeline)
+            )
         async with asyncio.timeout(settings.timeout_s):
-            load = await drive(conns, requests, expect=201)
+            await drive(conns, requests, expect=201, result=load)
         at_submit_end = CpuSnapshot.take(target.pid)
         completed_at_submit_end = await watcher.completed() - baseline
-        done, _ = await watcher.wait_for(
+        executed, _ = await watcher.wait_for(
             baseline + jobs,
             deadline=load.started + settings.timeout_s,
             interval_s=settings.poll_interval_s,
         )
+        done = await api.wait_persisted(
+            client, deadline=load.started + settings.timeout_s, interval_s=settings.poll_interval_s
+        )
         after = CpuSnapshot.take(target.pid)
     finally:
+        if sampler is not None:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
         await close_connections(conns)
     e2e_s = done - load.started
     cpu_all = cpu_delta(before, after, e2e_s)
     cpu_submit = cpu_delta(before, at_submit_end, load.elapsed_s)
     run.raw.update(
+        timeline=timeline,
+        server_io_e2e=io_delta(before, after),
         jobs=jobs,
         clients=clients,
         requests=len(requests),
         submit_s=load.elapsed_s,
         e2e_s=e2e_s,
+        executed_s=executed - load.started,
         drain_after_submit_s=done - load.finished,
         completed_at_submit_end=completed_at_submit_end,
         statuses={str(k): v for k, v in load.statuses.items()},
@@ -111,6 +128,40 @@ async def _throughput(
         run.raw["verified_completed_jobs"] = completed = await api.count_jobs(client, "COMPLETED")
         run.add("jobs COMPLETED (listed) - N", completed - jobs, "jobs", Goal(">=", 0))
     await client.close()
+
+
+async def _sample_timeline(
+    target: Target,
+    settings: Settings,
+    load: LoadResult,
+    baseline: float,
+    start: CpuSnapshot,
+    out: list[dict[str, float | None]],
+) -> None:
+    """Every ``timeline_interval_s``: responses so far, runs completed, server CPU (cancelled)."""
+    client = Client(target.host, target.port)
+    watcher = api.CompletionWatcher(client, settings.completed_metric)
+    origin = time.perf_counter()
+    try:
+        while True:
+            await asyncio.sleep(settings.timeline_interval_s)
+            completed = await watcher.completed() - baseline
+            snap = CpuSnapshot.take(target.pid)
+            server = (
+                snap.server_s - start.server_s
+                if snap.server_s is not None and start.server_s is not None
+                else None
+            )
+            out.append(
+                {
+                    "t": round(time.perf_counter() - origin, 3),
+                    "submitted": load.responses,
+                    "completed": completed,
+                    "server_cpu_s": server,
+                }
+            )
+    finally:
+        await client.close()
 
 
 def _throughput_metrics(
@@ -130,11 +181,20 @@ def _throughput_metrics(
     run.add("request latency p99", latency["p99"], "ms")
     run.add("drain after last submit", run.raw["drain_after_submit_s"], "s")
     run.add("non-201 responses", load.unexpected(201), "count", GOAL_ZERO)
+    done_early = run.raw["completed_at_submit_end"]
+    drain_s = run.raw["drain_after_submit_s"]
+    run.add("execution rate while submitting", done_early / load.elapsed_s, "runs/s")
+    run.add("execution rate after last submit", (jobs - done_early) / drain_s, "runs/s")
     run.add("server CPU per job", server_s / jobs * 1000 if server_s is not None else None, "ms")
+    io = run.raw["server_io_e2e"]
+    run.add("server bytes written per job", io["wchar"] / jobs if io else None, "B")
+    sys_s = cpu["server_sys_cpu_s"]
+    run.add("server CPU in kernel", sys_s / server_s * 100 if sys_s and server_s else None, "%")
     run.add("server CPU (avg cores)", cpu["server_cores"], "cores")
     run.add("load-gen CPU per job", client_s / jobs * 1000 if client_s is not None else None, "ms")
     run.add("load-gen CPU (avg cores)", cpu["client_cores"], "cores")
     run.add("machine busy (avg cores)", cpu["machine_busy_cores"], "cores")
+    run.add("other processes (avg cores)", cpu["other_cores"], "cores")
 
 
 async def scenario_http(target: Target, settings: Settings) -> ScenarioRun:
@@ -284,8 +344,10 @@ async def scenario_latency(target: Target, settings: Settings) -> ScenarioRun:
     watcher = api.CompletionWatcher(client, settings.completed_metric)
     baseline = await watcher.completed()
     count = settings.latency_jobs
+    before, started = CpuSnapshot.take(target.pid), time.perf_counter()
     async with asyncio.timeout(settings.timeout_s):
         records = await _paced_submits(target, user, count, settings.latency_rate)
+    cpu = cpu_delta(before, CpuSnapshot.take(target.pid), time.perf_counter() - started)
     await watcher.wait_for(
         baseline + count,
         deadline=time.perf_counter() + settings.timeout_s,
@@ -295,7 +357,9 @@ async def scenario_latency(target: Target, settings: Settings) -> ScenarioRun:
     runs = await api.fetch_runs(target.host, target.port, user, [r["job_id"] for r in records])
     series = _latency_series(records, runs)
     summaries = {key: summary_ms(values) for key, values in series.items()}
-    run.raw.update(jobs=count, latency_ms=summaries, runs_with_start=len(series["server"]))
+    run.raw.update(
+        jobs=count, latency_ms=summaries, runs_with_start=len(series["server"]), cpu_submit=cpu
+    )
     server, client_side = summaries["server"], summaries["client"]
     run.add("start - created_at p50", server["p50"], "ms")
     run.add("start - created_at p99", server["p99"], "ms", GOAL_START_P99_MS)
@@ -305,6 +369,8 @@ async def scenario_latency(target: Target, settings: Settings) -> ScenarioRun:
     run.add("start - client send max", client_side["max"], "ms")
     run.add("POST /v1/jobs round trip p99", summaries["http_rtt"]["p99"], "ms")
     run.add("runs missing started_at", count - len(series["server"]), "count", GOAL_ZERO)
+    run.add("server CPU (avg cores)", cpu["server_cores"], "cores")
+    run.add("other processes (avg cores)", cpu["other_cores"], "cores")
     return run
 
 
@@ -361,6 +427,15 @@ def _lags(
     return lags, done_lags, misplaced, missing
 
 
+def _histogram_ms(values_s: Sequence[float], width_ms: int) -> dict[str, int]:
+    """Counts per ``width_ms`` bin, keyed by the bin's lower edge in ms (sorted)."""
+    counts: dict[int, int] = {}
+    for value in values_s:
+        edge = math.floor(value * 1000 / width_ms) * width_ms
+        counts[edge] = counts.get(edge, 0) + 1
+    return {str(edge): counts[edge] for edge in sorted(counts)}
+
+
 async def scenario_firelag(target: Target, settings: Settings) -> ScenarioRun:
     """N jobs all due at one whole second a few seconds ahead; started_at - scheduled_for."""
     user = _user("firelag")
@@ -371,6 +446,7 @@ async def scenario_firelag(target: Target, settings: Settings) -> ScenarioRun:
     hist_before = api.histogram_totals(await watcher.metrics(), settings.fire_lag_metric)
     count = settings.firelag_jobs
     fire_at = float(math.ceil(time.time() + settings.firelag_lead_s))
+    window_start, window_t0 = CpuSnapshot.take(target.pid), time.perf_counter()
     job_ids = await _create_at(target, user, count, fire_at, settings.batch_size)
     margin = fire_at - time.time()
     await asyncio.sleep(max(0.0, margin))
@@ -379,7 +455,9 @@ async def scenario_firelag(target: Target, settings: Settings) -> ScenarioRun:
     done, _ = await watcher.wait_for(
         baseline + count, deadline=t0 + settings.timeout_s, interval_s=settings.poll_interval_s
     )
-    cpu = cpu_delta(before, CpuSnapshot.take(target.pid), done - t0)
+    end = CpuSnapshot.take(target.pid)
+    cpu = cpu_delta(before, end, done - t0)
+    window = cpu_delta(window_start, end, done - window_t0)
     hist_after = api.histogram_totals(await watcher.metrics(), settings.fire_lag_metric)
     await client.close()
     runs = await api.fetch_runs(target.host, target.port, user, job_ids)
@@ -390,11 +468,13 @@ async def scenario_firelag(target: Target, settings: Settings) -> ScenarioRun:
         fire_at=_rfc3339(fire_at),
         created_with_margin_s=margin,
         start_lag_ms=lag_ms,
+        start_lag_histogram_5ms=_histogram_ms(lags, 5),
         completion_lag_ms=done_ms,
         misplaced=misplaced,
         missing=missing,
         server_histogram=api.histogram_delta(hist_before, hist_after),
         cpu_after_fire=cpu,
+        cpu_whole_scenario=window,
     )
     run.add("fire lag p50", lag_ms["p50"], "ms")
     run.add("fire lag p99", lag_ms["p99"], "ms", GOAL_FIRE_P99_MS)
@@ -406,6 +486,7 @@ async def scenario_firelag(target: Target, settings: Settings) -> ScenarioRun:
     run.add("runs missing", missing, "runs", GOAL_ZERO)
     run.add("server histogram mean lag", run.raw["server_histogram"]["mean_ms"], "ms")
     run.add("creation margin before fire", margin, "s")
+    run.add("other processes (avg cores)", window["other_cores"], "cores")
     return run
 
 

@@ -124,6 +124,7 @@ async def chronoq_server(
     argv = [python, "-m", "chronoq", "up", "--host", host, "--port", str(port)]
     argv += ["--data-dir", str(data_dir / "data"), *extra_args]
     proc = _spawn(argv, log_path)
+    failed = True
     try:
         try:
             await wait_ready(host, port, proc, ready_timeout_s, "/health")
@@ -132,10 +133,13 @@ async def chronoq_server(
                 f"{exc}\n--- server log ({log_path}) ---\n{_log_tail(log_path)}"
             ) from exc
         yield Target(host=host, port=port, pid=proc.pid, log_path=log_path, argv=tuple(argv))
+        failed = False
     finally:
         _stop(proc)
         if not keep_data:
             shutil.rmtree(data_dir, ignore_errors=True)
+            if not failed:  # keep the log of a failed run for a post-mortem
+                log_path.unlink(missing_ok=True)
 
 
 @contextlib.asynccontextmanager

@@ -7,6 +7,7 @@ by a deadline (``wait_for``), and the caller asserts on what it returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -230,7 +231,8 @@ def utcnow() -> datetime:
 # -- Prometheus text ---------------------------------------------------------------
 
 _SAMPLE = re.compile(
-    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)"
+    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[^"}]|"(?:[^"\\]|\\.)*")*)\})?'
+    r"\s+(?P<value>\S+)"
 )
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
@@ -311,10 +313,8 @@ def session_pids(sid: int) -> list[int]:
 
 def kill_pids(pids: Iterable[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def read_pids(path: Path) -> list[int]:

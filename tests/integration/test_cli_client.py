@@ -1,22 +1,18 @@
-"""The Python client and the client commands against a real ``chronoq up`` subprocess."""
+"""The Python client and the client commands against a real ``chronoq up`` subprocess.
+
+``server`` is the module-scoped ``chronoq up`` of ``conftest.py``.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -24,65 +20,18 @@ from chronoq import Client
 from chronoq.cli.main import main
 from chronoq.errors import NotFoundError, ValidationError
 
+if TYPE_CHECKING:
+    from .conftest import ServerHandle
+
 T = TypeVar("T")
 
-START_DEADLINE = 30.0
 RUN_DEADLINE = 30.0
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str
-    log: Path
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_DEADLINE
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"chronoq up exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"chronoq up not healthy after {START_DEADLINE}s:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("chronoq")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "server.log"
-    command = [sys.executable, "-m", "chronoq", "up", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--data-dir", str(root / "data")]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        _wait_healthy(url, process, log)
-        yield Server(url=url, log=log)
-    finally:
-        _stop(process)
 
 
 def _user() -> str:
@@ -101,11 +50,11 @@ def _poll(fetch: Callable[[], T], done: Callable[[T], bool], what: str) -> T:
         time.sleep(0.1)
 
 
-def _cli(server: Server, user: str, *args: str) -> Result:
+def _cli(server: ServerHandle, user: str, *args: str) -> Result:
     return CliRunner().invoke(main, [*args, "--url", server.url, "--user", user])
 
 
-def _cli_json(server: Server, user: str, *args: str) -> Any:
+def _cli_json(server: ServerHandle, user: str, *args: str) -> Any:
     result = _cli(server, user, *args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -118,12 +67,12 @@ def _completed_echo(runs: list[dict[str, Any]]) -> bool:
 # -- the Python client ---------------------------------------------------------
 
 
-def test_client_health(server: Server) -> None:
+def test_client_health(server: ServerHandle) -> None:
     with Client(server.url) as client:
         assert client.health() == {"status": "ok"}
 
 
-def test_client_submit_show_list_and_run(server: Server) -> None:
+def test_client_submit_show_list_and_run(server: ServerHandle) -> None:
     user, payload = _user(), f"hello-{uuid.uuid4().hex[:6]}"
     with Client(server.url, user_id=user) as client:
         job = client.submit("proj-a", payload, max_retries=1, timeout_seconds=5)
@@ -141,7 +90,7 @@ def test_client_submit_show_list_and_run(server: Server) -> None:
         assert done["job_id"] == job["job_id"]
 
 
-def test_client_future_job_cancel(server: Server) -> None:
+def test_client_future_job_cancel(server: ServerHandle) -> None:
     with Client(server.url, user_id=_user()) as client:
         later = datetime.now(UTC) + timedelta(hours=1)
         job = client.submit("proj-b", "later", next_fire_at=later)
@@ -152,7 +101,7 @@ def test_client_future_job_cancel(server: Server) -> None:
         assert client.runs(job["job_id"]) == []
 
 
-def test_client_errors_carry_field_and_message(server: Server) -> None:
+def test_client_errors_carry_field_and_message(server: ServerHandle) -> None:
     with Client(server.url, user_id=_user()) as client:
         with pytest.raises(ValidationError) as bad_cron:
             client.submit("proj-c", "x", cron_schedule="61 * * * *")
@@ -164,7 +113,7 @@ def test_client_errors_carry_field_and_message(server: Server) -> None:
             client.job("not-a-uuid")
 
 
-def test_other_user_cannot_see_or_cancel_the_job(server: Server) -> None:
+def test_other_user_cannot_see_or_cancel_the_job(server: ServerHandle) -> None:
     with Client(server.url, user_id=_user()) as alice, Client(server.url, user_id=_user()) as bob:
         later = datetime.now(UTC) + timedelta(hours=1)
         job = alice.submit("shared-name", "mine", next_fire_at=later)
@@ -178,7 +127,7 @@ def test_other_user_cannot_see_or_cancel_the_job(server: Server) -> None:
         assert alice.job(job["job_id"])["status"] == "PENDING"
 
 
-def test_client_batch_is_all_or_nothing_and_pages(server: Server) -> None:
+def test_client_batch_is_all_or_nothing_and_pages(server: ServerHandle) -> None:
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     with Client(server.url, user_id=_user()) as client:
         with pytest.raises(ValidationError) as bad:
@@ -208,7 +157,7 @@ def test_client_batch_is_all_or_nothing_and_pages(server: Server) -> None:
 # -- the CLI ---------------------------------------------------------------------
 
 
-def test_cli_submit_jobs_job_runs(server: Server) -> None:
+def test_cli_submit_jobs_job_runs(server: ServerHandle) -> None:
     user, payload = _user(), f"cli-{uuid.uuid4().hex[:6]}"
     job = _cli_json(server, user, "submit", payload, "--project", "cli-proj", "--retries", "2")
     assert job["payload"] == payload
@@ -238,7 +187,7 @@ def test_cli_submit_jobs_job_runs(server: Server) -> None:
     assert "cli-proj" in table.stdout
 
 
-def test_cli_submit_at_then_cancel(server: Server) -> None:
+def test_cli_submit_at_then_cancel(server: ServerHandle) -> None:
     user = _user()
     at = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     submitted = _cli(server, user, "submit", "later", "-p", "cli-cancel", "--at", at)
@@ -253,7 +202,7 @@ def test_cli_submit_at_then_cancel(server: Server) -> None:
     assert _cli_json(server, user, "job", job["job_id"])["status"] == "CANCELLED"
 
 
-def test_cli_reads_url_and_user_from_the_environment(server: Server) -> None:
+def test_cli_reads_url_and_user_from_the_environment(server: ServerHandle) -> None:
     user = _user()
     with Client(server.url, user_id=user) as client:
         job = client.submit("env-proj", "x", next_fire_at=datetime.now(UTC) + timedelta(hours=1))
@@ -263,7 +212,7 @@ def test_cli_reads_url_and_user_from_the_environment(server: Server) -> None:
     assert json.loads(result.stdout)["job_id"] == job["job_id"]
 
 
-def test_cli_unknown_job_is_one_line_exit_1(server: Server) -> None:
+def test_cli_unknown_job_is_one_line_exit_1(server: ServerHandle) -> None:
     result = _cli(server, _user(), "job", str(uuid.uuid4()))
     assert result.exit_code == 1
     assert result.stdout == ""
@@ -272,7 +221,7 @@ def test_cli_unknown_job_is_one_line_exit_1(server: Server) -> None:
     assert "Traceback" not in result.output
 
 
-def test_cli_other_users_job_is_not_found(server: Server) -> None:
+def test_cli_other_users_job_is_not_found(server: ServerHandle) -> None:
     with Client(server.url, user_id=_user()) as alice:
         job = alice.submit("p", "x", next_fire_at=datetime.now(UTC) + timedelta(hours=1))
     result = _cli(server, _user(), "cancel", job["job_id"])
@@ -282,7 +231,7 @@ def test_cli_other_users_job_is_not_found(server: Server) -> None:
         assert again.job(job["job_id"])["status"] == "PENDING"
 
 
-def test_cli_bad_cron_names_the_field(server: Server) -> None:
+def test_cli_bad_cron_names_the_field(server: ServerHandle) -> None:
     result = _cli(server, _user(), "submit", "x", "--project", "p", "--cron", "61 * * * *")
     assert result.exit_code == 1
     assert "cron_schedule" in result.stderr

@@ -7,6 +7,7 @@ executions that the server cannot write for itself.
 from __future__ import annotations
 
 import shlex
+import uuid
 from collections import Counter
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ import pytest
 
 from .helpers import (
     RUN_TERMINAL,
+    by_attempt,
     completed,
     get_job,
     get_runs,
@@ -26,13 +28,16 @@ from .helpers import (
     stays_false,
     utcnow,
     wait_for,
+    wait_job_status,
     wait_runs,
 )
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .conftest import ServerFactory
+    import httpx
+
+    from .conftest import ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.slow
 
@@ -97,17 +102,23 @@ def test_burst_of_accepted_jobs_survives_kill_9(
         for i in range(30):
             r = api.post(
                 "/submit",
-                json={"project_id": "burst", "payload": f"cmd:echo {i} >> {shlex.quote(str(ledger))}"},
+                json={
+                    "project_id": "burst",
+                    "payload": f"cmd:echo {i} >> {shlex.quote(str(ledger))}",
+                    # A run cut short by the crash comes back as attempt 2.
+                    "max_retries": 2,
+                },
             )
             assert r.status_code == 201, r.text
             ids.append(r.json()["job_id"])
         server.kill()
         server.start()
         assert {j["job_id"] for j in list_jobs(api)} == set(ids), "an accepted job was lost"
-        done = wait_for(
-            lambda: all(get_job(api, i)["status"] == "COMPLETED" for i in ids), 20, 0.2
-        )
-        assert done, [get_job(api, i)["status"] for i in ids]
+        done = wait_for(lambda: all(get_job(api, i)["status"] == "COMPLETED" for i in ids), 20, 0.2)
+        assert done, [
+            (get_job(api, i)["status"], [(r["attempt"], r["status"]) for r in get_runs(api, i)])
+            for i in ids
+        ]
         for job_id in ids:
             runs = get_runs(api, job_id)
             _check_fire_invariants(runs)
@@ -146,8 +157,7 @@ def test_recurring_job_continues_after_kill_9(
         wait_runs(
             api,
             job_id,
-            lambda rs: sum(parse_ts(r["scheduled_for"]) > restarted_at for r in completed(rs))
-            >= 2,
+            lambda rs: sum(parse_ts(r["scheduled_for"]) > restarted_at for r in completed(rs)) >= 2,
             10,
             ">= 2 COMPLETED runs after the restart",
         )
@@ -174,3 +184,58 @@ def test_recurring_job_continues_after_kill_9(
         started_runs = sum(r["started_at"] is not None for r in runs)
         assert len(completed(runs)) <= executions <= started_runs, (executions, runs)
         assert killed_at < restarted_at
+
+
+def _interrupted_job(
+    server: ServerHandle, api: httpx.Client, tmp_path: Path, sweep: list[str], max_retries: int
+) -> tuple[str, Path]:
+    """Start a 3 s shell job, kill -9 the server while it runs, restart; return the job."""
+    ledger = tmp_path / "ledger"
+    seconds = f"3.{uuid.uuid4().int % 10**6:06d}"
+    sweep.append(seconds)
+    payload = f"cmd:echo start >> {shlex.quote(str(ledger))}; sleep {seconds}"
+    r = api.post(
+        "/v1/jobs", json={"project_id": "crash", "payload": payload, "max_retries": max_retries}
+    )
+    assert r.status_code == 201, r.text
+    job_id = r.json()["job_id"]
+    assert wait_for(lambda: _ledger_lines(ledger), 10), "the job never started"
+    server.kill()
+    server.start()
+    return job_id, ledger
+
+
+def test_run_interrupted_by_kill_9_is_retried(
+    server_factory: ServerFactory, tmp_path: Path, proc_sweeper: list[str]
+) -> None:
+    server = server_factory("--lease-seconds", LEASE)
+    with make_client(server.url, new_user("crash")) as api:
+        job_id, ledger = _interrupted_job(server, api, tmp_path, proc_sweeper, 1)
+        job = wait_job_status(api, job_id, {"COMPLETED", "FAILED", "CANCELLED"}, 20)
+        runs = by_attempt(get_runs(api, job_id))
+        assert job["status"] == "COMPLETED", (job, runs)
+        assert [(r["attempt"], r["status"]) for r in runs] == [
+            (1, "RETRY_SCHEDULED"),
+            (2, "COMPLETED"),
+        ], runs
+        _check_fire_invariants(runs)
+        assert _ledger_lines(ledger) == ["start", "start"]
+
+
+def test_run_interrupted_by_kill_9_without_retries_is_not_stuck(
+    server_factory: ServerFactory, tmp_path: Path, proc_sweeper: list[str]
+) -> None:
+    server = server_factory("--lease-seconds", LEASE)
+    with make_client(server.url, new_user("crash")) as api:
+        job_id, _ = _interrupted_job(server, api, tmp_path, proc_sweeper, 0)
+        job = wait_job_status(api, job_id, {"COMPLETED", "FAILED", "CANCELLED"}, 20)
+        runs = get_runs(api, job_id)
+        assert all(r["status"] in RUN_TERMINAL | {"RETRY_SCHEDULED"} for r in runs), runs
+        _check_fire_invariants(runs)
+        terminal = [r for r in runs if r["status"] in RUN_TERMINAL]
+        assert len(terminal) == 1, runs
+        # Either re-run to completion, or given up on as DEAD (its only attempt was spent).
+        assert (job["status"], terminal[0]["status"]) in {
+            ("COMPLETED", "COMPLETED"),
+            ("FAILED", "DEAD"),
+        }, (job, runs)

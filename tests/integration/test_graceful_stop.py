@@ -67,3 +67,24 @@ def test_sigint_also_stops_gracefully(server_factory: ServerFactory) -> None:
     assert server.proc is not None
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(10) == 0
+
+
+def test_run_handed_back_at_sigterm_completes_after_restart(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory("--shutdown-grace", "0.5")
+    with make_client(server.url, new_user("stop")) as api:
+        job_id = submit(api, payload="sleep:4s")
+        wait_runs(api, job_id, lambda rs: any(r["status"] == "RUNNING" for r in rs), 5, "RUNNING")
+
+        t0 = time.monotonic()
+        assert server.stop(timeout=10) == 0, server.log_tail()
+        assert time.monotonic() - t0 < 3, "a 0.5 s grace must not wait for a 4 s job"
+
+        server.start()
+        job = wait_job_status(api, job_id, {"COMPLETED", "FAILED", "CANCELLED"}, 15)
+        assert job["status"] == "COMPLETED", (job, get_runs(api, job_id))
+        runs = get_runs(api, job_id)
+        assert len(completed(runs)) == 1, runs
+        keys = Counter((r["scheduled_for"], r["attempt"]) for r in runs)
+        assert all(n == 1 for n in keys.values()), runs

@@ -75,8 +75,10 @@ def test_large_shell_script_is_offloaded_and_runs(server: ServerHandle) -> None:
         assert run["output"] == expected, run["output"]
 
         downloaded = wait_for(
-            lambda: metric_sum(scrape(server.url), S3, operation="download")
-            >= metric_sum(before, S3, operation="download") + 1,
+            lambda: (
+                metric_sum(scrape(server.url), S3, operation="download")
+                >= metric_sum(before, S3, operation="download") + 1
+            ),
             5,
         )
         assert downloaded, "the worker must download the offloaded payload"
@@ -85,9 +87,10 @@ def test_large_shell_script_is_offloaded_and_runs(server: ServerHandle) -> None:
         seed_view = api.get("/job", params={"id": job_id}).json()
         assert seed_view["payload"] == payload
         job = get_job(api, job_id)
-        assert hashlib.sha256(job["payload"].encode()).hexdigest() == hashlib.sha256(
-            payload.encode()
-        ).hexdigest()
+        assert (
+            hashlib.sha256(job["payload"].encode()).hexdigest()
+            == hashlib.sha256(payload.encode()).hexdigest()
+        )
         listed = api.get("/v1/jobs").json()["items"]
         assert [j["payload"] for j in listed if j["job_id"] == job_id] == [payload]
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import httpx
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .conftest import ServerHandle

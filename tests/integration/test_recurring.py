@@ -6,6 +6,7 @@ six-second observation windows overlap instead of adding up.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -79,7 +80,7 @@ def test_every_2s_fires_twice_in_6s(recurring: tuple[httpx.Client, dict[str, Any
     assert all(r["output"] == "Success: every-2s" for r in done), done
     _check_lag(done)
     fires = _check_distinct_fires(done)
-    for a, b in zip(fires, fires[1:], strict=False):
+    for a, b in itertools.pairwise(fires):
         assert abs((b - a) - timedelta(seconds=2)) < timedelta(milliseconds=5), fires
     job = get_job(api, job_id)
     assert job["status"] in {"PENDING", "RUNNING"}, job
@@ -104,7 +105,7 @@ def test_seconds_cron_fires_on_even_seconds(
         assert fire.second % 2 == 0 and fire.microsecond == 0, f"not an even second: {run}"
     _check_lag(done)
     fires = _check_distinct_fires(done)
-    for a, b in zip(fires, fires[1:], strict=False):
+    for a, b in itertools.pairwise(fires):
         assert (b - a) == timedelta(seconds=2), f"a fire was skipped: {fires}"
     assert fires[0] >= jobs["at"] - timedelta(milliseconds=1), "fired before the submission"
     assert get_job(api, job_id)["status"] in {"PENDING", "RUNNING"}

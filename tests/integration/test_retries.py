@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shlex
 from typing import TYPE_CHECKING
 
@@ -50,7 +51,7 @@ def test_fails_twice_then_succeeds(fast_retry_server: ServerHandle, tmp_path: Pa
         assert [r["output"].strip() for r in runs] == ["attempt 1", "attempt 2", "attempt 3"]
         assert len({r["scheduled_for"] for r in runs}) == 1, "retries belong to the same fire"
         assert len({r["run_id"] for r in runs}) == 3
-        for earlier, later in zip(runs, runs[1:], strict=False):
+        for earlier, later in itertools.pairwise(runs):
             assert parse_ts(later["started_at"]) >= parse_ts(earlier["completed_at"]), runs
         assert (tmp_path / "attempts").read_text().strip() == "3"
         wait_job_status(api, job_id, {"COMPLETED"}, 5)

@@ -26,7 +26,11 @@ def test_scheduled_job_fires_at_next_fire_at(server: ServerHandle) -> None:
         fire_at = utcnow() + timedelta(seconds=3)
         r = api.post(
             "/submit",
-            json={"project_id": "sched", "payload": "scheduled-hello", "next_fire_at": rfc3339(fire_at)},
+            json={
+                "project_id": "sched",
+                "payload": "scheduled-hello",
+                "next_fire_at": rfc3339(fire_at),
+            },
         )
         assert r.status_code == 201, r.text
         job_id = r.json()["job_id"]

@@ -50,7 +50,8 @@ def test_shell_runs_with_stdin_closed_and_sees_its_files(
     with make_client(server.url, new_user("sh")) as api:
         # `cat` without arguments must see EOF at once (stdin is /dev/null), not hang.
         job_id = submit(
-            api, payload=f"cmd:cat; printf 'written' > '{marker}'; cat '{marker}'",
+            api,
+            payload=f"cmd:cat; printf 'written' > '{marker}'; cat '{marker}'",
             timeout_seconds=10,
         )
         runs = wait_runs(api, job_id, _terminal, 12, "a terminal run")

@@ -101,13 +101,13 @@ def test_lists_show_nothing_of_alices(alice_jobs: dict[str, Any], bob: httpx.Cli
     assert {alice_jobs["done"], alice_jobs["future"]} <= listed
 
 
-def test_same_project_id_does_not_share_jobs(
-    alice_jobs: dict[str, Any], bob: httpx.Client
-) -> None:
+def test_same_project_id_does_not_share_jobs(alice_jobs: dict[str, Any], bob: httpx.Client) -> None:
     mine = submit(bob, project_id="secret-project", payload="bob-data")
     items = bob.get("/v1/jobs", params={"project_id": "secret-project"}).json()["items"]
     assert [j["job_id"] for j in items] == [mine]
-    alice_items = alice_jobs["client"].get(
-        "/v1/jobs", params={"project_id": "secret-project"}
-    ).json()["items"]
+    alice_items = (
+        alice_jobs["client"]
+        .get("/v1/jobs", params={"project_id": "secret-project"})
+        .json()["items"]
+    )
     assert mine not in {j["job_id"] for j in alice_items}

@@ -6,8 +6,9 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -15,8 +16,10 @@ from chronoq.errors import ChronoqError
 from chronoq.runtime.config import Settings, env_name
 from chronoq.runtime.node import Node
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _opt(name: str, help_text: str, **kwargs: Any) -> Any:
+
+def _opt(name: str, help_text: str, **kwargs: Any) -> Callable[[F], F]:
     flag = "--" + name.replace("_", "-")
     return click.option(flag, name, default=None, help=f"{help_text} [env: {env_name(name)}]",
                         **kwargs)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Go-style durations (``1h30m``, ``2s``, ``1.5s``, ``300ms``), as the seed's Go code parsed them."""
+"""Go-style durations (``1h30m``, ``2s``, ``1.5s``, ``300ms``), as the seed's Go parsed them."""
 
 from __future__ import annotations
 

@@ -97,10 +97,8 @@ _FIELDS: Final = (
     ("month", 1, 12, _MONTHS),
     ("day-of-week", 0, 7, _DAYS),
 )
-# cronsim reads `a-a/n` as `a/n` (a to the field's end): make it `a` as robfig does.
-_SAME_BOUNDS_STEP = re.compile(r"(?<![^,])(\w+)-\1/\d+(?![^,])")
-# cronsim's day-of-week `a/n` runs to 7 (Sunday again); robfig's stops at 6 (Saturday).
-_DOW_OPEN_STEP = re.compile(r"(?<![^,])([0-6]|MON|TUE|WED|THU|FRI|SAT)/(?=\d+(?![^,]))")
+_MONTH_NAME = re.compile(r"\b(?:" + "|".join(_MONTHS) + r")\b")
+_DAY_NAME = re.compile(r"\b(?:" + "|".join(_DAYS) + r")\b")
 _ZONE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
 _UTC_NAMES = frozenset({"UTC", "Etc/UTC"})  # evaluated on the fast path, no DST
 _NOT_ZONES = frozenset({"localtime", "posixrules"})  # host-dependent files, not IANA zones
@@ -155,8 +153,8 @@ def _parse_cached(expression: str, timezone: str | None) -> Schedule:
     if not text:
         raise ScheduleError(f"invalid {_FIELD} {text!r}: empty", field=_FIELD)
     if text.startswith("@"):
-        head, _, rest = text.partition(" ")
-        head = head.lower()
+        head, *rest_ = text.split(maxsplit=1)
+        head, rest = head.lower(), "".join(rest_)
         if head == "@every":
             return EverySchedule(text, timezone, _every_interval(text, rest))
         spec = DESCRIPTORS.get(head)
@@ -170,10 +168,12 @@ def _parse_cached(expression: str, timezone: str | None) -> Schedule:
             raise ScheduleError(
                 f"invalid {_FIELD} {text!r}: {head} takes no arguments", field=_FIELD
             )
+        parts = spec.split()
     else:
-        spec = _normalise_cron(text)
-    fields = _CronFields(text, spec)
-    fixed_time = not spec.split()[2].startswith("*")
+        parts = _normalise_cron(text)
+    spec = _cronsim_spec(parts)
+    fields = _CronFields(text, parts, spec)
+    fixed_time = not parts[2].startswith("*")
     return CronSchedule(text, timezone, spec, fixed_time, fields, zone)
 
 
@@ -189,8 +189,12 @@ class EverySchedule:
         """``after + interval``, added in UTC (anchored: pass the last scheduled fire, not "now").
 
         Added in UTC, not in ``after``'s zone: Python's aware arithmetic is wall-clock.
+        ``None`` past year 9999.
         """
-        return _utc(after) + self.interval
+        try:
+            return _utc(after) + self.interval
+        except OverflowError:
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,11 +285,11 @@ class _CronFields:
 
     __slots__ = ("_first", "_hours", "_minutes", "_months", "_seconds", "_sim")
 
-    def __init__(self, text: str, spec: str) -> None:
+    def __init__(self, text: str, parts: list[str], spec: str) -> None:
         try:
             sim = CronSim(spec, datetime(2000, 1, 1))
         except CronSimError as exc:
-            raise ScheduleError(_explain_cron_error(text, spec, exc), field=_FIELD) from None
+            raise ScheduleError(_explain_cron_error(text, parts, exc), field=_FIELD) from None
         self._sim = sim
         self._seconds = tuple(sorted(sim.seconds))
         self._minutes = tuple(sorted(sim.minutes))
@@ -406,8 +410,8 @@ def _every_interval(text: str, duration: str) -> timedelta:
     return interval
 
 
-def _normalise_cron(text: str) -> str:
-    """The 6-field, seconds-first, ``?``-free form of a 5- or 6-field expression."""
+def _normalise_cron(text: str) -> list[str]:
+    """The six fields (seconds first) of a 5- or 6-field expression, upper case, ``?`` as ``*``."""
     parts = text.upper().replace("?", "*").split()
     if len(parts) == 5:
         parts.insert(0, "0")
@@ -417,17 +421,43 @@ def _normalise_cron(text: str) -> str:
             f"day-of-week) or 6 with seconds first, got {len(parts)}",
             field=_FIELD,
         )
-    parts = [_SAME_BOUNDS_STEP.sub(r"\1", part) for part in parts]
-    parts[5] = _DOW_OPEN_STEP.sub(r"\1-6/", parts[5])
-    return " ".join(parts)
+    return parts
 
 
-def _explain_cron_error(text: str, spec: str, exc: CronSimError) -> str:
+def _cronsim_spec(parts: list[str]) -> str:
+    """What cronsim must be given to mean what robfig means by ``parts``.
+
+    cronsim reads any single-value term with a step (``5-5/2``, ``SAT-6/1``) as "from
+    that value to the field's end", and a day-of-week ``a/n`` runs on to 7 (Sunday again).
+    Names become numbers so those cases can be seen, then the steps are rewritten.
+    """
+    fixed = list(parts)
+    fixed[4] = _MONTH_NAME.sub(lambda m: str(_MONTHS.index(m[0]) + 1), fixed[4])
+    fixed[5] = _DAY_NAME.sub(lambda m: str(_DAYS.index(m[0])), fixed[5])
+    for index, part in enumerate(fixed):
+        terms = (_fix_step(term, dow=index == 5) for term in part.split(","))
+        fixed[index] = ",".join(terms)
+    return " ".join(fixed)
+
+
+def _fix_step(term: str, *, dow: bool) -> str:
+    base, slash, step = term.partition("/")
+    if not slash:
+        return term
+    if dow and base.isdigit() and int(base) <= 6:
+        base = f"{base}-6"
+    low, dash, high = base.partition("-")
+    if dash and low.isdigit() and high.isdigit() and int(low) == int(high):
+        return low
+    return f"{base}/{step}"
+
+
+def _explain_cron_error(text: str, parts: list[str], exc: CronSimError) -> str:
     """Turn cronsim's terse "Bad minute" into a message that names the problem."""
     prefix = f"invalid {_FIELD} {text!r}: "
-    for (name, low, high, names), value in zip(_FIELDS, spec.split(), strict=True):
+    for (name, low, high, names), value in zip(_FIELDS, parts, strict=True):
         if str(exc) == f"Bad {name}":
-            return prefix + _diagnose_field(name, low, high, names, value.upper())
+            return prefix + _diagnose_field(name, low, high, names, value)
     return prefix + str(exc)
 
 

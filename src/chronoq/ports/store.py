@@ -88,7 +88,7 @@ class Store(Protocol):
         ...
 
     async def list_jobs(self, params: ListJobsParams) -> JobPage:
-        """The user's jobs, oldest first, after the cursor; raises ValidationError on a bad cursor."""
+        """The user's jobs, oldest first, after the cursor (ValidationError if it is bad)."""
         ...
 
     async def list_runs(self, user_id: str, job_id: str, limit: int = 100) -> list[Run]:

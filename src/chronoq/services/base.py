@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
@@ -29,13 +30,11 @@ class Wakeup:
     def set(self, _message: str = "") -> None:
         self._event.set()
 
-    async def wait(self, timeout: float) -> None:
-        """Sleep up to ``timeout`` seconds or until set; then re-arm."""
-        if timeout > 0 and not self._event.is_set():
-            try:
-                await asyncio.wait_for(self._event.wait(), timeout)
-            except TimeoutError:
-                pass
+    async def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds`` or until set; then re-arm."""
+        if seconds > 0 and not self._event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), seconds)
         self._event.clear()
 
 
@@ -55,7 +54,5 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     if task is None or task.done():
         return
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass

@@ -169,7 +169,8 @@ class SqliteStore:
                 if row is not None:
                     released += 1
                     conn.execute(
-                        "UPDATE jobs SET status = 'PENDING' WHERE job_id = ? AND status = 'RUNNING'",
+                        "UPDATE jobs SET status = 'PENDING'"
+                        " WHERE job_id = ? AND status = 'RUNNING'",
                         (row[0],),
                     )
             return released
@@ -310,7 +311,8 @@ def _claim_runs(conn: sqlite3.Connection, params: ClaimRunsParams) -> list[Claim
         [(worker, worker, until, now_us, r[0]) for r in rows],
     )
     conn.executemany(
-        "UPDATE jobs SET status = 'RUNNING', updated_at = ? WHERE job_id = ? AND status = 'PENDING'",
+        "UPDATE jobs SET status = 'RUNNING', updated_at = ?"
+        " WHERE job_id = ? AND status = 'PENDING'",
         [(now_us, r[1]) for r in rows],
     )
     return [claimed_from_row(r) for r in rows]
@@ -410,7 +412,8 @@ def _cancel(
     if job.status in JOB_TERMINAL:
         return CancelResult(job=job, running_run_ids=[])
     conn.execute(
-        "UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, updated_at = ? WHERE job_id = ?",
+        "UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, updated_at = ?"
+        " WHERE job_id = ?",
         (now_us, job_id),
     )
     conn.execute(

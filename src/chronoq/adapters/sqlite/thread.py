@@ -11,6 +11,7 @@ operation waits for nobody.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -118,10 +119,9 @@ class SqliteThread:
         for (_op, _fut, loop), result in zip(batch, results, strict=True):
             by_loop.setdefault(loop, []).append(result)
         for loop, items in by_loop.items():
-            try:
+            # A closed loop raises RuntimeError: nobody waits for these results any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, items)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
 
 
 def _run_one(conn: sqlite3.Connection, operation: Operation) -> tuple[Any, BaseException | None]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from starlette.requests import Request
 
 from chronoq.domain.jobs import Job
@@ -17,8 +16,6 @@ from chronoq.services.api.schemas import (
     BATCH_DECODER,
     JOB_DECODER,
     MAX_BATCH,
-    BatchIn,
-    JobIn,
     decode,
     to_spec,
 )
@@ -43,7 +40,6 @@ async def create_job(request: Request) -> JSONResponse:
     deps = deps_of(request)
     user = user_of(request)
     item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
-    assert isinstance(item, JobIn)
     spec = to_spec(item, user_id=user, shell_enabled=deps.shell_enabled)
     (job,) = await deps.ingest.submit([spec])
     return JSONResponse(job_v1(job, spec.payload), status_code=201)
@@ -53,7 +49,6 @@ async def create_batch(request: Request) -> JSONResponse:
     deps = deps_of(request)
     user = user_of(request)
     batch = decode(BATCH_DECODER, await read_body(request, deps.max_body_bytes))
-    assert isinstance(batch, BatchIn)
     if not 1 <= len(batch.jobs) <= MAX_BATCH:
         raise ValidationError(
             f"a batch holds 1 to {MAX_BATCH} jobs, got {len(batch.jobs)}", field="jobs"

@@ -1,4 +1,5 @@
-"""The seed's routes, kept compatible: ``/submit``, ``/job``, ``/jobs``, ``/health``, ``/metrics``."""
+"""The seed's routes, kept compatible: ``/submit``, ``/job``, ``/jobs``, ``/health``, ``/metrics``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from chronoq.ports.store import ListJobsParams
 from chronoq.services.api.http import JSONResponse, read_body, user_of
 from chronoq.services.api.render import job_seed, job_seed_summary
 from chronoq.services.api.routes_jobs import deps_of, owned_job
-from chronoq.services.api.schemas import JOB_DECODER, JobIn, decode, to_spec
+from chronoq.services.api.schemas import JOB_DECODER, decode, to_spec
 
 _SUBMITTED = b'","status":"Submitted","message":"Job submitted successfully"}'
 _SEED_LIST_LIMIT = 1000
@@ -21,7 +22,6 @@ async def submit(request: Request) -> Response:
     deps = deps_of(request)
     user = user_of(request)
     item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
-    assert isinstance(item, JobIn)
     spec = to_spec(item, user_id=user, shell_enabled=deps.shell_enabled)
     (job,) = await deps.ingest.submit([spec])
     body = b'{"job_id":"' + job.job_id.encode() + _SUBMITTED

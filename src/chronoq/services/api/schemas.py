@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import TypeVar
 
 import msgspec
 
@@ -12,6 +13,7 @@ from chronoq.domain.jobs import JobSpec
 from chronoq.domain.schedules import parse_schedule, validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 
+T = TypeVar("T")
 MAX_BATCH = 1000
 MAX_RETRIES = 100
 MAX_TIMEOUT = 7 * 24 * 3600.0
@@ -41,7 +43,7 @@ JOB_DECODER = msgspec.json.Decoder(JobIn)
 BATCH_DECODER = msgspec.json.Decoder(BatchIn)
 
 
-def decode(decoder: msgspec.json.Decoder[object], body: bytes) -> object:
+def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     """Decode a body, turning msgspec's messages into ``ValidationError``s."""
     try:
         return decoder.decode(body)
