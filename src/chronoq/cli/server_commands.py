@@ -34,7 +34,7 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Callable[[F], F]:
               help="Allow cmd: jobs (default: only when listening on loopback)"
                    f" [env: {env_name('shell')}].")  # fmt: skip
 @_opt("echo_delay", "Seconds an echo job pretends to work (default 0).", type=float)
-@_opt("worker_concurrency", "Runs one worker holds at once (default 1000).", type=int)
+@_opt("worker_concurrency", "Runs one worker holds at once (default 4096).", type=int)
 @_opt("default_timeout", "Timeout of jobs without timeout_seconds (default 3600).", type=float)
 @_opt("retry_base", "First retry backoff ceiling, seconds (default 0.5).", type=float)
 @_opt("retry_cap", "Largest retry backoff, seconds (default 60).", type=float)

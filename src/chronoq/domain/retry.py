@@ -38,3 +38,12 @@ def attempts_left(attempt: int, max_retries: int) -> bool:
 
 
 _RNG = random.Random()
+
+
+def attempts_left_after_lost_lease(attempt: int, max_retries: int) -> bool:
+    """Whether a run whose worker vanished (lease expired) gets another attempt.
+
+    A crash is rarely the job's fault, so even ``max_retries=0`` earns one
+    redelivery; a run that keeps killing its workers still ends DEAD.
+    """
+    return attempts_left(attempt, max(max_retries, 1))

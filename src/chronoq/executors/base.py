@@ -13,6 +13,9 @@ Contract of every executor:
   after cleaning up everything it started) and genuine bugs.
 * It honours ``request.timeout_seconds``: a job that runs longer ends with
   ``timed_out=True`` shortly after the timeout (plus the executor's kill grace).
+* Optionally, ``execute_inline(request)`` returns the result synchronously when the
+  executor can finish without waiting (a no-op), or ``None``; the worker then skips
+  creating a task for the run.
 * ``output`` holds at most about ``request.output_limit`` bytes of the job's output
   (plus a truncation mark).
 """

@@ -29,7 +29,7 @@ class Settings:
     """``cmd:`` jobs; None = on only when the API listens on loopback."""
     echo_delay: float = 0.0
     """Seconds the echo executor pretends to work (the seed slept; 0 = no-op)."""
-    worker_concurrency: int = 1000
+    worker_concurrency: int = 4096
     default_timeout: float = 3600.0
     retry_base: float = 0.5
     retry_cap: float = 60.0

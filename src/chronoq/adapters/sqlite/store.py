@@ -8,7 +8,6 @@ connection. Compare-and-set writes check (status, lease owner, attempt).
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
@@ -25,8 +24,9 @@ from chronoq.adapters.sqlite.rows import (
 from chronoq.adapters.sqlite.thread import SqliteThread
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.fires import next_fire
+from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
-from chronoq.domain.retry import attempts_left
+from chronoq.domain.retry import attempts_left_after_lost_lease
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus, job_status_after_run
 from chronoq.errors import ValidationError
 from chronoq.ports.store import (
@@ -38,7 +38,6 @@ from chronoq.ports.store import (
     ReapParams,
 )
 
-_TERMINAL_JOB = tuple(s.value for s in JOB_TERMINAL)
 _LEASE_LOST = "lease expired: the worker stopped heartbeating"
 
 
@@ -264,7 +263,7 @@ def _claim_due(conn: sqlite3.Connection, params: ClaimDueParams) -> list[Run]:
     new_runs: list[tuple[Any, ...]] = []
     advances: list[tuple[Any, ...]] = []
     for job_id, user_id, cron, tz, due in conn.execute(sql, args).fetchall():
-        run_id = str(uuid.uuid4())
+        run_id = new_id()
         scheduled = from_micros(due)
         following = next_fire(
             cron_schedule=cron, timezone=tz, scheduled_for=scheduled, now=params.now
@@ -319,59 +318,65 @@ def _claim_runs(conn: sqlite3.Connection, params: ClaimRunsParams) -> list[Claim
 
 
 def _complete(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
-    row = conn.execute(
-        "SELECT r.job_id, r.user_id, r.scheduled_for, j.status, j.cron_schedule"
-        " FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
-        " WHERE r.run_id = ? AND r.status = 'RUNNING' AND r.lease_owner = ? AND r.attempt = ?",
-        (outcome.run_id, outcome.worker_id, outcome.attempt),
-    ).fetchone()
-    if row is None:
-        return False
-    job_id, user_id, scheduled_for, job_status, cron = row
     status = outcome.status
-    if job_status == JobStatus.CANCELLED and status is RunStatus.RETRY_SCHEDULED:
-        status = RunStatus.CANCELLED
-    conn.execute(
+    if status is RunStatus.RETRY_SCHEDULED and _job_cancelled(conn, outcome.run_id):
+        status = RunStatus.CANCELLED  # no retry for a cancelled job
+    completed_us = to_micros(outcome.completed_at)
+    row = conn.execute(
         "UPDATE job_runs SET status = ?, started_at = ?, completed_at = ?, output = ?,"
         " exit_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL"
-        " WHERE run_id = ?",
+        " WHERE run_id = ? AND status = 'RUNNING' AND lease_owner = ? AND attempt = ?"
+        " RETURNING job_id, user_id, scheduled_for",
         (
             status.value,
             to_micros(outcome.started_at),
-            to_micros(outcome.completed_at),
+            completed_us,
             outcome.output,
             outcome.exit_code,
             outcome.error_message,
             outcome.run_id,
+            outcome.worker_id,
+            outcome.attempt,
         ),
-    )
+    ).fetchone()
+    if row is None:
+        return False  # stale: the lease moved on; nothing changed
+    job_id, user_id, scheduled_for = row
     if status is RunStatus.RETRY_SCHEDULED:
         retry_at = to_micros(outcome.retry_at or outcome.completed_at)
         conn.execute(
             _INSERT_RUN,
-            (str(uuid.uuid4()), job_id, user_id, scheduled_for, outcome.attempt + 1,
-             to_micros(outcome.completed_at), retry_at),
-        )  # fmt: skip
-    _settle_job(conn, job_id, status, cron is not None, to_micros(outcome.completed_at))
+            (new_id(), job_id, user_id, scheduled_for, outcome.attempt + 1, completed_us, retry_at),
+        )
+    _settle_job(conn, job_id, status, completed_us)
     return True
 
 
-def _settle_job(
-    conn: sqlite3.Connection, job_id: str, status: RunStatus, recurring: bool, now_us: int
-) -> None:
-    job_status = job_status_after_run(status, recurring=recurring)
-    conn.execute(
-        f"UPDATE jobs SET status = ?, updated_at = ? WHERE job_id = ?"
-        f" AND status NOT IN ({','.join('?' * len(_TERMINAL_JOB))})",
-        (job_status.value, now_us, job_id, *_TERMINAL_JOB),
-    )
+def _job_cancelled(conn: sqlite3.Connection, run_id: str) -> bool:
+    row = conn.execute(
+        "SELECT j.status FROM job_runs r JOIN jobs j ON j.job_id = r.job_id WHERE r.run_id = ?",
+        (run_id,),
+    ).fetchone()
+    return row is not None and row[0] == JobStatus.CANCELLED
+
+
+_SETTLE_JOB = (
+    "UPDATE jobs SET status = CASE WHEN cron_schedule IS NULL THEN ? ELSE ? END, updated_at = ?"
+    " WHERE job_id = ? AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+)
+
+
+def _settle_job(conn: sqlite3.Connection, job_id: str, status: RunStatus, now_us: int) -> None:
+    """Move the job on after one of its runs reached ``status`` (terminal jobs stay put)."""
+    one_shot = job_status_after_run(status, recurring=False).value
+    recurring = job_status_after_run(status, recurring=True).value
+    conn.execute(_SETTLE_JOB, (one_shot, recurring, now_us, job_id))
 
 
 def _reap(conn: sqlite3.Connection, params: ReapParams) -> int:
     sql = (
         "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, j.max_retries,"
-        " j.status, j.cron_schedule FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
-        " WHERE r.status = 'RUNNING'"
+        " j.status FROM job_runs r JOIN jobs j ON j.job_id = r.job_id WHERE r.status = 'RUNNING'"
     )
     args: list[Any] = []
     if not params.expire_all:
@@ -379,10 +384,10 @@ def _reap(conn: sqlite3.Connection, params: ReapParams) -> int:
         args.append(to_micros(params.now))
     rows = conn.execute(sql + " LIMIT ?", (*args, params.limit)).fetchall()
     now_us, retry_us = to_micros(params.now), to_micros(params.retry_at)
-    for run_id, job_id, user_id, scheduled_for, attempt, max_retries, job_status, cron in rows:
+    for run_id, job_id, user_id, scheduled_for, attempt, max_retries, job_status in rows:
         if job_status == JobStatus.CANCELLED:
             status = RunStatus.CANCELLED
-        elif attempts_left(attempt, max_retries):
+        elif attempts_left_after_lost_lease(attempt, max_retries):
             status = RunStatus.RETRY_SCHEDULED
         else:
             status = RunStatus.DEAD
@@ -394,9 +399,9 @@ def _reap(conn: sqlite3.Connection, params: ReapParams) -> int:
         if status is RunStatus.RETRY_SCHEDULED:
             conn.execute(
                 _INSERT_RUN,
-                (str(uuid.uuid4()), job_id, user_id, scheduled_for, attempt + 1, now_us, retry_us),
+                (new_id(), job_id, user_id, scheduled_for, attempt + 1, now_us, retry_us),
             )
-        _settle_job(conn, job_id, status, cron is not None, now_us)
+        _settle_job(conn, job_id, status, now_us)
     return len(rows)
 
 

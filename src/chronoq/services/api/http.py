@@ -30,14 +30,20 @@ class JSONResponse(Response):
         return _ENCODER.encode(content)
 
 
+class InvalidJobId(ValidationError):
+    """A job id that is not a UUID (400 ``invalid_job_id``)."""
+
+
 class Unauthenticated(ChronoqError):
     """No caller identity (``X-User-ID`` missing)."""
 
 
 def error_response(exc: ChronoqError) -> JSONResponse:
     status, code = _STATUS.get(type(exc), (500, "internal_error"))
-    if isinstance(exc, ValidationError):
-        status, code = 400, "invalid_json" if exc.message.startswith("invalid JSON") else code
+    if isinstance(exc, ValidationError) and status == 500:
+        status, code = 400, "validation_error"
+    if isinstance(exc, ValidationError) and exc.message.startswith("invalid JSON"):
+        code = "invalid_json"
     body = {"error": {"code": code, "message": str(exc), "field": getattr(exc, "field", None)}}
     return JSONResponse(body, status_code=status)
 
@@ -48,6 +54,7 @@ def error(status: int, code: str, message: str) -> JSONResponse:
 
 _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
     ValidationError: (400, "validation_error"),
+    InvalidJobId: (400, "invalid_job_id"),
     Unauthenticated: (401, "missing_user_id"),
     ForbiddenError: (403, "shell_disabled"),
     NotFoundError: (404, "not_found"),
@@ -69,11 +76,11 @@ def user_of(request: Request) -> str:
 def job_id_of(raw: str | None) -> str:
     """A canonical job id, or 400 — a malformed id never reaches the store."""
     if not raw:
-        raise ValidationError("a job id is required", field="id")
+        raise InvalidJobId("a job id is required", field="id")
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise ValidationError(f"invalid job id {raw[:80]!r}: expected a UUID", field="id") from None
+        raise InvalidJobId(f"invalid job id {raw[:80]!r}: expected a UUID", field="id") from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -8,13 +8,13 @@ written through the writer; only then does the caller answer 201.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from chronoq.domain.clock import Clock
 from chronoq.domain.fires import first_fire
+from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import BLOB_REF_PREFIX, OFFLOAD_THRESHOLD, Job, JobSpec, shard_of
 from chronoq.domain.states import JobStatus
 from chronoq.errors import UnavailableError
@@ -43,7 +43,7 @@ class Ingest:
         return jobs
 
     def _new_job(self, spec: JobSpec, now: datetime) -> Job:
-        job_id = str(uuid.uuid4())
+        job_id = new_id()
         encoded_size = len(spec.payload.encode())
         offload = encoded_size > OFFLOAD_THRESHOLD
         return Job(

@@ -1,5 +1,4 @@
-"""The seed's routes, kept compatible: ``/submit``, ``/job``, ``/jobs``, ``/health``, ``/metrics``.
-"""
+"""The seed's routes, kept compatible: /submit, /job, /jobs, /health, /metrics."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import TypeVar
 
@@ -44,14 +45,20 @@ BATCH_DECODER = msgspec.json.Decoder(BatchIn)
 
 
 def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
-    """Decode a body, turning msgspec's messages into ``ValidationError``s."""
+    """Decode a body, turning msgspec's messages into ``ValidationError``s naming the field.
+
+    Syntax is checked before shape: a truncated or non-UTF-8 body is
+    ``invalid JSON`` even when the part that did arrive also has a bad field.
+    """
     try:
         return decoder.decode(body)
     except msgspec.DecodeError as exc:
+        try:
+            msgspec.json.decode(body)
+        except msgspec.DecodeError as syntax:
+            raise ValidationError(f"invalid JSON: {syntax}") from None
         message = str(exc)
-        if message.startswith(("JSON is malformed", "Input data was truncated")):
-            raise ValidationError(f"invalid JSON: {message}") from None
-        raise ValidationError(message, field=_path_of(message)) from None
+        raise ValidationError(message, field=_field_of(message)) from None
 
 
 def to_spec(item: JobIn, *, user_id: str, shell_enabled: bool, prefix: str = "") -> JobSpec:
@@ -143,10 +150,15 @@ def _timeout(value: float | None, prefix: str) -> float | None:
     return value
 
 
-def _path_of(message: str) -> str | None:
-    """``"... - at `$.jobs[3].max_retries`"`` -> ``"jobs[3].max_retries"``."""
-    marker = "- at `$"
-    if marker not in message:
-        return None
-    path = message.split(marker, 1)[1].rstrip("`").lstrip(".")
+_NAMED_FIELD = re.compile(r"field `([^`]+)`")
+
+
+def _field_of(message: str) -> str | None:
+    """``"Object contains unknown field `x` - at `$.jobs[3]`"`` -> ``"jobs[3].x"``."""
+    path = ""
+    if " - at `$" in message:
+        path = message.split(" - at `$", 1)[1].rstrip("`").lstrip(".")
+    named = _NAMED_FIELD.search(message)
+    if named is not None:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
     return path or None

@@ -43,6 +43,22 @@ async def execute(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> 
     return outcome_of(ctx, run, result, started, finished)
 
 
+def execute_inline(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> RunOutcome | None:
+    """Run the attempt synchronously if its executor can finish without waiting, else None."""
+    if run.payload is None:
+        return None  # offloaded: loading it waits on the blob store
+    executor = ctx.registry.resolve(run.payload)
+    inline = getattr(executor, "execute_inline", None)
+    if inline is None:
+        return None
+    result = inline(_request(ctx, run, run.payload))
+    if result is None:
+        return None
+    finished = ctx.clock.now()
+    ctx.metrics.job_duration.observe((finished - started).total_seconds())
+    return outcome_of(ctx, run, result, started, finished)
+
+
 def outcome_of(
     ctx: ExecutionContext,
     run: ClaimedRun,
@@ -59,7 +75,7 @@ def outcome_of(
     retry_at = None
     if status is RunStatus.RETRY_SCHEDULED:
         retry_at = finished + timedelta(seconds=ctx.retry.delay(run.attempt))
-    ctx.metrics.jobs_executed.labels(status.value).inc()
+    _count(ctx, status)
     return RunOutcome(
         run_id=run.run_id,
         worker_id=ctx.worker_id,
@@ -75,7 +91,7 @@ def outcome_of(
 
 
 def cancelled_outcome(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> RunOutcome:
-    ctx.metrics.jobs_executed.labels(RunStatus.CANCELLED.value).inc()
+    _count(ctx, RunStatus.CANCELLED)
     return RunOutcome(
         run_id=run.run_id,
         worker_id=ctx.worker_id,
@@ -87,6 +103,10 @@ def cancelled_outcome(ctx: ExecutionContext, run: ClaimedRun, started: datetime)
         exit_code=None,
         error_message="cancelled by the user",
     )
+
+
+def _count(ctx: ExecutionContext, status: RunStatus) -> None:
+    ctx.metrics.jobs_executed.labels(status.value).inc()
 
 
 async def _load_payload(ctx: ExecutionContext, run: ClaimedRun) -> str:
@@ -101,7 +121,14 @@ async def _load_payload(ctx: ExecutionContext, run: ClaimedRun) -> str:
 
 async def _run_executor(ctx: ExecutionContext, run: ClaimedRun, payload: str) -> ExecutionResult:
     executor = ctx.registry.resolve(payload)
-    request = ExecutionRequest(
+    try:
+        return await executor.execute(_request(ctx, run, payload))
+    except Exception as exc:  # an executor bug must not kill the worker
+        return ExecutionResult(succeeded=False, error=f"executor error: {exc!r}")
+
+
+def _request(ctx: ExecutionContext, run: ClaimedRun, payload: str) -> ExecutionRequest:
+    return ExecutionRequest(
         run_id=run.run_id,
         job_id=run.job_id,
         attempt=run.attempt,
@@ -110,7 +137,3 @@ async def _run_executor(ctx: ExecutionContext, run: ClaimedRun, payload: str) ->
         output_limit=ctx.output_limit,
         env=ctx.env,
     )
-    try:
-        return await executor.execute(request)
-    except Exception as exc:  # an executor bug must not kill the worker
-        return ExecutionResult(succeeded=False, error=f"executor error: {exc!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import ClaimedRun
@@ -29,6 +29,7 @@ from chronoq.services.worker.execution import (
     ExecutionContext,
     cancelled_outcome,
     execute,
+    execute_inline,
 )
 
 _IDLE_RECHECK = 5.0
@@ -39,7 +40,7 @@ _MAX_CLAIM = 1000
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerConfig:
     worker_id: str
-    concurrency: int = 1000
+    concurrency: int = 4096
     lease_seconds: float = 30.0
     lookahead: float = 0.5
     default_timeout: float = 3600.0
@@ -52,7 +53,6 @@ class WorkerConfig:
 @dataclass(slots=True)
 class _Held:
     run: ClaimedRun
-    timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "cancelled" | "shutdown" | "lease_lost"
 
@@ -87,6 +87,8 @@ class Worker:
         )
         self._completer = Completer(store, notifier)
         self._held: dict[str, _Held] = {}
+        self._due: dict[datetime, list[_Held]] = {}
+        """Runs claimed ahead of time, by start instant: one timer per instant, not per run."""
         self._wakeup = Wakeup()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -163,28 +165,49 @@ class Worker:
     def _hold(self, run: ClaimedRun) -> None:
         held = _Held(run)
         self._held[run.run_id] = held
-        self._start_when_due(held)
+        delay = (run.available_at - self._clock.now()).total_seconds()
+        if delay <= 0:
+            self._start(held)
+            return
+        bucket = self._due.get(run.available_at)
+        if bucket is None:
+            bucket = self._due[run.available_at] = []
+            asyncio.get_running_loop().call_later(delay, self._start_due, run.available_at)
+        bucket.append(held)
 
-    def _start_when_due(self, held: _Held) -> None:
-        """Start now if due, else on a timer; re-arm if a timer fired a hair early."""
-        held.timer = None
-        if held.stop_reason is not None:
+    def _start_due(self, at: datetime) -> None:
+        """Start every run due at ``at`` — all in this one callback, never a hair early."""
+        early = (at - self._clock.now()).total_seconds()
+        if early > 0:
+            asyncio.get_running_loop().call_later(early, self._start_due, at)
             return
-        delay = (held.run.available_at - self._clock.now()).total_seconds()
-        if delay > 0:
-            loop = asyncio.get_running_loop()
-            held.timer = loop.call_later(delay, self._start_when_due, held)
+        for held in self._due.pop(at, ()):
+            if held.stop_reason is None:
+                self._start(held)
+
+    def _start(self, held: _Held) -> None:
+        run = held.run
+        started = self._clock.now()
+        outcome = execute_inline(self._ctx, run, started)
+        if outcome is not None:  # a no-op finished on the spot: no task needed
+            self._observe_lag(started, run)
+            self._release_slot(run.run_id)
+            self._completer.report(outcome)
             return
-        held.task = asyncio.create_task(self._execute(held), name=f"run-{held.run.run_id}")
+        held.task = asyncio.create_task(self._execute(held), name=f"run-{run.run_id}")
+
+    def _observe_lag(self, started: datetime, run: ClaimedRun) -> None:
+        if run.attempt != 1:
+            return  # a retry's delay is its backoff, not lag
+        lag = (started - run.scheduled_for).total_seconds()
+        self._ctx.metrics.fire_lag.observe(max(lag, 0.0))
 
     # -- executing -----------------------------------------------------------------------
 
     async def _execute(self, held: _Held) -> None:
         run = held.run
         started = self._clock.now()
-        if run.attempt == 1:
-            lag = (started - run.scheduled_for).total_seconds()
-            self._ctx.metrics.fire_lag.observe(max(lag, 0.0))
+        self._observe_lag(started, run)
         try:
             outcome = await execute(self._ctx, run, started)
         except asyncio.CancelledError:
@@ -213,10 +236,7 @@ class Worker:
         if held.task is not None:
             held.task.cancel()
             return
-        if held.timer is not None:
-            held.timer.cancel()
-            held.timer = None
-        self._release_slot(run_id)
+        self._release_slot(run_id)  # not started yet: its bucket skips it
         self._completer.report(cancelled_outcome(self._ctx, held.run, self._clock.now()))
 
     # -- leases --------------------------------------------------------------------------
@@ -246,9 +266,6 @@ class Worker:
 
     def _abandon(self, held: _Held, reason: str) -> None:
         held.stop_reason = reason
-        if held.timer is not None:
-            held.timer.cancel()
-            held.timer = None
         if held.task is not None:
             held.task.cancel()
 
@@ -258,6 +275,7 @@ class Worker:
         unstarted = [rid for rid, h in self._held.items() if h.task is None]
         for run_id in unstarted:
             self._abandon(self._held.pop(run_id), "shutdown")
+        self._due.clear()
         return unstarted
 
     async def _drain_running(self) -> list[str]:

@@ -19,9 +19,9 @@ CREATE TABLE jobs (
     updated_at      INTEGER NOT NULL
 );
 
--- The seed's job_queue, as an index over jobs: one source of truth.
+-- The seed's job_queue, as an index over jobs: one source of truth. Embedded mode has one
+-- picker owning every shard, so no per-shard index (the PostgreSQL schema has one).
 CREATE INDEX jobs_due ON jobs (next_fire_at) WHERE next_fire_at IS NOT NULL;
-CREATE INDEX jobs_shard_due ON jobs (shard_id, next_fire_at) WHERE next_fire_at IS NOT NULL;
 CREATE INDEX jobs_user ON jobs (user_id, seq);
 
 CREATE TABLE job_runs (
@@ -41,7 +41,7 @@ CREATE TABLE job_runs (
     error_message TEXT,
     lease_owner   TEXT,
     lease_until   INTEGER,
-    UNIQUE (job_id, scheduled_for, attempt)
+    UNIQUE (job_id, scheduled_for, attempt)      -- also serves "runs of a job"
 );
 
 -- At most one terminal outcome per fire (DESIGN §4), enforced, not hoped for.
@@ -49,4 +49,3 @@ CREATE UNIQUE INDEX runs_one_terminal_per_fire ON job_runs (job_id, scheduled_fo
     WHERE status IN ('COMPLETED', 'FAILED', 'TIMED_OUT', 'CANCELLED', 'DEAD', 'SKIPPED');
 CREATE INDEX runs_queued ON job_runs (available_at) WHERE status = 'QUEUED';
 CREATE INDEX runs_running ON job_runs (lease_until) WHERE status = 'RUNNING';
-CREATE INDEX runs_by_job ON job_runs (job_id, scheduled_for);
