@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -86,7 +86,7 @@ def test_check_aware_refuses_naive() -> None:
         check_aware(datetime(2026, 1, 1), "next_fire_at")
 
 
-class _NoOffset(timezone.__base__):  # type: ignore[misc,name-defined]
+class _NoOffset(tzinfo):
     """A tzinfo that answers None: as naive as no tzinfo at all."""
 
     def utcoffset(self, dt: datetime | None) -> timedelta | None:
@@ -190,3 +190,15 @@ def test_format_then_parse_round_trips(value: datetime) -> None:
     text = format_rfc3339(value)
     assert text.endswith("Z")
     assert parse_rfc3339(text) == value
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_parse_rfc3339_out_of_range_is_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339(text)
+
+
+def test_format_rfc3339_pads_years_below_1000() -> None:
+    value = datetime(999, 1, 1, tzinfo=UTC)
+    assert format_rfc3339(value) == "0999-01-01T00:00:00.000Z"
+    assert parse_rfc3339(format_rfc3339(value)) == value

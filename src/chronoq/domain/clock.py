@@ -48,10 +48,11 @@ def now_micros() -> int:
 
 def format_rfc3339(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` and microseconds trimmed to milliseconds when exact."""
-    value = check_aware(value)
-    if value.microsecond % 1000 == 0:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    v = check_aware(value)
+    base = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+    if v.microsecond % 1000 == 0:
+        return f"{base}.{v.microsecond // 1000:03d}Z"
+    return f"{base}.{v.microsecond:06d}Z"
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -62,7 +63,10 @@ def parse_rfc3339(text: str) -> datetime:
     value = datetime.fromisoformat(s)
     if value.tzinfo is None:
         raise ValueError(f"RFC 3339 needs a 'Z' or an offset: {text!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range: {text!r}") from None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

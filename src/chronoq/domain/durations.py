@@ -35,6 +35,8 @@ def parse_go_duration(text: str) -> timedelta:
         if s[0] == "-":
             raise ValidationError(f"invalid duration {text!r}: must not be negative")
         s = s[1:]
+        if not s:
+            raise ValidationError(f"invalid duration {text!r}: a sign needs a number and a unit")
     pos = 0
     total_us = 0.0
     while pos < len(s):
@@ -45,21 +47,24 @@ def parse_go_duration(text: str) -> timedelta:
             )
         total_us += float(m.group(1)) * _UNITS_US[m.group(2)]
         pos = m.end()
-    return timedelta(microseconds=round(total_us))
+    try:
+        return timedelta(microseconds=round(total_us))
+    except OverflowError:
+        raise ValidationError(f"invalid duration {text!r}: too large") from None
 
 
 def format_duration(d: timedelta) -> str:
-    """Format a timedelta the short way Go prints it (``1h30m0s`` -> ``1h30m``)."""
-    total = d.total_seconds()
-    if total == 0:
+    """Format a timedelta the short way Go prints it (``1h30m0s`` -> ``1h30m``), exactly."""
+    total_us = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+    if total_us == 0:
         return "0s"
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    out = ""
-    if hours:
-        out += f"{int(hours)}h"
-    if minutes:
-        out += f"{int(minutes)}m"
-    if seconds:
-        out += f"{seconds:g}s"
+    hours, rest = divmod(total_us, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    seconds, micros = divmod(rest, 1_000_000)
+    out = f"{hours}h" if hours else ""
+    out += f"{minutes}m" if minutes else ""
+    if micros:
+        out += f"{seconds}.{micros:06d}".rstrip("0") + "s"
+    elif seconds:
+        out += f"{seconds}s"
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ class RetryPolicy:
     cap_seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.base_seconds < 0 or self.cap_seconds < 0:
-            raise ValueError("retry base and cap must be >= 0")
+        if not (0 <= self.base_seconds < math.inf and 0 <= self.cap_seconds < math.inf):
+            raise ValueError("retry base and cap must be finite and >= 0")
 
     def ceiling(self, attempt: int) -> float:
         """The largest delay after the given (1-based) failed attempt."""

@@ -114,10 +114,10 @@ def outcome_status(*, succeeded: bool, timed_out: bool, attempts_left: bool) -> 
 
 def job_status_after_run(run_status: RunStatus, *, recurring: bool) -> JobStatus:
     """The job's state once one of its runs reaches ``run_status``."""
+    if run_status is RunStatus.CANCELLED:
+        return JobStatus.CANCELLED  # a run ends CANCELLED only because its job was
     if recurring or run_status is RunStatus.RETRY_SCHEDULED:
         return JobStatus.PENDING
     if run_status is RunStatus.COMPLETED:
         return JobStatus.COMPLETED
-    if run_status is RunStatus.CANCELLED:
-        return JobStatus.CANCELLED
     return JobStatus.FAILED

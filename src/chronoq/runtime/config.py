@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,12 @@ class Settings:
         _check(self.echo_delay >= 0, "echo_delay must be >= 0")
         _check(self.shard_count >= 1, "shard_count must be >= 1")
         _check(
+            self.log_level.lower() in {"debug", "info", "warning", "error"},
+            "log_level must be debug, info, warning or error",
+        )
+        for name in _SECONDS:
+            _check(math.isfinite(getattr(self, name)), f"{name} must be a finite number")
+        _check(
             self.sqlite_synchronous.upper() in {"OFF", "NORMAL", "FULL", "EXTRA"},
             "sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA",
         )
@@ -82,6 +89,12 @@ class Settings:
             return cls(**values)
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
+
+
+_SECONDS = (
+    "echo_delay", "default_timeout", "retry_base", "retry_cap", "lease_seconds", "lookahead",
+    "shutdown_grace",
+)  # fmt: skip
 
 
 def env_name(option: str) -> str:

@@ -57,6 +57,8 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
             msgspec.json.decode(body)
         except msgspec.DecodeError as syntax:
             raise ValidationError(f"invalid JSON: {syntax}") from None
+        except RecursionError:
+            raise ValidationError("the body is nested too deeply") from None
         message = str(exc)
         raise ValidationError(message, field=_field_of(message)) from None
 

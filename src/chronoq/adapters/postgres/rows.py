@@ -1,0 +1,115 @@
+"""Record <-> domain conversions for PostgreSQL.
+
+asyncpg returns ``timestamptz`` as aware UTC datetimes and ``uuid`` as UUID
+objects; the domain wants ``str`` ids. Ids must be canonical (lowercase,
+hyphenated) uuids: the form ``str(uuid.uuid4())`` produces and PostgreSQL
+prints, so an id compares equal here exactly when it would as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from chronoq.domain.clock import check_aware
+from chronoq.domain.jobs import ClaimedRun, Job, Run
+from chronoq.domain.states import JobStatus, RunStatus
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` is a canonical uuid string (anything else matches no row)."""
+    return isinstance(value, str) and len(value) == 36 and _UUID.fullmatch(value) is not None
+
+
+def aware(value: datetime, name: str = "datetime") -> datetime:
+    """Refuse naive datetimes, as the embedded store does (``ValueError``)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return check_aware(value, name)  # raises
+    return value
+
+
+def opt_aware(value: datetime | None, name: str = "datetime") -> datetime | None:
+    return None if value is None else aware(value, name)
+
+
+def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
+    """Column arrays for ``INSERT_JOBS``."""
+    return [
+        [j.job_id for j in jobs],
+        [j.user_id for j in jobs],
+        [j.project_id for j in jobs],
+        [j.payload for j in jobs],
+        [j.payload_ref for j in jobs],
+        [j.payload_size for j in jobs],
+        [j.cron_schedule for j in jobs],
+        [j.timezone for j in jobs],
+        [opt_aware(j.next_fire_at, "next_fire_at") for j in jobs],
+        [j.shard_id for j in jobs],
+        [j.status.value for j in jobs],
+        [j.max_retries for j in jobs],
+        [j.timeout_seconds for j in jobs],
+        [aware(j.created_at, "created_at") for j in jobs],
+        [aware(j.updated_at, "updated_at") for j in jobs],
+    ]
+
+
+def job_from_record(row: Sequence[Any], at: int = 0) -> Job:
+    """A ``Job`` from ``JOB_COLUMNS`` starting at column ``at``."""
+    return Job(
+        job_id=str(row[at]),
+        user_id=row[at + 1],
+        project_id=row[at + 2],
+        payload=row[at + 3],
+        payload_ref=row[at + 4],
+        payload_size=row[at + 5],
+        cron_schedule=row[at + 6],
+        timezone=row[at + 7],
+        next_fire_at=row[at + 8],
+        shard_id=row[at + 9],
+        status=JobStatus(row[at + 10]),
+        max_retries=row[at + 11],
+        timeout_seconds=row[at + 12],
+        created_at=row[at + 13],
+        updated_at=row[at + 14],
+    )
+
+
+def run_from_record(row: Sequence[Any]) -> Run:
+    """A ``Run`` from ``RUN_COLUMNS``."""
+    return Run(
+        run_id=str(row[0]),
+        job_id=str(row[1]),
+        user_id=row[2],
+        scheduled_for=row[3],
+        attempt=row[4],
+        status=RunStatus(row[5]),
+        triggered_at=row[6],
+        available_at=row[7],
+        started_at=row[8],
+        completed_at=row[9],
+        output=row[10],
+        exit_code=row[11],
+        worker_id=row[12],
+        error_message=row[13],
+        lease_until=row[14],
+    )
+
+
+def claimed_from_record(row: Sequence[Any]) -> ClaimedRun:
+    """A ``ClaimedRun`` from the columns ``CLAIM_RUNS`` returns."""
+    return ClaimedRun(
+        run_id=str(row[0]),
+        job_id=str(row[1]),
+        attempt=row[2],
+        scheduled_for=row[3],
+        available_at=row[4],
+        payload=row[5],
+        payload_ref=row[6],
+        timeout_seconds=row[7],
+        max_retries=row[8],
+        recurring=row[9] is not None,
+    )

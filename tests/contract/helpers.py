@@ -1,0 +1,140 @@
+"""Builders shared by the contract tests. Time is explicit: every call passes its ``now``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.states import JobStatus, RunStatus
+from chronoq.ports.store import ClaimDueParams, ClaimRunsParams, Store
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+
+def at(seconds: float) -> datetime:
+    """``T0`` plus ``seconds``."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def make_job(
+    *,
+    user_id: str = "alice",
+    project_id: str = "default",
+    payload: str | None = "echo hi",
+    payload_ref: str | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
+    next_fire_at: datetime | None = T0,
+    shard_id: int = 0,
+    status: JobStatus = JobStatus.PENDING,
+    max_retries: int = 0,
+    timeout_seconds: float | None = None,
+    created_at: datetime = T0,
+) -> Job:
+    return Job(
+        job_id=str(uuid.uuid4()),
+        user_id=user_id,
+        project_id=project_id,
+        payload=payload,
+        payload_ref=payload_ref,
+        payload_size=len((payload or "x" * 2000).encode()),
+        cron_schedule=cron,
+        timezone=timezone,
+        next_fire_at=next_fire_at,
+        shard_id=shard_id,
+        status=status,
+        max_retries=max_retries,
+        timeout_seconds=timeout_seconds,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
+async def claim_due(
+    store: Store,
+    now: datetime,
+    *,
+    horizon: datetime | None = None,
+    limit: int = 1000,
+    shards: list[int] | None = None,
+) -> list[Run]:
+    return await store.claim_due(
+        ClaimDueParams(shards=shards, now=now, horizon=horizon or now, limit=limit)
+    )
+
+
+async def claim_runs(
+    store: Store,
+    worker_id: str,
+    now: datetime,
+    *,
+    horizon: datetime | None = None,
+    lease_until: datetime | None = None,
+    limit: int = 100,
+) -> list[ClaimedRun]:
+    return await store.claim_runs(
+        ClaimRunsParams(
+            worker_id=worker_id,
+            now=now,
+            horizon=horizon or now,
+            lease_until=lease_until or now + LEASE,
+            limit=limit,
+        )
+    )
+
+
+async def submit_and_lease(
+    store: Store, job: Job, worker_id: str = "w1", now: datetime = T0
+) -> ClaimedRun:
+    """Insert ``job``, fire it at ``now`` and lease its run to ``worker_id``."""
+    await store.insert_jobs([job])
+    assert len(await claim_due(store, now)) == 1
+    (claimed,) = await claim_runs(store, worker_id, now)
+    return claimed
+
+
+def outcome(
+    claimed: ClaimedRun,
+    status: RunStatus,
+    *,
+    worker_id: str = "w1",
+    attempt: int | None = None,
+    started_at: datetime = T0,
+    completed_at: datetime | None = None,
+    retry_at: datetime | None = None,
+    output: str = "out",
+    exit_code: int | None = 0,
+    error_message: str | None = None,
+) -> RunOutcome:
+    return RunOutcome(
+        run_id=claimed.run_id,
+        worker_id=worker_id,
+        attempt=claimed.attempt if attempt is None else attempt,
+        status=status,
+        started_at=started_at,
+        completed_at=completed_at or started_at + timedelta(seconds=1),
+        output=output,
+        exit_code=exit_code,
+        error_message=error_message,
+        retry_at=retry_at,
+    )
+
+
+async def runs_of(store: Store, job: Job) -> list[Run]:
+    """The job's runs, oldest attempt first."""
+    return sorted(
+        await store.list_runs(job.user_id, job.job_id), key=lambda r: (r.scheduled_for, r.attempt)
+    )
+
+
+async def run_by_id(store: Store, job: Job, run_id: str) -> Run:
+    (run,) = [r for r in await store.list_runs(job.user_id, job.job_id) if r.run_id == run_id]
+    return run
+
+
+async def job_now(store: Store, job: Job) -> Job:
+    found = await store.get_job(job.user_id, job.job_id)
+    assert found is not None
+    return found

@@ -1,0 +1,228 @@
+"""Settings: defaults < environment < overrides, validation, and the shell default."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chronoq.errors import ConfigError
+from chronoq.runtime.config import Settings, env_name, is_loopback
+
+DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 8080,
+    "data_dir": Path(".chronoq"),
+    "shell": None,
+    "echo_delay": 0.0,
+    "worker_concurrency": 4096,
+    "default_timeout": 3600.0,
+    "retry_base": 0.5,
+    "retry_cap": 60.0,
+    "max_body_bytes": 1_048_576,
+    "output_limit": 1_048_576,
+    "lease_seconds": 30.0,
+    "lookahead": 0.5,
+    "shutdown_grace": 10.0,
+    "sqlite_synchronous": "FULL",
+    "shard_count": 256,
+    "log_level": "info",
+}
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)} == DEFAULTS
+    assert Settings.load({}) == settings
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().port = 1  # type: ignore[misc]
+
+
+def test_env_name() -> None:
+    assert env_name("port") == "CHRONOQ_PORT"
+    assert env_name("worker_concurrency") == "CHRONOQ_WORKER_CONCURRENCY"
+
+
+def test_every_setting_is_read_from_its_variable() -> None:
+    environ = {
+        "CHRONOQ_HOST": "0.0.0.0",
+        "CHRONOQ_PORT": "9000",
+        "CHRONOQ_DATA_DIR": "/tmp/chronoq-data",
+        "CHRONOQ_SHELL": "true",
+        "CHRONOQ_ECHO_DELAY": "0.25",
+        "CHRONOQ_WORKER_CONCURRENCY": "16",
+        "CHRONOQ_DEFAULT_TIMEOUT": "60",
+        "CHRONOQ_RETRY_BASE": "1",
+        "CHRONOQ_RETRY_CAP": "30",
+        "CHRONOQ_MAX_BODY_BYTES": "4096",
+        "CHRONOQ_OUTPUT_LIMIT": "2048",
+        "CHRONOQ_LEASE_SECONDS": "5",
+        "CHRONOQ_LOOKAHEAD": "0",
+        "CHRONOQ_SHUTDOWN_GRACE": "0",
+        "CHRONOQ_SQLITE_SYNCHRONOUS": "normal",
+        "CHRONOQ_SHARD_COUNT": "16",
+        "CHRONOQ_LOG_LEVEL": "debug",
+    }
+    assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
+    s = Settings.load(environ)
+    assert s.host == "0.0.0.0"
+    assert s.port == 9000
+    assert s.data_dir == Path("/tmp/chronoq-data")
+    assert s.shell is True
+    assert s.echo_delay == 0.25
+    assert s.worker_concurrency == 16
+    assert s.default_timeout == 60.0
+    assert (s.retry_base, s.retry_cap) == (1.0, 30.0)
+    assert (s.max_body_bytes, s.output_limit) == (4096, 2048)
+    assert (s.lease_seconds, s.lookahead, s.shutdown_grace) == (5.0, 0.0, 0.0)
+    assert s.sqlite_synchronous == "normal"
+    assert s.shard_count == 16
+    assert s.log_level == "debug"
+
+
+def test_port_from_env() -> None:
+    settings = Settings.load({"CHRONOQ_PORT": "9000"})
+    assert settings.port == 9000
+    assert isinstance(settings.port, int)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("on", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("no", False),
+        ("off", False),
+        ("auto", None),
+        ("AUTO", None),
+    ],
+)
+def test_shell_from_env(raw: str, expected: bool | None) -> None:
+    assert Settings.load({"CHRONOQ_SHELL": raw}).shell is expected
+
+
+def test_empty_variables_are_ignored() -> None:
+    assert Settings.load({"CHRONOQ_PORT": "", "CHRONOQ_SHELL": ""}) == Settings()
+
+
+def test_other_variables_are_ignored() -> None:
+    assert Settings.load({"PORT": "1", "CHRONOQ_NOPE": "x", "chronoq_port": "1"}) == Settings()
+
+
+def test_overrides_beat_env() -> None:
+    environ = {"CHRONOQ_PORT": "9000", "CHRONOQ_HOST": "0.0.0.0", "CHRONOQ_SHELL": "true"}
+    s = Settings.load(environ, {"port": 9100, "shell": False})
+    assert s.port == 9100
+    assert s.shell is False
+    assert s.host == "0.0.0.0"  # not overridden: the environment's
+
+
+def test_none_overrides_leave_env_alone() -> None:
+    """The CLI passes every flag, None when not given: None must not reset a variable."""
+    s = Settings.load({"CHRONOQ_PORT": "9000"}, {"port": None, "host": None, "shell": None})
+    assert s.port == 9000
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("CHRONOQ_PORT", "abc"),
+        ("CHRONOQ_PORT", "90.5"),
+        ("CHRONOQ_SHELL", "maybe"),
+        ("CHRONOQ_LEASE_SECONDS", "soon"),
+        ("CHRONOQ_WORKER_CONCURRENCY", "1e3"),
+    ],
+)
+def test_unparsable_values_name_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=variable) as info:
+        Settings.load({variable: raw})
+    assert repr(raw) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "setting"),
+    [
+        ("CHRONOQ_PORT", "0", "port"),
+        ("CHRONOQ_PORT", "65536", "port"),
+        ("CHRONOQ_WORKER_CONCURRENCY", "0", "worker_concurrency"),
+        ("CHRONOQ_DEFAULT_TIMEOUT", "0", "default_timeout"),
+        ("CHRONOQ_DEFAULT_TIMEOUT", "nan", "default_timeout"),
+        ("CHRONOQ_RETRY_BASE", "-1", "retry"),
+        ("CHRONOQ_RETRY_CAP", "-1", "retry"),
+        ("CHRONOQ_MAX_BODY_BYTES", "1023", "max_body_bytes"),
+        ("CHRONOQ_OUTPUT_LIMIT", "10", "output_limit"),
+        ("CHRONOQ_LEASE_SECONDS", "0.5", "lease_seconds"),
+        ("CHRONOQ_LOOKAHEAD", "5.1", "lookahead"),
+        ("CHRONOQ_LOOKAHEAD", "-0.1", "lookahead"),
+        ("CHRONOQ_SHUTDOWN_GRACE", "-1", "shutdown_grace"),
+        ("CHRONOQ_ECHO_DELAY", "-1", "echo_delay"),
+        ("CHRONOQ_SHARD_COUNT", "0", "shard_count"),
+        ("CHRONOQ_SQLITE_SYNCHRONOUS", "sometimes", "sqlite_synchronous"),
+    ],
+)
+def test_out_of_range_values_name_the_setting(variable: str, raw: str, setting: str) -> None:
+    with pytest.raises(ConfigError, match=setting):
+        Settings.load({variable: raw})
+
+
+def test_out_of_range_overrides_are_refused_too() -> None:
+    with pytest.raises(ConfigError, match="port"):
+        Settings.load({}, {"port": 70000})
+
+
+def test_unknown_override_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        Settings.load({}, {"no_such_setting": 1})
+
+
+def test_unknown_log_level_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="log_level"):
+        Settings.load({"CHRONOQ_LOG_LEVEL": "verbose"})
+
+
+@pytest.mark.parametrize("variable", ["CHRONOQ_LEASE_SECONDS", "CHRONOQ_RETRY_CAP"])
+def test_infinite_durations_are_config_errors(variable: str) -> None:
+    with pytest.raises(ConfigError):
+        Settings.load({variable: "inf"})
+
+
+# -- the shell default (DESIGN §8) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_shell_on_by_default_on_loopback(host: str) -> None:
+    assert is_loopback(host)
+    assert Settings(host=host).shell_enabled is True
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com", ""])
+def test_shell_off_by_default_elsewhere(host: str) -> None:
+    assert not is_loopback(host)
+    assert Settings(host=host).shell_enabled is False
+
+
+def test_shell_configured_on_a_public_listener() -> None:
+    assert Settings(host="0.0.0.0", shell=True).shell_enabled is True
+    assert Settings.load({"CHRONOQ_HOST": "0.0.0.0", "CHRONOQ_SHELL": "true"}).shell_enabled
+
+
+def test_shell_configured_off_on_loopback() -> None:
+    assert Settings(host="127.0.0.1", shell=False).shell_enabled is False
+
+
+def test_shell_auto_follows_the_host() -> None:
+    assert (
+        Settings.load({"CHRONOQ_SHELL": "auto", "CHRONOQ_HOST": "0.0.0.0"}).shell_enabled is False
+    )
+    assert Settings.load({"CHRONOQ_SHELL": "auto"}).shell_enabled is True
