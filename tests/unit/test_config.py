@@ -191,10 +191,33 @@ def test_unknown_log_level_is_a_config_error() -> None:
         Settings.load({"CHRONOQ_LOG_LEVEL": "verbose"})
 
 
-@pytest.mark.parametrize("variable", ["CHRONOQ_LEASE_SECONDS", "CHRONOQ_RETRY_CAP"])
-def test_infinite_durations_are_config_errors(variable: str) -> None:
-    with pytest.raises(ConfigError):
-        Settings.load({variable: "inf"})
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "DEBUG", "Warning"])
+def test_known_log_levels_are_accepted(level: str) -> None:
+    assert Settings.load({"CHRONOQ_LOG_LEVEL": level}).log_level == level
+
+
+SECONDS = [
+    "echo_delay",
+    "default_timeout",
+    "retry_base",
+    "retry_cap",
+    "lease_seconds",
+    "lookahead",
+    "shutdown_grace",
+]
+
+
+@pytest.mark.parametrize("name", SECONDS)
+@pytest.mark.parametrize("raw", ["inf", "Infinity", "nan", "-inf"])
+def test_non_finite_seconds_are_config_errors(name: str, raw: str) -> None:
+    """``inf`` once passed ``>= 1``: a lease of inf seconds made every claim overflow."""
+    with pytest.raises(ConfigError, match=name.split("_")[0]):  # "retry delays must be >= 0"
+        Settings.load({env_name(name): raw})
+
+
+def test_every_float_setting_is_checked_for_finiteness() -> None:
+    floats = {f.name for f in dataclasses.fields(Settings) if f.type == "float"}
+    assert floats == set(SECONDS)
 
 
 # -- the shell default (DESIGN §8) ------------------------------------------------------------

@@ -92,6 +92,21 @@ def test_negative_base_or_cap_is_refused(kwargs: dict[str, float]) -> None:
         RetryPolicy(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"base_seconds": float("inf")},
+        {"cap_seconds": float("inf")},
+        {"base_seconds": float("nan")},
+        {"cap_seconds": float("nan")},
+    ],
+)
+def test_non_finite_base_or_cap_is_refused(kwargs: dict[str, float]) -> None:
+    """An infinite cap let late retries overflow ``finished + timedelta(delay)``."""
+    with pytest.raises(ValueError, match="finite"):
+        RetryPolicy(**kwargs)
+
+
 @pytest.mark.parametrize("attempt", [0, -1])
 def test_attempts_are_one_based(attempt: int) -> None:
     policy = RetryPolicy()

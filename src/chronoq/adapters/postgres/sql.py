@@ -65,9 +65,13 @@ FIRE = (
     " SELECT r, j, u, s, 1, 'QUEUED', $5, s"
     " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS t(r, j, u, s))"
     " UPDATE jobs SET next_fire_at = t.following, updated_at = $5"
-    " FROM unnest($2::uuid[], $4::timestamptz[], $6::timestamptz[]) AS t(job_id, due, following)"
-    " WHERE jobs.job_id = t.job_id AND jobs.next_fire_at = t.due"
+    " FROM unnest($2::uuid[], $6::timestamptz[]) AS t(job_id, following)"
+    " WHERE jobs.job_id = t.job_id"
 )
+"""Create the claimed fires' runs and advance their jobs. The jobs are locked by the
+``CLAIM_DUE_*`` select of the same transaction, so their ``next_fire_at`` is still the
+fire being claimed (no re-check needed: one on ``next_fire_at`` led the planner to
+probe the due index, quadratic when many jobs share one due time)."""
 
 NEXT_DUE_ALL = "SELECT min(next_fire_at) FROM jobs WHERE next_fire_at IS NOT NULL"
 NEXT_DUE_SHARDS = (
