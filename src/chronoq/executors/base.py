@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 __all__ = [
@@ -53,6 +54,18 @@ class ExecutionRequest:
     timeout_seconds: float
     output_limit: int = 1_048_576
     env: Mapping[str, str] = field(default_factory=dict)
+    scheduled_for: datetime | None = None
+    """The fire's due time (given to shell jobs as ``CHRONOQ_SCHEDULED_FOR``, RFC 3339)."""
+
+    def run_environment(self) -> dict[str, str]:
+        """``env`` plus what a job may want to know about its own run."""
+        return {
+            **self.env,
+            "CHRONOQ_JOB_ID": self.job_id,
+            "CHRONOQ_RUN_ID": self.run_id,
+            "CHRONOQ_ATTEMPT": str(self.attempt),
+            "CHRONOQ_SCHEDULED_FOR": _rfc3339(self.scheduled_for),
+        }
 
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
@@ -75,6 +88,12 @@ class ExecutionResult:
     exit_code: int | None = None
     error: str | None = None
     timed_out: bool = False
+
+
+def _rfc3339(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def timeout_message(seconds: float) -> str:

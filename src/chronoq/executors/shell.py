@@ -7,7 +7,8 @@ Shell jobs are remote code execution by design (DESIGN §8), so every run gets:
 * stdin from ``/dev/null``; stdout and stderr combined into one pipe that is
   drained to the end, keeping the first ``output_limit`` bytes and counting the
   rest (the child never blocks on a full pipe), then a truncation mark;
-* exactly ``request.env`` as its environment (the worker scrubs it first);
+* ``request.env`` (the worker scrubs it first) plus ``CHRONOQ_JOB_ID``, ``CHRONOQ_RUN_ID``,
+  ``CHRONOQ_ATTEMPT`` and ``CHRONOQ_SCHEDULED_FOR`` as its environment;
 * a fresh temporary working directory, removed afterwards.
 
 Lifecycle of one run::
@@ -99,7 +100,7 @@ class ShellExecutor:
                     stdout=write_fd,
                     stderr=STDOUT,
                     cwd=workdir,
-                    env=dict(request.env),
+                    env=request.run_environment(),
                     start_new_session=True,
                 )
             except OSError as exc:

@@ -39,6 +39,10 @@ class ClaimDueParams:
     horizon: datetime
     """Claim fires with ``next_fire_at <= horizon`` (a short look-ahead past ``now``)."""
     limit: int = 1000
+    owner: str | None = None
+    """Fencing (distributed mode): claim only from shards assigned to ``owner`` at
+    ``epoch``, checked inside the claim transaction. None: no fencing (embedded)."""
+    epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -136,4 +136,5 @@ def _request(ctx: ExecutionContext, run: ClaimedRun, payload: str) -> ExecutionR
         timeout_seconds=run.timeout_seconds or ctx.default_timeout,
         output_limit=ctx.output_limit,
         env=ctx.env,
+        scheduled_for=run.scheduled_for,
     )
