@@ -14,8 +14,8 @@ import pytest
 from chronoq.adapters.postgres import PostgresStore
 from chronoq.domain.jobs import ClaimedRun, Run
 from chronoq.domain.states import RUN_TERMINAL, RunStatus
-from chronoq.errors import UnavailableError
-from chronoq.ports.store import ReapParams
+from chronoq.errors import UnavailableError, ValidationError
+from chronoq.ports.store import ClaimDueParams, ReapParams
 
 from .conftest import ADMIN_DSN, CONNECT_TIMEOUT
 from .helpers import T0, at, claim_due, claim_runs, make_job, outcome
@@ -128,6 +128,85 @@ async def test_mixed_concurrent_writers_do_not_deadlock(
     finally:
         await conn.close()
     assert deadlocks == 0
+
+
+async def test_a_fenced_claim_takes_only_the_owners_shards_at_its_epoch(pg_database: str) -> None:
+    store = PostgresStore(pg_database)
+    await store.start()
+    admin = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
+    try:
+        await admin.executemany(
+            "INSERT INTO shard_assignments (shard_id, owner, epoch, assigned_at)"
+            " VALUES ($1, $2, 7, now())",
+            [(1, "p1"), (2, "p1"), (3, "p2")],
+        )
+        jobs = {s: make_job(shard_id=s, next_fire_at=at(-s)) for s in (1, 2, 3, 4)}
+        await store.insert_jobs(list(jobs.values()))
+
+        def fenced(owner: str, epoch: int, shards: list[int] | None = None) -> ClaimDueParams:
+            return ClaimDueParams(shards=shards, now=T0, horizon=T0, owner=owner, epoch=epoch)
+
+        assert await store.claim_due(fenced("p1", 6)) == []  # a stale epoch claims nothing
+        assert await store.claim_due(fenced("p3", 7)) == []  # owns nothing
+        (only,) = await store.claim_due(fenced("p1", 7, shards=[2, 3, 4]))
+        assert only.job_id == jobs[2].job_id
+        (rest,) = await store.claim_due(fenced("p1", 7))
+        assert rest.job_id == jobs[1].job_id
+        (theirs,) = await store.claim_due(fenced("p2", 7))
+        assert theirs.job_id == jobs[3].job_id
+        assert await store.next_due_at(None) == at(-4)  # unassigned shard 4 waits
+        with pytest.raises(ValidationError):
+            await store.claim_due(ClaimDueParams(shards=None, now=T0, horizon=T0, owner="p1"))
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def test_a_claim_racing_a_reassignment_never_takes_the_lost_shard(pg_database: str) -> None:
+    store = PostgresStore(pg_database)
+    await store.start()
+    leader = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
+    try:
+        await leader.execute(
+            "INSERT INTO shard_assignments (shard_id, owner, epoch, assigned_at)"
+            " VALUES (1, 'p1', 7, now())"
+        )
+        await store.insert_jobs([make_job(shard_id=1, next_fire_at=T0)])
+        params = ClaimDueParams(shards=None, now=T0, horizon=T0, owner="p1", epoch=7)
+        async with leader.transaction():  # the leader moves shard 1 to p2 at epoch 8
+            await leader.execute(
+                "UPDATE shard_assignments SET owner = 'p2', epoch = 8 WHERE shard_id = 1"
+            )
+            claim = asyncio.create_task(store.claim_due(params))
+            await _until_blocked_on_a_lock(pg_database)
+            assert not claim.done(), "the fenced claim must wait for the reassignment"
+        assert await claim == []
+        (run,) = await store.claim_due(
+            ClaimDueParams(shards=None, now=T0, horizon=T0, owner="p2", epoch=8)
+        )
+        assert run.scheduled_for == T0
+    finally:
+        await leader.close()
+        await store.close()
+
+
+async def _until_blocked_on_a_lock(dsn: str, deadline: float = 5.0) -> None:
+    """Poll (with a deadline) until some session of the database waits on a lock."""
+    observer = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+    try:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        while loop.time() < until:
+            waiting = await observer.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("no session waited on a lock")
+    finally:
+        await observer.close()
 
 
 def _free_port() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from chronoq.cli.client_commands import CLIENT_COMMANDS
+from chronoq.cli.cluster_commands import CLUSTER_COMMANDS
 from chronoq.cli.server_commands import SERVER_COMMANDS
 
 
@@ -14,5 +15,5 @@ def main() -> None:
     """Chronoq: a distributed job scheduler."""
 
 
-for _command in (*SERVER_COMMANDS, *CLIENT_COMMANDS):
+for _command in (*SERVER_COMMANDS, *CLUSTER_COMMANDS, *CLIENT_COMMANDS):
     main.add_command(_command)

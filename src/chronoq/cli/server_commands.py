@@ -1,4 +1,4 @@
-"""Server commands: ``chronoq up``."""
+"""Server commands: ``chronoq up`` (every role) and one command per role."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 
 from chronoq.errors import ChronoqError
 from chronoq.runtime.config import Settings, env_name
-from chronoq.runtime.node import Node
+from chronoq.runtime.node import ROLES, Node
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,28 +25,47 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Callable[[F], F]:
                         **kwargs)  # fmt: skip
 
 
-@click.command()
-@_opt("host", "Address the HTTP API listens on (default 127.0.0.1).")
-@_opt("port", "HTTP port (default 8080).", type=int)
-@_opt("data_dir", "Folder for the SQLite store and blobs (default ./.chronoq).",
-      type=click.Path(path_type=Path))  # fmt: skip
-@click.option("--shell/--no-shell", "shell", default=None,
-              help="Allow cmd: jobs (default: only when listening on loopback)"
-                   f" [env: {env_name('shell')}].")  # fmt: skip
-@_opt("echo_delay", "Seconds an echo job pretends to work (default 0).", type=float)
-@_opt("worker_concurrency", "Runs one worker holds at once (default 4096).", type=int)
-@_opt("default_timeout", "Timeout of jobs without timeout_seconds (default 3600).", type=float)
-@_opt("retry_base", "First retry backoff ceiling, seconds (default 0.5).", type=float)
-@_opt("retry_cap", "Largest retry backoff, seconds (default 60).", type=float)
-@_opt("max_body_bytes", "Largest request body (default 1048576).", type=int)
-@_opt("output_limit", "Bytes of job output kept (default 1048576).", type=int)
-@_opt("lease_seconds", "Run lease length; heartbeats every third (default 30).", type=float)
-@_opt("lookahead", "Seconds ahead fires are claimed and timed (default 0.5).", type=float)
-@_opt("shutdown_grace", "Seconds running jobs get at SIGTERM (default 10).", type=float)
-@_opt("sqlite_synchronous", "SQLite synchronous mode (default FULL).")
-@_opt("log_level", "debug, info, warning or error (default info).")
-def up(**options: Any) -> None:
-    """Start Chronoq with every role in one process (embedded mode)."""
+_OPTIONS: list[Callable[[F], F]] = [
+    _opt("store", "Store URL: postgresql://... (distributed) or sqlite:///path; default: SQLite"
+         " in the data dir."),
+    _opt("host", "Address the HTTP API listens on (default 127.0.0.1)."),
+    _opt("port", "HTTP port (default 8080).", type=int),
+    _opt("data_dir", "Folder for the SQLite store and blobs (default ./.chronoq).",
+         type=click.Path(path_type=Path)),
+    _opt("blob_dir", "Folder for offloaded payloads (default DATA_DIR/blobs).",
+         type=click.Path(path_type=Path)),
+    _opt("node_id", "This process's member id (default host-pid-random)."),
+    click.option("--shell/--no-shell", "shell", default=None,
+                 help="Allow cmd: jobs (default: only when listening on loopback)"
+                      f" [env: {env_name('shell')}]."),
+    _opt("echo_delay", "Seconds an echo job pretends to work (default 0).", type=float),
+    _opt("worker_concurrency", "Runs one worker holds at once (default 4096).", type=int),
+    _opt("default_timeout", "Timeout of jobs without timeout_seconds (default 3600).",
+         type=float),
+    _opt("retry_base", "First retry backoff ceiling, seconds (default 0.5).", type=float),
+    _opt("retry_cap", "Largest retry backoff, seconds (default 60).", type=float),
+    _opt("max_body_bytes", "Largest request body (default 1048576).", type=int),
+    _opt("output_limit", "Bytes of job output kept (default 1048576).", type=int),
+    _opt("lease_seconds", "Run lease length; heartbeats every third (default 30).", type=float),
+    _opt("lookahead", "Seconds ahead fires are claimed and timed (default 0.5).", type=float),
+    _opt("shutdown_grace", "Seconds running jobs get at SIGTERM (default 10).", type=float),
+    _opt("sqlite_synchronous", "SQLite synchronous mode (default FULL)."),
+    _opt("shard_count", "Shards of the due index (default 256).", type=int),
+    _opt("leader_ttl", "Leader lease, seconds (default 3).", type=float),
+    _opt("member_ttl", "Silence after which a picker or worker is dead (default 3).",
+         type=float),
+    _opt("metrics_port", "Without the api role: serve /metrics here (default off).", type=int),
+    _opt("log_level", "debug, info, warning or error (default info)."),
+]  # fmt: skip
+
+
+def node_options(func: F) -> F:
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+def run_node(roles: tuple[str, ...], options: dict[str, Any]) -> None:
     try:
         settings = Settings.load(os.environ, options)
     except ChronoqError as exc:
@@ -63,10 +82,49 @@ def up(**options: Any) -> None:
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         runner = asyncio.run
     try:
-        runner(Node(settings).run())
+        runner(Node(settings, roles).run())
     except ChronoqError as exc:
         click.echo(f"chronoq: {exc}", err=True)
         sys.exit(1)
 
 
-SERVER_COMMANDS: tuple[click.Command, ...] = (up,)
+@click.command()
+@node_options
+def up(**options: Any) -> None:
+    """Start Chronoq with every role in one process (SQLite by default; --store for PostgreSQL)."""
+    run_node(ROLES, options)
+
+
+def _role_command(role: str, summary: str) -> click.Command:
+    @click.command(name=role, help=summary)
+    @node_options
+    def command(**options: Any) -> None:
+        run_node((role,), options)
+
+    return command
+
+
+ROLE_COMMANDS = (
+    _role_command("api", "Run the HTTP API (with its group-committing writer)."),
+    _role_command("coordinator", "Run a coordinator: leader election, shards, reaper."),
+    _role_command("picker", "Run a picker: claims due fires of its shards."),
+    _role_command("worker", "Run a worker: executes runs under leases."),
+)
+
+
+@click.command()
+@click.option("--store", "store", envvar=env_name("store"), required=True,
+              help=f"postgresql://... or sqlite:///path [env: {env_name('store')}]")  # fmt: skip
+def migrate(store: str) -> None:
+    """Apply the store's schema migrations (idempotent)."""
+    from chronoq.runtime.wiring import migrate_store
+
+    try:
+        asyncio.run(migrate_store(store))
+    except ChronoqError as exc:
+        click.echo(f"chronoq: {exc}", err=True)
+        sys.exit(1)
+    click.echo("schema up to date")
+
+
+SERVER_COMMANDS: tuple[click.Command, ...] = (up, *ROLE_COMMANDS, migrate)

@@ -3,6 +3,7 @@
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.notify import Notifier
 from chronoq.ports.store import (
+    Backlog,
     CancelResult,
     ClaimDueParams,
     ClaimRunsParams,
@@ -13,6 +14,7 @@ from chronoq.ports.store import (
 )
 
 __all__ = [
+    "Backlog",
     "BlobStore",
     "CancelResult",
     "ClaimDueParams",

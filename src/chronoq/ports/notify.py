@@ -13,6 +13,8 @@ FIRES = "fires"
 """A job's next fire changed (new submission, resume): pickers re-check their sleep."""
 RUNS = "runs"
 """Runs became claimable: workers re-check."""
+ASSIGN = "assign"
+"""The shard assignment changed: pickers re-read theirs."""
 CANCEL = "cancel"
 """A job was cancelled; the message is the run id to kill."""
 

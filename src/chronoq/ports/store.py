@@ -72,6 +72,18 @@ class CancelResult:
     """Runs a worker holds right now; the caller tells their workers to kill them."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backlog:
+    """How far behind dispatch is, for status displays."""
+
+    due: int
+    """Fires at or before ``now`` not yet claimed by a picker."""
+    oldest_due: datetime | None
+    queued: int
+    """Runs available now and waiting for a worker."""
+    running: int
+
+
 class Store(Protocol):
     """The source of truth. Adapters: ``SqliteStore`` (embedded), PostgreSQL (distributed)."""
 
@@ -137,6 +149,10 @@ class Store(Protocol):
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> int:
         """Hand unfinished runs back as QUEUED (same attempt) at a graceful stop."""
+        ...
+
+    async def backlog(self, now: datetime) -> Backlog:
+        """Unclaimed due fires, waiting runs and running runs right now."""
         ...
 
     async def reap_expired(self, params: ReapParams) -> int:

@@ -23,6 +23,14 @@ ENV_PREFIX = "CHRONOQ_"
 class Settings:
     """Every knob of a Chronoq node, with its default."""
 
+    store: str | None = None
+    """Store URL: ``postgresql://...`` (distributed) or ``sqlite:///path``; None = SQLite
+    in ``data_dir`` (embedded)."""
+    blob_dir: Path | None = None
+    """Folder for offloaded payloads; None = ``data_dir/blobs``. Processes of one
+    cluster on one host share it."""
+    node_id: str | None = None
+    """This process's member id (default: host-pid-random)."""
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = field(default_factory=lambda: Path(".chronoq"))
@@ -43,10 +51,23 @@ class Settings:
     """At SIGTERM, running jobs get this long to finish before they are handed back."""
     sqlite_synchronous: str = "FULL"
     shard_count: int = 256
+    leader_ttl: float = 3.0
+    """Leader lease length; renewed every third; a dead leader is replaced within ~2 ttl."""
+    member_ttl: float = 3.0
+    """A picker or worker silent for this long is dead; its shards move."""
+    metrics_port: int = 0
+    """Non-api roles: serve /metrics and /health on this port (0 = off)."""
     log_level: str = "info"
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "port must be 1-65535")
+        _check(0 <= self.metrics_port < 65536, "metrics_port must be 0-65535")
+        _check(self.leader_ttl >= 0.5 and self.member_ttl >= 0.5, "ttls must be >= 0.5 s")
+        _check(
+            self.store is None
+            or self.store.startswith(("postgresql://", "postgres://", "sqlite:")),
+            "store must be a postgresql:// or sqlite:/// URL",
+        )
         _check(self.worker_concurrency >= 1, "worker_concurrency must be >= 1")
         _check(self.default_timeout > 0, "default_timeout must be > 0")
         _check(self.retry_base >= 0 and self.retry_cap >= 0, "retry delays must be >= 0")
@@ -67,6 +88,11 @@ class Settings:
             self.sqlite_synchronous.upper() in {"OFF", "NORMAL", "FULL", "EXTRA"},
             "sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA",
         )
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the store is shared by many processes (PostgreSQL)."""
+        return self.store is not None and self.store.startswith(("postgresql:", "postgres:"))
 
     @property
     def shell_enabled(self) -> bool:
@@ -93,7 +119,7 @@ class Settings:
 
 _SECONDS = (
     "echo_delay", "default_timeout", "retry_base", "retry_cap", "lease_seconds", "lookahead",
-    "shutdown_grace",
+    "shutdown_grace", "leader_ttl", "member_ttl",
 )  # fmt: skip
 
 
@@ -131,7 +157,7 @@ def _convert(name: str, raw: str, kind: Any) -> Any:
             return int(raw)
         if text == "float":
             return float(raw)
-        if text == "Path":
+        if text in ("Path", "Path | None"):
             return Path(raw)
         return raw
     except ValueError:

@@ -1,9 +1,10 @@
 """A node: one process hosting a set of roles over one set of backends.
 
-``chronoq up`` runs every role here on embedded backends. Start order makes
-recovery safe (the coordinator hands back orphaned runs before any worker
-claims); stop order makes shutdown graceful (the API stops accepting first,
-workers finish or hand back their runs, the writer drains, the store closes).
+``chronoq up`` runs every role; ``chronoq api|picker|worker|coordinator`` one
+each. Start order makes recovery safe (the coordinator hands back orphaned
+runs before any worker claims); stop order makes shutdown graceful (the API
+stops accepting first, workers finish or hand back their runs, the writer
+drains, the backends close).
 """
 
 from __future__ import annotations
@@ -17,20 +18,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from starlette.applications import Starlette
 
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.retry import RetryPolicy
 from chronoq.executors import default_registry, scrubbed_environment
 from chronoq.observability.metrics import Metrics
+from chronoq.ports.coordination import Member
 from chronoq.runtime.config import Settings
-from chronoq.runtime.wiring import Backends, embedded_backends
-from chronoq.services.api import ApiDeps, create_app
+from chronoq.runtime.wiring import Backends, build_backends
+from chronoq.services.api import ApiDeps, create_app, create_metrics_app
 from chronoq.services.api.ingest import Ingest
-from chronoq.services.base import Service, log
-from chronoq.services.coordinator import Coordinator
+from chronoq.services.assignment import AssignmentFollower
+from chronoq.services.base import Service, Wakeup, log
+from chronoq.services.coordinator import Coordinator, CoordinatorConfig
+from chronoq.services.membership import Heartbeat
 from chronoq.services.picker import Picker
 from chronoq.services.worker import Worker, WorkerConfig
 from chronoq.services.writer import Writer
+
+ROLES = ("api", "coordinator", "picker", "worker")
 
 
 class _Server(uvicorn.Server):
@@ -49,74 +56,130 @@ class _Server(uvicorn.Server):
 
 
 class Node:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: Settings, roles: tuple[str, ...] = ROLES, clock: Clock | None = None
+    ) -> None:
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)}")
         self.settings = settings
+        self.roles = roles
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
+        self.node_id = settings.node_id or (
+            f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
 
     async def run(self) -> None:
-        backends = embedded_backends(self.settings)
+        backends = build_backends(self.settings)
         await backends.start()
-        roles: list[Service] = []
+        services: list[Service] = []
         try:
-            roles, writer = self._roles(backends)
-            for role in roles:
-                await role.start()
+            services, writer = self._services(backends)
+            for service in services:
+                await service.start()
             await self._serve(backends, writer)
         finally:
-            for role in reversed(roles):
+            for service in reversed(services):
                 try:
-                    await role.stop()
+                    await service.stop()
                 except Exception:
-                    log.exception("stopping %s failed", role.name)
+                    log.exception("stopping %s failed", service.name)
             await backends.close()
-            log.info("chronoq stopped")
+            log.info("chronoq %s stopped", "+".join(self.roles))
 
-    def _roles(self, b: Backends) -> tuple[list[Service], Writer]:
+    def _services(self, b: Backends) -> tuple[list[Service], Writer | None]:
         s = self.settings
         retry = RetryPolicy(base_seconds=s.retry_base, cap_seconds=s.retry_cap)
-        writer = Writer(b.store, b.notifier)
-        coordinator = Coordinator(
-            b.store, b.notifier, self.clock, self.metrics,
-            lease_seconds=s.lease_seconds, retry=retry, recover_orphans=True,
+        services: list[Service] = []
+        if "coordinator" in self.roles:
+            services.append(self._coordinator(b, retry))
+        writer = Writer(b.store, b.notifier) if "api" in self.roles else None
+        if writer is not None:
+            services.append(writer)
+        if "picker" in self.roles:
+            services.extend(self._picker(b))
+        if "worker" in self.roles:
+            services.extend(self._worker(b, retry))
+        return services, writer
+
+    def _coordinator(self, b: Backends, retry: RetryPolicy) -> Coordinator:
+        s = self.settings
+        return Coordinator(
+            b.store, b.notifier, b.coordination, self.clock, self.metrics,
+            CoordinatorConfig(
+                node_id=self.node_id, lease_seconds=s.lease_seconds, retry=retry,
+                recover_orphans=not b.distributed, distributed=b.distributed,
+                leader_ttl=s.leader_ttl, member_ttl=s.member_ttl, shard_count=s.shard_count,
+            ),
         )  # fmt: skip
-        picker = Picker(b.store, b.notifier, self.clock, self.metrics, lookahead=s.lookahead)
+
+    def _picker(self, b: Backends) -> list[Service]:
+        s = self.settings
+        if not b.distributed:  # one picker owns every shard
+            return [Picker(b.store, b.notifier, self.clock, self.metrics, lookahead=s.lookahead)]
+        wakeup = Wakeup()
+        follower = AssignmentFollower(b.coordination, b.notifier, self.node_id, wakeup)
+        picker = Picker(
+            b.store, b.notifier, self.clock, self.metrics,
+            lookahead=s.lookahead, assignment=follower, wakeup=wakeup,
+        )  # fmt: skip
+        return [self._heartbeat(b, "picker"), picker]
+
+    def _worker(self, b: Backends, retry: RetryPolicy) -> list[Service]:
+        s = self.settings
         worker = Worker(
             b.store, b.blob, b.notifier, self.clock, self.metrics,
             default_registry(shell_enabled=s.shell_enabled, echo_delay=s.echo_delay),
             WorkerConfig(
-                worker_id=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
-                concurrency=s.worker_concurrency, lease_seconds=s.lease_seconds,
-                lookahead=s.lookahead, default_timeout=s.default_timeout,
-                output_limit=s.output_limit, retry=retry, shutdown_grace=s.shutdown_grace,
-                env=scrubbed_environment(os.environ),
+                worker_id=self.node_id, concurrency=s.worker_concurrency,
+                lease_seconds=s.lease_seconds, lookahead=s.lookahead,
+                default_timeout=s.default_timeout, output_limit=s.output_limit, retry=retry,
+                shutdown_grace=s.shutdown_grace, env=scrubbed_environment(os.environ),
             ),
         )  # fmt: skip
-        return [coordinator, writer, picker, worker], writer
+        return [self._heartbeat(b, "worker"), worker] if b.distributed else [worker]
 
-    async def _serve(self, b: Backends, writer: Writer) -> None:
-        s = self.settings
-        ingest = Ingest(writer, b.blob, self.clock, self.metrics, s.shard_count)
-        app = create_app(
-            ApiDeps(
-                store=b.store, ingest=ingest, notifier=b.notifier, clock=self.clock,
-                metrics=self.metrics, max_body_bytes=s.max_body_bytes,
-                shell_enabled=s.shell_enabled,
-            )
-        )  # fmt: skip
-        config = uvicorn.Config(
-            app,
-            host=s.host,
-            port=s.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-            limit_max_requests=None,
-            backlog=4096,
+    def _heartbeat(self, b: Backends, role: str) -> Heartbeat:
+        member = Member(
+            member_id=self.node_id, role=role, host=socket.gethostname(), pid=os.getpid()
         )
+        return Heartbeat(b.coordination, member, ttl=self.settings.member_ttl)
+
+    async def _serve(self, b: Backends, writer: Writer | None) -> None:
+        s = self.settings
+        if writer is not None:
+            app = create_app(
+                ApiDeps(
+                    store=b.store, notifier=b.notifier, clock=self.clock, metrics=self.metrics,
+                    ingest=Ingest(writer, b.blob, self.clock, self.metrics, s.shard_count),
+                    max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,
+                )
+            )  # fmt: skip
+            await self._serve_http(app, s.host, s.port)
+        elif s.metrics_port:
+            await self._serve_http(create_metrics_app(self.metrics), s.host, s.metrics_port)
+        else:
+            await _wait_for_signal()
+
+    async def _serve_http(self, app: Starlette, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False,
+            lifespan="off", timeout_graceful_shutdown=5, backlog=4096,
+        )  # fmt: skip
+        s = self.settings
         log.info(
-            "chronoq up on http://%s:%d (data dir %s, shell jobs %s)",
-            s.host, s.port, s.data_dir, "on" if s.shell_enabled else "off",
+            "chronoq %s on http://%s:%d (store %s, shell jobs %s)",
+            "+".join(self.roles), host, port, "PostgreSQL" if s.distributed else s.data_dir,
+            "on" if s.shell_enabled else "off",
         )  # fmt: skip
         await _Server(config).serve()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("chronoq running; SIGTERM or Ctrl-C stops it")
+    await stop.wait()

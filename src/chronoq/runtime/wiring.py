@@ -1,4 +1,13 @@
-"""Settings -> adapters. The only module that imports ``chronoq.adapters``."""
+"""Settings -> adapters. The only module that imports ``chronoq.adapters``.
+
+Backends are chosen by the store URL, like ``arq``'s ``RedisSettings.from_dsn``:
+
+* no URL / ``sqlite:///path`` — embedded: SQLite (WAL) + a blob folder +
+  in-process notifications and coordination; one process holds the data dir
+  lock, so a second scheduler on the same files is refused.
+* ``postgresql://...`` — distributed: PostgreSQL store, LISTEN/NOTIFY wake-ups,
+  PostgreSQL leases for leadership and shard assignment; any number of processes.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +18,11 @@ from pathlib import Path
 from typing import IO
 
 from chronoq.adapters.fs import FsBlobStore
-from chronoq.adapters.memory import MemoryNotifier
+from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.sqlite import SqliteStore
 from chronoq.errors import ConfigError
 from chronoq.ports.blob import BlobStore
+from chronoq.ports.coordination import Coordination
 from chronoq.ports.notify import Notifier
 from chronoq.ports.store import Store
 from chronoq.runtime.config import Settings
@@ -23,14 +33,18 @@ class Backends:
     store: Store
     blob: BlobStore
     notifier: Notifier
-    lock: IO[str] | None
+    coordination: Coordination
+    distributed: bool
+    lock: IO[str] | None = None
 
     async def start(self) -> None:
         await self.store.start()
         await self.blob.start()
         await self.notifier.start()
+        await self.coordination.start()
 
     async def close(self) -> None:
+        await self.coordination.close()
         await self.notifier.close()
         await self.blob.close()
         await self.store.close()
@@ -39,17 +53,58 @@ class Backends:
             self.lock = None
 
 
+def build_backends(settings: Settings) -> Backends:
+    if settings.distributed:
+        return postgres_backends(settings)
+    return embedded_backends(settings)
+
+
 def embedded_backends(settings: Settings) -> Backends:
     """SQLite + a blob folder + in-process notifications, in ``settings.data_dir``."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    lock = lock_data_dir(data_dir)
+    db_path = _sqlite_path(settings.store) or data_dir / "chronoq.db"
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_dir(db_path.parent)
     return Backends(
-        store=SqliteStore(data_dir / "chronoq.db", synchronous=settings.sqlite_synchronous),
-        blob=FsBlobStore(data_dir / "blobs"),
+        store=SqliteStore(db_path, synchronous=settings.sqlite_synchronous),
+        blob=FsBlobStore(settings.blob_dir or data_dir / "blobs"),
         notifier=MemoryNotifier(),
+        coordination=MemoryCoordination(),
+        distributed=False,
         lock=lock,
     )
+
+
+def postgres_backends(settings: Settings) -> Backends:
+    """PostgreSQL for the store, wake-ups and coordination; blobs in a shared folder."""
+    try:
+        from chronoq.adapters.postgres import (
+            PostgresCoordination,
+            PostgresNotifier,
+            PostgresStore,
+        )
+    except ImportError as exc:  # asyncpg missing
+        raise ConfigError(
+            f"PostgreSQL support needs asyncpg: pip install 'chronoq[postgres]' ({exc})"
+        ) from None
+    dsn = settings.store
+    assert dsn is not None
+    return Backends(
+        store=PostgresStore(dsn),
+        blob=FsBlobStore(settings.blob_dir or settings.data_dir / "blobs"),
+        notifier=PostgresNotifier(dsn),
+        coordination=PostgresCoordination(dsn),
+        distributed=True,
+    )
+
+
+def _sqlite_path(url: str | None) -> Path | None:
+    if url is None:
+        return None
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"unsupported store URL {url!r}: use sqlite:///path or postgresql://")
+    return Path(url.removeprefix("sqlite:///"))
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
@@ -67,3 +122,17 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+async def migrate_store(url: str) -> None:
+    """Apply every pending migration of the store at ``url`` (idempotent)."""
+    settings = Settings(store=url)
+    if settings.distributed:
+        store: Store = postgres_backends(settings).store
+    else:
+        path = _sqlite_path(url)
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = SqliteStore(path)
+    await store.start()  # applies migrations, under the store's own lock
+    await store.close()

@@ -1,23 +1,52 @@
-"""The coordinator role: leader-only maintenance.
+"""The coordinator role: leader election, shard assignment and leader-only maintenance.
 
-Embedded mode has exactly one node (the data-dir lock guarantees it), so the
-node is always the leader. It reaps runs whose lease expired — attempt + 1,
-or DEAD when attempts are spent — and, at start-up, recovers runs the
-previous process left RUNNING when it died (``recover_orphans``): with the
-lock held, no live worker can own them.
+Every coordinator process runs the same loop (see the state model in
+``chronoq.ports.coordination``). Each tick (``leader_ttl / 3``) it tries to
+take or renew the leader lease. The leader
+
+* spreads the shards over the live pickers (``spread_shards``) and writes the
+  assignment fenced by its epoch whenever the live set changes;
+* reaps runs whose lease expired (attempt + 1, or DEAD when attempts are spent).
+
+The trust window: a leader acts only until its last renewal time + ttl minus a
+margin (by the local monotonic clock, which never jumps); a failed renewal
+demotes it at once. Its writes are fenced in the store anyway, so a leader
+that is wrong about itself changes nothing.
+
+Embedded mode has one node (the data-dir lock guarantees it): it is always
+the leader, there are no shards to assign (its picker owns them all), and at
+start it recovers runs the previous process left RUNNING (``recover_orphans``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from chronoq.domain.clock import Clock
 from chronoq.domain.retry import RetryPolicy
 from chronoq.observability.metrics import Metrics
+from chronoq.ports.coordination import Coordination, spread_shards
 from chronoq.ports.notify import RUNS, Notifier
 from chronoq.ports.store import ReapParams, Store
 from chronoq.services.base import cancel_and_wait, log, spawn
+
+_TRUST_MARGIN = 0.25
+"""Share of the ttl a leader gives up at the end of its lease, against clock drift."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoordinatorConfig:
+    node_id: str
+    lease_seconds: float
+    retry: RetryPolicy
+    recover_orphans: bool
+    distributed: bool = False
+    leader_ttl: float = 3.0
+    member_ttl: float = 3.0
+    shard_count: int = 256
 
 
 class Coordinator:
@@ -27,43 +56,120 @@ class Coordinator:
         self,
         store: Store,
         notifier: Notifier,
+        coordination: Coordination,
         clock: Clock,
         metrics: Metrics,
-        *,
-        lease_seconds: float,
-        retry: RetryPolicy,
-        recover_orphans: bool,
+        config: CoordinatorConfig,
     ) -> None:
         self._store = store
         self._notifier = notifier
+        self._coordination = coordination
         self._clock = clock
         self._metrics = metrics
-        self._interval = max(lease_seconds / 2, 0.5)
-        self._retry = retry
-        self._recover_orphans = recover_orphans
+        self._config = config
+        self._reap_every = max(config.lease_seconds / 2, 0.5)
+        self._epoch: int | None = None
+        self._trusted_until = 0.0
+        self._assigned: dict[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def is_leader(self) -> bool:
+        return not self._config.distributed or time.monotonic() < self._trusted_until
+
     async def start(self) -> None:
-        if self._recover_orphans:
+        if self._config.recover_orphans:
             count = await self._reap(expire_all=True)
             if count:
                 log.warning("coordinator: recovered %d runs left running by a dead process", count)
-        self._task = spawn(self._loop(), "coordinator-reaper")
+        loop = self._lead_loop() if self._config.distributed else self._reap_loop()
+        self._task = spawn(loop, "coordinator")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        if self._config.distributed and self._epoch is not None:
             try:
-                count = await self._reap(expire_all=False)
+                await self._coordination.resign(self._config.node_id)
             except Exception:
-                log.exception("coordinator: reaping expired leases failed")
-                continue
-            if count:
-                log.warning("coordinator: reaped %d runs with expired leases", count)
+                log.warning("coordinator: could not resign; the lease will expire")
+            self._epoch = None
+
+    # -- embedded ------------------------------------------------------------------------
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._reap_every)
+            await self._reap_safely()
+
+    # -- distributed ---------------------------------------------------------------------
+
+    async def _lead_loop(self) -> None:
+        next_reap = time.monotonic() + self._reap_every
+        while True:
+            await self._campaign()
+            if self.is_leader:
+                await self._rebalance_safely()
+                if time.monotonic() >= next_reap:
+                    await self._reap_safely()
+                    next_reap = time.monotonic() + self._reap_every
+            await asyncio.sleep(self._config.leader_ttl / 3)
+
+    async def _campaign(self) -> None:
+        asked = time.monotonic()
+        try:
+            lease = await self._coordination.try_lead(self._config.node_id, self._config.leader_ttl)
+        except Exception:
+            lease = None
+            log.warning("coordinator: the leader lease could not be renewed", exc_info=True)
+        if lease is None:
+            if self._epoch is not None:
+                log.warning("coordinator %s: lost leadership (epoch %d)", self._config.node_id,
+                            self._epoch)  # fmt: skip
+            self._epoch, self._trusted_until, self._assigned = None, 0.0, None
+            return
+        if lease.epoch != self._epoch:
+            log.info("coordinator %s: leader at epoch %d", self._config.node_id, lease.epoch)
+            self._assigned = None
+        self._epoch = lease.epoch
+        self._trusted_until = asked + self._config.leader_ttl * (1 - _TRUST_MARGIN)
+
+    async def _rebalance_safely(self) -> None:
+        try:
+            await self._rebalance()
+        except Exception:
+            log.exception("coordinator: rebalancing shards failed")
+
+    async def _rebalance(self) -> None:
+        assert self._epoch is not None
+        pickers = await self._coordination.members("picker", ttl=self._config.member_ttl)
+        wanted = spread_shards(self._config.shard_count, [p.member_id for p in pickers])
+        if self._assigned is None:
+            current = await self._coordination.assignments()
+            self._assigned = {shard: owner for shard, (owner, _epoch) in current.items()}
+        if wanted == self._assigned or not self.is_leader:
+            return
+        epoch = await self._coordination.assign_shards(self._config.node_id, self._epoch, wanted)
+        if epoch is None:
+            log.warning("coordinator: fenced out while assigning shards; demoting")
+            self._epoch, self._trusted_until, self._assigned = None, 0.0, None
+            return
+        self._assigned = wanted
+        log.info(
+            "coordinator: %d shards over %d pickers at assignment epoch %d",
+            len(wanted), len(pickers), epoch,
+        )  # fmt: skip
+
+    # -- maintenance ---------------------------------------------------------------------
+
+    async def _reap_safely(self) -> None:
+        try:
+            count = await self._reap(expire_all=False)
+        except Exception:
+            log.exception("coordinator: reaping expired leases failed")
+            return
+        if count:
+            log.warning("coordinator: reaped %d runs with expired leases", count)
 
     async def _reap(self, *, expire_all: bool) -> int:
         now = self._clock.now()
@@ -72,7 +178,7 @@ class Coordinator:
             count = await self._store.reap_expired(
                 ReapParams(
                     now=now,
-                    retry_at=now + timedelta(seconds=self._retry.delay(1)),
+                    retry_at=now + timedelta(seconds=self._config.retry.delay(1)),
                     expire_all=expire_all,
                 )
             )

@@ -17,6 +17,7 @@ from chronoq.domain.clock import Clock
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.notify import FIRES, RUNS, Notifier
 from chronoq.ports.store import ClaimDueParams, Store
+from chronoq.services.assignment import AssignmentFollower
 from chronoq.services.base import Wakeup, cancel_and_wait, log, spawn
 
 _IDLE_RECHECK = 5.0
@@ -35,7 +36,8 @@ class Picker:
         metrics: Metrics,
         *,
         lookahead: float,
-        shards: Sequence[int] | None = None,
+        assignment: AssignmentFollower | None = None,
+        wakeup: Wakeup | None = None,
         batch: int = 1000,
     ) -> None:
         self._store = store
@@ -43,9 +45,9 @@ class Picker:
         self._clock = clock
         self._metrics = metrics
         self._lookahead = timedelta(seconds=lookahead)
-        self._shards = shards
+        self._assignment = assignment
         self._batch = batch
-        self._wakeup = Wakeup()
+        self._wakeup = wakeup or Wakeup()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -67,20 +69,34 @@ class Picker:
 
     async def tick(self) -> float:
         """Claim what is due; return how long to sleep before the next look."""
+        shards: Sequence[int] | None = None
+        owner, epoch = None, None
+        if self._assignment is not None:  # distributed: only our shards, fenced
+            assignment = await self._assignment.current()
+            if not assignment.shards:
+                return self._assignment.seconds_to_refresh() or 1.0
+            shards, owner, epoch = assignment.shards, assignment.owner, assignment.epoch
         now = self._clock.now()
         runs = await self._store.claim_due(
             ClaimDueParams(
-                shards=self._shards, now=now, horizon=now + self._lookahead, limit=self._batch
+                shards=shards, now=now, horizon=now + self._lookahead, limit=self._batch,
+                owner=owner, epoch=epoch,
             )
-        )
+        )  # fmt: skip
         if runs:
             self._metrics.jobs_scanned.inc(len(runs))
             self._metrics.jobs_enqueued.inc(len(runs))
             self._notifier.publish(RUNS)
             if len(runs) == self._batch:
                 return 0.0
-        next_due = await self._store.next_due_at(self._shards)
+        longest = _IDLE_RECHECK
+        if self._assignment is not None:
+            longest = max(self._assignment.seconds_to_refresh(), 0.05)
+        next_due = await self._store.next_due_at(shards)
         if next_due is None:
-            return _IDLE_RECHECK
+            return longest
         wait = (next_due - self._lookahead - self._clock.now()).total_seconds()
-        return min(max(wait, 0.001), _IDLE_RECHECK)
+        if wait <= 0 and not runs and self._assignment is not None:
+            self._assignment.invalidate()  # due work but nothing claimed: our epoch is stale
+            return 0.05
+        return min(max(wait, 0.001), longest)

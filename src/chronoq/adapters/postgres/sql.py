@@ -5,6 +5,8 @@ round trip) per step whatever the batch size.
 
 Locking order, which keeps the store free of deadlocks by construction:
 
+* a fenced claim share-locks its ``shard_assignments`` rows (in shard order)
+  before it touches any job;
 * a transaction that may WAIT for a job row locks its jobs first, in ``job_id``
   order, and only then its runs, in ``run_id`` order;
 * statements that lock a run together with its job (``claim_runs``, the reaper)
@@ -57,6 +59,15 @@ _CLAIM_DUE_HEAD = (
 _CLAIM_DUE_TAIL = " ORDER BY next_fire_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
 CLAIM_DUE_ALL = _CLAIM_DUE_HEAD + _CLAIM_DUE_TAIL
 CLAIM_DUE_SHARDS = _CLAIM_DUE_HEAD + " AND shard_id = ANY($3::int[])" + _CLAIM_DUE_TAIL
+
+LOCK_OWNED_SHARDS = (
+    "SELECT shard_id FROM shard_assignments WHERE owner = $1 AND epoch = $2"
+    " ORDER BY shard_id FOR SHARE"
+)
+"""Fencing (``ClaimDueParams.owner``/``epoch``): the first statement of a fenced claim.
+The shard rows stay share-locked until the claim commits, so a reassignment (which
+updates them) waits for it; a claim that waited re-reads the row and finds the new epoch.
+The same statement as ``coordination.LOCK_OWNED_SHARDS`` (``sql/002_coordination.sql``)."""
 
 FIRE = (
     "WITH fired AS ("

@@ -6,13 +6,16 @@ are kept with many processes writing at once:
 * Pickers and workers claim with ``FOR NO KEY UPDATE ... SKIP LOCKED``, so
   several of them never claim the same fire or lease the same run, and never
   wait for each other. ``claim_due`` inserts the runs and advances the jobs'
-  next fires in the same transaction (DESIGN §5.3).
+  next fires in the same transaction (DESIGN §5.3). With ``owner``/``epoch``
+  it is fenced: it claims only from the shards assigned to that owner at that
+  epoch (``shard_assignments``, share-locked for the transaction, §5.5).
 * Every other write that decides on a state first locks the rows it reads, in
   a fixed order (jobs by id, then runs by id; see ``sql``), then applies its
   compare-and-set on (status, lease owner, attempt) to what it locked. The
   decisions (CAS, retry or not, the job's next status) are made in Python by
-  the domain functions, exactly as the embedded store makes them, and written
-  back in one statement per step with arrays (``unnest``), whatever the batch.
+  the domain functions, exactly as the embedded store makes them (``plans``),
+  and written back in one statement with arrays (``unnest``), whatever the
+  batch size.
 * Instants are ``timestamptz``; ids are ``uuid`` (``str`` in the domain).
 
 Lifecycle: nothing connects before ``start()``, which opens the pool and
@@ -24,9 +27,7 @@ become ``UnavailableError`` / ``ValidationError`` / ``ConflictError``
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.driver import asyncpg
 from chronoq.adapters.postgres.errors import TRANSIENT, translated
 from chronoq.adapters.postgres.migrations import apply_migrations
+from chronoq.adapters.postgres.plans import Completion, Fires, JobStates, LockedRun, Reaping
 from chronoq.adapters.postgres.rows import (
     aware,
     claimed_from_record,
@@ -44,8 +46,7 @@ from chronoq.adapters.postgres.rows import (
 )
 from chronoq.domain.fires import next_fire
 from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
-from chronoq.domain.retry import attempts_left_after_lost_lease
-from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus, job_status_after_run
+from chronoq.domain.states import JOB_TERMINAL
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.store import (
     CancelResult,
@@ -62,8 +63,6 @@ _TX_ATTEMPTS = 3
 """Runs of a transaction that PostgreSQL aborted as a deadlock or serialization failure."""
 _CLOSE_TIMEOUT = 10.0
 _LEASE_LOST = "lease expired: the worker stopped heartbeating"
-_TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)
-_RUNNING = RunStatus.RUNNING.value
 
 
 class PostgresStore:
@@ -176,19 +175,19 @@ class PostgresStore:
         horizon = aware(params.horizon, "horizon")
 
         async def body(conn: Any) -> list[Run]:
-            if params.shards is None:
+            shards = await _claimable_shards(conn, params)
+            if shards is None:
                 rows = await conn.fetch(sql.CLAIM_DUE_ALL, horizon, params.limit)
+            elif shards:
+                rows = await conn.fetch(sql.CLAIM_DUE_SHARDS, horizon, params.limit, shards)
             else:
-                rows = await conn.fetch(
-                    sql.CLAIM_DUE_SHARDS, horizon, params.limit, list(params.shards)
-                )
+                rows = []
             if not rows:
                 return []
-            fires = _Fires(now)
+            fires = Fires(now)
             for job_id, user_id, cron, tz, due in rows:
-                fires.add(job_id, user_id, due, next_fire(
-                    cron_schedule=cron, timezone=tz, scheduled_for=due, now=now
-                ))  # fmt: skip
+                following = next_fire(cron_schedule=cron, timezone=tz, scheduled_for=due, now=now)
+                fires.add(job_id, user_id, due, following)
             await conn.execute(sql.FIRE, *fires.args())
             return fires.runs
 
@@ -227,9 +226,9 @@ class PostgresStore:
             return [False] * len(outcomes)
 
         async def body(conn: Any) -> list[bool]:
-            jobs = _JobStates(await conn.fetch(sql.LOCK_JOBS_OF_RUNS, ids))
-            runs = {str(r[0]): _LockedRun(*r[1:]) for r in await conn.fetch(sql.LOCK_RUNS, ids)}
-            plan = _Completion(jobs)
+            jobs = JobStates(await conn.fetch(sql.LOCK_JOBS_OF_RUNS, ids))
+            runs = {str(r[0]): LockedRun(*r[1:]) for r in await conn.fetch(sql.LOCK_RUNS, ids)}
+            plan = Completion(jobs)
             applied = [plan.add(outcome, runs.get(outcome.run_id)) for outcome in outcomes]
             if any(applied):
                 await conn.execute(sql.COMPLETE, *plan.args())
@@ -271,7 +270,7 @@ class PostgresStore:
                 rows = await conn.fetch(sql.REAP_SELECT_EXPIRED, now, params.limit)
             if not rows:
                 return 0
-            reaping = _Reaping(rows)
+            reaping = Reaping(rows)
             await conn.execute(sql.REAP, *reaping.args(now, _LEASE_LOST, retry_at))
             return len(rows)
 
@@ -297,156 +296,24 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
 
+async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | None:
+    """The shards a claim may take from (None: all). With ``owner`` set, only those
+    assigned to it at ``epoch``, share-locked until the claim commits (fencing)."""
+    wanted = None if params.shards is None else list(params.shards)
+    if params.owner is None:
+        return wanted
+    if params.epoch is None:
+        raise ValidationError("a fenced claim needs the assignment epoch", field="epoch")
+    owned = [r[0] for r in await conn.fetch(sql.LOCK_OWNED_SHARDS, params.owner, params.epoch)]
+    if wanted is None:
+        return owned
+    allowed = set(wanted)
+    return [shard for shard in owned if shard in allowed]
+
+
 def _decode_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
     if not cursor.isdigit() or len(cursor) > 18:
         raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
     return int(cursor)
-
-
-# -- decisions on locked rows (pure; they build the array arguments) ---------------------------
-
-
-@dataclass(slots=True)
-class _Fires:
-    """The runs ``claim_due`` creates and the next fires it sets (``sql.FIRE``)."""
-
-    now: datetime
-    runs: list[Run] = field(default_factory=list)
-    _job_ids: list[Any] = field(default_factory=list)
-    _following: list[datetime | None] = field(default_factory=list)
-
-    def add(self, job_id: Any, user_id: str, due: datetime, following: datetime | None) -> None:
-        self._job_ids.append(job_id)
-        self._following.append(following)
-        self.runs.append(
-            Run(
-                run_id=str(uuid.uuid4()),
-                job_id=str(job_id),
-                user_id=user_id,
-                scheduled_for=due,
-                attempt=1,
-                status=RunStatus.QUEUED,
-                triggered_at=self.now,
-                available_at=due,
-            )
-        )
-
-    def args(self) -> tuple[Any, ...]:
-        return (
-            [r.run_id for r in self.runs],
-            self._job_ids,
-            [r.user_id for r in self.runs],
-            [r.scheduled_for for r in self.runs],
-            self.now,
-            self._following,
-        )
-
-
-@dataclass(slots=True)
-class _LockedRun:
-    job_id: Any
-    user_id: str
-    scheduled_for: datetime
-    attempt: int
-    status: str
-    lease_owner: str | None
-
-
-class _JobStates:
-    """The locked jobs' statuses as the writes of a batch move them, one after another.
-
-    Mirrors the embedded store, which settles each job once per run, in order,
-    and never moves a job out of a terminal state.
-    """
-
-    def __init__(self, rows: Sequence[Any]) -> None:
-        self.status: dict[str, str] = {}
-        self.recurring: dict[str, bool] = {}
-        for job_id, status, recurring in rows:
-            self.status.setdefault(str(job_id), status)
-            self.recurring.setdefault(str(job_id), recurring)
-        self._changed: dict[str, datetime | None] = {}
-
-    def settle(self, job_id: str, run_status: RunStatus, at: datetime | None = None) -> None:
-        if self.status[job_id] in _TERMINAL_JOB:
-            return
-        new = job_status_after_run(run_status, recurring=self.recurring[job_id])
-        self.status[job_id] = new.value
-        self._changed[job_id] = at
-
-    def changes(self) -> tuple[list[str], list[str], list[datetime | None]]:
-        ids = list(self._changed)
-        return ids, [self.status[i] for i in ids], [self._changed[i] for i in ids]
-
-
-class _Completion:
-    """Compare-and-set of outcomes against locked runs, in order (``sql.COMPLETE``)."""
-
-    def __init__(self, jobs: _JobStates) -> None:
-        self._jobs = jobs
-        self._ended: list[tuple[Any, ...]] = []
-        self._retries: list[tuple[Any, ...]] = []
-
-    def add(self, outcome: RunOutcome, run: _LockedRun | None) -> bool:
-        if (
-            run is None
-            or run.status != _RUNNING
-            or run.lease_owner != outcome.worker_id
-            or run.attempt != outcome.attempt
-        ):
-            return False
-        job_id = str(run.job_id)
-        status = outcome.status
-        if self._jobs.status[job_id] == JobStatus.CANCELLED and status is RunStatus.RETRY_SCHEDULED:
-            status = RunStatus.CANCELLED
-        run.status = status.value  # a second outcome for the same run in this batch is stale
-        completed = aware(outcome.completed_at, "completed_at")
-        self._ended.append((
-            outcome.run_id, status.value, aware(outcome.started_at, "started_at"), completed,
-            outcome.output, outcome.exit_code, outcome.error_message,
-        ))  # fmt: skip
-        if status is RunStatus.RETRY_SCHEDULED:
-            retry_at = completed if outcome.retry_at is None else aware(outcome.retry_at)
-            self._retries.append((
-                str(uuid.uuid4()), run.job_id, run.user_id, run.scheduled_for,
-                outcome.attempt + 1, completed, retry_at,
-            ))  # fmt: skip
-        self._jobs.settle(job_id, status, completed)
-        return True
-
-    def args(self) -> list[Any]:
-        return [*_columns(self._ended, 7), *_columns(self._retries, 7), *self._jobs.changes()]
-
-
-class _Reaping:
-    """The reaper's decisions for the expired runs it locked (``sql.REAP``)."""
-
-    def __init__(self, rows: Sequence[Any]) -> None:
-        self._jobs = _JobStates([(r[1], r[6], r[7]) for r in rows])
-        self._ended: list[tuple[Any, ...]] = []
-        self._retries: list[tuple[Any, ...]] = []
-        for run_id, job_id, user_id, scheduled_for, attempt, max_retries, job_status, _ in rows:
-            if job_status == JobStatus.CANCELLED:
-                status = RunStatus.CANCELLED
-            elif attempts_left_after_lost_lease(attempt, max_retries):
-                status = RunStatus.RETRY_SCHEDULED
-                retry = (str(uuid.uuid4()), job_id, user_id, scheduled_for, attempt + 1)
-                self._retries.append(retry)
-            else:
-                status = RunStatus.DEAD
-            self._ended.append((run_id, status.value))
-            self._jobs.settle(str(job_id), status)
-
-    def args(self, now: datetime, error: str, retry_at: datetime) -> list[Any]:
-        job_ids, statuses, _ = self._jobs.changes()
-        ended = _columns(self._ended, 2)
-        return [*ended, now, error, retry_at, *_columns(self._retries, 5), job_ids, statuses]
-
-
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows -> one list per column (``unnest``'s arguments); ``width`` for empty input."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]

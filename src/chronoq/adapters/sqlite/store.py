@@ -30,6 +30,7 @@ from chronoq.domain.retry import attempts_left_after_lost_lease
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus, job_status_after_run
 from chronoq.errors import ValidationError
 from chronoq.ports.store import (
+    Backlog,
     CancelResult,
     ClaimDueParams,
     ClaimRunsParams,
@@ -173,6 +174,31 @@ class SqliteStore:
                         (row[0],),
                     )
             return released
+
+        return await self._thread.run(op)
+
+    async def backlog(self, now: datetime) -> Backlog:
+        now_us = to_micros(now)
+
+        def op(conn: sqlite3.Connection) -> Backlog:
+            due, oldest = conn.execute(
+                "SELECT count(*), min(next_fire_at) FROM jobs"
+                " WHERE next_fire_at IS NOT NULL AND next_fire_at <= ?",
+                (now_us,),
+            ).fetchone()
+            queued = conn.execute(
+                "SELECT count(*) FROM job_runs WHERE status = 'QUEUED' AND available_at <= ?",
+                (now_us,),
+            ).fetchone()[0]
+            running = conn.execute(
+                "SELECT count(*) FROM job_runs WHERE status = 'RUNNING'"
+            ).fetchone()[0]
+            return Backlog(
+                due=due,
+                oldest_due=None if oldest is None else from_micros(oldest),
+                queued=queued,
+                running=running,
+            )
 
         return await self._thread.run(op)
 

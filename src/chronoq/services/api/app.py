@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -55,6 +56,20 @@ def create_app(deps: ApiDeps) -> Starlette:
     app.state.deps = deps
     app.add_middleware(MetricsMiddleware, metrics=deps.metrics)
     return app
+
+
+def create_metrics_app(metrics: Metrics) -> Starlette:
+    """``/metrics`` and ``/health`` alone, for processes without the API (pickers, workers)."""
+
+    async def serve_metrics(_request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/metrics", serve_metrics, methods=["GET"]),
+            Route("/health", routes_seed.health, methods=["GET"]),
+        ]
+    )
 
 
 def _guard(handler: Handler) -> Handler:

@@ -1,0 +1,181 @@
+"""The decisions the store makes on rows it has locked; they build the array arguments.
+
+Pure functions of the rows and the domain rules (``chronoq.domain``), applied
+in order exactly as the embedded store applies them one statement at a time,
+so a batch has the same effect here as there: e.g. a second outcome for the
+same run in one batch is stale, and a job never leaves a terminal state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chronoq.adapters.postgres.rows import aware
+from chronoq.domain.ids import new_id
+from chronoq.domain.jobs import Run, RunOutcome
+from chronoq.domain.retry import attempts_left_after_lost_lease
+from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus, job_status_after_run
+
+_TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)
+_RUNNING = RunStatus.RUNNING.value
+
+
+@dataclass(slots=True)
+class Fires:
+    """The runs ``claim_due`` creates and the next fires it sets (``sql.FIRE``)."""
+
+    now: datetime
+    runs: list[Run] = field(default_factory=list)
+    _job_ids: list[Any] = field(default_factory=list)
+    _following: list[datetime | None] = field(default_factory=list)
+
+    def add(self, job_id: Any, user_id: str, due: datetime, following: datetime | None) -> None:
+        self._job_ids.append(job_id)
+        self._following.append(following)
+        self.runs.append(
+            Run(
+                run_id=new_id(),
+                job_id=str(job_id),
+                user_id=user_id,
+                scheduled_for=due,
+                attempt=1,
+                status=RunStatus.QUEUED,
+                triggered_at=self.now,
+                available_at=due,
+            )
+        )
+
+    def args(self) -> tuple[Any, ...]:
+        return (
+            [r.run_id for r in self.runs],
+            self._job_ids,
+            [r.user_id for r in self.runs],
+            [r.scheduled_for for r in self.runs],
+            self.now,
+            self._following,
+        )
+
+
+@dataclass(slots=True)
+class LockedRun:
+    job_id: Any
+    user_id: str
+    scheduled_for: datetime
+    attempt: int
+    status: str
+    lease_owner: str | None
+
+
+class JobStates:
+    """The locked jobs' statuses as the writes of a batch move them, one after another.
+
+    Mirrors the embedded store, which settles each job once per run, in order,
+    and never moves a job out of a terminal state.
+    """
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.status: dict[str, str] = {}
+        self.recurring: dict[str, bool] = {}
+        for job_id, status, recurring in rows:
+            self.status.setdefault(str(job_id), status)
+            self.recurring.setdefault(str(job_id), recurring)
+        self._changed: dict[str, datetime | None] = {}
+
+    def settle(self, job_id: str, run_status: RunStatus, at: datetime | None = None) -> None:
+        if self.status[job_id] in _TERMINAL_JOB:
+            return
+        new = job_status_after_run(run_status, recurring=self.recurring[job_id])
+        self.status[job_id] = new.value
+        self._changed[job_id] = at
+
+    def changes(self) -> tuple[list[str], list[str], list[datetime | None]]:
+        ids = list(self._changed)
+        return ids, [self.status[i] for i in ids], [self._changed[i] for i in ids]
+
+
+class Completion:
+    """Compare-and-set of outcomes against locked runs, in order (``sql.COMPLETE``)."""
+
+    def __init__(self, jobs: JobStates) -> None:
+        self._jobs = jobs
+        self._ended: list[tuple[Any, ...]] = []
+        self._retries: list[tuple[Any, ...]] = []
+
+    def add(self, outcome: RunOutcome, run: LockedRun | None) -> bool:
+        if (
+            run is None
+            or run.status != _RUNNING
+            or run.lease_owner != outcome.worker_id
+            or run.attempt != outcome.attempt
+        ):
+            return False
+        job_id = str(run.job_id)
+        status = outcome.status
+        if self._jobs.status[job_id] == JobStatus.CANCELLED and status is RunStatus.RETRY_SCHEDULED:
+            status = RunStatus.CANCELLED
+        run.status = status.value  # a second outcome for the same run in this batch is stale
+        completed = aware(outcome.completed_at, "completed_at")
+        self._ended.append(
+            (
+                outcome.run_id,
+                status.value,
+                aware(outcome.started_at, "started_at"),
+                completed,
+                outcome.output,
+                outcome.exit_code,
+                outcome.error_message,
+            )
+        )
+        if status is RunStatus.RETRY_SCHEDULED:
+            retry_at = completed if outcome.retry_at is None else aware(outcome.retry_at)
+            self._retries.append(
+                (
+                    new_id(),
+                    run.job_id,
+                    run.user_id,
+                    run.scheduled_for,
+                    outcome.attempt + 1,
+                    completed,
+                    retry_at,
+                )
+            )
+        self._jobs.settle(job_id, status, completed)
+        return True
+
+    def args(self) -> list[Any]:
+        return [*_columns(self._ended, 7), *_columns(self._retries, 7), *self._jobs.changes()]
+
+
+class Reaping:
+    """The reaper's decisions for the expired runs it locked (``sql.REAP``)."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self._jobs = JobStates([(r[1], r[6], r[7]) for r in rows])
+        self._ended: list[tuple[Any, ...]] = []
+        self._retries: list[tuple[Any, ...]] = []
+        for run_id, job_id, user_id, scheduled_for, attempt, max_retries, job_status, _ in rows:
+            if job_status == JobStatus.CANCELLED:
+                status = RunStatus.CANCELLED
+            elif attempts_left_after_lost_lease(attempt, max_retries):
+                status = RunStatus.RETRY_SCHEDULED
+                retry = (new_id(), job_id, user_id, scheduled_for, attempt + 1)
+                self._retries.append(retry)
+            else:
+                status = RunStatus.DEAD
+            self._ended.append((run_id, status.value))
+            self._jobs.settle(str(job_id), status)
+
+    def args(self, now: datetime, error: str, retry_at: datetime) -> list[Any]:
+        job_ids, statuses, _ = self._jobs.changes()
+        ended = _columns(self._ended, 2)
+        return [*ended, now, error, retry_at, *_columns(self._retries, 5), job_ids, statuses]
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows -> one list per column (``unnest``'s arguments); ``width`` for empty input."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]

@@ -1,0 +1,166 @@
+"""``chronoq cluster up``: a multi-process cluster on one machine, supervised.
+
+Each role runs as its own ``chronoq <role>`` process over one PostgreSQL
+store (a private server in the cluster folder when no URL is given). The
+supervisor restarts a process that dies (with a backoff), and stops all of
+them on Ctrl-C / SIGTERM. The cluster's layout is written to
+``<folder>/cluster.json`` for ``chronoq cluster status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from chronoq.runtime.pgserver import PrivatePostgres, free_port
+
+STATE_FILE = "cluster.json"
+_RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(slots=True)
+class Member:
+    name: str
+    role: str
+    args: list[str]
+    log: str
+    port: int | None = None
+    pid: int | None = None
+    restarts: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def public(self) -> dict[str, object]:
+        data = asdict(self)
+        data.pop("process")
+        data.pop("args")
+        return data
+
+
+@dataclass(slots=True, kw_only=True)
+class ClusterPlan:
+    folder: Path
+    store: str | None
+    api: int = 2
+    pickers: int = 2
+    workers: int = 3
+    coordinators: int = 2
+    base_port: int = 8080
+    extra: list[str] = field(default_factory=list)
+
+
+class Cluster:
+    def __init__(self, plan: ClusterPlan) -> None:
+        self.plan = plan
+        self.folder = plan.folder.resolve()
+        self.postgres: PrivatePostgres | None = None
+        self.members: list[Member] = []
+        self._stopping = False
+
+    @property
+    def store(self) -> str:
+        if self.plan.store:
+            return self.plan.store
+        assert self.postgres is not None
+        return self.postgres.dsn
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.plan.store:
+            self.postgres = PrivatePostgres(self.folder / "postgres")
+            self.postgres.start()
+        self.members = self._plan_members()
+        for member in self.members:
+            self._spawn(member)
+        self.write_state()
+
+    def _plan_members(self) -> list[Member]:
+        p = self.plan
+        shared = ["--store", self.store, "--data-dir", str(self.folder / "data"), *p.extra]
+        members = []
+        counts = (("coordinator", p.coordinators), ("picker", p.pickers), ("worker", p.workers))
+        for i in range(p.api):
+            port = p.base_port + i
+            members.append(self._member(f"api-{i + 1}", "api", [*shared, "--port", str(port)],
+                                        port))  # fmt: skip
+        for role, count in counts:
+            for i in range(count):
+                members.append(self._member(f"{role}-{i + 1}", role, shared, None))
+        return members
+
+    def _member(self, name: str, role: str, args: list[str], port: int | None) -> Member:
+        node_id = f"{name}@{os.uname().nodename}"
+        return Member(
+            name=name, role=role, port=port, log=str(self.folder / "logs" / f"{name}.log"),
+            args=[sys.executable, "-m", "chronoq", role, "--node-id", node_id, *args],
+        )  # fmt: skip
+
+    def _spawn(self, member: Member) -> None:
+        Path(member.log).parent.mkdir(parents=True, exist_ok=True)
+        with open(member.log, "ab") as log:
+            member.process = subprocess.Popen(
+                member.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        member.pid = member.process.pid
+
+    def supervise(self) -> None:
+        """Restart members that die, until ``stop`` (or a signal) ends it."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self._request_stop())
+        due: dict[str, float] = {}
+        while not self._stopping:
+            for member in self.members:
+                if member.process is None or member.process.poll() is None:
+                    continue
+                if member.name not in due:
+                    wait = _RESTART_BACKOFF[min(member.restarts, len(_RESTART_BACKOFF) - 1)]
+                    due[member.name] = time.monotonic() + wait
+                elif time.monotonic() >= due.pop(member.name):
+                    member.restarts += 1
+                    self._spawn(member)
+                    self.write_state()
+            time.sleep(0.2)
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+
+    def stop(self, grace: float = 20.0) -> None:
+        self._stopping = True
+        for member in self.members:
+            if member.process is not None and member.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(member.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for member in self.members:
+            if member.process is None:
+                continue
+            try:
+                member.process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(member.process.pid, signal.SIGKILL)
+                member.process.wait()
+        if self.postgres is not None:
+            self.postgres.stop()
+        (self.folder / STATE_FILE).unlink(missing_ok=True)
+
+    def write_state(self) -> None:
+        state = {"store": self.store, "members": [m.public() for m in self.members]}
+        (self.folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def read_state(folder: Path) -> dict[str, object] | None:
+    path = folder / STATE_FILE
+    if not path.exists():
+        return None
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+__all__ = ["Cluster", "ClusterPlan", "free_port", "read_state"]
