@@ -31,15 +31,15 @@ LONG = 30.0
 DEADLINE = 10.0
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = DEADLINE) -> T:
+async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = DEADLINE) -> T:
     """Poll ``probe`` until it returns something other than None/False, or fail."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if value is not None and value is not False:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
+            pytest.fail(f"condition not met within {within} s")
         await asyncio.sleep(0.02)
 
 
@@ -161,7 +161,9 @@ async def test_assignments_round_trip_under_growing_epochs(coord: Coordination) 
 
     first = await coord.assign_shards("a", lease.epoch, {0: "p1", 1: "p2", 2: "p1"})
     assert first is not None and first >= 1
-    assert await coord.assignment_of("p1") == ShardAssignment(owner="p1", epoch=first, shards=(0, 2))
+    assert await coord.assignment_of("p1") == ShardAssignment(
+        owner="p1", epoch=first, shards=(0, 2)
+    )
     assert await coord.assignment_of("p2") == ShardAssignment(owner="p2", epoch=first, shards=(1,))
     assert await coord.assignments() == {0: ("p1", first), 1: ("p2", first), 2: ("p1", first)}
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chronoq import failpoints
 from chronoq.errors import ConfigError
 
 ENV_PREFIX = "CHRONOQ_"
@@ -58,6 +59,8 @@ class Settings:
     metrics_port: int = 0
     """Non-api roles: serve /metrics and /health on this port (0 = off)."""
     log_level: str = "info"
+    failpoints: str = ""
+    """Crash on purpose at named steps, for chaos tests (see ``chronoq.failpoints``)."""
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "port must be 1-65535")
@@ -82,6 +85,10 @@ class Settings:
             self.log_level.lower() in {"debug", "info", "warning", "error"},
             "log_level must be debug, info, warning or error",
         )
+        try:
+            failpoints.parse(self.failpoints)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name in _SECONDS:
             _check(math.isfinite(getattr(self, name)), f"{name} must be a finite number")
         _check(

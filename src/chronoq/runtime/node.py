@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.applications import Starlette
 
+from chronoq import failpoints
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.retry import RetryPolicy
 from chronoq.executors import default_registry, scrubbed_environment
@@ -71,6 +72,7 @@ class Node:
         )
 
     async def run(self) -> None:
+        failpoints.configure(self.settings.failpoints)
         backends = build_backends(self.settings)
         await backends.start()
         services: list[Service] = []

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 
+from chronoq import failpoints
 from chronoq.domain.clock import Clock
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.notify import FIRES, RUNS, Notifier
@@ -84,6 +85,7 @@ class Picker:
             )
         )  # fmt: skip
         if runs:
+            failpoints.hit("after_claim")
             self._metrics.jobs_scanned.inc(len(runs))
             self._metrics.jobs_enqueued.inc(len(runs))
             self._notifier.publish(RUNS)

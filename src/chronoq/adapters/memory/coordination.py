@@ -7,7 +7,8 @@ event loop:
 
 * ``try_lead`` takes the lease if the candidate holds it or it has lapsed
   (``expires_at <= now``); a new term (another holder, the same holder after a
-  lapse, or after ``resign``) gets ``epoch + 1``; renewing a live lease keeps it.
+  lapse, or after ``resign``) gets ``epoch + 1``; renewing a live lease keeps the
+  epoch and never moves ``expires_at`` back.
 * ``assign_shards`` applies only for the live leader at the epoch it names,
   bumps the assignment epoch (which only grows) and rewrites every shard with
   it; it publishes the epoch on the ``assign`` channel of the optional notifier.
@@ -52,13 +53,17 @@ class MemoryCoordination:
         _check_name(candidate, "candidate")
         _check_ttl(ttl)
         now = self._clock.now()
-        live = self._expires_at is not None and self._expires_at > now
+        current = self._expires_at
+        live = self._holder is not None and current is not None and current > now
         if live and self._holder != candidate:
             return None
-        if not (live and self._holder == candidate):
+        expires_at = now + timedelta(seconds=ttl)
+        if live and current is not None:
+            expires_at = max(expires_at, current)  # a renewal never shortens the lease
+        else:
             self._epoch += 1  # a new term
         self._holder = candidate
-        self._expires_at = now + timedelta(seconds=ttl)
+        self._expires_at = expires_at
         return Leadership(holder=candidate, epoch=self._epoch, expires_at=self._expires_at)
 
     async def resign(self, candidate: str) -> None:

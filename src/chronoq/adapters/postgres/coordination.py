@@ -11,8 +11,9 @@ clock for every expiry decision, so nodes with skewed clocks still agree:
   a live lease keeps the epoch. Concurrent calls serialize on the row lock, so
   two callers can never both win, and an epoch names exactly one holder. The
   lease runs ``ttl`` from the statement's start (``now()``), so waiting on a
-  lock only shortens it. The row is never deleted: ``resign`` clears the
-  holder and expires the lease, so epochs are never reused.
+  lock only shortens a new grant; a renewal never moves ``expires_at`` back.
+  The row is never deleted: ``resign`` clears the holder and expires the
+  lease, so epochs are never reused.
 * **Fenced leader work.** ``assign_shards`` runs in one transaction that
   first locks the lease row ``FOR UPDATE`` where ``holder = leader AND
   epoch = leader_epoch AND expires_at > clock_timestamp()`` (no row: fenced
@@ -73,12 +74,14 @@ TRY_LEAD = (
     " holder = EXCLUDED.holder,"
     " epoch = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()"
     " THEN l.epoch ELSE l.epoch + 1 END,"
-    " expires_at = EXCLUDED.expires_at"
+    " expires_at = greatest(l.expires_at, EXCLUDED.expires_at)"
     " WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()"
     " RETURNING holder, epoch, expires_at"
 )
 """Acquire or renew, atomically; no row returned = someone else holds a live lease.
-A holder whose own lease lapsed starts a new term (it must have demoted itself)."""
+A holder whose own lease lapsed starts a new term (it must have demoted itself). A
+renewal never shortens the lease: a call that waited for the row lock computed its
+``now()`` earlier than the grant it waited for."""
 
 RESIGN = (
     "UPDATE leader_lease SET holder = NULL, expires_at = least(expires_at, now())"

@@ -314,6 +314,6 @@ async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | No
 def _decode_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not cursor.isdigit() or len(cursor) > 18:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
     return int(cursor)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from chronoq import failpoints
 from chronoq.domain.clock import Clock
 from chronoq.domain.fires import first_fire
 from chronoq.domain.ids import new_id
@@ -38,6 +39,7 @@ class Ingest:
         offloads = [(job, spec) for job, spec in zip(jobs, specs, strict=True) if job.payload_ref]
         if offloads:
             await self._offload(offloads)
+            failpoints.hit("after_blob_put")
         await self.writer.write(jobs)
         self.metrics.jobs_created.inc(len(jobs))
         return jobs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from chronoq import failpoints
 from chronoq.domain.jobs import RunOutcome
 from chronoq.ports.notify import RUNS, Notifier
 from chronoq.ports.store import Store
@@ -27,6 +28,7 @@ class Completer:
         self._idle.set()
 
     def report(self, outcome: RunOutcome) -> None:
+        failpoints.hit("after_execution")
         self._pending.append(outcome)
         self._idle.clear()
         self._wakeup.set()
@@ -51,6 +53,7 @@ class Completer:
                 log.exception("worker: recording %d outcomes failed; retrying", len(batch))
                 await asyncio.sleep(_RETRY_DELAY)
                 continue
+            failpoints.hit("after_result")
             stale = sum(1 for ok in applied if not ok)
             if stale:
                 log.warning("worker: %d outcomes were stale (lease lost) and ignored", stale)

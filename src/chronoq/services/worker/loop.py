@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from chronoq import failpoints
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.retry import RetryPolicy
@@ -152,6 +153,8 @@ class Worker:
                 limit=limit,
             )
         )
+        if claimed:
+            failpoints.hit("after_dispatch")
         for run in claimed:
             self._hold(run)
         if len(claimed) == limit:
@@ -254,6 +257,7 @@ class Worker:
         ids = [rid for rid, h in self._held.items() if h.stop_reason is None]
         if not ids:
             return
+        failpoints.hit("at_lease_renewal")
         until = self._clock.now() + timedelta(seconds=self._config.lease_seconds)
         kept = set(await self._store.extend_leases(self.worker_id, ids, until))
         for run_id in ids:
