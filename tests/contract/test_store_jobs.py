@@ -122,17 +122,7 @@ async def test_list_rejects_a_bad_cursor(store: Store, cursor: str) -> None:
         await store.list_jobs(ListJobsParams(user_id="alice", cursor=cursor))
 
 
-async def test_list_rejects_a_non_ascii_digit_cursor(
-    harness: Harness, request: pytest.FixtureRequest
-) -> None:
-    if harness.kind == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="SqliteStore._decode_cursor: '²'.isdigit() is True but int('²') raises"
-                " ValueError, so the caller gets ValueError instead of ValidationError",
-            )
-        )
+async def test_list_rejects_a_non_ascii_digit_cursor(harness: Harness) -> None:
     with pytest.raises(ValidationError):
         await harness.store.list_jobs(ListJobsParams(user_id="alice", cursor="²"))
 

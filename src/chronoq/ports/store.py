@@ -115,7 +115,9 @@ class Store(Protocol):
         """Cancel: no more fires, QUEUED runs CANCELLED, job CANCELLED. None if not found.
 
         Already finished jobs are returned unchanged. RUNNING runs stay with their
-        worker, whose outcome is then recorded as CANCELLED.
+        worker, which the caller tells to kill them; the outcome it reports is recorded
+        as it is (a run that finished first stays COMPLETED), except that a cancelled
+        job is never retried.
         """
         ...
 

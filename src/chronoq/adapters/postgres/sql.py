@@ -110,6 +110,12 @@ CLAIM_RUNS = (
     " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
 )
 
+BACKLOG = (
+    "SELECT (SELECT count(*) FROM jobs WHERE next_fire_at <= $1),"
+    " (SELECT min(next_fire_at) FROM jobs WHERE next_fire_at <= $1),"
+    " (SELECT count(*) FROM job_runs WHERE status = 'QUEUED' AND available_at <= $1),"
+    " (SELECT count(*) FROM job_runs WHERE status = 'RUNNING')"
+)
 NEXT_AVAILABLE = "SELECT min(available_at) FROM job_runs WHERE status = 'QUEUED'"
 
 LOCK_JOBS_OF_RUNS = (

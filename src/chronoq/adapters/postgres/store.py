@@ -49,6 +49,7 @@ from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
 from chronoq.domain.states import JOB_TERMINAL
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.store import (
+    Backlog,
     CancelResult,
     ClaimDueParams,
     ClaimRunsParams,
@@ -219,6 +220,11 @@ class PostgresStore:
         with translated("next_available_at"):
             value = await self._connected().fetchval(sql.NEXT_AVAILABLE)
         return value  # type: ignore[no-any-return]
+
+    async def backlog(self, now: datetime) -> Backlog:
+        with translated("backlog"):
+            row = await self._connected().fetchrow(sql.BACKLOG, aware(now, "now"))
+        return Backlog(due=row[0], oldest_due=row[1], queued=row[2], running=row[3])
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         ids = list({o.run_id for o in outcomes if is_id(o.run_id)})

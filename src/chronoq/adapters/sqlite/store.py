@@ -28,7 +28,7 @@ from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
 from chronoq.domain.retry import attempts_left_after_lost_lease
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus, job_status_after_run
-from chronoq.errors import ValidationError
+from chronoq.errors import ConflictError, ValidationError
 from chronoq.ports.store import (
     Backlog,
     CancelResult,
@@ -63,7 +63,14 @@ class SqliteStore:
 
     async def insert_jobs(self, jobs: Sequence[Job]) -> None:
         rows = [_job_row(job) for job in jobs]
-        await self._thread.run(lambda c: c.executemany(_INSERT_JOB, rows))
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.executemany(_INSERT_JOB, rows)
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"a job with that id already exists: {exc}") from None
+
+        await self._thread.run(op)
 
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         def op(conn: sqlite3.Connection) -> Job | None:
@@ -268,7 +275,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
 def _decode_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not cursor.isdigit() or len(cursor) > 18:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
     return int(cursor)
 
