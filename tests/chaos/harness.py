@@ -495,9 +495,19 @@ class Supervisor:
         self.faults.append(fault)
         return fault
 
+    def expect_failpoint(self, name: str, timeout: float) -> Fault | None:
+        """Wait for the member to kill itself at its armed failpoint; log it as a fault."""
+        member = self.members[name]
+        if not wait_for(lambda: not member.alive, timeout, interval=0.02):
+            return None
+        fault = self._log("failpoint", member)
+        return fault
+
     def unexpected_exits(self) -> list[str]:
         """Members that died although the harness did not kill them (crashes)."""
-        killed = {f.target for f in self.faults if f.action in ("SIGKILL", "SIGTERM")}
+        killed = {
+            f.target for f in self.faults if f.action in ("SIGKILL", "SIGTERM", "failpoint")
+        }
         return [
             f"{m.name} exited {m.process.returncode}"
             for m in self.members.values()

@@ -390,12 +390,21 @@ async def test_the_claim_fence_waits_for_and_then_sees_a_new_assignment(pg_datab
     try:
         lease = await _lead(coord, "a")
         first = await coord.assign_shards("a", lease.epoch, {0: "p1", 1: "p1", 2: "p2"})
+        assert first is not None
         async with claim.transaction():
             owned = [r[0] for r in await claim.fetch(LOCK_OWNED_SHARDS, "p1", first)]
             assert owned == [0, 1]
             moving = asyncio.ensure_future(coord.assign_shards("a", lease.epoch, {0: "p2"}))
-            await asyncio.sleep(0.3)
-            assert not moving.done()  # waits for the claim transaction
+
+            async def assignment_waits() -> bool:
+                waiting = await claim.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return bool(waiting) or moving.done()
+
+            await eventually(assignment_waits)
+            assert not moving.done()  # it waits for the claim transaction
         second = await asyncio.wait_for(moving, DEADLINE)
         assert second is not None and second > first
         async with claim.transaction():

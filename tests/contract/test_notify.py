@@ -9,6 +9,7 @@ the PostgreSQL binaries are not installed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
@@ -279,7 +280,7 @@ async def private_server() -> AsyncIterator[PrivateServer]:
     pg_ctl = shutil.which("pg_ctl")
     if pg_ctl is None:
         pytest.skip("PostgreSQL server binaries (pg_ctl, initdb) are not installed")
-    bindir = Path(os.path.realpath(pg_ctl)).parent
+    bindir = Path(pg_ctl).resolve().parent  # noqa: ASYNC240 - fixture set-up, once
     runas: list[str] = []
     root = Path(tempfile.mkdtemp(prefix="chronoq-pg-"))
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
@@ -302,10 +303,8 @@ async def private_server() -> AsyncIterator[PrivateServer]:
         yield server
     finally:
         if started:
-            try:
+            with contextlib.suppress(RuntimeError):  # already stopped
                 await server.stop()
-            except RuntimeError:
-                pass  # already stopped
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -319,13 +318,13 @@ async def test_the_notifier_survives_a_server_restart(private_server: PrivateSer
     try:
         await until_heard(sender, FIRES, "before", heard)
         for _ in range(2):  # twice: the healed connection heals again
-            reconnects = receiver.reconnects
+            expected = receiver.reconnects + 1
             await private_server.stop()
             sender.publish(FIRES, "while down")  # never blocks, never raises
             await asyncio.sleep(0.3)  # both notifiers now retry with backoff
             heard.clear()
             await private_server.start()
-            await until(lambda: receiver.reconnects == reconnects + 1 and "" in heard)
+            await until(lambda: receiver.reconnects == expected and "" in heard)  # noqa: B023
             await until_heard(sender, FIRES, "after", heard)
     finally:
         await asyncio.gather(sender.close(), receiver.close())

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chronoq.runtime.pgserver import PrivatePostgres, free_port
@@ -37,10 +37,10 @@ class Member:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, object]:
-        data = asdict(self)
-        data.pop("process")
-        data.pop("args")
-        return data
+        return {
+            "name": self.name, "role": self.role, "port": self.port, "pid": self.pid,
+            "log": self.log, "restarts": self.restarts,
+        }  # fmt: skip
 
 
 @dataclass(slots=True, kw_only=True)
@@ -76,9 +76,13 @@ class Cluster:
             self.postgres = PrivatePostgres(self.folder / "postgres")
             self.postgres.start()
         self.members = self._plan_members()
-        for member in self.members:
-            self._spawn(member)
-        self.write_state()
+        try:
+            for member in self.members:
+                self._spawn(member)
+            self.write_state()
+        except BaseException:
+            self.stop()
+            raise
 
     def _plan_members(self) -> list[Member]:
         p = self.plan

@@ -96,9 +96,13 @@ class Node:
         services: list[Service] = []
         if "coordinator" in self.roles:
             services.append(self._coordinator(b, retry))
+            if b.distributed:
+                services.append(self._heartbeat(b, "coordinator"))
         writer = Writer(b.store, b.notifier) if "api" in self.roles else None
         if writer is not None:
             services.append(writer)
+            if b.distributed:
+                services.append(self._heartbeat(b, "api"))
         if "picker" in self.roles:
             services.extend(self._picker(b))
         if "worker" in self.roles:
@@ -121,7 +125,7 @@ class Node:
         if not b.distributed:  # one picker owns every shard
             return [Picker(b.store, b.notifier, self.clock, self.metrics, lookahead=s.lookahead)]
         wakeup = Wakeup()
-        follower = AssignmentFollower(b.coordination, b.notifier, self.node_id, wakeup)
+        follower = AssignmentFollower(b.coordination, b.notifier, self._member_id("picker"), wakeup)
         picker = Picker(
             b.store, b.notifier, self.clock, self.metrics,
             lookahead=s.lookahead, assignment=follower, wakeup=wakeup,
@@ -142,9 +146,13 @@ class Node:
         )  # fmt: skip
         return [self._heartbeat(b, "worker"), worker] if b.distributed else [worker]
 
+    def _member_id(self, role: str) -> str:
+        """The node id, or ``node/role`` when this node hosts several roles."""
+        return self.node_id if len(self.roles) == 1 else f"{self.node_id}/{role}"
+
     def _heartbeat(self, b: Backends, role: str) -> Heartbeat:
         member = Member(
-            member_id=self.node_id, role=role, host=socket.gethostname(), pid=os.getpid()
+            member_id=self._member_id(role), role=role, host=socket.gethostname(), pid=os.getpid()
         )
         return Heartbeat(b.coordination, member, ttl=self.settings.member_ttl)
 

@@ -1,5 +1,8 @@
-"""The distributed store: PostgreSQL over asyncpg (``pip install 'chronoq[postgres]'``)."""
+"""The distributed backends over PostgreSQL and asyncpg (``pip install 'chronoq[postgres]'``):
+the store, LISTEN/NOTIFY wake-ups, and leases for leadership and shard assignment."""
 
+from chronoq.adapters.postgres.coordination import PostgresCoordination
+from chronoq.adapters.postgres.notify import PostgresNotifier
 from chronoq.adapters.postgres.store import PostgresStore
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresCoordination", "PostgresNotifier", "PostgresStore"]

@@ -148,8 +148,11 @@ class PostgresNotifier:
                     return
                 try:
                     conn = await self._connect()
-                except UnavailableError as exc:
-                    log.warning("notifier: reconnecting in %.2fs: %s", delay, exc)
+                except Exception as exc:  # down, or refusing us: keep trying, never die
+                    unexpected = not isinstance(exc, UnavailableError)
+                    log.warning(
+                        "notifier: reconnecting in %.2fs: %s", delay, exc, exc_info=unexpected
+                    )
                     await self._sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(delay * 2, self._reconnect_max)
                     continue
