@@ -131,6 +131,10 @@ class Chaos:
     ) -> Report:
         """Wait until everything due by ``cutoff`` ended, then check I1–I7."""
         settled = wait_settled(self.db, cutoff, timeout)
+        if probe_jobs is None:  # jobs whose payload writes to this ledger
+            needle = str(self.ledger.path)
+            probe_jobs = [j.job_id for j in self.book.jobs.values()
+                          if needle in str(j.spec.get("payload"))]  # fmt: skip
         report = check(
             self.db, self.book, self.ledger.read(), self.sup.faults, cutoff,
             bad_ledger_lines=self.ledger.bad_lines, probe_jobs=probe_jobs,

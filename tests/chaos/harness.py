@@ -193,12 +193,12 @@ class Db:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
 
-    async def _run(self, method: str, sql: str, args: tuple[Any, ...], timeout: float) -> Any:
-        conn = await asyncpg.connect(self.dsn, timeout=timeout)
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...], limit: float) -> Any:
+        conn = await asyncpg.connect(self.dsn, timeout=limit)
         try:
-            return await getattr(conn, method)(sql, *args, timeout=timeout)
+            return await getattr(conn, method)(sql, *args, timeout=limit)
         finally:
-            await conn.close(timeout=timeout)
+            await conn.close(timeout=limit)
 
     def fetch(self, sql: str, *args: Any, timeout: float = 10.0) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = asyncio.run(self._run("fetch", sql, args, timeout))
@@ -433,10 +433,7 @@ class Supervisor:
                 return False
             owners = self.db.assignment()
             live = set(self.db.live_members("picker"))
-            return (
-                set(owners) == pickers & live
-                and sum(len(s) for s in owners.values()) == SHARDS
-            )
+            return set(owners) == pickers & live and sum(len(s) for s in owners.values()) == SHARDS
 
         assert wait_for(ready, timeout, interval=0.1), (
             f"cluster not ready in {timeout}s: leader {self.db.leader()}, assignment owners "
@@ -505,9 +502,7 @@ class Supervisor:
 
     def unexpected_exits(self) -> list[str]:
         """Members that died although the harness did not kill them (crashes)."""
-        killed = {
-            f.target for f in self.faults if f.action in ("SIGKILL", "SIGTERM", "failpoint")
-        }
+        killed = {f.target for f in self.faults if f.action in ("SIGKILL", "SIGTERM", "failpoint")}
         return [
             f"{m.name} exited {m.process.returncode}"
             for m in self.members.values()
@@ -564,8 +559,8 @@ class Ledger:
         process group of everything the job started (the shell executor makes a session).
         """
         line = (
-            "printf '%s %s %s %s %s\\n' \"$CHRONOQ_JOB_ID\" \"$CHRONOQ_SCHEDULED_FOR\""
-            " \"$CHRONOQ_ATTEMPT\" \"$$\" \"$(date +%s.%N)\" >> " + shlex.quote(str(self.path))
+            'printf \'%s %s %s %s %s\\n\' "$CHRONOQ_JOB_ID" "$CHRONOQ_SCHEDULED_FOR"'
+            ' "$CHRONOQ_ATTEMPT" "$$" "$(date +%s.%N)" >> ' + shlex.quote(str(self.path))
         )
         parts = [line]
         if seconds > 0:

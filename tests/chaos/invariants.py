@@ -397,12 +397,9 @@ class Checker:
 
     def check_i2_one_terminal(self) -> None:
         for (job_id, scheduled), attempts in self.s.fires.items():
-            ended = [r for r in attempts if r.status in TERMINAL]
+            ended = [f"#{r.attempt} {r.status}" for r in attempts if r.status in TERMINAL]
             if len(ended) > 1:
-                self.report.add(
-                    "I2 two terminal outcomes",
-                    f"{job_id}@{scheduled}: " + ", ".join(f"#{r.attempt} {r.status}" for r in ended),
-                )
+                self.report.add("I2 two terminal outcomes", f"{job_id}@{scheduled}: {ended}")
 
     # I3 -----------------------------------------------------------------------------------
 
@@ -412,6 +409,7 @@ class Checker:
         runs = {(r.job_id, r.scheduled_for, r.attempt): r for r in self.s.runs}
         per_attempt = Counter((e.job_id, e.scheduled_for, e.attempt) for e in self.executions)
         explained = {"duplicates_after_kill": 0, "duplicates_after_outage": 0}
+        examples: list[str] = []
         for key, count in per_attempt.items():
             run = runs.get(key)
             if run is None:
@@ -422,8 +420,10 @@ class Checker:
                     "I3 one attempt executed twice", f"{key[0]}@{key[1]} #{key[2]} x{count}"
                 )
             nxt = runs.get((key[0], key[1], key[2] + 1))
-            if nxt is None or run.status != "RETRY_SCHEDULED" or LEASE_LOST not in (
-                run.error_message or ""
+            if (
+                nxt is None
+                or run.status != "RETRY_SCHEDULED"
+                or LEASE_LOST not in (run.error_message or "")
             ):
                 continue
             if not any(e for e in per_attempt if e[:2] == key[:2] and e[2] > key[2]):
@@ -437,8 +437,15 @@ class Checker:
                 )
             else:
                 explained[cause] += 1
+                if len(examples) < 3:
+                    examples.append(
+                        f"{key[0][-6:]}#{key[2]} on {run.worker_id} started "
+                        f"{run.started_at:%H:%M:%S.%f}, reaped {run.completed_at:%H:%M:%S.%f}"
+                    )
         self._check_unexecuted(per_attempt)
         self.report.stats.update(explained)
+        if examples:
+            self.report.stats["duplicate_examples"] = examples
 
     def _check_unexecuted(self, per_attempt: Counter[tuple[str, datetime, int]]) -> None:
         for run in self.s.runs:

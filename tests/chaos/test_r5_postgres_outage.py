@@ -64,9 +64,7 @@ def _outage_calls(chaos: Chaos, until: float, statuses: Counter[str]) -> None:
                     statuses[f"{method} timeout"] += 1
                 except httpx.HTTPError as exc:
                     statuses[f"{method} {type(exc).__name__}"] += 1
-                statuses["max_ms"] = max(
-                    statuses["max_ms"], int((time.monotonic() - began) * 1000)
-                )
+                statuses["max_ms"] = max(statuses["max_ms"], int((time.monotonic() - began) * 1000))
             hold(0.1)  # the callers' pace
 
 

@@ -151,7 +151,7 @@ class Cluster:
                     os.killpg(member.process.pid, signal.SIGKILL)
                 member.process.wait()
         if self.postgres is not None:
-            self.postgres.stop()
+            self.postgres.destroy()
         (self.folder / STATE_FILE).unlink(missing_ok=True)
 
     def write_state(self) -> None:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,14 @@ def find_bindir() -> Path | None:
     if found:
         candidates.append(Path(found).resolve().parent)
     return next((c for c in candidates if (c / "postgres").exists()), None)
+
+
+def _traversable(folder: Path) -> bool:
+    """Whether every existing ancestor of ``folder`` lets other users through."""
+    for part in [folder, *folder.parents]:
+        if part.exists() and not part.stat().st_mode & 0o001:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -45,6 +54,11 @@ class PrivatePostgres:
         self.bindir = bindir
         self.folder = folder.resolve()
         self.data = self.folder / "pgdata"
+        if os.geteuid() == 0 and not _traversable(self.folder):
+            # The postgres user cannot reach a folder under a private parent (e.g. pytest's
+            # /tmp/pytest-of-root): keep the cluster in a world-traversable temp dir instead.
+            self.data = Path(tempfile.mkdtemp(prefix="chronoq-pg-")) / "pgdata"
+        self.ephemeral = self.data.parent != self.folder
         self.port = port or free_port()
         self.fast = fast
         self.process: subprocess.Popen[bytes] | None = None
@@ -60,9 +74,9 @@ class PrivatePostgres:
         if (self.data / "PG_VERSION").exists():
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.data.mkdir(mode=0o700, exist_ok=True)
+        self.data.mkdir(mode=0o700, parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
+            shutil.chown(self.data.parent, "postgres", "postgres")
             shutil.chown(self.data, "postgres", "postgres")
         subprocess.run(
             [*self._as_owner(), str(self.bindir / "initdb"), "-D", str(self.data), "-U",
@@ -99,6 +113,12 @@ class PrivatePostgres:
                 return
             time.sleep(0.05)
         raise ConfigError(f"postgres did not become ready in {timeout:.0f}s")
+
+    def destroy(self) -> None:
+        """Stop, and delete the data when it lives outside ``folder`` (a temp dir)."""
+        self.stop()
+        if self.ephemeral:
+            shutil.rmtree(self.data.parent, ignore_errors=True)
 
     def stop(self, *, immediate: bool = False, timeout: float = 30.0) -> None:
         """Stop: ``immediate`` is a crash (no checkpoint); otherwise a fast clean shutdown."""

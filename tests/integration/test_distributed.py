@@ -1,0 +1,177 @@
+"""Distributed mode end to end: roles as separate processes over a private PostgreSQL.
+
+Covers ``chronoq migrate``, ``chronoq up --store``, one process per role with
+shards split between two pickers, and ``chronoq cluster up|status``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chronoq.runtime.pgserver import PrivatePostgres, find_bindir, free_port
+
+from .helpers import completed, make_client, new_user, pid_alive, wait_for, wait_runs
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        find_bindir() is None and not os.environ.get("CI"), reason="PostgreSQL not installed"
+    ),
+]
+
+FAST = ["--lease-seconds", "3", "--leader-ttl", "1.5", "--member-ttl", "1.5"]
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(tmp_path_factory.mktemp("pg"), fast=True)
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def dsn(postgres: PrivatePostgres) -> str:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    subprocess.run(["psql", postgres.dsn, "-qc", f"CREATE DATABASE {name}"], check=True)
+    return postgres.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+class Processes:
+    """Role processes started by one test, each in its own session; all killed at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chronoq", *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.root,
+            env={k: v for k, v in os.environ.items() if not k.startswith("CHRONOQ_")},
+        )  # fmt: skip
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.root.glob("*.log"))
+        )
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _run_a_job(url: str) -> None:
+    with make_client(url, new_user("dist")) as api:
+        r = api.post("/submit", json={"project_id": "d", "payload": "cmd:echo $CHRONOQ_ATTEMPT"})
+        assert r.status_code == 201, r.text
+        runs = wait_runs(api, r.json()["job_id"], lambda rs: bool(completed(rs)), 20, "a run")
+        assert completed(runs)[0]["output"] == "1\n"
+
+
+def test_migrate_then_all_roles_in_one_process(dsn: str, processes: Processes) -> None:
+    migrate = subprocess.run(
+        [sys.executable, "-m", "chronoq", "migrate", "--store", dsn],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert migrate.returncode == 0, migrate.stderr
+    assert "schema up to date" in migrate.stdout
+    port = free_port()
+    processes.start("up", "up", "--store", dsn, "--port", str(port), *FAST)
+    url = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _healthy(url), 30), processes.logs()
+    _run_a_job(url)
+
+
+def test_one_process_per_role_splits_shards_and_survives_a_picker_death(
+    dsn: str, processes: Processes
+) -> None:
+    port = free_port()
+    common = ["--store", dsn, *FAST]
+    processes.start("api", "api", "--port", str(port), "--node-id", "api-1", *common)
+    processes.start("coord", "coordinator", "--node-id", "coord-1", *common)
+    for name in ("picker-1", "picker-2"):
+        processes.start(name, "picker", "--node-id", name, *common)
+    processes.start("worker", "worker", "--node-id", "worker-1", *common)
+    url = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _healthy(url), 30), processes.logs()
+
+    def shards() -> dict[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-m", "chronoq", "cluster", "status", "--store", dsn],
+            capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+        found = {}
+        for line in out.splitlines():
+            cells = [c.strip() for c in line.split("│") if c.strip()]
+            if len(cells) == 6 and cells[1] == "picker":
+                found[cells[0]] = int(cells[5])
+        return found
+
+    assert wait_for(lambda: shards() == {"picker-1": 128, "picker-2": 128}, 20), shards()
+    _run_a_job(url)
+
+    os.killpg(processes.procs["picker-1"].pid, signal.SIGKILL)
+    assert wait_for(lambda: shards().get("picker-2") == 256, 20), shards()
+    _run_a_job(url)  # every shard is served again
+
+
+def test_cluster_up_supervises_and_stops_everything(tmp_path: Path, processes: Processes) -> None:
+    port = free_port()
+    folder = tmp_path / "cluster"
+    cluster = processes.start(
+        "cluster", "cluster", "up", "--folder", str(folder), "--api", "1", "--pickers", "2",
+        "--workers", "2", "--coordinators", "2", "--port", str(port), "--arg=--member-ttl=1.5",
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _healthy(url), 40), processes.logs()
+    status = wait_for(lambda: _status_if_settled(folder), 20)
+    assert status, processes.logs()
+    _run_a_job(url)
+
+    state = (folder / "cluster.json").read_text()
+    pids = [int(p) for p in __import__("re").findall(r'"pid": (\d+)', state)]
+    assert len(pids) == 7, state
+    cluster.send_signal(signal.SIGTERM)
+    assert cluster.wait(40) == 0, processes.logs()
+    assert wait_for(lambda: not any(pid_alive(p) for p in pids), 10), "a role outlived the cluster"
+    assert not (folder / "cluster.json").exists()
+
+
+def _status_if_settled(folder: Path) -> str | None:
+    out = subprocess.run(
+        [sys.executable, "-m", "chronoq", "cluster", "status", "--folder", str(folder)],
+        capture_output=True, text=True, timeout=30,
+    ).stdout  # fmt: skip
+    settled = "leader: coordinator-" in out and "shards assigned: 256" in out
+    return out if settled else None
