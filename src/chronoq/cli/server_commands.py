@@ -54,6 +54,8 @@ _OPTIONS: list[Callable[[F], F]] = [
     _opt("leader_ttl", "Leader lease, seconds (default 3).", type=float),
     _opt("member_ttl", "Silence after which a picker or worker is dead (default 3).",
          type=float),
+    _opt("retention_hours", "Delete finished jobs and runs older than this (default 168;"
+         " 0 keeps all).", type=float),
     _opt("metrics_port", "Without the api role: serve /metrics here (default off).", type=int),
     _opt("log_level", "debug, info, warning or error (default info)."),
 ]  # fmt: skip

@@ -157,6 +157,14 @@ class Store(Protocol):
         """Unclaimed due fires, waiting runs and running runs right now."""
         ...
 
+    async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
+        """Retention: delete up to ``limit`` finished runs (anything but QUEUED/RUNNING)
+        completed before ``before``, then finished jobs (COMPLETED, FAILED, CANCELLED)
+        last updated before it that have no runs left. Returns the payload references of
+        the deleted jobs, whose blobs the caller removes. Recurring jobs stay; only their
+        old runs go."""
+        ...
+
     async def reap_expired(self, params: ReapParams) -> int:
         """Runs whose lease expired: RETRY_SCHEDULED with attempt + 1 QUEUED, or DEAD
         when attempts are spent. Returns how many were reaped."""

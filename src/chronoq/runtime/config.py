@@ -56,6 +56,8 @@ class Settings:
     """Leader lease length; renewed every third; a dead leader is replaced within ~2 ttl."""
     member_ttl: float = 3.0
     """A picker or worker silent for this long is dead; its shards move."""
+    retention_hours: float = 168.0
+    """Finished runs and jobs older than this are deleted by the leader (0 = keep forever)."""
     metrics_port: int = 0
     """Non-api roles: serve /metrics and /health on this port (0 = off)."""
     log_level: str = "info"
@@ -79,6 +81,7 @@ class Settings:
         _check(self.lease_seconds >= 1, "lease_seconds must be >= 1")
         _check(0 <= self.lookahead <= 5, "lookahead must be 0-5 seconds")
         _check(self.shutdown_grace >= 0, "shutdown_grace must be >= 0")
+        _check(self.retention_hours >= 0, "retention_hours must be >= 0")
         _check(self.echo_delay >= 0, "echo_delay must be >= 0")
         _check(self.shard_count >= 1, "shard_count must be >= 1")
         _check(
@@ -126,7 +129,7 @@ class Settings:
 
 _SECONDS = (
     "echo_delay", "default_timeout", "retry_base", "retry_cap", "lease_seconds", "lookahead",
-    "shutdown_grace", "leader_ttl", "member_ttl",
+    "shutdown_grace", "leader_ttl", "member_ttl", "retention_hours",
 )  # fmt: skip
 
 

@@ -112,11 +112,12 @@ class Node:
     def _coordinator(self, b: Backends, retry: RetryPolicy) -> Coordinator:
         s = self.settings
         return Coordinator(
-            b.store, b.notifier, b.coordination, self.clock, self.metrics,
+            b.store, b.blob, b.notifier, b.coordination, self.clock, self.metrics,
             CoordinatorConfig(
                 node_id=self.node_id, lease_seconds=s.lease_seconds, retry=retry,
                 recover_orphans=not b.distributed, distributed=b.distributed,
                 leader_ttl=s.leader_ttl, member_ttl=s.member_ttl, shard_count=s.shard_count,
+                retention_hours=s.retention_hours,
             ),
         )  # fmt: skip
 

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chronoq.domain.clock import Clock
+from chronoq.domain.jobs import BLOB_REF_PREFIX
 from chronoq.domain.retry import RetryPolicy
 from chronoq.observability.metrics import Metrics
+from chronoq.ports.blob import BlobStore
 from chronoq.ports.coordination import Coordination, spread_shards
 from chronoq.ports.notify import RUNS, Notifier
 from chronoq.ports.store import ReapParams, Store
@@ -47,6 +49,9 @@ class CoordinatorConfig:
     leader_ttl: float = 3.0
     member_ttl: float = 3.0
     shard_count: int = 256
+    retention_hours: float = 168.0
+    """Finished runs and jobs older than this are deleted (0 = keep forever)."""
+    purge_every: float = 600.0
 
 
 class Coordinator:
@@ -55,6 +60,7 @@ class Coordinator:
     def __init__(
         self,
         store: Store,
+        blob: BlobStore,
         notifier: Notifier,
         coordination: Coordination,
         clock: Clock,
@@ -62,12 +68,14 @@ class Coordinator:
         config: CoordinatorConfig,
     ) -> None:
         self._store = store
+        self._blob = blob
         self._notifier = notifier
         self._coordination = coordination
         self._clock = clock
         self._metrics = metrics
         self._config = config
         self._reap_every = max(config.lease_seconds / 2, 0.5)
+        self._next_purge = time.monotonic() + min(config.purge_every, 60.0)
         self._epoch: int | None = None
         self._trusted_until = 0.0
         self._assigned: dict[int, str] | None = None
@@ -101,6 +109,7 @@ class Coordinator:
         while True:
             await asyncio.sleep(self._reap_every)
             await self._reap_safely()
+            await self._purge_when_due()
 
     # -- distributed ---------------------------------------------------------------------
 
@@ -113,6 +122,7 @@ class Coordinator:
                 if time.monotonic() >= next_reap:
                     await self._reap_safely()
                     next_reap = time.monotonic() + self._reap_every
+                await self._purge_when_due()
             await asyncio.sleep(self._config.leader_ttl / 3)
 
     async def _campaign(self) -> None:
@@ -170,6 +180,23 @@ class Coordinator:
             return
         if count:
             log.warning("coordinator: reaped %d runs with expired leases", count)
+
+    async def _purge_when_due(self) -> None:
+        """Retention: drop finished runs and jobs older than ``retention_hours``, and blobs."""
+        hours = self._config.retention_hours
+        if hours <= 0 or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + self._config.purge_every
+        before = self._clock.now() - timedelta(hours=hours)
+        try:
+            keys = await self._store.purge_finished(before)
+            for key in keys:
+                await self._blob.delete(key.removeprefix(BLOB_REF_PREFIX))
+        except Exception:
+            log.exception("coordinator: retention purge failed")
+            return
+        if keys:
+            log.info("coordinator: retention removed %d finished jobs", len(keys))
 
     async def _reap(self, *, expire_all: bool) -> int:
         now = self._clock.now()

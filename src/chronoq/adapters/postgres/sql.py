@@ -110,6 +110,17 @@ CLAIM_RUNS = (
     " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
 )
 
+PURGE_RUNS = (
+    "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
+    " WHERE status NOT IN ('QUEUED', 'RUNNING') AND completed_at < $1 LIMIT $2"
+    " FOR UPDATE SKIP LOCKED)"
+)
+PURGE_JOBS = (
+    "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs j"
+    " WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < $1"
+    " AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.job_id) LIMIT $2"
+    " FOR UPDATE SKIP LOCKED) RETURNING payload_ref"
+)
 BACKLOG = (
     "SELECT (SELECT count(*) FROM jobs WHERE next_fire_at <= $1),"
     " (SELECT min(next_fire_at) FROM jobs WHERE next_fire_at <= $1),"

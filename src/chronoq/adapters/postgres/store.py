@@ -265,6 +265,16 @@ class PostgresStore:
 
         return await self._transaction("release_runs", body)
 
+    async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
+        cutoff = aware(before, "before")
+
+        async def body(conn: Any) -> list[str]:
+            await conn.execute(sql.PURGE_RUNS, cutoff, limit)
+            rows = await conn.fetch(sql.PURGE_JOBS, cutoff, limit)
+            return [r[0] for r in rows if r[0] is not None]
+
+        return await self._transaction("purge_finished", body)
+
     async def reap_expired(self, params: ReapParams) -> int:
         now = aware(params.now, "now")
         retry_at = aware(params.retry_at, "retry_at")

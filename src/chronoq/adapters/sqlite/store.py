@@ -209,6 +209,16 @@ class SqliteStore:
 
         return await self._thread.run(op)
 
+    async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
+        cutoff = to_micros(before)
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(_PURGE_RUNS, (cutoff, limit))
+            rows = conn.execute(_PURGE_JOBS, (cutoff, limit)).fetchall()
+            return [r[0] for r in rows if r[0] is not None]
+
+        return await self._thread.run(op)
+
     async def reap_expired(self, params: ReapParams) -> int:
         return await self._thread.run(lambda c: _reap(c, params))
 
@@ -223,6 +233,18 @@ _INSERT_JOB = (
 _INSERT_RUN = (
     "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at,"
     " available_at) VALUES (?, ?, ?, ?, ?, 'QUEUED', ?, ?)"
+)
+
+
+_PURGE_RUNS = (
+    "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
+    " WHERE status NOT IN ('QUEUED', 'RUNNING') AND completed_at < ? LIMIT ?)"
+)
+_PURGE_JOBS = (
+    "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs j"
+    " WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < ?"
+    " AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.job_id) LIMIT ?)"
+    " RETURNING payload_ref"
 )
 
 
