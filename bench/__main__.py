@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import distributed, report
 from bench.api import MetricSelector
 from bench.model import ScenarioRun
 from bench.scenarios import DEFAULT_SCENARIOS, NEEDS_SERVER, SCENARIOS, Settings
@@ -24,9 +24,16 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
+        "--profile",
+        choices=("embedded", "distributed"),
+        default="embedded",
+        help="embedded: 'chronoq up' (default); distributed: role processes over PostgreSQL",
+    )
+    p.add_argument(
         "--scenarios",
-        default=",".join(DEFAULT_SCENARIOS),
-        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)",
+        default=None,
+        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all); with --profile"
+        f" distributed from {', '.join(distributed.DIST_SCENARIOS)}",
     )
     p.add_argument("--jobs", type=int, help="N for http and batch (defaults 20,000 and 50,000)")
     p.add_argument("--latency-jobs", type=int, default=500)
@@ -65,11 +72,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable, help="interpreter that runs chronoq up")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' temp data dirs")
     p.add_argument("--no-uvloop", action="store_true")
+    distributed.add_arguments(p)
     args = p.parse_args(argv)
+    dist = args.profile == "distributed"
+    known = distributed.DIST_SCENARIOS if dist else tuple(SCENARIOS)
+    if args.scenarios is None:
+        args.scenarios = ",".join(distributed.DIST_SCENARIOS if dist else DEFAULT_SCENARIOS)
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in args.scenario_list if s not in SCENARIOS]
+    unknown = [s for s in args.scenario_list if s not in known]
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(unknown)}")
+    if dist and args.url:
+        p.error("--url is for the embedded profile; the distributed profile starts its own")
     return args
 
 
@@ -164,7 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner, loop_name = _runner(args.no_uvloop)
     started = report.timestamp()
     with runner:
-        outcome = runner.run(run_all(args))
+        if args.profile == "distributed":
+            extra = server_args(args)
+            outcome = runner.run(distributed.run_all(args, settings_from(args), extra))
+        else:
+            outcome = runner.run(run_all(args))
     document = {
         "started": started,
         "finished": report.timestamp(),
@@ -174,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **outcome,
     }
     print()
+    if args.profile == "distributed":
+        print(distributed.notes(document))
     print(report.render_table(outcome["results"]))
     path = RESULTS_DIR / f"{started}.json"
     report.write_json(path, document)

@@ -15,6 +15,7 @@ Without PostgreSQL binaries the suite is skipped, except under ``CI`` where it f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -27,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from chronoq.runtime.pgserver import find_bindir
@@ -108,9 +110,9 @@ class Chaos:
     book: JobBook
     api: Api
 
-    def cluster(self, **counts: int) -> None:
+    def cluster(self, extra: tuple[str, ...] = (), **counts: int) -> None:
         """Add and start ``api=``, ``coordinator=``, ``picker=``, ``worker=`` members."""
-        self.sup.add_cluster(**counts)
+        self.sup.add_cluster(extra, **counts)
         self.sup.start()
         self.sup.wait_cluster()
 
@@ -148,6 +150,22 @@ class Chaos:
         return report
 
 
+def dump_tables(db: Db, folder: Path) -> None:
+    """Keep the store of a failed scenario as CSV files next to its logs."""
+    for table in ("jobs", "job_runs", "members", "shard_assignments", "leader_lease"):
+        with contextlib.suppress(Exception):
+            asyncio.run(_copy_out(db.dsn, table, folder / f"{table}.csv"))
+
+
+async def _copy_out(dsn: str, table: str, path: Path) -> None:
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        await conn.copy_from_query(f"SELECT * FROM {table}", output=str(path), format="csv",
+                                   header=True)  # fmt: skip
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 def chaos(
     request: pytest.FixtureRequest,
@@ -171,6 +189,8 @@ def chaos(
     finally:
         _LIVE.remove(ctx)
         sup.close()
+        if getattr(request.node, "chaos_failed", False):
+            dump_tables(db, tmp_path)
         ctx.ledger.kill_leftovers()
         ctx.api.close()
         if pg.process is None:  # a scenario that crashed it left it down
@@ -182,6 +202,8 @@ def chaos(
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     outcome = yield
     report = outcome.get_result()
+    if report.failed:
+        item.chaos_failed = True  # type: ignore[attr-defined]
     if report.failed and _LIVE:
         for ctx in _LIVE:
             report.sections.append(("chaos faults", ctx.sup.fault_log()))

@@ -361,12 +361,13 @@ class Supervisor:
         self.members[name] = member
         return member
 
-    def add_cluster(self, **counts: int) -> list[str]:
-        """``add_cluster(api=1, coordinator=1, picker=1, worker=1)``: names like ``picker-1``."""
+    def add_cluster(self, extra: Sequence[str] = (), **counts: int) -> list[str]:
+        """``add_cluster(api=1, coordinator=1, picker=1, worker=1)``: names like ``picker-1``;
+        ``extra``: more options for every member (later options win)."""
         names = []
         for role in ("coordinator", "api", "picker", "worker"):
             for i in range(counts.get(role, 0)):
-                names.append(self.add(f"{role}-{i + 1}", role).name)
+                names.append(self.add(f"{role}-{i + 1}", role, extra=extra).name)
         return names
 
     def by_role(self, role: str) -> list[Member]:

@@ -69,25 +69,42 @@ _IMPAIRING: dict[tuple[str, str], float] = {
 }
 
 
-def impaired_windows(faults: Iterable[Fault]) -> list[tuple[float, float]]:
-    """(start, end) epoch seconds after each fault that may delay claims; overlaps merged.
+_PICKER_DOWN = ("SIGKILL", "SIGTERM", "SIGSTOP", "partition", "failpoint")
+_PICKER_UP = ("start", "SIGCONT", "heal")
 
-    An outage (picker frozen, PostgreSQL down) is covered from its start to its end
-    because both ends are faults and the windows in between are merged: a window
-    opened by a fault lasts until the fault that ends the outage plus its own span.
+
+def impaired_windows(faults: Iterable[Fault]) -> list[tuple[float, float]]:
+    """(start, end) epoch seconds in which claims may have been late; overlaps merged.
+
+    Each fault opens a window of its own span (``_IMPAIRING``). Outages with two ends
+    are covered from end to end: a picker frozen or cut off until it is thawed or
+    healed, PostgreSQL from its crash to its start, and any time in which no picker
+    at all was running (from the fault that took the last one down to the start of
+    one). An outage never ended is impaired to the end.
     """
     spans: list[tuple[float, float]] = []
     open_since: dict[str, float] = {}
+    live: set[str] = set()
     for fault in sorted(faults, key=lambda f: f.at):
         span = _IMPAIRING.get((fault.action, fault.role))
-        if fault.action in ("SIGSTOP", "partition", "pg-crash"):
+        if span is not None:
+            spans.append((fault.at - LOOKAHEAD, fault.at + span))
+        if fault.action in ("SIGSTOP", "partition", "pg-crash") and fault.role in ("picker", "-"):
             open_since.setdefault(fault.target, fault.at)
         if fault.action in ("SIGCONT", "heal", "pg-start") and fault.target in open_since:
             spans.append((open_since.pop(fault.target), fault.at))
-        if span is not None:
-            spans.append((fault.at - LOOKAHEAD, fault.at + span))
-    for start in open_since.values():  # never ended: impaired to the end
-        spans.append((start, float("inf")))
+        if fault.role != "picker":
+            continue
+        had = bool(live)
+        if fault.action in _PICKER_UP:
+            live.add(fault.target)
+        elif fault.action in _PICKER_DOWN:
+            live.discard(fault.target)
+        if had and not live:
+            open_since["all pickers"] = fault.at
+        elif live and not had and "all pickers" in open_since:
+            spans.append((open_since.pop("all pickers"), fault.at))
+    spans += [(start, float("inf")) for start in open_since.values()]
     merged: list[tuple[float, float]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:

@@ -39,7 +39,7 @@ def test_r8_leader_sigkilled_repeatedly(chaos: Chaos) -> None:
             )
         leader = wait_for(chaos.db.leader, 10)
         assert leader, "no leader"
-        holder, epoch = leader
+        holder = leader[0]
         killed = chaos.sup.kill(holder)
 
         def replaced(old: tuple[str, int] = leader) -> tuple[str, int] | None:

@@ -12,6 +12,9 @@ from chronoq.errors import ConfigError
 from chronoq.runtime.config import Settings, env_name, is_loopback
 
 DEFAULTS: dict[str, Any] = {
+    "store": None,
+    "blob_dir": None,
+    "node_id": None,
     "host": "127.0.0.1",
     "port": 8080,
     "data_dir": Path(".chronoq"),
@@ -28,7 +31,12 @@ DEFAULTS: dict[str, Any] = {
     "shutdown_grace": 10.0,
     "sqlite_synchronous": "FULL",
     "shard_count": 256,
+    "leader_ttl": 3.0,
+    "member_ttl": 3.0,
+    "retention_hours": 168.0,
+    "metrics_port": 0,
     "log_level": "info",
+    "failpoints": "",
 }
 
 
@@ -67,6 +75,14 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_SQLITE_SYNCHRONOUS": "normal",
         "CHRONOQ_SHARD_COUNT": "16",
         "CHRONOQ_LOG_LEVEL": "debug",
+        "CHRONOQ_STORE": "postgresql://db.example/chronoq",
+        "CHRONOQ_BLOB_DIR": "/srv/blobs",
+        "CHRONOQ_NODE_ID": "node-7",
+        "CHRONOQ_LEADER_TTL": "2",
+        "CHRONOQ_MEMBER_TTL": "4",
+        "CHRONOQ_RETENTION_HOURS": "24",
+        "CHRONOQ_METRICS_PORT": "9100",
+        "CHRONOQ_FAILPOINTS": "after_claim=kill@5",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -83,6 +99,10 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.sqlite_synchronous == "normal"
     assert s.shard_count == 16
     assert s.log_level == "debug"
+    assert s.store == "postgresql://db.example/chronoq" and s.distributed
+    assert (s.blob_dir, s.node_id) == (Path("/srv/blobs"), "node-7")
+    assert (s.leader_ttl, s.member_ttl, s.retention_hours) == (2.0, 4.0, 24.0)
+    assert (s.metrics_port, s.failpoints) == (9100, "after_claim=kill@5")
 
 
 def test_port_from_env() -> None:
@@ -204,6 +224,9 @@ SECONDS = [
     "lease_seconds",
     "lookahead",
     "shutdown_grace",
+    "leader_ttl",
+    "member_ttl",
+    "retention_hours",
 ]
 
 

@@ -67,7 +67,8 @@ class Settings:
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "port must be 1-65535")
         _check(0 <= self.metrics_port < 65536, "metrics_port must be 0-65535")
-        _check(self.leader_ttl >= 0.5 and self.member_ttl >= 0.5, "ttls must be >= 0.5 s")
+        _check(self.leader_ttl >= 0.5, "leader_ttl must be >= 0.5 seconds")
+        _check(self.member_ttl >= 0.5, "member_ttl must be >= 0.5 seconds")
         _check(
             self.store is None
             or self.store.startswith(("postgresql://", "postgres://", "sqlite:")),
