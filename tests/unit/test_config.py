@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "shutdown_grace": 10.0,
     "sqlite_synchronous": "FULL",
     "shard_count": 256,
+    "dispatch_rate": 0.0,
     "leader_ttl": 3.0,
     "member_ttl": 3.0,
     "retention_hours": 168.0,
@@ -83,6 +84,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_RETENTION_HOURS": "24",
         "CHRONOQ_METRICS_PORT": "9100",
         "CHRONOQ_FAILPOINTS": "after_claim=kill@5",
+        "CHRONOQ_DISPATCH_RATE": "500",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -103,6 +105,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.blob_dir, s.node_id) == (Path("/srv/blobs"), "node-7")
     assert (s.leader_ttl, s.member_ttl, s.retention_hours) == (2.0, 4.0, 24.0)
     assert (s.metrics_port, s.failpoints) == (9100, "after_claim=kill@5")
+    assert s.dispatch_rate == 500.0
 
 
 def test_port_from_env() -> None:
@@ -227,6 +230,7 @@ SECONDS = [
     "leader_ttl",
     "member_ttl",
     "retention_hours",
+    "dispatch_rate",
 ]
 
 

@@ -51,6 +51,8 @@ _OPTIONS: list[Callable[[F], F]] = [
     _opt("shutdown_grace", "Seconds running jobs get at SIGTERM (default 10).", type=float),
     _opt("sqlite_synchronous", "SQLite synchronous mode (default FULL)."),
     _opt("shard_count", "Shards of the due index (default 256).", type=int),
+    _opt("dispatch_rate", "Most fires a picker dispatches per second (default 0 = no cap).",
+         type=float),
     _opt("leader_ttl", "Leader lease, seconds (default 3).", type=float),
     _opt("member_ttl", "Silence after which a picker or worker is dead (default 3).",
          type=float),

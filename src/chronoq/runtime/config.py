@@ -52,6 +52,9 @@ class Settings:
     """At SIGTERM, running jobs get this long to finish before they are handed back."""
     sqlite_synchronous: str = "FULL"
     shard_count: int = 256
+    dispatch_rate: float = 0.0
+    """Most fires one picker dispatches per second, so a backlog drains without a
+    stampede (0 = no cap)."""
     leader_ttl: float = 3.0
     """Leader lease length; renewed every third; a dead leader is replaced within ~2 ttl."""
     member_ttl: float = 3.0
@@ -83,6 +86,7 @@ class Settings:
         _check(0 <= self.lookahead <= 5, "lookahead must be 0-5 seconds")
         _check(self.shutdown_grace >= 0, "shutdown_grace must be >= 0")
         _check(self.retention_hours >= 0, "retention_hours must be >= 0")
+        _check(self.dispatch_rate >= 0, "dispatch_rate must be >= 0 (0 = no cap)")
         _check(self.echo_delay >= 0, "echo_delay must be >= 0")
         _check(self.shard_count >= 1, "shard_count must be >= 1")
         _check(
@@ -131,6 +135,7 @@ class Settings:
 _SECONDS = (
     "echo_delay", "default_timeout", "retry_base", "retry_cap", "lease_seconds", "lookahead",
     "shutdown_grace", "leader_ttl", "member_ttl", "retention_hours",
+    "dispatch_rate",
 )  # fmt: skip
 
 

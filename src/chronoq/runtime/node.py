@@ -10,6 +10,7 @@ drains, the backends close).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -124,12 +125,18 @@ class Node:
     def _picker(self, b: Backends) -> list[Service]:
         s = self.settings
         if not b.distributed:  # one picker owns every shard
-            return [Picker(b.store, b.notifier, self.clock, self.metrics, lookahead=s.lookahead)]
+            return [
+                Picker(
+                    b.store, b.notifier, self.clock, self.metrics,
+                    lookahead=s.lookahead, dispatch_rate=s.dispatch_rate or math.inf,
+                )
+            ]  # fmt: skip
         wakeup = Wakeup()
         follower = AssignmentFollower(b.coordination, b.notifier, self._member_id("picker"), wakeup)
         picker = Picker(
             b.store, b.notifier, self.clock, self.metrics,
             lookahead=s.lookahead, assignment=follower, wakeup=wakeup,
+            dispatch_rate=s.dispatch_rate or math.inf,
         )  # fmt: skip
         return [self._heartbeat(b, "picker"), picker]
 

@@ -10,11 +10,14 @@ a burst of fires due in the same second starts together, never early.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
 from chronoq import failpoints
 from chronoq.domain.clock import Clock
+from chronoq.domain.ratelimit import TokenBucket
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.notify import FIRES, RUNS, Notifier
 from chronoq.ports.store import ClaimDueParams, Store
@@ -40,6 +43,7 @@ class Picker:
         assignment: AssignmentFollower | None = None,
         wakeup: Wakeup | None = None,
         batch: int = 1000,
+        dispatch_rate: float = math.inf,
     ) -> None:
         self._store = store
         self._notifier = notifier
@@ -48,6 +52,8 @@ class Picker:
         self._lookahead = timedelta(seconds=lookahead)
         self._assignment = assignment
         self._batch = batch
+        # At most one second's worth at once (and never more than a batch).
+        self._bucket = TokenBucket(rate=dispatch_rate, burst=max(min(batch, dispatch_rate), 1))
         self._wakeup = wakeup or Wakeup()
         self._task: asyncio.Task[None] | None = None
 
@@ -77,20 +83,24 @@ class Picker:
             if not assignment.shards:
                 return self._assignment.seconds_to_refresh() or 1.0
             shards, owner, epoch = assignment.shards, assignment.owner, assignment.epoch
+        limit = min(self._batch, self._bucket.available(time.monotonic()))
+        if limit < 1:
+            return self._bucket.wait_for_one()  # rate-capped: let the backlog drain
         now = self._clock.now()
         runs = await self._store.claim_due(
             ClaimDueParams(
-                shards=shards, now=now, horizon=now + self._lookahead, limit=self._batch,
+                shards=shards, now=now, horizon=now + self._lookahead, limit=limit,
                 owner=owner, epoch=epoch,
             )
         )  # fmt: skip
+        self._bucket.take(len(runs))
         if runs:
             failpoints.hit("after_claim")
             self._metrics.jobs_scanned.inc(len(runs))
             self._metrics.jobs_enqueued.inc(len(runs))
             self._notifier.publish(RUNS)
-            if len(runs) == self._batch:
-                return 0.0
+            if len(runs) == limit:
+                return self._bucket.wait_for_one()
         longest = _IDLE_RECHECK
         if self._assignment is not None:
             longest = max(self._assignment.seconds_to_refresh(), 0.05)
