@@ -41,14 +41,12 @@ safe to call twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres.driver import asyncpg
 from chronoq.adapters.postgres.errors import TRANSIENT, translated
-from chronoq.adapters.postgres.migrations import apply_migrations
+from chronoq.adapters.postgres.pool import close_pool, open_pool
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.coordination import Leadership, Member, ShardAssignment
 
@@ -135,7 +133,6 @@ MEMBERS = (
 )
 
 _TX_ATTEMPTS = 3
-_CLOSE_TIMEOUT = 10.0
 
 
 class PostgresCoordination:
@@ -161,32 +158,17 @@ class PostgresCoordination:
 
     async def start(self) -> None:
         """Open the pool and apply the migrations (serialized with every other starter)."""
-        if self._pool is not None:
-            return
-        with translated("connecting to PostgreSQL"):
-            pool = await asyncpg.create_pool(
+        if self._pool is None:
+            self._pool = await open_pool(
                 self._dsn,
                 min_size=self._min_size,
                 max_size=self._max_size,
-                timeout=self._connect_timeout,
+                connect_timeout=self._connect_timeout,
             )
-        try:
-            with translated("migrating PostgreSQL"):
-                async with pool.acquire() as conn:
-                    await apply_migrations(conn)
-        except BaseException:
-            pool.terminate()
-            raise
-        self._pool = pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
-        except (TimeoutError, OSError, asyncpg.InterfaceError):
-            pool.terminate()
+        await close_pool(pool)
 
     # -- leadership --------------------------------------------------------------------------
 

@@ -26,16 +26,14 @@ become ``UnavailableError`` / ``ValidationError`` / ``ConflictError``
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
-from chronoq.adapters.postgres.driver import asyncpg
 from chronoq.adapters.postgres.errors import TRANSIENT, translated
-from chronoq.adapters.postgres.migrations import apply_migrations
 from chronoq.adapters.postgres.plans import Completion, Fires, JobStates, LockedRun, Reaping
+from chronoq.adapters.postgres.pool import close_pool, open_pool
 from chronoq.adapters.postgres.rows import (
     aware,
     claimed_from_record,
@@ -62,7 +60,6 @@ T = TypeVar("T")
 
 _TX_ATTEMPTS = 3
 """Runs of a transaction that PostgreSQL aborted as a deadlock or serialization failure."""
-_CLOSE_TIMEOUT = 10.0
 _LEASE_LOST = "lease expired: the worker stopped heartbeating"
 
 
@@ -87,32 +84,17 @@ class PostgresStore:
 
     async def start(self) -> None:
         """Open the pool and apply the migrations (serialized across starters)."""
-        if self._pool is not None:
-            return
-        with translated("connecting to PostgreSQL"):
-            pool = await asyncpg.create_pool(
+        if self._pool is None:
+            self._pool = await open_pool(
                 self._dsn,
                 min_size=self._min_size,
                 max_size=self._max_size,
-                timeout=self._connect_timeout,
+                connect_timeout=self._connect_timeout,
             )
-        try:
-            with translated("migrating PostgreSQL"):
-                async with pool.acquire() as conn:
-                    await apply_migrations(conn)
-        except BaseException:
-            pool.terminate()
-            raise
-        self._pool = pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
-        except (TimeoutError, OSError, asyncpg.InterfaceError):
-            pool.terminate()
+        await close_pool(pool)
 
     # -- jobs --------------------------------------------------------------------------------
 

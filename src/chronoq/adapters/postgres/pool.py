@@ -1,0 +1,39 @@
+"""Connection pools shared by the PostgreSQL adapters: open migrated, close without hanging."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from chronoq.adapters.postgres.driver import asyncpg
+from chronoq.adapters.postgres.errors import translated
+from chronoq.adapters.postgres.migrations import apply_migrations
+
+_CLOSE_TIMEOUT = 10.0
+
+
+async def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: float) -> Any:
+    """A pool on ``dsn`` whose database has every migration applied (serialized across
+    starters); connection errors become ``UnavailableError``."""
+    with translated("connecting to PostgreSQL"):
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout
+        )
+    try:
+        with translated("migrating PostgreSQL"):
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
+
+
+async def close_pool(pool: Any) -> None:
+    """Close gracefully, or terminate if the server is gone or slow."""
+    if pool is None:
+        return
+    try:
+        await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
+    except (TimeoutError, OSError, asyncpg.InterfaceError):
+        pool.terminate()
