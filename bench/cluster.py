@@ -400,7 +400,7 @@ async def bench_cluster(
     )
     cluster = Cluster(plan)
     db = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-    failed = True
+    failed = False
     try:
         started = time.perf_counter()
         cluster.start()
@@ -418,7 +418,9 @@ async def bench_cluster(
         await env.wait_settled(ready_timeout_s)
         env.ready_s = time.perf_counter() - started
         yield env
-        failed = False
+    except Exception:
+        failed = True  # keep the logs of a run that went wrong (not of a cancelled one)
+        raise
     finally:
         # Synchronous on purpose: this must run to the end even when the task is cancelled.
         cluster.stop()

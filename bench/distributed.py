@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -49,13 +50,23 @@ OUTSTANDING = (
     " (SELECT count(*) FROM job_runs WHERE status = 'QUEUED'),"
     " (SELECT count(*) FROM job_runs WHERE status = 'RUNNING')"
 )
-"""Work not finished yet, from three small index scans (the due index, the partial
-indexes of QUEUED and RUNNING runs): cheap to poll. One snapshot, and each step of a
-job (fire, lease, completion) is one transaction, so 0 means every job that was
-committed before the query is done."""
+"""Work not finished yet (due jobs, QUEUED and RUNNING runs), from the due index and the
+partial indexes: for the timeline. Its cost grows with the work outstanding (tens of ms
+with 50,000 jobs due), so it is sampled at most once a second."""
+
+BUSY = (
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE next_fire_at <= now() + interval '1 second')"
+    " OR EXISTS (SELECT 1 FROM job_runs WHERE status = 'QUEUED')"
+    " OR EXISTS (SELECT 1 FROM job_runs WHERE status = 'RUNNING')"
+)
+"""Whether any work is outstanding: the completion poll, cheap (stops at the first row).
+One snapshot, and each step of a job (fire, lease, completion) is one transaction, so
+false means every job committed before the query has finished."""
 
 COMPLETED = "SELECT count(*) FROM job_runs WHERE status = 'COMPLETED'"
-"""The definitive completion count (a scan of job_runs): run when OUTSTANDING is 0."""
+"""The definitive completion count (a scan of job_runs): run once BUSY is false."""
+
+TIMELINE_MIN_INTERVAL_S = 1.0
 
 USER_COMPLETED_JOBS = "SELECT count(*) FROM jobs WHERE user_id = $1 AND status = 'COMPLETED'"
 
@@ -110,6 +121,7 @@ class DistSettings:
     pg_sample_s: float = 0.0
     pg_statements: bool = False
     idle_s: float = 2.0
+    warmup_jobs: int = 5_000
     repeat: int = 1
     keep_data: bool = False
 
@@ -232,13 +244,11 @@ async def _wait_completed(
     polls = 0
     while True:
         polls += 1
-        due, queued, running = await env.db.fetchrow(OUTSTANDING)
-        if due + queued + running == 0 and await env.db.fetchval(COMPLETED) >= target:
+        if not await env.db.fetchval(BUSY) and await env.db.fetchval(COMPLETED) >= target:
             return time.perf_counter(), polls
         if time.perf_counter() > deadline:
-            raise TimeoutError(
-                f"work still outstanding at the deadline: {due=} {queued=} {running=}"
-            )
+            left = tuple(await env.db.fetchrow(OUTSTANDING))
+            raise TimeoutError(f"work outstanding at the deadline (due, queued, running): {left}")
         await asyncio.sleep(interval_s)
 
 
@@ -292,9 +302,8 @@ async def _throughput(
         counters_before = await pg_counters(env)
         before = Snap.take(env)
         if s.timeline_interval_s > 0:
-            sampler = asyncio.create_task(
-                _timeline(env, s.timeline_interval_s, load, before, timeline)
-            )
+            period = max(s.timeline_interval_s, TIMELINE_MIN_INTERVAL_S)
+            sampler = asyncio.create_task(_timeline(env, period, load, before, timeline))
         if activity is not None:
             activity_task = asyncio.create_task(activity.run())
         async with asyncio.timeout(s.timeout_s):
@@ -762,9 +771,43 @@ def _progress(run: ScenarioRun) -> None:
     print(f"[bench]   {summary}", file=sys.stderr, flush=True)
 
 
-def _annotate(run: ScenarioRun, env: ClusterEnv, idle: dict[str, Any]) -> None:
+async def warm_up(env: ClusterEnv, ds: DistSettings) -> dict[str, Any]:
+    """Run ``warmup_jobs`` through the cluster, then ANALYZE the tables.
+
+    A fresh database has no statistics, and autovacuum looks at it once a minute at
+    most: until then the hot statements' plans (and asyncpg's cached prepared
+    statements, whose generic plans were made while the tables were empty) scan whole
+    tables, which makes the first minute several times slower than the steady state.
+    ``--warmup-jobs 0`` measures that cold start instead.
+    """
+    if ds.warmup_jobs <= 0:
+        return {"jobs": 0}
+    started = time.perf_counter()
+    baseline = await env.db.fetchval(COMPLETED)
+    requests = _batch_requests(env, "bench-warmup", ds.warmup_jobs, ds.base.batch_size)
+    conns = await _connections(env, ds.base.batch_clients)
+    try:
+        load = await drive(conns, requests, expect=201)
+    finally:
+        await close_connections(conns)
+    if load.first_error:
+        raise RuntimeError(f"warm-up failed: {load.first_error}")
+    await _wait_completed(
+        env,
+        baseline + ds.warmup_jobs,
+        deadline=time.perf_counter() + ds.base.timeout_s,
+        interval_s=ds.base.poll_interval_s,
+    )
+    await env.db.execute("ANALYZE jobs, job_runs")
+    return {"jobs": ds.warmup_jobs, "seconds": time.perf_counter() - started}
+
+
+def _annotate(
+    run: ScenarioRun, env: ClusterEnv, idle: dict[str, Any], warmup: dict[str, Any]
+) -> None:
     run.raw["cluster_ready_s"] = env.ready_s
     run.raw["idle_cpu"] = idle
+    run.raw["warmup"] = warmup
     run.add("idle cluster CPU (roles + PostgreSQL)", idle["cluster_cores"], "cores")
 
 
@@ -775,23 +818,61 @@ async def _run_cluster(
     key_runs: dict[str, list[ScenarioRun]] = {}
     async with bench_cluster(pg, ds.size, ds.extra, keep_data=ds.keep_data) as env:
         print(f"[bench]   cluster settled in {env.ready_s:.1f}s", file=sys.stderr, flush=True)
+        warmup = await warm_up(env, ds) if scenario != "failover" else {"jobs": 0}
         idle = await idle_cpu(env, ds.idle_s)
         if scenario == "future":
             key_runs = await dist_future(env, ds)
             for runs in key_runs.values():
                 for run in runs:
-                    _annotate(run, env, idle)
+                    _annotate(run, env, idle, warmup)
         else:
             run = await SINGLE[scenario](env, ds)
-            _annotate(run, env, idle)
+            _annotate(run, env, idle, warmup)
             key_runs[scenario] = [run]
     return key_runs
 
 
-async def run_all(args: argparse.Namespace, base: Settings, extra: list[str]) -> dict[str, Any]:
-    ds = settings_from(args, base, extra)
-    pg = BenchPostgres(keep_data=args.keep_data)
+async def _run_scenarios(
+    pg: BenchPostgres, ds: DistSettings, args: argparse.Namespace
+) -> dict[str, list[ScenarioRun]]:
     collected: dict[str, list[ScenarioRun]] = {}
+    for scenario in args.scenario_list:
+        repeats = 1 if scenario in {"future", "failover"} else args.repeat
+        for index in range(repeats):
+            print(f"[bench] {scenario} run {index + 1}/{repeats} ...", file=sys.stderr)
+            started = time.perf_counter()
+            try:
+                got = await _run_cluster(pg, ds, scenario)
+            except Exception as exc:
+                traceback.print_exc()
+                got = {scenario: [ScenarioRun(scenario, error=f"{type(exc).__name__}: {exc}")]}
+            for key, runs in got.items():
+                for run in runs:
+                    run.raw.setdefault("scenario_wall_s", time.perf_counter() - started)
+                    if scenario != "future":
+                        _progress(run)
+                collected.setdefault(key, []).extend(runs)
+    return collected
+
+
+async def run_all(args: argparse.Namespace, base: Settings, extra: list[str]) -> dict[str, Any]:
+    """Start PostgreSQL, run the scenarios (a fresh cluster each), stop everything.
+
+    SIGTERM (like Ctrl-C) cancels the run; the clusters and PostgreSQL are still stopped
+    and their files deleted.
+    """
+    ds = settings_from(args, base, extra)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated: list[int] = []
+
+    def on_sigterm() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    pg = BenchPostgres(keep_data=args.keep_data)
     pg_info: dict[str, Any] = {}
     try:
         pg.start()
@@ -804,23 +885,14 @@ async def run_all(args: argparse.Namespace, base: Settings, extra: list[str]) ->
             file=sys.stderr,
             flush=True,
         )
-        for scenario in args.scenario_list:
-            repeats = 1 if scenario in {"future", "failover"} else args.repeat
-            for index in range(repeats):
-                print(f"[bench] {scenario} run {index + 1}/{repeats} ...", file=sys.stderr)
-                started = time.perf_counter()
-                try:
-                    got = await _run_cluster(pg, ds, scenario)
-                except Exception as exc:
-                    traceback.print_exc()
-                    got = {scenario: [ScenarioRun(scenario, error=f"{type(exc).__name__}: {exc}")]}
-                for key, runs in got.items():
-                    for run in runs:
-                        run.raw.setdefault("scenario_wall_s", time.perf_counter() - started)
-                        if scenario != "future":
-                            _progress(run)
-                    collected.setdefault(key, []).extend(runs)
+        collected = await _run_scenarios(pg, ds, args)
+    except asyncio.CancelledError:
+        if terminated:
+            print("[bench] SIGTERM: stopped", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         pg.destroy()
     results = {
         key: {
@@ -852,6 +924,7 @@ def settings_from(args: argparse.Namespace, base: Settings, extra: list[str]) ->
         failover_rounds=args.failover_rounds,
         pg_sample_s=args.pg_sample,
         pg_statements=args.pg_statements,
+        warmup_jobs=args.warmup_jobs,
         repeat=args.repeat,
         keep_data=args.keep_data,
     )
@@ -871,6 +944,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--future-jobs", type=int, default=20_000, help="immediate jobs per 'future' size (20,000)"
+    )
+    g.add_argument(
+        "--warmup-jobs",
+        type=int,
+        default=5_000,
+        help="jobs run through each fresh cluster, then ANALYZE, before measuring (default"
+        " 5,000; 0 = measure the cold start: no statistics yet)",
     )
     g.add_argument("--failover-rounds", type=int, default=3, help="kills per role (default 3)")
     g.add_argument(

@@ -354,8 +354,11 @@ class Supervisor:
         if role == "api":
             port = free_port()
             args += ["--host", HOST, "--port", str(port)]
+        tmp = self.root / "tmp"  # where killed workers leave their runs' work dirs
+        tmp.mkdir(exist_ok=True)
         member = Member(
-            name=name, role=role, args=args, env=clean_env(env), log=self.root / f"{name}.log",
+            name=name, role=role, args=args, env=clean_env({"TMPDIR": str(tmp), **(env or {})}),
+            log=self.root / f"{name}.log",
             port=port, prefix=list(prefix),
         )  # fmt: skip
         self.members[name] = member
@@ -502,12 +505,12 @@ class Supervisor:
         return fault
 
     def unexpected_exits(self) -> list[str]:
-        """Members that died although the harness did not kill them (crashes)."""
-        killed = {f.target for f in self.faults if f.action in ("SIGKILL", "SIGTERM", "failpoint")}
+        """Members whose current process died although the harness did not kill it."""
+        killed = {f.pid for f in self.faults if f.action in ("SIGKILL", "SIGTERM", "failpoint")}
         return [
-            f"{m.name} exited {m.process.returncode}"
+            f"{m.name} (pid {m.pid}) exited {m.process.returncode}"
             for m in self.members.values()
-            if m.process is not None and not m.alive and m.name not in killed
+            if m.process is not None and not m.alive and m.pid not in killed
         ]
 
     def fault_log(self) -> str:

@@ -553,7 +553,15 @@ class Checker:
         lags = sorted(
             (e.started - e.scheduled_for).total_seconds() for e in self.executions if e.attempt == 1
         )
+        unexplained = sum(
+            1
+            for r in self.s.runs
+            if r.status == "RETRY_SCHEDULED"
+            and LEASE_LOST in (r.error_message or "")
+            and self._lease_loss_cause(r) is None
+        )
         self.report.stats.update(
+            leases_lost_without_fault=unexplained,
             accepted=len(self.book.jobs),
             fires=len(self.s.fires),
             runs=len(self.s.runs),
