@@ -78,7 +78,8 @@ def impaired_windows(faults: Iterable[Fault]) -> list[tuple[float, float]]:
 
     Each fault opens a window of its own span (``_IMPAIRING``). Outages with two ends
     are covered from end to end: a picker frozen or cut off until it is thawed or
-    healed, PostgreSQL from its crash to its start, and any time in which no picker
+    healed, PostgreSQL from its crash to its start, an overload the test causes on
+    purpose (``overload`` .. ``overload-end``), and any time in which no picker
     at all was running (from the fault that took the last one down to the start of
     one). An outage never ended is impaired to the end.
     """
@@ -89,9 +90,11 @@ def impaired_windows(faults: Iterable[Fault]) -> list[tuple[float, float]]:
         span = _IMPAIRING.get((fault.action, fault.role))
         if span is not None:
             spans.append((fault.at - LOOKAHEAD, fault.at + span))
-        if fault.action in ("SIGSTOP", "partition", "pg-crash") and fault.role in ("picker", "-"):
+        opening = fault.action in ("SIGSTOP", "partition", "pg-crash", "overload")
+        if opening and fault.role in ("picker", "-"):
             open_since.setdefault(fault.target, fault.at)
-        if fault.action in ("SIGCONT", "heal", "pg-start") and fault.target in open_since:
+        closing = fault.action in ("SIGCONT", "heal", "pg-start", "overload-end")
+        if closing and fault.target in open_since:
             spans.append((open_since.pop(fault.target), fault.at))
         if fault.role != "picker":
             continue
