@@ -62,9 +62,18 @@ class ShellExecutor:
         kill_grace: float = 2.0,
         drain_grace: float = 1.0,
         workdir_root: str | None = None,
+        max_processes: int = 256,
     ) -> None:
         if kill_grace < 0 or drain_grace < 0:
             raise ValueError("kill_grace and drain_grace must be >= 0")
+        if max_processes < 1:
+            raise ValueError("max_processes must be >= 1")
+        # At most this many shell jobs run at once; the others wait for a slot (their
+        # timeout starts with the slot). Spawns go one at a time: fork+exec blocks the event
+        # loop for milliseconds, and a burst of hundreds in one loop pass would starve the
+        # worker's lease heartbeats until the leases expired.
+        self._slots = asyncio.Semaphore(max_processes)
+        self._spawning = asyncio.Lock()
         self.shell = shell
         self.kill_grace = kill_grace
         self.drain_grace = drain_grace
@@ -73,11 +82,12 @@ class ShellExecutor:
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
         """Run the script to exit, timeout or cancellation; clean up in every case."""
         script = request.payload.removeprefix(self.prefix)
-        workdir = tempfile.mkdtemp(prefix="chronoq-run-", dir=self.workdir_root)
-        try:
-            return await self._run(script, request, workdir)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        async with self._slots:
+            workdir = tempfile.mkdtemp(prefix="chronoq-run-", dir=self.workdir_root)
+            try:
+                return await self._run(script, request, workdir)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
 
     async def _run(self, script: str, request: ExecutionRequest, workdir: str) -> ExecutionResult:
         loop = asyncio.get_running_loop()
@@ -92,17 +102,19 @@ class ShellExecutor:
             raise
         try:
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    self.shell,
-                    "-c",
-                    script,
-                    stdin=DEVNULL,
-                    stdout=write_fd,
-                    stderr=STDOUT,
-                    cwd=workdir,
-                    env=request.run_environment(),
-                    start_new_session=True,
-                )
+                async with self._spawning:
+                    proc = await asyncio.create_subprocess_exec(
+                        self.shell,
+                        "-c",
+                        script,
+                        stdin=DEVNULL,
+                        stdout=write_fd,
+                        stderr=STDOUT,
+                        cwd=workdir,
+                        env=request.run_environment(),
+                        start_new_session=True,
+                    )
+                    await asyncio.sleep(0)  # let timers (lease heartbeats) run between spawns
             except OSError as exc:
                 error = f"could not start {self.shell}: {exc}"
                 return ExecutionResult(succeeded=False, error=error)

@@ -6,7 +6,9 @@ take or renew the leader lease. The leader
 
 * spreads the shards over the live pickers (``spread_shards``) and writes the
   assignment fenced by its epoch whenever the live set changes;
-* reaps runs whose lease expired (attempt + 1, or DEAD when attempts are spent).
+* reaps runs whose lease expired (attempt + 1, or DEAD when attempts are spent),
+  starting half a lease into its term, so workers cut off by a store outage can
+  extend their leases and record their outcomes first.
 
 The trust window: a leader acts only until its last renewal time + ttl minus a
 margin (by the local monotonic clock, which never jumps); a failed renewal
@@ -78,6 +80,7 @@ class Coordinator:
         self._next_purge = time.monotonic() + min(config.purge_every, 60.0)
         self._epoch: int | None = None
         self._trusted_until = 0.0
+        self._reap_not_before = 0.0
         self._assigned: dict[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -119,7 +122,7 @@ class Coordinator:
             await self._campaign()
             if self.is_leader:
                 await self._rebalance_safely()
-                if time.monotonic() >= next_reap:
+                if time.monotonic() >= max(next_reap, self._reap_not_before):
                     await self._reap_safely()
                     next_reap = time.monotonic() + self._reap_every
                 await self._purge_when_due()
@@ -141,6 +144,10 @@ class Coordinator:
         if lease.epoch != self._epoch:
             log.info("coordinator %s: leader at epoch %d", self._config.node_id, lease.epoch)
             self._assigned = None
+            # A new term often follows an outage of the store, during which live workers
+            # could not extend their leases; give them a heartbeat or two to do so (and to
+            # record finished runs) before treating an expired lease as a dead worker.
+            self._reap_not_before = time.monotonic() + self._config.lease_seconds / 2
         self._epoch = lease.epoch
         self._trusted_until = asked + self._config.leader_ttl * (1 - _TRUST_MARGIN)
 

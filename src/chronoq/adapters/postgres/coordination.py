@@ -135,6 +135,9 @@ MEMBERS = (
 _TX_ATTEMPTS = 3
 
 
+_ASSIGN_LOCK_TIMEOUT_MS = 2000
+
+
 class PostgresCoordination:
     """The Coordination port over PostgreSQL. ``dsn``: ``postgresql://user@host:port/db``."""
 
@@ -231,6 +234,9 @@ class PostgresCoordination:
         names = [owners[s] for s in shards]
 
         async def body(conn: Any) -> int | None:
+            # Never wait long on a lock while holding the leader row: a picker stuck in a
+            # claim would otherwise stall renewals and every other coordinator too.
+            await conn.execute(f"SET LOCAL lock_timeout = '{_ASSIGN_LOCK_TIMEOUT_MS}ms'")
             if await conn.fetchval(LOCK_LEADER, self._lease, leader, leader_epoch) is None:
                 return None  # fenced out: not the live leader at that epoch
             epoch = int(await conn.fetchval(BUMP_ASSIGNMENT_EPOCH))

@@ -49,6 +49,8 @@ def translated(what: str) -> Iterator[None]:
         raise ConflictError(f"{what}: {exc.detail or exc}") from exc
     except TRANSIENT as exc:
         raise UnavailableError(f"{what}: PostgreSQL kept aborting the transaction: {exc}") from exc
+    except asyncpg.exceptions.LockNotAvailableError as exc:  # our lock_timeout fired
+        raise UnavailableError(f"{what}: a lock stayed busy too long; try again: {exc}") from exc
     except asyncpg.InterfaceError as exc:  # a closed pool, a lost connection
         raise UnavailableError(f"{what}: PostgreSQL is unavailable: {exc}") from exc
     except _UNREACHABLE as exc:

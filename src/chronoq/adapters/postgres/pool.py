@@ -11,13 +11,29 @@ from chronoq.adapters.postgres.migrations import apply_migrations
 
 _CLOSE_TIMEOUT = 10.0
 
+SESSION_SETTINGS = {
+    "application_name": "chronoq",
+    # A client that vanished mid-transaction (crash, partition, SIGSTOP) must not hold its
+    # row locks for the ~2 h of default TCP keepalive: our transactions never sit idle, so
+    # the server ends such a session after 5 s and the locks go with it (RELIABILITY R9).
+    "idle_in_transaction_session_timeout": "5000",
+    # ... and notices a dead peer of an idle connection within ~11 s.
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
+
 
 async def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: float) -> Any:
     """A pool on ``dsn`` whose database has every migration applied (serialized across
     starters); connection errors become ``UnavailableError``."""
     with translated("connecting to PostgreSQL"):
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+            server_settings=SESSION_SETTINGS,
         )
     try:
         with translated("migrating PostgreSQL"):
