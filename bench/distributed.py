@@ -709,21 +709,44 @@ async def _picker_round(env: ClusterEnv, timeout_s: float) -> dict[str, Any]:
 
 
 async def dist_failover(env: ClusterEnv, ds: DistSettings) -> ScenarioRun:
-    """SIGKILL the leader coordinator (rounds times), then a picker (rounds times)."""
+    """SIGKILL the leader coordinator (rounds times), then a picker (rounds times).
+
+    Each needs a survivor to take over: with one coordinator (or picker) that part is
+    skipped (noted in the JSON).
+    """
     run = ScenarioRun("failover")
     timeout_s = min(ds.base.timeout_s, 120.0)
     leaders: list[dict[str, Any]] = []
     pickers: list[dict[str, Any]] = []
-    for index in range(ds.failover_rounds):
+    rounds = ds.failover_rounds
+    if env.size.coordinators < 2 or env.size.pickers < 2:
+        run.raw["skipped"] = "a role with one process has no survivor to fail over to"
+    for index in range(rounds if env.size.coordinators >= 2 else 0):
         await env.wait_settled(timeout_s)
         await asyncio.sleep(1.0)  # a full campaign tick: every standby is campaigning
         leaders.append(await _leader_round(env, timeout_s))
         print(f"[bench]   leader kill {index + 1}: {leaders[-1]}", file=sys.stderr, flush=True)
-    for index in range(ds.failover_rounds):
+    for index in range(rounds if env.size.pickers >= 2 else 0):
         await env.wait_settled(timeout_s)
         pickers.append(await _picker_round(env, timeout_s))
         print(f"[bench]   picker kill {index + 1}: {pickers[-1]}", file=sys.stderr, flush=True)
     run.raw.update(leader_rounds=leaders, picker_rounds=pickers, events=env.events)
+    if leaders:
+        _leader_metrics(run, leaders)
+    if pickers:
+        reassigned = [r["reassigned_s"] for r in pickers]
+        for index, value in enumerate(reassigned):
+            run.add(f"picker shards reassigned #{index + 1}", value, "s")
+        run.add("picker shards reassigned median", median(reassigned), "s")
+        run.add(
+            "fire delay, job due at kill in a dead picker's shard (median)",
+            median([r["probe_fire_delay_s"] for r in pickers]),
+            "s",
+        )
+    return run
+
+
+def _leader_metrics(run: ScenarioRun, leaders: list[dict[str, Any]]) -> None:
     failovers = [r["failover_s"] for r in leaders]
     for index, value in enumerate(failovers):
         run.add(f"leader failover #{index + 1}", value, "s")
@@ -742,16 +765,6 @@ async def dist_failover(env: ClusterEnv, ds: DistSettings) -> ScenarioRun:
         "count",
         GOAL_ZERO,
     )
-    reassigned = [r["reassigned_s"] for r in pickers]
-    for index, value in enumerate(reassigned):
-        run.add(f"picker shards reassigned #{index + 1}", value, "s")
-    run.add("picker shards reassigned median", median(reassigned), "s")
-    run.add(
-        "fire delay, job due at kill in a dead picker's shard (median)",
-        median([r["probe_fire_delay_s"] for r in pickers]),
-        "s",
-    )
-    return run
 
 
 # --- orchestration ------------------------------------------------------------------------

@@ -175,3 +175,22 @@ def _status_if_settled(folder: Path) -> str | None:
     ).stdout  # fmt: skip
     settled = "leader: coordinator-" in out and "shards assigned: 256" in out
     return out if settled else None
+
+
+def test_a_second_process_with_a_live_node_id_is_refused(dsn: str, processes: Processes) -> None:
+    common = ["--store", dsn, *FAST]
+    first = processes.start("worker-a", "worker", "--node-id", "twin", *common)
+    assert wait_for(lambda: "twin" in _members(dsn), 20), processes.logs()
+    second = processes.start("worker-b", "worker", "--node-id", "twin", *common)
+    assert second.wait(30) == 1, processes.logs()
+    assert (
+        "node id 'twin' is in use by a live worker" in (processes.root / "worker-b.log").read_text()
+    )
+    assert first.poll() is None, "the live owner of the id must be unaffected"
+
+
+def _members(dsn: str) -> str:
+    return subprocess.run(
+        ["psql", dsn, "-Atc", "SELECT member_id FROM members"],
+        capture_output=True, text=True, timeout=10,
+    ).stdout  # fmt: skip

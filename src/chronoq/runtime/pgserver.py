@@ -106,7 +106,8 @@ class PrivatePostgres:
             if self.process is not None and self.process.poll() is not None:
                 raise ConfigError(f"postgres exited early; see {self.folder / 'postgres.log'}")
             ready = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port),
+                 "-U", "postgres"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
             )  # fmt: skip
             if ready.returncode == 0:

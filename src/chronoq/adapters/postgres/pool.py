@@ -34,6 +34,7 @@ async def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: 
             max_size=max_size,
             timeout=connect_timeout,
             server_settings=SESSION_SETTINGS,
+            reset=_reset,
         )
     try:
         with translated("migrating PostgreSQL"):
@@ -43,6 +44,15 @@ async def open_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: 
         pool.terminate()
         raise
     return pool
+
+
+async def _reset(conn: Any) -> None:
+    """What a connection needs before reuse: no open transaction. Our pooled sessions never
+    LISTEN, hold session advisory locks or change settings, so asyncpg's default reset
+    (UNLISTEN *, RESET ALL, ... on every release) is ~1.4 extra round trips per job for
+    nothing (measured: ~25% of a cluster's CPU)."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def close_pool(pool: Any) -> None:
