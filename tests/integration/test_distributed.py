@@ -194,3 +194,33 @@ def _members(dsn: str) -> str:
         ["psql", dsn, "-Atc", "SELECT member_id FROM members"],
         capture_output=True, text=True, timeout=10,
     ).stdout  # fmt: skip
+
+
+def test_buffered_ingestion_through_a_writer_process(dsn: str, processes: Processes) -> None:
+    """--ingest log: the api answers 201 once a job is in the submission log; only a
+    writer process moves it into the store, where pickers find it."""
+    port = free_port()
+    common = ["--store", dsn, "--ingest", "log", *FAST]
+    processes.start("api", "api", "--port", str(port), "--node-id", "api-1", *common)
+    for role in ("coordinator", "picker", "worker"):
+        processes.start(role, role, "--node-id", f"{role}-1", *common)
+    url = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _healthy(url), 30), processes.logs()
+    with make_client(url, new_user("log")) as api:
+        r = api.post("/submit", json={"project_id": "log", "payload": "buffered"})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["job_id"]
+        # Accepted and readable, but no writer yet: it must not run.
+        assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "PENDING"
+        assert not wait_for(lambda: completed(api.get(f"/v1/jobs/{job_id}/runs")
+                                              .json()["items"]), 1.5)  # fmt: skip
+        processes.start("writer", "writer", "--node-id", "writer-1", *common)
+        runs = wait_runs(api, job_id, lambda rs: bool(completed(rs)), 20, "a run")
+        assert completed(runs)[0]["output"] == "Success: buffered"
+        assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "COMPLETED"
+
+
+def test_a_writer_without_a_log_is_refused(dsn: str, processes: Processes) -> None:
+    writer = processes.start("writer", "writer", "--store", dsn)
+    assert writer.wait(30) == 1
+    assert "--ingest log" in (processes.root / "writer.log").read_text()

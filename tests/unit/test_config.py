@@ -15,6 +15,7 @@ DEFAULTS: dict[str, Any] = {
     "store": None,
     "blob_dir": None,
     "node_id": None,
+    "ingest": "direct",
     "host": "127.0.0.1",
     "port": 8080,
     "data_dir": Path(".chronoq"),
@@ -85,6 +86,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_METRICS_PORT": "9100",
         "CHRONOQ_FAILPOINTS": "after_claim=kill@5",
         "CHRONOQ_DISPATCH_RATE": "500",
+        "CHRONOQ_INGEST": "log",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -106,6 +108,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.leader_ttl, s.member_ttl, s.retention_hours) == (2.0, 4.0, 24.0)
     assert (s.metrics_port, s.failpoints) == (9100, "after_claim=kill@5")
     assert s.dispatch_rate == 500.0
+    assert s.ingest == "log"
 
 
 def test_port_from_env() -> None:

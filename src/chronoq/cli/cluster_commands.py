@@ -28,6 +28,8 @@ def cluster() -> None:
 @click.option("--pickers", default=2, show_default=True)
 @click.option("--workers", default=3, show_default=True)
 @click.option("--coordinators", default=2, show_default=True)
+@click.option("--writers", default=0, show_default=True,
+              help="Writer processes; > 0 switches the api to --ingest log.")  # fmt: skip
 @click.option("--port", "base_port", default=8080, show_default=True, help="First API port.")
 @click.option("--store", default=None, help="postgresql://...; default: a private PostgreSQL.")
 @click.option("--arg", "extra", multiple=True, help="Extra option for every process, repeatable.")

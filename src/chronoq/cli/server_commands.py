@@ -28,6 +28,8 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Callable[[F], F]:
 _OPTIONS: list[Callable[[F], F]] = [
     _opt("store", "Store URL: postgresql://... (distributed) or sqlite:///path; default: SQLite"
          " in the data dir."),
+    _opt("ingest", "direct (api writes the store) or log (api appends to a submission log,"
+         " writers move it; PostgreSQL only). Default direct."),
     _opt("host", "Address the HTTP API listens on (default 127.0.0.1)."),
     _opt("port", "HTTP port (default 8080).", type=int),
     _opt("data_dir", "Folder for the SQLite store and blobs (default ./.chronoq).",
@@ -113,6 +115,7 @@ ROLE_COMMANDS = (
     _role_command("coordinator", "Run a coordinator: leader election, shards, reaper."),
     _role_command("picker", "Run a picker: claims due fires of its shards."),
     _role_command("worker", "Run a worker: executes runs under leases."),
+    _role_command("writer", "Run a writer: moves jobs from the submission log (--ingest log)."),
 )
 
 

@@ -51,6 +51,8 @@ class ClusterPlan:
     pickers: int = 2
     workers: int = 3
     coordinators: int = 2
+    writers: int = 0
+    """With writers, the api processes log submissions and the writers move them."""
     base_port: int = 8080
     extra: list[str] = field(default_factory=list)
 
@@ -87,8 +89,13 @@ class Cluster:
     def _plan_members(self) -> list[Member]:
         p = self.plan
         shared = ["--store", self.store, "--data-dir", str(self.folder / "data"), *p.extra]
+        if p.writers:
+            shared += ["--ingest", "log"]
         members = []
-        counts = (("coordinator", p.coordinators), ("picker", p.pickers), ("worker", p.workers))
+        counts = (
+            ("coordinator", p.coordinators), ("writer", p.writers), ("picker", p.pickers),
+            ("worker", p.workers),
+        )  # fmt: skip
         for i in range(p.api):
             port = p.base_port + i
             members.append(self._member(f"api-{i + 1}", "api", [*shared, "--port", str(port)],

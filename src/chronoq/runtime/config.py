@@ -32,6 +32,9 @@ class Settings:
     cluster on one host share it."""
     node_id: str | None = None
     """This process's member id (default: host-pid-random)."""
+    ingest: str = "direct"
+    """``direct``: the api commits jobs to the store; ``log``: the api appends them to a
+    submission log and writer processes move them (PostgreSQL only)."""
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = field(default_factory=lambda: Path(".chronoq"))
@@ -70,6 +73,11 @@ class Settings:
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "port must be 1-65535")
         _check(0 <= self.metrics_port < 65536, "metrics_port must be 0-65535")
+        _check(self.ingest in ("direct", "log"), "ingest must be direct or log")
+        _check(
+            self.ingest == "direct" or self.distributed,
+            "ingest=log needs a PostgreSQL store (--store postgresql://...)",
+        )
         _check(self.leader_ttl >= 0.5, "leader_ttl must be >= 0.5 seconds")
         _check(self.member_ttl >= 0.5, "member_ttl must be >= 0.5 seconds")
         _check(

@@ -24,9 +24,11 @@ from starlette.applications import Starlette
 from chronoq import failpoints
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.retry import RetryPolicy
+from chronoq.errors import ConfigError
 from chronoq.executors import default_registry, scrubbed_environment
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.coordination import Member
+from chronoq.ports.notify import SUBMISSIONS
 from chronoq.runtime.config import Settings
 from chronoq.runtime.wiring import Backends, build_backends
 from chronoq.services.api import ApiDeps, create_app, create_metrics_app
@@ -37,9 +39,9 @@ from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 from chronoq.services.membership import Heartbeat
 from chronoq.services.picker import Picker
 from chronoq.services.worker import Worker, WorkerConfig
-from chronoq.services.writer import Writer
+from chronoq.services.writer import SubmissionMover, Writer
 
-ROLES = ("api", "coordinator", "picker", "worker")
+ROLES = ("api", "coordinator", "picker", "worker", "writer")
 
 
 class _Server(uvicorn.Server):
@@ -99,16 +101,29 @@ class Node:
             services.append(self._coordinator(b, retry))
             if b.distributed:
                 services.append(self._heartbeat(b, "coordinator"))
-        writer = Writer(b.store, b.notifier) if "api" in self.roles else None
+        writer = self._api_writer(b) if "api" in self.roles else None
         if writer is not None:
             services.append(writer)
             if b.distributed:
                 services.append(self._heartbeat(b, "api"))
+        if "writer" in self.roles and b.submissions is not None:
+            services += [SubmissionMover(b.submissions, b.notifier), self._heartbeat(b, "writer")]
+        elif self.roles == ("writer",):
+            raise ConfigError(
+                "a writer process moves jobs from the submission log: start it (and the api)"
+                " with --ingest log; with direct ingestion each api process writes itself"
+            )
         if "picker" in self.roles:
             services.extend(self._picker(b))
         if "worker" in self.roles:
             services.extend(self._worker(b, retry))
         return services, writer
+
+    def _api_writer(self, b: Backends) -> Writer:
+        """Group-commits into the store, or into the submission log with --ingest log."""
+        if b.submissions is not None:
+            return Writer(b.submissions.append, b.notifier, channel=SUBMISSIONS)
+        return Writer(b.store.insert_jobs, b.notifier)
 
     def _coordinator(self, b: Backends, retry: RetryPolicy) -> Coordinator:
         s = self.settings
@@ -171,6 +186,7 @@ class Node:
                 ApiDeps(
                     store=b.store, notifier=b.notifier, clock=self.clock, metrics=self.metrics,
                     ingest=Ingest(writer, b.blob, self.clock, self.metrics, s.shard_count),
+                    submissions=b.submissions,
                     max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,
                 )
             )  # fmt: skip

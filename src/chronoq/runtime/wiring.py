@@ -25,6 +25,7 @@ from chronoq.ports.blob import BlobStore
 from chronoq.ports.coordination import Coordination
 from chronoq.ports.notify import Notifier
 from chronoq.ports.store import Store
+from chronoq.ports.submissions import SubmissionLog
 from chronoq.runtime.config import Settings
 
 
@@ -36,9 +37,12 @@ class Backends:
     coordination: Coordination
     distributed: bool
     lock: IO[str] | None = None
+    submissions: SubmissionLog | None = None
 
     async def start(self) -> None:
         await self.store.start()
+        if self.submissions is not None:
+            await self.submissions.start()
         await self.blob.start()
         await self.notifier.start()
         await self.coordination.start()
@@ -47,6 +51,8 @@ class Backends:
         await self.coordination.close()
         await self.notifier.close()
         await self.blob.close()
+        if self.submissions is not None:
+            await self.submissions.close()
         await self.store.close()
         if self.lock is not None:
             self.lock.close()
@@ -83,6 +89,7 @@ def postgres_backends(settings: Settings) -> Backends:
             PostgresCoordination,
             PostgresNotifier,
             PostgresStore,
+            PostgresSubmissionLog,
         )
     except ImportError as exc:  # asyncpg missing
         raise ConfigError(
@@ -96,6 +103,7 @@ def postgres_backends(settings: Settings) -> Backends:
         notifier=PostgresNotifier(dsn),
         coordination=PostgresCoordination(dsn),
         distributed=True,
+        submissions=PostgresSubmissionLog(dsn) if settings.ingest == "log" else None,
     )
 
 

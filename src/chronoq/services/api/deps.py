@@ -8,6 +8,7 @@ from chronoq.domain.clock import Clock
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.notify import Notifier
 from chronoq.ports.store import Store
+from chronoq.ports.submissions import SubmissionLog
 from chronoq.services.api.ingest import Ingest
 
 
@@ -20,3 +21,5 @@ class ApiDeps:
     metrics: Metrics
     max_body_bytes: int
     shell_enabled: bool
+    submissions: SubmissionLog | None = None
+    """With --ingest log: where a just-accepted job waits until a writer moves it."""

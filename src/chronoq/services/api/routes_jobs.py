@@ -30,7 +30,10 @@ def deps_of(request: Request) -> ApiDeps:
 
 async def owned_job(deps: ApiDeps, user: str, raw_id: str | None) -> Job:
     """The caller's job, or 404 — the same answer for others' jobs and missing ones."""
-    job = await deps.store.get_job(user, job_id_of(raw_id))
+    job_id = job_id_of(raw_id)
+    job = await deps.store.get_job(user, job_id)
+    if job is None and deps.submissions is not None:  # accepted, not moved in yet
+        job = await deps.submissions.get_job(user, job_id)
     if job is None:
         raise NotFoundError(NOT_FOUND)
     return job
