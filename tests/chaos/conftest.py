@@ -138,8 +138,8 @@ class Chaos:
             probe_jobs = [j.job_id for j in self.book.jobs.values()
                           if needle in str(j.spec.get("payload"))]  # fmt: skip
         report = check(
-            self.db, self.book, self.ledger.read(), self.sup.faults, cutoff,
-            bad_ledger_lines=self.ledger.bad_lines, probe_jobs=probe_jobs,
+            self.db, self.book, self.ledger.read, self.sup.faults, cutoff,
+            bad_ledger_lines=lambda: self.ledger.bad_lines, probe_jobs=probe_jobs,
             context=self.sup.fault_log() + "\n" + self.book.summary(),
         )  # fmt: skip
         if not settled:

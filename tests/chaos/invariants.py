@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,8 +286,18 @@ class Checker:
     snap: Snapshot | None = None
     windows: list[tuple[float, float]] = field(default_factory=list)
 
+    read_bad_lines: Callable[[], Sequence[str]] | None = None
+    read_executions: Callable[[], Sequence[Execution]] | None = None
+    """If given, the ledger is read AFTER the store snapshot: a run is executed before it
+    is recorded, so every outcome in the snapshot then has its ledger line (reading the
+    ledger first races with recurring jobs that keep running past the cutoff)."""
+
     def run(self) -> Report:
         self.snap = Snapshot.take(self.db)
+        if self.read_executions is not None:
+            self.executions = self.read_executions()
+        if self.read_bad_lines is not None:
+            self.bad_ledger_lines = self.read_bad_lines()
         self.windows = impaired_windows(self.faults)
         self.check_i7_accepted_exist()
         self.check_i1_fires()
@@ -580,17 +590,20 @@ class Checker:
 def check(
     db: Db,
     book: JobBook,
-    executions: Sequence[Execution],
+    executions: Sequence[Execution] | Callable[[], Sequence[Execution]],
     faults: Sequence[Fault],
     cutoff: datetime,
     *,
-    bad_ledger_lines: Sequence[str] = (),
+    bad_ledger_lines: Sequence[str] | Callable[[], Sequence[str]] = (),
     probe_jobs: Iterable[str] | None = None,
     context: str = "",
 ) -> Report:
+    reader = executions if callable(executions) else None
     checker = Checker(
-        db=db, book=book, executions=executions, faults=faults, cutoff=cutoff,
-        bad_ledger_lines=bad_ledger_lines,
+        db=db, book=book, executions=[] if reader else executions,
+        faults=faults, cutoff=cutoff, read_executions=reader,
+        bad_ledger_lines=() if callable(bad_ledger_lines) else bad_ledger_lines,
+        read_bad_lines=bad_ledger_lines if callable(bad_ledger_lines) else None,
         probe_jobs=None if probe_jobs is None else frozenset(probe_jobs),
     )  # fmt: skip
     report = checker.run()
