@@ -25,7 +25,7 @@ from .harness import SETTLE, USER, ChaosPostgres, at, hold, utcnow, wait_for
 
 pytestmark = pytest.mark.chaos
 
-OUTAGE = 5.0
+OUTAGE = 20.0  # RELIABILITY R5: 20 s, three times
 CYCLES = 3
 CLIENT_TIMEOUT = 5.0
 
