@@ -214,7 +214,7 @@ async def _hold_claim_locks(dsn: str, owner: str, epoch: int, release: asyncio.E
     await store.start()
     rows: list[object] = []
     try:
-        async with store._pool.acquire() as conn, conn.transaction():
+        async with store._pool.get().acquire() as conn, conn.transaction():
             rows = await conn.fetch(LOCK_OWNED_SHARDS, owner, epoch)
             await release.wait()
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):

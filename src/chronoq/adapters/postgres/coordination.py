@@ -46,8 +46,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres.errors import TRANSIENT, translated
-from chronoq.adapters.postgres.pool import close_pool, open_pool
-from chronoq.errors import UnavailableError, ValidationError
+from chronoq.adapters.postgres.pool import PgPool
+from chronoq.errors import ValidationError
 from chronoq.ports.coordination import Leadership, Member, ShardAssignment
 
 T = TypeVar("T")
@@ -150,28 +150,20 @@ class PostgresCoordination:
         max_size: int = 4,
         connect_timeout: float = 10.0,
     ) -> None:
-        self._dsn = dsn
         self._lease = lease_name
-        self._min_size = min_size
-        self._max_size = max_size
-        self._connect_timeout = connect_timeout
-        self._pool: Any = None
+        self._pool = PgPool(
+            dsn, owner="PostgresCoordination", min_size=min_size, max_size=max_size,
+            connect_timeout=connect_timeout,
+        )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the pool and apply the migrations (serialized with every other starter)."""
-        if self._pool is None:
-            self._pool = await open_pool(
-                self._dsn,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                connect_timeout=self._connect_timeout,
-            )
+        await self._pool.open()
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        await close_pool(pool)
+        await self._pool.close()
 
     # -- leadership --------------------------------------------------------------------------
 
@@ -265,9 +257,7 @@ class PostgresCoordination:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _connected(self) -> Any:
-        if self._pool is None:
-            raise UnavailableError("PostgresCoordination is not started")
-        return self._pool
+        return self._pool.get()
 
     async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``body(conn)`` in a transaction, again if PostgreSQL aborted it as transient."""

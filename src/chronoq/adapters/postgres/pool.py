@@ -8,6 +8,7 @@ from typing import Any
 from chronoq.adapters.postgres.driver import asyncpg
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.migrations import apply_migrations
+from chronoq.errors import UnavailableError
 
 _CLOSE_TIMEOUT = 10.0
 
@@ -63,3 +64,36 @@ async def close_pool(pool: Any) -> None:
         await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
     except (TimeoutError, OSError, asyncpg.InterfaceError):
         pool.terminate()
+
+
+class PgPool:
+    """The pool lifecycle every PostgreSQL adapter shares: opened (and migrated) by
+    ``open``, safe to close twice, ``get`` refuses use before ``open`` or after ``close``."""
+
+    def __init__(
+        self, dsn: str, *, owner: str, min_size: int, max_size: int, connect_timeout: float
+    ) -> None:
+        self._dsn = dsn
+        self._owner = owner
+        self._sizes = (min_size, max_size)
+        self._connect_timeout = connect_timeout
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        if self._pool is None:
+            self._pool = await open_pool(
+                self._dsn,
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                connect_timeout=self._connect_timeout,
+            )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        await close_pool(pool)
+
+    def get(self) -> Any:
+        """The asyncpg pool; ``UnavailableError`` if not open."""
+        if self._pool is None:
+            raise UnavailableError(f"{self._owner} is not started")
+        return self._pool

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.errors import TRANSIENT, translated
 from chronoq.adapters.postgres.plans import Completion, Fires, JobStates, LockedRun, Reaping
-from chronoq.adapters.postgres.pool import close_pool, open_pool
+from chronoq.adapters.postgres.pool import PgPool
 from chronoq.adapters.postgres.rows import (
     aware,
     claimed_from_record,
@@ -45,7 +45,7 @@ from chronoq.adapters.postgres.rows import (
 from chronoq.domain.fires import next_fire
 from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
 from chronoq.domain.states import JOB_TERMINAL
-from chronoq.errors import UnavailableError, ValidationError
+from chronoq.errors import ValidationError
 from chronoq.ports.store import (
     Backlog,
     CancelResult,
@@ -74,27 +74,19 @@ class PostgresStore:
         max_size: int = 10,
         connect_timeout: float = 10.0,
     ) -> None:
-        self._dsn = dsn
-        self._min_size = min_size
-        self._max_size = max_size
-        self._connect_timeout = connect_timeout
-        self._pool: Any = None
+        self._pool = PgPool(
+            dsn, owner="the PostgreSQL store", min_size=min_size, max_size=max_size,
+            connect_timeout=connect_timeout,
+        )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the pool and apply the migrations (serialized across starters)."""
-        if self._pool is None:
-            self._pool = await open_pool(
-                self._dsn,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                connect_timeout=self._connect_timeout,
-            )
+        await self._pool.open()
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        await close_pool(pool)
+        await self._pool.close()
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -277,9 +269,7 @@ class PostgresStore:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _connected(self) -> Any:
-        if self._pool is None:
-            raise UnavailableError("the PostgreSQL store is not started")
-        return self._pool
+        return self._pool.get()
 
     async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
         """Run ``body(conn)`` in a transaction, again if PostgreSQL aborted it as transient."""

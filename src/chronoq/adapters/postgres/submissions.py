@@ -15,10 +15,9 @@ import msgspec
 
 from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.errors import translated
-from chronoq.adapters.postgres.pool import close_pool, open_pool
+from chronoq.adapters.postgres.pool import PgPool
 from chronoq.adapters.postgres.rows import job_args
 from chronoq.domain.jobs import Job
-from chronoq.errors import UnavailableError
 
 _APPEND = (
     "INSERT INTO submissions (job_id, user_id, body)"
@@ -36,20 +35,16 @@ _DECODER = msgspec.json.Decoder(Job)
 
 class PostgresSubmissionLog:
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4) -> None:
-        self._dsn = dsn
-        self._min_size = min_size
-        self._max_size = max_size
-        self._pool: Any = None
+        self._pool = PgPool(
+            dsn, owner="the submission log", min_size=min_size, max_size=max_size,
+            connect_timeout=10.0,
+        )  # fmt: skip
 
     async def start(self) -> None:
-        if self._pool is None:
-            self._pool = await open_pool(
-                self._dsn, min_size=self._min_size, max_size=self._max_size, connect_timeout=10
-            )
+        await self._pool.open()
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        await close_pool(pool)
+        await self._pool.close()
 
     async def append(self, jobs: Sequence[Job]) -> None:
         if not jobs:
@@ -77,6 +72,4 @@ class PostgresSubmissionLog:
         return None if body is None else _DECODER.decode(body)
 
     def _connected(self) -> Any:
-        if self._pool is None:
-            raise UnavailableError("the submission log is not started")
-        return self._pool
+        return self._pool.get()
