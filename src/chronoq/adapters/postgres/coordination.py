@@ -45,7 +45,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres.errors import TRANSIENT, translated
+from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.pool import PgPool
 from chronoq.errors import ValidationError
 from chronoq.ports.coordination import Leadership, Member, ShardAssignment
@@ -131,8 +131,6 @@ MEMBERS = (
     " WHERE heartbeat_at > now() - make_interval(secs => $2)"
     " AND ($1::text IS NULL OR role = $1) ORDER BY member_id"
 )
-
-_TX_ATTEMPTS = 3
 
 
 _ASSIGN_LOCK_TIMEOUT_MS = 2000
@@ -260,16 +258,7 @@ class PostgresCoordination:
         return self._pool.get()
 
     async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``body(conn)`` in a transaction, again if PostgreSQL aborted it as transient."""
-        with translated(what):
-            for attempt in range(1, _TX_ATTEMPTS + 1):
-                try:
-                    async with self._connected().acquire() as conn, conn.transaction():
-                        return await body(conn)
-                except TRANSIENT:
-                    if attempt == _TX_ATTEMPTS:
-                        raise
-        raise AssertionError("unreachable")
+        return await self._pool.transaction(what, body)
 
 
 def _check_name(value: object, field: str) -> None:

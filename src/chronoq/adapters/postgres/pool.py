@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from chronoq.adapters.postgres.driver import asyncpg
-from chronoq.adapters.postgres.errors import translated
+from chronoq.adapters.postgres.errors import TRANSIENT, translated
 from chronoq.adapters.postgres.migrations import apply_migrations
 from chronoq.errors import UnavailableError
 
 _CLOSE_TIMEOUT = 10.0
+_TX_ATTEMPTS = 3
+"""Runs of a transaction that PostgreSQL aborted as a deadlock or serialization failure."""
+T = TypeVar("T")
 
 SESSION_SETTINGS = {
     "application_name": "chronoq",
@@ -91,6 +95,19 @@ class PgPool:
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         await close_pool(pool)
+
+    async def transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``body(conn)`` in a transaction, again (up to 3 runs) if PostgreSQL aborted it
+        as a deadlock or serialization failure; driver errors are translated."""
+        with translated(what):
+            for attempt in range(1, _TX_ATTEMPTS + 1):
+                try:
+                    async with self.get().acquire() as conn, conn.transaction():
+                        return await body(conn)
+                except TRANSIENT:
+                    if attempt == _TX_ATTEMPTS:
+                        raise
+        raise AssertionError("unreachable")
 
     def get(self) -> Any:
         """The asyncpg pool; ``UnavailableError`` if not open."""

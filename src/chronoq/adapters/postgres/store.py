@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
-from chronoq.adapters.postgres.errors import TRANSIENT, translated
+from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.plans import Completion, Fires, JobStates, LockedRun, Reaping
 from chronoq.adapters.postgres.pool import PgPool
 from chronoq.adapters.postgres.rows import (
@@ -58,8 +58,6 @@ from chronoq.ports.store import (
 
 T = TypeVar("T")
 
-_TX_ATTEMPTS = 3
-"""Runs of a transaction that PostgreSQL aborted as a deadlock or serialization failure."""
 _LEASE_LOST = "lease expired: the worker stopped heartbeating"
 
 
@@ -272,16 +270,7 @@ class PostgresStore:
         return self._pool.get()
 
     async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``body(conn)`` in a transaction, again if PostgreSQL aborted it as transient."""
-        with translated(what):
-            for attempt in range(1, _TX_ATTEMPTS + 1):
-                try:
-                    async with self._connected().acquire() as conn, conn.transaction():
-                        return await body(conn)
-                except TRANSIENT:
-                    if attempt == _TX_ATTEMPTS:
-                        raise
-        raise AssertionError("unreachable")
+        return await self._pool.transaction(what, body)
 
 
 async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | None:
