@@ -1,25 +1,75 @@
-"""Time: an injectable clock, and helpers that refuse naive datetimes."""
+"""Time: an injectable clock, and helpers that refuse naive datetimes.
+
+Every role takes a ``Clock`` and asks it for wall time (``now``), for
+monotonic time (``monotonic``, for intervals that must not jump), and for
+every wait (``sleep``, ``wait``, ``call_later``). Nothing in a role calls
+``time`` or ``asyncio.sleep`` directly, so a test can drive a whole role with
+``chronoq.testing.FakeClock`` deterministically, without sleeping.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
+
+
+class TimerHandle(Protocol):
+    """A callback scheduled with ``Clock.call_later``."""
+
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
-    """Where "now" comes from; tests inject a fake one."""
+    """Where "now" comes from and how roles wait; tests inject a fake one."""
 
     def now(self) -> datetime:
-        """The current time, timezone-aware UTC."""
+        """The current wall time, timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (trust windows, rate limits, intervals)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+        ...
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until ``event`` is set or ``seconds`` pass; True if it was set."""
+        ...
+
+    def call_later(self, seconds: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Call ``callback(*args)`` on the event loop after ``seconds`` of this clock's time."""
         ...
 
 
 class SystemClock:
-    """The wall clock."""
+    """The real clocks and the running event loop."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        if event.is_set():
+            return True
+        if seconds <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        return event.is_set()
+
+    def call_later(self, seconds: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(max(seconds, 0.0), callback, *args)
 
 
 def check_aware(value: datetime, name: str = "datetime") -> datetime:

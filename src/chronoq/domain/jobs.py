@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from chronoq.domain.states import JobStatus, RunStatus
+from chronoq.domain.text import clean_text
 
 OFFLOAD_THRESHOLD = 1024
 """Payloads longer than this many bytes go to the blob store (the seed's 1 KiB)."""
@@ -84,6 +85,8 @@ class Run:
     worker_id: str | None = None
     error_message: str | None = None
     lease_until: datetime | None = None
+    interruptions: int = 0
+    """Earlier attempts of this fire that were INTERRUPTED (not the job's failures)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +103,8 @@ class ClaimedRun:
     timeout_seconds: float | None
     max_retries: int
     recurring: bool
+    interruptions: int = 0
+    """Earlier attempts of this fire that were INTERRUPTED; ``attempts_left`` discounts them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,3 +122,9 @@ class RunOutcome:
     error_message: str | None
     retry_at: datetime | None = None
     """When ``status`` is RETRY_SCHEDULED: when attempt + 1 becomes available."""
+
+    def __post_init__(self) -> None:
+        # Untrusted text: made storable the same way for every store (domain.text).
+        object.__setattr__(self, "output", clean_text(self.output))
+        if self.error_message is not None:
+            object.__setattr__(self, "error_message", clean_text(self.error_message))

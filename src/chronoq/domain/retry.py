@@ -33,18 +33,17 @@ class RetryPolicy:
         return (rng or _RNG).uniform(0.0, self.ceiling(attempt))
 
 
-def attempts_left(attempt: int, max_retries: int) -> bool:
-    """Whether attempt ``attempt`` (1-based) may be followed by another."""
-    return attempt < max_retries + 1
+def attempts_left(attempt: int, max_retries: int, interruptions: int = 0) -> bool:
+    """Whether attempt ``attempt`` (1-based) may be followed by another after a job failure.
+
+    Attempts lost to interruptions (``interruptions`` of them before this one) do not
+    count: ``max_retries`` counts failures of the job itself.
+    """
+    return attempt - interruptions < max_retries + 1
+
+
+DEFAULT_MAX_INTERRUPTIONS = 3
+"""How many times one fire may be cut off mid-run by a lost worker before it is DEAD."""
 
 
 _RNG = random.Random()
-
-
-def attempts_left_after_lost_lease(attempt: int, max_retries: int) -> bool:
-    """Whether a run whose worker vanished (lease expired) gets another attempt.
-
-    A crash is rarely the job's fault, so even ``max_retries=0`` earns one
-    redelivery; a run that keeps killing its workers still ends DEAD.
-    """
-    return attempts_left(attempt, max(max_retries, 1))

@@ -45,9 +45,14 @@ class RunStatus(StrEnum):
     CANCELLED = "CANCELLED"
     """Terminal: its job was cancelled."""
     RETRY_SCHEDULED = "RETRY_SCHEDULED"
-    """This attempt failed (or its lease expired); attempt + 1 exists as a QUEUED run."""
+    """This attempt failed (the job's own failure); attempt + 1 exists as a QUEUED run."""
+    INTERRUPTED = "INTERRUPTED"
+    """This attempt was cut off mid-run by the loss of its worker (a crash, a freeze past
+    its membership ttl or lease, a kill at shutdown): not the job's failure. Attempt + 1
+    exists as a QUEUED run, under the interruption budget, not ``max_retries``."""
     DEAD = "DEAD"
-    """Terminal: its lease expired with no attempts left (a poison run)."""
+    """Terminal: its worker was lost more often than the interruption budget allows (a run
+    that keeps killing its workers)."""
     SKIPPED = "SKIPPED"
     """Terminal: not run, with a reason (overlap, misfire, paused)."""
 
@@ -62,7 +67,7 @@ RUN_TERMINAL = frozenset(
         RunStatus.SKIPPED,
     }
 )
-"""States that end a fire. RETRY_SCHEDULED ends only an attempt, so it is not here."""
+"""States that end a fire. RETRY_SCHEDULED and INTERRUPTED end only an attempt."""
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.SKIPPED}),
@@ -73,8 +78,9 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
             RunStatus.TIMED_OUT,
             RunStatus.CANCELLED,
             RunStatus.RETRY_SCHEDULED,
+            RunStatus.INTERRUPTED,
             RunStatus.DEAD,
-            RunStatus.QUEUED,  # handed back unstarted at a graceful shutdown
+            RunStatus.QUEUED,  # lost or handed back before it started: no attempt used
         }
     ),
     RunStatus.COMPLETED: frozenset(),
@@ -82,6 +88,7 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.TIMED_OUT: frozenset(),
     RunStatus.CANCELLED: frozenset(),
     RunStatus.RETRY_SCHEDULED: frozenset(),
+    RunStatus.INTERRUPTED: frozenset(),
     RunStatus.DEAD: frozenset(),
     RunStatus.SKIPPED: frozenset(),
 }
@@ -112,11 +119,49 @@ def outcome_status(*, succeeded: bool, timed_out: bool, attempts_left: bool) -> 
     return RunStatus.TIMED_OUT if timed_out else RunStatus.FAILED
 
 
+class LostRun(StrEnum):
+    """What happens to a RUNNING run whose worker is gone (see ``lost_run``)."""
+
+    REQUEUE = "REQUEUE"
+    """Back to QUEUED as the same attempt: it never started, so no attempt was used."""
+    INTERRUPT = "INTERRUPT"
+    """INTERRUPTED, and attempt + 1 QUEUED with one more interruption counted."""
+    DEAD = "DEAD"
+    """DEAD: the interruption budget is spent."""
+    CANCEL = "CANCEL"
+    """CANCELLED: its job was cancelled (or its cancel requested); nothing more to run."""
+
+
+LOST_TO_MEMBERSHIP = "interrupted: its worker's membership expired (the worker is gone)"
+LOST_TO_LEASE = "interrupted: its lease expired (the worker stopped heartbeating)"
+LOST_AT_SHUTDOWN = "interrupted: its worker stopped before the run finished"
+LOST_TOO_OFTEN = "dead: interrupted by lost workers as often as the interruption budget allows"
+
+
+def lost_run(
+    *, started: bool, interruptions: int, max_interruptions: int, cancelled: bool
+) -> LostRun:
+    """The one rule for a run lost with its worker (dead member, expired lease, shutdown).
+
+    Chronoq's own failures are not the job's failures: a run that had not started goes
+    back to the queue without using an attempt; one cut off mid-run is redelivered
+    while fewer than ``max_interruptions`` earlier attempts of the same fire were
+    interrupted; neither counts against the job's ``max_retries``.
+    """
+    if cancelled:
+        return LostRun.CANCEL
+    if not started:
+        return LostRun.REQUEUE
+    if interruptions < max_interruptions:
+        return LostRun.INTERRUPT
+    return LostRun.DEAD
+
+
 def job_status_after_run(run_status: RunStatus, *, recurring: bool) -> JobStatus:
     """The job's state once one of its runs reaches ``run_status``."""
     if run_status is RunStatus.CANCELLED:
         return JobStatus.CANCELLED  # a run ends CANCELLED only because its job was
-    if recurring or run_status is RunStatus.RETRY_SCHEDULED:
+    if recurring or run_status in (RunStatus.RETRY_SCHEDULED, RunStatus.INTERRUPTED):
         return JobStatus.PENDING
     if run_status is RunStatus.COMPLETED:
         return JobStatus.COMPLETED

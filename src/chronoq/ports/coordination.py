@@ -12,17 +12,30 @@ State model (every node runs the same loop; the store's clock decides expiry):
   once, before the lease can pass to another node.
 * **Leader work** is fenced: ``assign_shards`` applies only if the caller still
   holds the lease at the epoch it names; a deposed leader's write changes nothing.
-* **Members** (pickers, workers, api nodes) heartbeat their row; a member whose
-  heartbeat is older than the ttl is dead. The leader spreads the shards over
-  live pickers; every assignment row carries the assignment epoch, and pickers
-  claim fires only through ``Store.claim_due`` with their (owner, epoch), which
-  the store checks inside the claim transaction: a picker that lost its shards
-  cannot dispatch from them, even if it does not know yet.
+* **Members** (pickers, workers, api nodes, writers) heartbeat every ttl/3; a
+  member whose heartbeat is older than the ttl is dead. The leader spreads the
+  shards over live pickers and writes the assignment with ``assign_shards``,
+  which returns a new **assignment epoch** (it only grows, across leaders and
+  restarts). The leader then records the same owners and epoch in the store
+  with ``Dispatch.fence_shards``; pickers read their own assignment here and
+  claim with their (owner, epoch), which the store checks against its own
+  record. So fencing needs no shared transaction and no adapter reads another
+  port's tables: any Coordination works with any store.
+* **Failure detection.** The leader passes the live workers to
+  ``Dispatch.reap_lost``: the runs of a worker silent for a member ttl go back
+  to the queue within one reaper pass (seconds), long before their lease would
+  expire. The lease stays as the safety net for a live but stuck worker.
 
 Failures: leader dies → its lease expires → another node's ``try_lead``
-succeeds with epoch + 1 and rebalances. Picker dies → heartbeat ages out →
-the leader moves its shards. Partition → the cut-off node cannot renew
-anything; its fenced writes fail; it demotes itself.
+succeeds with epoch + 1, reassigns (a new assignment epoch) and re-fences.
+Picker dies → heartbeat ages out → the leader moves its shards. Worker dies →
+heartbeat ages out → its runs are reaped. Partition → the cut-off node cannot
+renew anything; its fenced claims find nothing; it demotes itself. A leader
+that lost its lease but does not know yet can still call ``fence_shards``
+with its last epoch; the store refuses it, because the new leader's epoch is
+greater. The coordination itself being unreachable: the leader demotes
+itself, and nobody reaps by membership until members have been heard from
+again for a full ttl.
 """
 
 from __future__ import annotations
@@ -99,7 +112,8 @@ class Coordination(Protocol):
         """Replace the whole assignment (shard -> picker) under a new assignment epoch.
 
         Applies only if ``leader`` still holds an unexpired lease at ``leader_epoch``;
-        returns the new assignment epoch, or None if fenced out.
+        returns the new assignment epoch (greater than every epoch this coordination
+        ever returned), or None if fenced out.
         """
         ...
 

@@ -1,7 +1,11 @@
 """The Notifier port: wake-ups between roles, so nobody polls blindly (DESIGN §6).
 
-Notifications are hints, never the source of truth: a lost one only delays a
-role until its next timed wake-up, because every role re-reads the store.
+Notifications are hints, never the source of truth: every decision they
+announce (a new fire, a runnable run, a cancel, a new assignment) is also
+found by polling the store or the coordination within a bounded time, so a
+lost hint only delays it. A cancel, for example, reaches the worker at its
+next lease renewal (``Dispatch.extend_leases`` reports it); the CANCEL hint
+only makes that immediate.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ SUBMISSIONS = "submissions"
 ASSIGN = "assign"
 """The shard assignment changed: pickers re-read theirs."""
 CANCEL = "cancel"
-"""A job was cancelled; the message is the run id to kill."""
+"""A job was cancelled; the message is the run id to kill (also found at lease renewal)."""
 
 
 class Notifier(Protocol):

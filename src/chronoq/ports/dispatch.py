@@ -1,0 +1,184 @@
+"""The Dispatch port: due fires become runs, runs are leased to workers and ended.
+
+Adapters: the store's own run table (``SqliteStore``, ``PostgresStore``,
+``MemoryStore`` implement it next to ``JobStore``); an external queue (Redis
+Streams, SQS) may carry run ids later, with the store still the truth.
+
+A run's life in this port (``docs/state_machine.md`` draws it)::
+
+    claim_due ──> QUEUED ──claim_runs──> RUNNING, leased, not started
+                                            │ mark_started
+                                            v
+                                   RUNNING, started ──complete_runs──> an outcome
+                    lost (reap_lost, release_runs): not started -> QUEUED again (no attempt
+                    used); started -> INTERRUPTED + attempt + 1, or DEAD past the budget
+
+Contract, for every adapter:
+
+* **Atomic and compare-and-set.** Every write that a stale actor could make
+  applies only if the run is still RUNNING under the caller's lease (owner and,
+  for outcomes, attempt) and reports whether it applied (DESIGN §5.4). A
+  worker declared dead can still call in; its writes change nothing.
+* **Claims never overlap.** Concurrent ``claim_due`` calls never create two runs
+  for one fire; concurrent ``claim_runs`` never lease one run twice. The unique
+  key (job, scheduled_for, attempt) and "at most one terminal outcome per
+  fire" hold whatever callers do.
+* **Fencing without shared transactions.** The leader records which picker owns
+  each shard, under the assignment epoch its coordination issued, with
+  ``fence_shards``; a fenced ``claim_due`` names its (owner, epoch) and claims
+  nothing unless the store's record matches. The store reads no other port's
+  tables, so any Coordination (PostgreSQL, etcd, in-memory) fences any store.
+* **Started is recorded before a run executes.** ``claim_runs`` leases; only
+  ``mark_started`` says a run may have begun, and the worker executes only the
+  runs it returned. So a run lost while not started provably never executed
+  and goes back to the queue without using an attempt.
+* **Liveness from membership, safety from leases.** ``reap_lost`` ends the runs of
+  workers that are not in ``live_workers`` at once, and any run whose lease
+  expired; a live but stuck worker is stopped by its lease.
+* Instants are the caller's (``now`` parameters); adapters never read a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimDueParams:
+    shards: Sequence[int] | None
+    """The shards this picker serves; ``None`` means all."""
+    now: datetime
+    horizon: datetime
+    """Claim fires with ``next_fire_at <= horizon`` (a short look-ahead past ``now``)."""
+    limit: int = 1000
+    owner: str | None = None
+    """Fencing (distributed mode): claim only from shards that the newest ``fence_shards``
+    gave to ``owner``, and only if that record's epoch is ``epoch``. None: unfenced
+    (embedded mode, one picker owns everything)."""
+    epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimRunsParams:
+    worker_id: str
+    now: datetime
+    horizon: datetime
+    """Claim QUEUED runs with ``available_at <= horizon``; they start at ``available_at``."""
+    lease_until: datetime
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReapParams:
+    now: datetime
+    retry_at: datetime
+    """When the next attempt of an INTERRUPTED run becomes available."""
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    live_workers: frozenset[str] | None = None
+    """Workers known to be alive (Coordination membership). A RUNNING run whose lease
+    owner is not among them is lost now, whatever its lease says. None: membership is
+    unknown; only expired leases count."""
+    expire_all: bool = False
+    """Treat every RUNNING run as lost (embedded start-up: the previous process is gone)."""
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseParams:
+    """A worker hands its unfinished runs back (graceful stop)."""
+
+    worker_id: str
+    run_ids: Sequence[str]
+    now: datetime
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseRenewal:
+    held: list[str]
+    """The runs whose lease was extended: still this worker's, in the order asked."""
+    cancel: list[str]
+    """Those of ``held`` whose cancel was requested (their job was cancelled): kill them."""
+
+
+class Dispatch(Protocol):
+    """Runs from due fires to outcomes. See the module docstring for the shared contract."""
+
+    async def start(self) -> None:
+        """Connect; safe to call twice (one adapter object may serve two ports)."""
+        ...
+
+    async def close(self) -> None:
+        """Close; safe to call twice."""
+        ...
+
+    # -- pickers ---------------------------------------------------------------------------
+
+    async def fence_shards(self, epoch: int, owners: Mapping[int, str]) -> bool:
+        """Record the shard owners of assignment ``epoch`` (shards not in ``owners`` have
+        none). Applies only if ``epoch`` is greater than the epoch recorded so far, so a
+        deposed leader's late write changes nothing; returns whether it applied. Waits
+        for fenced claims in progress, so none straddles two epochs."""
+        ...
+
+    async def claim_due(self, params: ClaimDueParams) -> list[Run]:
+        """Claim due fires, oldest first: for each, create the QUEUED run (attempt 1,
+        available at its ``scheduled_for``) AND advance the job's next fire, in one
+        transaction (DESIGN §5.3). A missed recurring fire runs once (coalesce). Fenced
+        (``owner`` set) and not matching the newest ``fence_shards``: claims nothing."""
+        ...
+
+    async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
+        """The earliest ``next_fire_at`` in these shards, for the picker's sleep."""
+        ...
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def claim_runs(self, params: ClaimRunsParams) -> list[ClaimedRun]:
+        """Lease QUEUED runs, earliest ``available_at`` first: each becomes RUNNING with
+        owner and lease, NOT started, and its job RUNNING."""
+        ...
+
+    async def next_available_at(self) -> datetime | None:
+        """The earliest ``available_at`` of QUEUED runs, for the workers' sleep."""
+        ...
+
+    async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
+        """Record that these runs start executing ``at``; only runs still RUNNING under
+        this worker's lease and not started yet. Returns those, in the order asked: the
+        worker executes only them. Durable before it returns."""
+        ...
+
+    async def extend_leases(
+        self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
+    ) -> LeaseRenewal:
+        """Set the lease of the worker's runs to ``lease_until``; report which it still holds and
+        which of those were cancelled."""
+        ...
+
+    async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
+        """Record outcomes with compare-and-set on (RUNNING, worker, attempt), in order; a
+        second outcome for one run in a batch is stale. A RETRY_SCHEDULED outcome also
+        creates attempt + 1 (QUEUED at ``retry_at``, same fire, same ``interruptions``),
+        unless the job was cancelled: then the run ends CANCELLED. The job moves on
+        (``job_status_after_run``), never out of a terminal state. One bool per outcome."""
+        ...
+
+    async def release_runs(self, params: ReleaseParams) -> int:
+        """Hand unfinished runs of ``worker_id`` back, by the lost-run rule
+        (``domain.states.lost_run``, reason ``LOST_AT_SHUTDOWN``). Returns how many."""
+        ...
+
+    async def reap_lost(self, params: ReapParams) -> int:
+        """End runs whose worker is gone (not in ``live_workers``, lease expired, or
+        ``expire_all``), by ``domain.states.lost_run``: not started -> QUEUED again, same
+        attempt; started -> INTERRUPTED + attempt + 1 (``interruptions`` + 1, available at
+        ``retry_at``), or DEAD past ``max_interruptions``; cancelled -> CANCELLED.
+        Returns how many runs were ended or requeued (at most ``limit``)."""
+        ...

@@ -1,0 +1,121 @@
+"""The JobStore port: jobs, their runs and history, and the queries users make.
+
+The source of truth (DESIGN §3). Adapters: ``SqliteStore`` (embedded),
+``PostgresStore`` (distributed), ``MemoryStore`` (tests); each also
+implements ``Dispatch`` over its own run table (``ports.store.Store``).
+
+Contract, for every adapter:
+
+* Every operation is atomic: it applies whole or not at all.
+* Reads are tenant-scoped: a job or run of another user is reported exactly
+  like a missing one (None / empty), never as an error that tells them apart.
+* Text round-trips exactly (any Unicode except NUL, which callers refuse at
+  the edge; run output is cleaned by ``domain.text`` before it gets here).
+* Driver errors come out as ``chronoq.errors``: ``UnavailableError`` when the
+  backend cannot be reached (retry later; nothing changed),
+  ``ValidationError`` for input the backend refuses, ``ConflictError`` for a
+  duplicate id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from chronoq.domain.jobs import Job, Run
+from chronoq.domain.states import JobStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListJobsParams:
+    user_id: str
+    status: JobStatus | None = None
+    project_id: str | None = None
+    cursor: str | None = None
+    """Opaque cursor from a previous page's ``next_cursor``."""
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobPage:
+    items: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelResult:
+    job: Job
+    running_run_ids: list[str]
+    """Runs a worker holds right now. Their cancel is recorded in the store (workers
+    learn it at their next lease renewal); the caller may also hint the workers."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backlog:
+    """How far behind dispatch is, for status displays."""
+
+    due: int
+    """Fires at or before ``now`` not yet claimed by a picker."""
+    oldest_due: datetime | None
+    queued: int
+    """Runs available now and waiting for a worker."""
+    running: int
+
+
+class JobStore(Protocol):
+    """Jobs, runs and history. See the module docstring for the shared contract."""
+
+    async def start(self) -> None:
+        """Open connections and apply migrations; safe to call twice."""
+        ...
+
+    async def close(self) -> None:
+        """Close; safe to call twice."""
+        ...
+
+    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
+        """Insert all jobs or none; each is due at its ``next_fire_at`` (None: never).
+
+        A job id that exists already is a ``ConflictError`` (nothing inserted), unless
+        ``if_absent``: then such jobs are skipped and the others inserted — how an
+        at-least-once submission log moves entries in, idempotently on the job id.
+        """
+        ...
+
+    async def get_job(self, user_id: str, job_id: str) -> Job | None:
+        """The job if it exists AND belongs to ``user_id``; otherwise None."""
+        ...
+
+    async def list_jobs(self, params: ListJobsParams) -> JobPage:
+        """The user's jobs, oldest first, after the cursor (ValidationError if it is bad)."""
+        ...
+
+    async def list_runs(self, user_id: str, job_id: str, limit: int = 100) -> list[Run]:
+        """The job's runs, newest fire first and within a fire newest attempt first
+        (empty if the job is not the user's)."""
+        ...
+
+    async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
+        """Cancel: no more fires, QUEUED runs CANCELLED, job CANCELLED. None if not found.
+
+        Already finished jobs are returned unchanged. RUNNING runs stay with their
+        worker but their cancel is recorded: ``Dispatch.extend_leases`` reports them
+        in ``LeaseRenewal.cancel`` so the worker kills them even if no hint arrives.
+        The outcome the worker then reports is recorded as it is (a run that finished
+        first stays COMPLETED), except that a cancelled job is never retried.
+        """
+        ...
+
+    async def backlog(self, now: datetime) -> Backlog:
+        """Unclaimed due fires, waiting runs and running runs right now."""
+        ...
+
+    async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
+        """Retention: delete up to ``limit`` finished runs (anything but QUEUED/RUNNING)
+        completed before ``before``, then finished jobs (COMPLETED, FAILED, CANCELLED)
+        last updated before it that have no runs left. Returns the payload references of
+        the deleted jobs, whose blobs the caller removes. Recurring jobs stay; only their
+        old runs go."""
+        ...
