@@ -24,11 +24,12 @@ stays cheap for processes that never talk HTTP.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from chronoq.domain.clock import format_rfc3339
 from chronoq.errors import (
     ChronoqError,
     ConflictError,
@@ -249,16 +250,14 @@ def _spec_body(spec: Mapping[str, Any], prefix: str = "") -> Json:
     body = {key: value for key, value in spec.items() if value is not None}
     when = body.get("next_fire_at")
     if isinstance(when, datetime):
-        body["next_fire_at"] = _rfc3339(when, field=prefix + "next_fire_at")
+        field = prefix + "next_fire_at"
+        try:
+            body["next_fire_at"] = format_rfc3339(when)
+        except ValueError:  # naive: its meaning would be a guess
+            raise ValidationError(
+                f"{field} must be timezone-aware, got {when.isoformat()}", field=field
+            ) from None
     return body
-
-
-def _rfc3339(when: datetime, *, field: str) -> str:
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise ValidationError(
-            f"{field} must be timezone-aware, got {when.isoformat()}", field=field
-        )
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _items(body: Json) -> list[Json]:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
-import shutil
-import tempfile
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ import asyncpg
 import pytest
 
 from chronoq.runtime.pgserver import find_bindir
+from tests.support import postgres as support_postgres
 
 from .harness import (
     Api,
@@ -41,9 +41,6 @@ from .harness import (
     JobBook,
     Ledger,
     Supervisor,
-    create_database,
-    drop_database,
-    migrated_template,
     seed_for,
 )
 from .invariants import Report, check, wait_settled
@@ -67,21 +64,12 @@ def require_postgres() -> None:
 
 @contextlib.contextmanager
 def private_postgres(**kwargs: Any) -> Iterator[ChaosPostgres]:
-    """A started server in a fresh folder, stopped and removed afterwards.
-
-    The folder is NOT under pytest's tmp dirs: those are private to root (0700), and the
-    server runs as the ``postgres`` user, which must reach its data directory.
-    """
+    """A started ``ChaosPostgres`` in a fresh temp folder (``tests.support.postgres``),
+    stopped and removed afterwards; skipped (failed under CI) without PostgreSQL."""
     require_postgres()
-    folder = Path(tempfile.mkdtemp(prefix="chronoq-chaos-pg-"))
-    folder.chmod(0o755)
-    server = ChaosPostgres(folder, **kwargs)
-    try:
-        server.start()
+    factory = functools.partial(ChaosPostgres, **kwargs)
+    with support_postgres.private_postgres(factory, prefix="chronoq-chaos-pg-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +80,7 @@ def pg() -> Iterator[ChaosPostgres]:
 
 @pytest.fixture(scope="module")
 def pg_template(pg: ChaosPostgres) -> str:
-    return migrated_template(pg)
+    return support_postgres.migrated_template(pg.dsn, prefix="chaos_template")
 
 
 _LIVE: list[Chaos] = []
@@ -177,7 +165,7 @@ def chaos(
     default_seed = zlib.crc32(request.node.name.encode()) % 10_000
     seed = seed_for(int(marker.kwargs.get("seed", default_seed)) if marker else default_seed)
     database = f"chaos_{uuid.uuid4().hex[:12]}"
-    dsn = create_database(pg, database, template=pg_template)
+    dsn = support_postgres.create_database(pg.dsn, database, template=pg_template)
     db = Db(dsn)
     sup = Supervisor(tmp_path / "cluster", dsn, db, seed)
     book = JobBook()
@@ -195,7 +183,7 @@ def chaos(
         ctx.api.close()
         if pg.process is None:  # a scenario that crashed it left it down
             pg.start()
-        drop_database(pg, database)
+        support_postgres.drop_database(pg.dsn, database)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,8 +1,8 @@
 """Chaos harness: a private PostgreSQL, a process supervisor, a ledger and an API client.
 
 * ``ChaosPostgres`` is ``chronoq.runtime.pgserver.PrivatePostgres`` with extra
-  listen addresses / ``pg_hba`` lines (for the network-namespace partition) and
-  admin helpers: a migrated template database, a fresh database per test.
+  listen addresses / ``pg_hba`` lines (for the network-namespace partition) and a
+  crash; databases on it come from ``tests.support.postgres``.
 * ``Db`` runs one statement at a time on a short-lived asyncpg connection (tests
   are synchronous; every call has a connect and a command timeout).
 * ``Supervisor`` starts each role as ``python -m chronoq <role>`` in its own
@@ -15,7 +15,8 @@
 * ``Api`` submits jobs to the live api processes and records every 201 in a
   ``JobBook`` (the accepted jobs the invariants are checked against).
 
-Nothing here sleeps to wait for a condition: ``wait_for`` polls with a deadline.
+Generic helpers (polls, time, processes, databases) come from ``tests.support``; nothing
+here sleeps to wait for a condition: ``wait_for`` polls with a deadline.
 """
 
 from __future__ import annotations
@@ -27,23 +28,31 @@ import random
 import shlex
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 
-from chronoq.runtime.pgserver import PrivatePostgres, free_port
+from chronoq.domain.clock import parse_rfc3339
+from chronoq.runtime.pgserver import PrivatePostgres
+from tests.support.processes import (
+    HOST,
+    chronoq_argv,
+    clean_env,
+    free_port,
+    log_tail,
+    proc_state,
+    signal_group,
+    spawn,
+)
+from tests.support.times import utcnow
+from tests.support.waiting import wait_for
 
-T = TypeVar("T")
-
-HOST = "127.0.0.1"
 USER = "chaos"
 
 # Short timings for chaos clusters (seconds).
@@ -66,35 +75,13 @@ after the load stopped and every role is up again."""
 START_TIMEOUT = 30.0
 
 
-# -- polling and time ----------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
-    """Call ``predicate`` until it returns something truthy or ``timeout`` passes; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+# -- timing ----------------------------------------------------------------------------
 
 
 def hold(seconds: float) -> None:
     """The injected timing of a scenario (an outage's length, a settle period): not a wait
     for a condition, so it is a plain sleep, named so that it stands out."""
     time.sleep(max(seconds, 0.0))
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def seed_for(default: int) -> int:
@@ -155,36 +142,7 @@ class ChaosPostgres(PrivatePostgres):
         return f"postgresql://postgres@{host}:{self.port}/{database}"
 
     def log_tail(self, lines: int = 40) -> str:
-        return tail(self.folder / "postgres.log", lines)
-
-
-async def _admin_exec(dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def create_database(pg: ChaosPostgres, name: str, template: str | None = None) -> str:
-    clause = f' TEMPLATE "{template}"' if template else ""
-    asyncio.run(_admin_exec(pg.dsn, f'CREATE DATABASE "{name}"{clause}'))
-    return pg.dsn_for(name)
-
-
-def drop_database(pg: ChaosPostgres, name: str) -> None:
-    asyncio.run(_admin_exec(pg.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def migrated_template(pg: ChaosPostgres) -> str:
-    """A database migrated by ``chronoq migrate`` (the CLI), to clone per test."""
-    name = f"chaos_template_{uuid.uuid4().hex[:8]}"
-    dsn = create_database(pg, name)
-    subprocess.run(
-        [sys.executable, "-m", "chronoq", "migrate", "--store", dsn],
-        check=True, capture_output=True, timeout=60, env=clean_env(),
-    )  # fmt: skip
-    return name
+        return log_tail(self.folder / "postgres.log", lines)
 
 
 class Db:
@@ -251,29 +209,6 @@ class Db:
 
 
 # -- processes -----------------------------------------------------------------------------------
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOQ_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"(no {path})"
-    return f"--- last {lines} lines of {path} ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +282,7 @@ class Supervisor:
         data = self.root / name
         data.mkdir(parents=True, exist_ok=True)
         args = [
-            sys.executable, "-m", "chronoq", role, "--store", dsn or self.dsn, "--node-id", name,
+            *chronoq_argv(role), "--store", dsn or self.dsn, "--node-id", name,
             "--data-dir", str(data), "--blob-dir", str(self.blob_dir), *TIMINGS, *extra,
         ]  # fmt: skip
         port = None
@@ -384,13 +319,10 @@ class Supervisor:
     def spawn(self, name: str) -> Member:
         member = self.members[name]
         assert not member.alive, f"{name} is running"
-        with member.log.open("ab") as log:
-            log.write(f"\n=== start {utcnow().isoformat()}: {shlex.join(member.args)}\n".encode())
-            log.flush()
-            member.process = subprocess.Popen(
-                [*member.prefix, *member.args], env=member.env, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root,
-            )  # fmt: skip
+        member.process = spawn(
+            [*member.prefix, *member.args], member.log, env=member.env, cwd=self.root,
+            header=f"start {utcnow().isoformat()}: {shlex.join(member.args)}",
+        )  # fmt: skip
         member.pids.append(member.process.pid)
         self._log("start", member)
         return member
@@ -419,8 +351,8 @@ class Supervisor:
         else:
             check = lambda: True  # noqa: E731 - a coordinator has no member row; see wait_cluster
         ok = wait_for(lambda: not member.alive or check(), timeout, interval=0.1)
-        assert member.alive, f"{name} exited during start-up\n{tail(member.log)}"
-        assert ok and check(), f"{name} not up within {timeout}s\n{tail(member.log)}"
+        assert member.alive, f"{name} exited during start-up\n{log_tail(member.log)}"
+        assert ok and check(), f"{name} not up within {timeout}s\n{log_tail(member.log)}"
 
     def _healthy(self, member: Member) -> bool:
         try:
@@ -452,12 +384,10 @@ class Supervisor:
         member = self.members[name]
         assert member.process is not None and member.alive, f"{name} is not running"
         fault = self._log(sig.name, member)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(member.process.pid, sig)
+        signal_group(member.process.pid, sig)
         if sig in (signal.SIGKILL, signal.SIGTERM):
             if sig is signal.SIGTERM:  # a frozen process cannot act on TERM
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(member.process.pid, signal.SIGCONT)
+                signal_group(member.process.pid, signal.SIGCONT)
             member.process.wait(30)
         return fault
 
@@ -469,13 +399,7 @@ class Supervisor:
 
     def is_frozen(self, name: str) -> bool:
         pid = self.members[name].pid
-        if pid is None:
-            return False
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat[stat.rindex(")") + 2 :].split()[0] == "T"
+        return pid is not None and proc_state(pid) == "T"
 
     def kill_random(self, roles: Iterable[str], sig: signal.Signals = signal.SIGKILL) -> Fault:
         """Kill one live member of ``roles``, chosen by the seeded RNG."""
@@ -519,15 +443,14 @@ class Supervisor:
         return "\n".join(lines)
 
     def log_tails(self, lines: int = 40) -> str:
-        return "\n".join(tail(m.log, lines) for m in self.members.values())
+        return "\n".join(log_tail(m.log, lines) for m in self.members.values())
 
     def close(self) -> None:
         """Kill everything this supervisor started (thawed first, then SIGKILL)."""
         for member in self.members.values():
             for pid in member.pids:
                 for sig in (signal.SIGCONT, signal.SIGKILL):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pid, sig)
+                    signal_group(pid, sig)
             if member.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     member.process.wait(10)
@@ -583,7 +506,7 @@ class Ledger:
                 out.append(
                     Execution(
                         job_id=job_id,
-                        scheduled_for=parse_ts(scheduled),
+                        scheduled_for=parse_rfc3339(scheduled),
                         attempt=int(attempt),
                         pid=int(pid),
                         started=datetime.fromtimestamp(float(started), UTC),
@@ -605,8 +528,7 @@ class Ledger:
             except OSError:
                 continue
             if needle in cmdline:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(execution.pid, signal.SIGKILL)
+                signal_group(execution.pid, signal.SIGKILL)
 
 
 # -- the API -------------------------------------------------------------------------------------
@@ -634,7 +556,7 @@ class JobBook:
 
     def accept(self, spec: dict[str, Any], body: dict[str, Any]) -> Accepted:
         job = Accepted(
-            job_id=body["job_id"], spec=spec, next_fire_at=parse_ts(body["next_fire_at"]),
+            job_id=body["job_id"], spec=spec, next_fire_at=parse_rfc3339(body["next_fire_at"]),
             accepted_at=utcnow(),
         )  # fmt: skip
         self.jobs[job.job_id] = job
@@ -706,8 +628,3 @@ class Api:
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
-
-
-def at(seconds_from_now: float) -> str:
-    """An RFC 3339 ``next_fire_at`` this many seconds from now."""
-    return rfc3339(utcnow() + timedelta(seconds=seconds_from_now))

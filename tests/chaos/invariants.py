@@ -27,6 +27,8 @@ from typing import Any
 
 import asyncpg
 
+from tests.support.waiting import wait_for
+
 from .harness import (
     LEADER_TTL,
     LEASE,
@@ -39,7 +41,6 @@ from .harness import (
     Execution,
     Fault,
     JobBook,
-    wait_for,
 )
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED", "DEAD", "SKIPPED"})

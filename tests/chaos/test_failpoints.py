@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.times import utcnow
+from tests.support.waiting import wait_for
+
 from .conftest import Chaos
-from .harness import LEASE, REAP_INTERVAL, SETTLE, hold, utcnow, wait_for
+from .harness import LEASE, REAP_INTERVAL, SETTLE, hold
 
 pytestmark = pytest.mark.chaos
 

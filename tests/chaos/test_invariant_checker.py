@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+from chronoq.domain.clock import format_rfc3339
+from tests.support.postgres import create_database, drop_database
+from tests.support.times import utcnow
+
 from .harness import (
     USER,
     ChaosPostgres,
@@ -21,10 +25,6 @@ from .harness import (
     Execution,
     Fault,
     JobBook,
-    create_database,
-    drop_database,
-    rfc3339,
-    utcnow,
 )
 from .invariants import Report, check
 
@@ -52,7 +52,7 @@ class Store:
         )  # fmt: skip
         if accepted:
             spec: dict[str, Any] = {"payload": "cmd:probe", "cron_schedule": cron}
-            self.book.accept(spec, {"job_id": job_id, "next_fire_at": rfc3339(first)})
+            self.book.accept(spec, {"job_id": job_id, "next_fire_at": format_rfc3339(first)})
         return job_id
 
     def run(self, job_id: str, scheduled: datetime, attempt: int = 1, status: str = "COMPLETED",
@@ -86,11 +86,11 @@ class Store:
 @pytest.fixture
 def store(pg: ChaosPostgres, pg_template: str) -> Iterator[Store]:
     name = f"chaos_check_{uuid.uuid4().hex[:10]}"
-    db = Db(create_database(pg, name, template=pg_template))
+    db = Db(create_database(pg.dsn, name, template=pg_template))
     try:
         yield Store(db)
     finally:
-        drop_database(pg, name)
+        drop_database(pg.dsn, name)
 
 
 def _only(report: Report, invariant: str) -> None:
@@ -180,6 +180,6 @@ def test_i6_attempts_must_be_contiguous(store: Store) -> None:
 
 
 def test_i7_accepted_job_lost(store: Store) -> None:
-    body = {"job_id": str(uuid.uuid4()), "next_fire_at": rfc3339(utcnow())}
+    body = {"job_id": str(uuid.uuid4()), "next_fire_at": format_rfc3339(utcnow())}
     store.book.accept({"payload": "cmd:probe"}, body)
     _only(store.check(), "I7 accepted job lost")

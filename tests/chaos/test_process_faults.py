@@ -11,8 +11,11 @@ import time
 
 import pytest
 
+from tests.support.times import at, utcnow
+from tests.support.waiting import wait_for
+
 from .conftest import Chaos
-from .harness import LEASE, LOOKAHEAD, REAP_INTERVAL, at, hold, utcnow, wait_for
+from .harness import LEASE, LOOKAHEAD, REAP_INTERVAL, hold
 
 pytestmark = pytest.mark.chaos
 

@@ -15,8 +15,10 @@ import time
 
 import pytest
 
+from tests.support.times import at, utcnow
+
 from .conftest import Chaos
-from .harness import SETTLE, at, hold, utcnow
+from .harness import SETTLE, hold
 
 pytestmark = pytest.mark.chaos
 

@@ -20,8 +20,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.support.times import at, utcnow
+from tests.support.waiting import wait_for
+
 from .conftest import Chaos, private_postgres
-from .harness import SETTLE, USER, ChaosPostgres, at, hold, utcnow, wait_for
+from .harness import SETTLE, USER, ChaosPostgres, hold
 
 pytestmark = pytest.mark.chaos
 

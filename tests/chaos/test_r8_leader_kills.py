@@ -13,8 +13,11 @@ import time
 
 import pytest
 
+from tests.support.times import at, utcnow
+from tests.support.waiting import wait_for
+
 from .conftest import Chaos
-from .harness import LEADER_TTL, SETTLE, at, hold, utcnow, wait_for
+from .harness import LEADER_TTL, SETTLE, hold
 
 pytestmark = pytest.mark.chaos
 

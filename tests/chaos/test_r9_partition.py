@@ -31,21 +31,13 @@ import pytest
 
 from chronoq.adapters.postgres import PostgresStore
 from chronoq.adapters.postgres.coordination import LOCK_OWNED_SHARDS
+from chronoq.domain.clock import format_rfc3339
 from chronoq.ports.store import ClaimDueParams
+from tests.support.times import at, utcnow
+from tests.support.waiting import wait_for
 
 from .conftest import Chaos, private_postgres
-from .harness import (
-    LEADER_TTL,
-    MEMBER_TTL,
-    SETTLE,
-    SHARDS,
-    ChaosPostgres,
-    at,
-    hold,
-    rfc3339,
-    utcnow,
-    wait_for,
-)
+from .harness import LEADER_TTL, MEMBER_TTL, SETTLE, SHARDS, ChaosPostgres, hold
 
 pytestmark = pytest.mark.chaos
 
@@ -145,7 +137,7 @@ def test_r9_partitioned_picker_is_fenced_and_rejoins(chaos: Chaos, net: Net) -> 
     for i in range(16):
         assert chaos.api.submit(
             payload=chaos.ledger.probe(0.1), cron_schedule="@every 1s",
-            next_fire_at=rfc3339(base + timedelta(seconds=i / 16)),
+            next_fire_at=format_rfc3339(base + timedelta(seconds=i / 16)),
         )  # fmt: skip
     for _ in range(30):
         assert chaos.api.submit(payload=chaos.ledger.probe(0.1), next_fire_at=at(2 + 12 * _ / 30))

@@ -25,8 +25,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chronoq.domain.clock import format_rfc3339
+from tests.support.times import utcnow
+from tests.support.waiting import wait_for
+
 from .conftest import Chaos
-from .harness import SETTLE, Accepted, hold, rfc3339, utcnow, wait_for
+from .harness import SETTLE, Accepted, hold
 
 pytestmark = pytest.mark.chaos
 
@@ -70,7 +74,7 @@ def _backlog(
             {
                 "payload": probe,
                 "cron_schedule": "@every 1s",
-                "next_fire_at": rfc3339(base + timedelta(seconds=i / RECURRING)),
+                "next_fire_at": format_rfc3339(base + timedelta(seconds=i / RECURRING)),
             }
             for i in range(RECURRING)
         ]
@@ -88,7 +92,7 @@ def _backlog(
         specs = [
             {
                 "payload": probe if i % probe_every == 0 else "sleep:50ms",
-                "next_fire_at": rfc3339(
+                "next_fire_at": format_rfc3339(
                     down + timedelta(seconds=1.0 + 5.0 * (half * 1000 + i) / ONE_SHOTS)
                 ),
             }

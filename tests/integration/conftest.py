@@ -17,11 +17,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,21 +26,28 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import kill_pids, make_client, pids_with_token, session_pids, wait_for
+from tests.support.processes import (
+    HOST,
+    chronoq_argv,
+    clean_env,
+    free_port,
+    kill_pids,
+    log_tail,
+    pids_with_token,
+    session_pids,
+    signal_group,
+    spawn,
+)
+from tests.support.waiting import wait_for
 
-HOST = "127.0.0.1"
+from .helpers import make_client
+
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
 LOG_TAIL_LINES = 80
 
 _LIVE: set[ServerHandle] = set()
 """Servers not yet disposed of; their log tails go into failing tests' reports."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 class ServerStartError(AssertionError):
@@ -82,41 +86,19 @@ class ServerHandle:
         return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "chronoq",
-            "up",
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
+        return chronoq_argv(
+            "up", "--host", HOST, "--port", str(self.port), "--data-dir", str(self.data_dir),
             *self.args,
-        ]
-
-    def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOQ_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        env.update(self.extra_env)
-        return env
+        )  # fmt: skip
 
     def start(self, timeout: float = START_TIMEOUT) -> ServerHandle:
         assert not self.running, f"{self.name} is already running"
         self.starts += 1
-        with self.log.open("ab") as log:
-            log.write(f"\n=== start #{self.starts}: {' '.join(self.command())}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=self.base_dir,
-                env=self.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        command = self.command()
+        self.proc = spawn(
+            command, self.log, env=clean_env(self.extra_env), cwd=self.base_dir,
+            header=f"start #{self.starts}: {' '.join(command)}",
+        )  # fmt: skip
         self.sessions.append(self.proc.pid)
         _LIVE.add(self)
         self._wait_healthy(timeout)
@@ -169,8 +151,7 @@ class ServerHandle:
     def kill(self) -> None:
         """SIGKILL the server's whole process group (kill -9), and reap it."""
         assert self.proc is not None, f"{self.name} was never started"
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        signal_group(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def restart(self, timeout: float = START_TIMEOUT) -> ServerHandle:
@@ -191,20 +172,14 @@ class ServerHandle:
 
     def _kill_sessions(self) -> None:
         for sid in self.sessions:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(sid, signal.SIGKILL)
+            signal_group(sid, signal.SIGKILL)
             kill_pids(session_pids(sid))
         if self.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return f"(no log at {self.log})"
-        tail = "\n".join(text.splitlines()[-lines:])
-        return f"--- last {lines} lines of {self.log} ---\n{tail}"
+        return log_tail(self.log, lines)
 
     def client(self, user: str | None = "alice") -> httpx.Client:
         return make_client(self.url, user)

@@ -1,26 +1,20 @@
-"""Helpers for the end-to-end tests: deadline polls, API shortcuts, time,
-Prometheus text and process inspection.
+"""API shortcuts for the end-to-end tests (generic helpers live in ``tests.support``).
 
 Nothing here sleeps to *wait for* a condition: every wait is a poll bounded
-by a deadline (``wait_for``), and the caller asserts on what it returns.
+by a deadline (``tests.support.waiting.wait_for``), and the caller asserts on
+what it returns.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import signal
-import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-T = TypeVar("T")
+from tests.support.waiting import wait_for
 
 USER_HEADER = "X-User-ID"
 RUN_TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED", "DEAD", "SKIPPED"})
@@ -58,28 +52,6 @@ RUN_FIELDS = frozenset(
         "error_message",
     }
 )
-
-
-# -- polling -------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T:
-    """Call ``predicate`` until it returns something truthy or ``timeout`` passes.
-
-    Returns the last value either way, so the caller asserts on it and the
-    failure message shows what was last seen. Always calls at least once.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-
-
-def stays_false(predicate: Callable[[], Any], duration: float, interval: float = 0.05) -> bool:
-    """True if ``predicate`` stayed falsy for the whole ``duration`` (checks absence)."""
-    return not wait_for(predicate, duration, interval)
 
 
 # -- clients and API shortcuts ------------------------------------------------------
@@ -208,113 +180,7 @@ def assert_error(
     return error
 
 
-# -- time ---------------------------------------------------------------------------
-
-
-def parse_ts(value: str) -> datetime:
-    """Parse an RFC 3339 UTC timestamp as the API returns it (with ``Z``)."""
-    assert isinstance(value, str) and value.endswith("Z"), f"not RFC 3339 UTC with Z: {value!r}"
-    parsed = datetime.fromisoformat(value)
-    assert parsed.tzinfo is not None and parsed.utcoffset() == timedelta(0), value
-    return parsed
-
-
-def rfc3339(when: datetime) -> str:
-    """Render an aware datetime as RFC 3339 UTC with millisecond precision and ``Z``."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# -- Prometheus text ---------------------------------------------------------------
-
-_SAMPLE = re.compile(
-    r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>(?:[^"}]|"(?:[^"\\]|\\.)*")*)\})?'
-    r"\s+(?P<value>\S+)"
-)
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_metrics(text: str) -> list[tuple[str, dict[str, str], float]]:
-    """Samples of a Prometheus text exposition: ``(name, labels, value)``."""
-    samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        assert m, f"unparseable metrics line: {line!r}"
-        labels = dict(_LABEL.findall(m.group("labels") or ""))
-        samples.append((m.group("name"), labels, float(m.group("value"))))
-    return samples
-
-
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""
-    return sum(
-        value
-        for sample_name, sample_labels, value in parse_metrics(text)
-        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
-    )
-
-
-def scrape(url: str) -> str:
-    r = httpx.get(url.rstrip("/") + "/metrics", timeout=10.0)
-    assert r.status_code == 200, f"GET /metrics: {r.status_code} {r.text[:300]}"
-    return r.text
-
-
 # -- processes ----------------------------------------------------------------------
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    state = stat[stat.rindex(")") + 2 :].split()[0]
-    return state not in ("Z", "X")
-
-
-def pids_with_token(token: str) -> list[int]:
-    """Live processes whose command line contains ``token`` (never this process)."""
-    found = []
-    needle = token.encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
-def session_pids(sid: int) -> list[int]:
-    """Live processes in session ``sid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        # fields: state ppid pgrp session ...
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
-
-
-def kill_pids(pids: Iterable[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def read_pids(path: Path) -> list[int]:

@@ -6,6 +6,11 @@ import shlex
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from chronoq.domain.clock import format_rfc3339
+from tests.support.processes import pid_alive, pids_with_token
+from tests.support.times import utcnow
+from tests.support.waiting import stays_false, wait_for
+
 from .helpers import (
     JOB_FIELDS,
     RUN_TERMINAL,
@@ -14,15 +19,9 @@ from .helpers import (
     get_runs,
     make_client,
     new_user,
-    pid_alive,
-    pids_with_token,
     read_pids,
-    rfc3339,
-    stays_false,
     submit,
     unique_sleep_seconds,
-    utcnow,
-    wait_for,
     wait_runs,
 )
 
@@ -97,7 +96,7 @@ def test_cancelled_recurring_job_fires_no_more(server: ServerHandle) -> None:
 def test_cancelled_scheduled_job_never_fires(server: ServerHandle) -> None:
     with make_client(server.url, new_user("cancel")) as api:
         fire_at = utcnow() + timedelta(seconds=1)
-        job_id = submit(api, payload="never", next_fire_at=rfc3339(fire_at))
+        job_id = submit(api, payload="never", next_fire_at=format_rfc3339(fire_at))
         r = api.delete(f"/v1/jobs/{job_id}")
         assert r.status_code == 200, r.text
         assert stays_false(lambda: get_runs(api, job_id), 2.0), get_runs(api, job_id)

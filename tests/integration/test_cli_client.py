@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,8 @@ from click.testing import CliRunner, Result
 from chronoq import Client
 from chronoq.cli.main import main
 from chronoq.errors import NotFoundError, ValidationError
+from tests.support.processes import free_port
+from tests.support.waiting import wait_for
 
 if TYPE_CHECKING:
     from .conftest import ServerHandle
@@ -28,26 +28,21 @@ T = TypeVar("T")
 RUN_DEADLINE = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _user() -> str:
     return f"user-{uuid.uuid4().hex[:8]}"
 
 
 def _poll(fetch: Callable[[], T], done: Callable[[T], bool], what: str) -> T:
     """Call ``fetch`` until ``done`` holds, or fail after RUN_DEADLINE seconds."""
-    deadline = time.monotonic() + RUN_DEADLINE
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {RUN_DEADLINE}s; last value {value!r}")
-        time.sleep(0.1)
+    last: list[T] = []
+
+    def check() -> bool:
+        last[:] = [fetch()]
+        return done(last[0])
+
+    if not wait_for(check, RUN_DEADLINE, interval=0.1):
+        pytest.fail(f"{what}: not reached within {RUN_DEADLINE}s; last value {last[0]!r}")
+    return last[0]
 
 
 def _cli(server: ServerHandle, user: str, *args: str) -> Result:
@@ -249,7 +244,7 @@ def test_cli_usage_errors_exit_2() -> None:
 
 
 def test_cli_unreachable_server() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     result = CliRunner().invoke(main, ["jobs", "--url", url, "--user", "u"])
     assert result.exit_code == 1
     assert f"server at {url} is not reachable" in result.stderr

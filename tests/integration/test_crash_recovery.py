@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from chronoq.domain.clock import format_rfc3339
+from tests.support.times import parse_ts, utcnow
+from tests.support.waiting import stays_false, wait_for
+
 from .helpers import (
     RUN_TERMINAL,
     by_attempt,
@@ -23,11 +27,6 @@ from .helpers import (
     list_jobs,
     make_client,
     new_user,
-    parse_ts,
-    rfc3339,
-    stays_false,
-    utcnow,
-    wait_for,
     wait_job_status,
     wait_runs,
 )
@@ -72,7 +71,7 @@ def test_scheduled_job_survives_kill_9_and_runs_once(
             json={
                 "project_id": "crash",
                 "payload": f"cmd:echo fired >> {shlex.quote(str(ledger))}",
-                "next_fire_at": rfc3339(fire_at),
+                "next_fire_at": format_rfc3339(fire_at),
             },
         )
         assert r.status_code == 201, r.text

@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .helpers import list_jobs, make_client, new_user, parse_ts, rfc3339, utcnow, wait_for
+from chronoq.domain.clock import format_rfc3339
+from tests.support.times import parse_ts, utcnow
+from tests.support.waiting import wait_for
+
+from .helpers import list_jobs, make_client, new_user
 
 if TYPE_CHECKING:
     from .conftest import ServerFactory
@@ -24,8 +28,8 @@ def test_due_backlog_is_dispatched_at_the_capped_rate(server_factory: ServerFact
     with make_client(server.url, new_user("cap")) as api:
         r = api.post(
             "/v1/jobs:batch",
-            json={"jobs": [{"project_id": "cap", "payload": "x", "next_fire_at": rfc3339(due)}
-                           for _ in range(JOBS)]},
+            json={"jobs": [{"project_id": "cap", "payload": "x",
+                            "next_fire_at": format_rfc3339(due)} for _ in range(JOBS)]},
         )  # fmt: skip
         assert r.status_code == 201, r.text
         ids = [j["job_id"] for j in r.json()["items"]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chronoq.runtime.pgserver import PrivatePostgres, find_bindir, free_port
+from chronoq.runtime.pgserver import PrivatePostgres, find_bindir
+from tests.support.postgres import create_database, private_postgres
+from tests.support.processes import (
+    chronoq_argv,
+    clean_env,
+    free_port,
+    pid_alive,
+    signal_group,
+    spawn,
+)
+from tests.support.waiting import wait_for
 
-from .helpers import completed, make_client, new_user, pid_alive, wait_for, wait_runs
+from .helpers import completed, make_client, new_user, wait_runs
 
 pytestmark = [
     pytest.mark.slow,
@@ -32,18 +41,14 @@ FAST = ["--lease-seconds", "3", "--leader-ttl", "1.5", "--member-ttl", "1.5"]
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres(tmp_path_factory.mktemp("pg"), fast=True)
-    server.start()
-    yield server
-    server.destroy()
+def postgres() -> Iterator[PrivatePostgres]:
+    with private_postgres(lambda folder: PrivatePostgres(folder, fast=True)) as server:
+        yield server
 
 
 @pytest.fixture
 def dsn(postgres: PrivatePostgres) -> str:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    subprocess.run(["psql", postgres.dsn, "-qc", f"CREATE DATABASE {name}"], check=True)
-    return postgres.dsn.rsplit("/", 1)[0] + "/" + name
+    return create_database(postgres.dsn, f"t_{uuid.uuid4().hex[:10]}")
 
 
 class Processes:
@@ -54,14 +59,8 @@ class Processes:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.root / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "chronoq", *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=self.root,
-            env={k: v for k, v in os.environ.items() if not k.startswith("CHRONOQ_")},
-        )  # fmt: skip
-        log.close()
+        log = self.root / f"{name}.log"
+        proc = spawn(chronoq_argv(*args), log, env=clean_env(), cwd=self.root)
         self.procs[name] = proc
         return proc
 
@@ -73,7 +72,7 @@ class Processes:
     def close(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
@@ -101,7 +100,7 @@ def _run_a_job(url: str) -> None:
 
 def test_migrate_then_all_roles_in_one_process(dsn: str, processes: Processes) -> None:
     migrate = subprocess.run(
-        [sys.executable, "-m", "chronoq", "migrate", "--store", dsn],
+        chronoq_argv("migrate", "--store", dsn),
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert migrate.returncode == 0, migrate.stderr
@@ -128,7 +127,7 @@ def test_one_process_per_role_splits_shards_and_survives_a_picker_death(
 
     def shards() -> dict[str, int]:
         out = subprocess.run(
-            [sys.executable, "-m", "chronoq", "cluster", "status", "--store", dsn],
+            chronoq_argv("cluster", "status", "--store", dsn),
             capture_output=True, text=True, timeout=30,
         ).stdout  # fmt: skip
         found = {}
@@ -141,7 +140,7 @@ def test_one_process_per_role_splits_shards_and_survives_a_picker_death(
     assert wait_for(lambda: shards() == {"picker-1": 128, "picker-2": 128}, 20), shards()
     _run_a_job(url)
 
-    os.killpg(processes.procs["picker-1"].pid, signal.SIGKILL)
+    signal_group(processes.procs["picker-1"].pid, signal.SIGKILL)
     assert wait_for(lambda: shards().get("picker-2") == 256, 20), shards()
     _run_a_job(url)  # every shard is served again
 
@@ -170,7 +169,7 @@ def test_cluster_up_supervises_and_stops_everything(tmp_path: Path, processes: P
 
 def _status_if_settled(folder: Path) -> str | None:
     out = subprocess.run(
-        [sys.executable, "-m", "chronoq", "cluster", "status", "--folder", str(folder)],
+        chronoq_argv("cluster", "status", "--folder", str(folder)),
         capture_output=True, text=True, timeout=30,
     ).stdout  # fmt: skip
     settled = "leader: coordinator-" in out and "shards assigned: 256" in out

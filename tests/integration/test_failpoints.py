@@ -15,17 +15,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .helpers import (
-    RUN_TERMINAL,
-    completed,
-    get_runs,
-    make_client,
-    new_user,
-    parse_ts,
-    stays_false,
-    wait_for,
-    wait_runs,
-)
+from tests.support.times import parse_ts
+from tests.support.waiting import stays_false, wait_for
+
+from .helpers import RUN_TERMINAL, completed, get_runs, make_client, new_user, wait_runs
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -6,6 +6,8 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from tests.support.times import parse_ts, utcnow
+
 from .helpers import (
     JOB_FIELDS,
     RUN_FIELDS,
@@ -13,8 +15,6 @@ from .helpers import (
     get_job,
     make_client,
     new_user,
-    parse_ts,
-    utcnow,
     wait_job_status,
     wait_runs,
 )

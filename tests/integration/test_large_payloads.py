@@ -8,17 +8,10 @@ import hashlib
 import uuid
 from typing import TYPE_CHECKING
 
-from .helpers import (
-    RUN_TERMINAL,
-    get_job,
-    make_client,
-    metric_sum,
-    new_user,
-    scrape,
-    submit,
-    wait_for,
-    wait_runs,
-)
+from tests.support.metrics import metric_sum, scrape
+from tests.support.waiting import wait_for
+
+from .helpers import RUN_TERMINAL, get_job, make_client, new_user, submit, wait_runs
 
 if TYPE_CHECKING:
     from .conftest import ServerHandle

@@ -6,7 +6,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from .helpers import get_runs, list_jobs, make_client, new_user, wait_for
+from tests.support.waiting import wait_for
+
+from .helpers import get_runs, list_jobs, make_client, new_user
 
 if TYPE_CHECKING:
     from .conftest import ServerHandle

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .helpers import (
-    RUN_TERMINAL,
-    make_client,
-    metric_sum,
-    new_user,
-    parse_metrics,
-    scrape,
-    submit,
-    wait_for,
-    wait_runs,
-)
+from tests.support.metrics import metric_sum, parse_metrics, scrape
+from tests.support.waiting import wait_for
+
+from .helpers import RUN_TERMINAL, make_client, new_user, submit, wait_runs
 
 if TYPE_CHECKING:
     from .conftest import ServerHandle

@@ -14,15 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .helpers import (
-    completed,
-    get_job,
-    make_client,
-    new_user,
-    parse_ts,
-    utcnow,
-    wait_runs,
-)
+from tests.support.times import parse_ts, utcnow
+
+from .helpers import completed, get_job, make_client, new_user, wait_runs
 
 if TYPE_CHECKING:
     import httpx

@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.times import parse_ts
+from tests.support.waiting import stays_false
+
 from .helpers import (
     RUN_TERMINAL,
     by_attempt,
     get_runs,
     make_client,
     new_user,
-    parse_ts,
-    stays_false,
     submit,
     wait_job_status,
     wait_runs,

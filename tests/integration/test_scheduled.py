@@ -5,17 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from .helpers import (
-    completed,
-    get_runs,
-    make_client,
-    new_user,
-    parse_ts,
-    rfc3339,
-    utcnow,
-    wait_job_status,
-    wait_runs,
-)
+from chronoq.domain.clock import format_rfc3339
+from tests.support.times import parse_ts, utcnow
+
+from .helpers import completed, get_runs, make_client, new_user, wait_job_status, wait_runs
 
 if TYPE_CHECKING:
     from .conftest import ServerHandle
@@ -29,7 +22,7 @@ def test_scheduled_job_fires_at_next_fire_at(server: ServerHandle) -> None:
             json={
                 "project_id": "sched",
                 "payload": "scheduled-hello",
-                "next_fire_at": rfc3339(fire_at),
+                "next_fire_at": format_rfc3339(fire_at),
             },
         )
         assert r.status_code == 201, r.text
@@ -74,7 +67,8 @@ def test_past_next_fire_at_runs_now(server: ServerHandle) -> None:
     with make_client(server.url, new_user("past")) as api:
         past = utcnow() - timedelta(hours=1)
         job = api.post(
-            "/v1/jobs", json={"project_id": "p", "payload": "late", "next_fire_at": rfc3339(past)}
+            "/v1/jobs",
+            json={"project_id": "p", "payload": "late", "next_fire_at": format_rfc3339(past)},
         )
         assert job.status_code == 201, job.text
         job_id = job.json()["job_id"]

@@ -61,7 +61,7 @@ def test_shell_runs_with_stdin_closed_and_sees_its_files(
 
 
 def test_sleep_payload_sleeps(server: ServerHandle) -> None:
-    from .helpers import parse_ts
+    from tests.support.times import parse_ts
 
     with make_client(server.url, new_user("sleep")) as api:
         job_id = submit(api, payload="sleep:300ms")

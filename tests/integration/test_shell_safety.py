@@ -6,17 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .helpers import (
-    assert_error,
-    completed,
-    list_jobs,
-    make_client,
-    metric_sum,
-    new_user,
-    scrape,
-    submit,
-    wait_runs,
-)
+from tests.support.metrics import metric_sum, scrape
+
+from .helpers import assert_error, completed, list_jobs, make_client, new_user, submit, wait_runs
 
 if TYPE_CHECKING:
     from .conftest import ServerFactory, ServerHandle

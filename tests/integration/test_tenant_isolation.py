@@ -10,17 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .helpers import (
-    completed,
-    get_job,
-    get_runs,
-    make_client,
-    new_user,
-    rfc3339,
-    submit,
-    utcnow,
-    wait_runs,
-)
+from chronoq.domain.clock import format_rfc3339
+from tests.support.times import utcnow
+
+from .helpers import completed, get_job, get_runs, make_client, new_user, submit, wait_runs
 
 if TYPE_CHECKING:
     import httpx
@@ -39,7 +32,7 @@ def alice_jobs(server: ServerHandle) -> Iterator[dict[str, Any]]:
             alice,
             project_id="secret-project",
             payload="alice-later",
-            next_fire_at=rfc3339(utcnow() + timedelta(hours=1)),
+            next_fire_at=format_rfc3339(utcnow() + timedelta(hours=1)),
         )
         yield {"client": alice, "done": done, "future": future}
 

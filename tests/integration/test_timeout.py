@@ -5,17 +5,17 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
+from tests.support.processes import pid_alive, pids_with_token
+from tests.support.times import parse_ts
+from tests.support.waiting import wait_for
+
 from .helpers import (
     RUN_TERMINAL,
     make_client,
     new_user,
-    parse_ts,
-    pid_alive,
-    pids_with_token,
     read_pids,
     submit,
     unique_sleep_seconds,
-    wait_for,
     wait_job_status,
     wait_runs,
 )

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .helpers import assert_error, list_jobs, make_client, metric_sum, new_user, scrape
+from tests.support.metrics import metric_sum, scrape
+
+from .helpers import assert_error, list_jobs, make_client, new_user
 
 if TYPE_CHECKING:
     import httpx

@@ -17,24 +17,41 @@ Contract of every executor:
   executor can finish without waiting (a no-op), or ``None``; the worker then skips
   creating a task for the run.
 * ``output`` holds at most about ``request.output_limit`` bytes of the job's output
-  (plus a truncation mark).
+  (plus a truncation mark), as text made with ``chronoq.domain.text.decode_output``
+  when it came from a process (NUL and invalid UTF-8 become visible marks).
+
+Starting (``Dispatch.mark_started``): the worker records a run as started before it
+executes, so a run lost before it started provably never ran. By default the worker
+does it just before ``execute``. An executor that waits for something before its
+first side effect (the shell executor waits for a process slot) sets the class
+attribute ``begins_itself = True`` and awaits ``request.begin()`` right before that
+side effect (before spawning): True means go on; False means the run must not start
+(it is no longer this worker's, or the worker is stopping) and ``execute`` returns at
+once, having done nothing; its result is then discarded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
+
+from chronoq.domain.clock import format_rfc3339
 
 __all__ = [
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
     "ExecutorRegistry",
+    "NOT_STARTED",
     "RefusedExecutor",
     "timeout_message",
 ]
+
+
+async def _begin_now() -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,6 +73,9 @@ class ExecutionRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     scheduled_for: datetime | None = None
     """The fire's due time (given to shell jobs as ``CHRONOQ_SCHEDULED_FOR``, RFC 3339)."""
+    begin: Callable[[], Awaitable[bool]] = field(default=_begin_now, compare=False, repr=False)
+    """For executors with ``begins_itself``: await right before the first side effect;
+    False means do nothing and return (see the module docstring). Default: always True."""
 
     def run_environment(self) -> dict[str, str]:
         """``env`` plus what a job may want to know about its own run."""
@@ -64,7 +84,9 @@ class ExecutionRequest:
             "CHRONOQ_JOB_ID": self.job_id,
             "CHRONOQ_RUN_ID": self.run_id,
             "CHRONOQ_ATTEMPT": str(self.attempt),
-            "CHRONOQ_SCHEDULED_FOR": _rfc3339(self.scheduled_for),
+            "CHRONOQ_SCHEDULED_FOR": (
+                "" if self.scheduled_for is None else format_rfc3339(self.scheduled_for)
+            ),
         }
 
     def __post_init__(self) -> None:
@@ -90,10 +112,8 @@ class ExecutionResult:
     timed_out: bool = False
 
 
-def _rfc3339(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+NOT_STARTED = ExecutionResult(succeeded=False, error="not started: the worker may not run it now")
+"""What an executor returns when ``request.begin()`` said no (the worker discards it)."""
 
 
 def timeout_message(seconds: float) -> str:
