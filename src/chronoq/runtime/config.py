@@ -25,48 +25,77 @@ class Settings:
     """Every knob of a Chronoq node, with its default."""
 
     store: str | None = None
-    """Store URL: ``postgresql://...`` (distributed) or ``sqlite:///path``; None = SQLite
-    in ``data_dir`` (embedded)."""
+    """Store URL: ``postgresql://user@host/db`` (distributed: any number of role processes
+    share it) or ``sqlite:///path``; unset = SQLite at ``data_dir/chronoq.db`` (embedded)."""
     blob_dir: Path | None = None
-    """Folder for offloaded payloads; None = ``data_dir/blobs``. Processes of one
-    cluster on one host share it."""
+    """Folder for offloaded payloads (over 1 KiB); unset = ``data_dir/blobs``. The processes
+    of one cluster must share it (one host, or a shared mount)."""
     node_id: str | None = None
-    """This process's member id (default: host-pid-random)."""
+    """This process's member id (heartbeats, leases, shard ownership); unset =
+    ``host-pid-random``. A process whose id belongs to a live member is refused at start."""
     ingest: str = "direct"
     """``direct``: the api commits jobs to the store; ``log``: the api appends them to a
     submission log and writer processes move them (PostgreSQL only)."""
     host: str = "127.0.0.1"
+    """Address the HTTP API listens on."""
     port: int = 8080
+    """HTTP port of the API, 1–65535."""
     data_dir: Path = field(default_factory=lambda: Path(".chronoq"))
+    """Holds ``chronoq.db`` (SQLite), ``blobs/`` (offloaded payloads) and ``chronoq.lock``;
+    relative to the working directory; created if missing; one embedded server per
+    directory."""
     shell: bool | None = None
-    """``cmd:`` jobs; None = on only when the API listens on loopback."""
+    """Allow ``cmd:`` jobs. Unset (auto): on only when ``host`` is a loopback address
+    (``127.0.0.0/8``, ``::1``, ``localhost``). The variable takes ``1 true yes on``,
+    ``0 false no off`` or ``auto`` (any case)."""
     echo_delay: float = 0.0
-    """Seconds the echo executor pretends to work (the seed slept; 0 = no-op)."""
+    """Seconds an echo job (a payload with no known prefix) pretends to work (the seed
+    slept; 0 = no-op); ≥ 0."""
     worker_concurrency: int = 4096
+    """Runs one worker holds at once (claimed ahead or running); ≥ 1."""
     default_timeout: float = 3600.0
+    """Timeout in seconds of jobs submitted without ``timeout_seconds``; > 0."""
     retry_base: float = 0.5
+    """Backoff ceiling in seconds after the first failed attempt; doubles per attempt; ≥ 0."""
     retry_cap: float = 60.0
+    """Largest backoff ceiling in seconds; ≥ 0. A retry waits a uniformly random time in
+    ``[0, min(cap, base · 2^(attempt−1))]``."""
     max_body_bytes: int = 1_048_576
+    """Largest HTTP request body (413 above); ≥ 1024."""
     output_limit: int = 1_048_576
+    """Bytes of a run's output kept (the rest is counted and replaced by a truncation mark);
+    ≥ 1024."""
     lease_seconds: float = 30.0
+    """Length of a run's lease; the worker renews it every third of that, and a run whose
+    lease expired is retried (the reaper looks every half lease); ≥ 1."""
     lookahead: float = 0.5
-    """Fires due within this many seconds are claimed early and started on a timer."""
+    """Fires due within this many seconds are claimed early and started on a timer at their
+    exact time; 0–5."""
     shutdown_grace: float = 10.0
-    """At SIGTERM, running jobs get this long to finish before they are handed back."""
+    """At SIGTERM or SIGINT, seconds running jobs get to finish before they are killed and
+    handed back; ≥ 0."""
     sqlite_synchronous: str = "FULL"
+    """SQLite ``synchronous`` pragma: ``OFF``, ``NORMAL``, ``FULL`` or ``EXTRA`` (any case).
+    ``FULL`` makes each commit survive power loss; see ``docs/guarantees.md``."""
     shard_count: int = 256
+    """Shards a job id is hashed into (``shard_id``, stored with each job); the leader
+    spreads them over the live pickers. Every process of a cluster must use the same
+    value; ≥ 1."""
     dispatch_rate: float = 0.0
     """Most fires one picker dispatches per second, so a backlog drains without a
     stampede (0 = no cap)."""
     leader_ttl: float = 3.0
-    """Leader lease length; renewed every third; a dead leader is replaced within ~2 ttl."""
+    """Leader lease length, seconds; renewed every third; a dead leader is replaced within
+    ~2 ttl; ≥ 0.5."""
     member_ttl: float = 3.0
-    """A picker or worker silent for this long is dead; its shards move."""
+    """A picker or worker silent for this many seconds is dead; its shards move; ≥ 0.5."""
     retention_hours: float = 168.0
-    """Finished runs and jobs older than this are deleted by the leader (0 = keep forever)."""
+    """Finished runs and jobs older than this are deleted by the leader (0 = keep
+    forever)."""
     metrics_port: int = 0
-    """Non-api roles: serve /metrics and /health on this port (0 = off)."""
+    """Roles without the api: serve ``/metrics`` and ``/health`` on this port (0 = off)."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error`` (any case); logs go to stderr."""
     failpoints: str = ""
     """Crash on purpose at named steps, for chaos tests (see ``chronoq.failpoints``)."""
 
