@@ -40,11 +40,11 @@ from typing import Protocol
 from chronoq.domain.clock import format_rfc3339
 
 __all__ = [
+    "NOT_STARTED",
     "ExecutionRequest",
     "ExecutionResult",
     "Executor",
     "ExecutorRegistry",
-    "NOT_STARTED",
     "RefusedExecutor",
     "timeout_message",
 ]

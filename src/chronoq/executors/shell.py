@@ -9,7 +9,12 @@ Shell jobs are remote code execution by design (DESIGN §8), so every run gets:
   rest (the child never blocks on a full pipe), then a truncation mark;
 * ``request.env`` (the worker scrubs it first) plus ``CHRONOQ_JOB_ID``, ``CHRONOQ_RUN_ID``,
   ``CHRONOQ_ATTEMPT`` and ``CHRONOQ_SCHEDULED_FOR`` as its environment;
-* a fresh temporary working directory, removed afterwards.
+* a fresh temporary working directory, removed afterwards;
+* output as text by ``decode_output``: invalid UTF-8 becomes U+FFFD and NUL ``␀``,
+  so any bytes a job prints can be stored.
+
+The run starts (``request.begin()``, ``begins_itself``) once it holds a process
+slot, right before anything is created: a run waiting for a slot has not started.
 
 Lifecycle of one run::
 
@@ -40,7 +45,13 @@ import signal
 import tempfile
 from asyncio.subprocess import DEVNULL, STDOUT, Process
 
-from chronoq.executors.base import ExecutionRequest, ExecutionResult, timeout_message
+from chronoq.domain.text import decode_output
+from chronoq.executors.base import (
+    NOT_STARTED,
+    ExecutionRequest,
+    ExecutionResult,
+    timeout_message,
+)
 
 __all__ = ["ShellExecutor"]
 
@@ -54,6 +65,7 @@ class ShellExecutor:
     """
 
     prefix = "cmd:"
+    begins_itself = True
 
     def __init__(
         self,
@@ -83,6 +95,8 @@ class ShellExecutor:
         """Run the script to exit, timeout or cancellation; clean up in every case."""
         script = request.payload.removeprefix(self.prefix)
         async with self._slots:
+            if not await request.begin():
+                return NOT_STARTED
             workdir = tempfile.mkdtemp(prefix="chronoq-run-", dir=self.workdir_root)
             try:
                 return await self._run(script, request, workdir)
@@ -180,8 +194,8 @@ class _Capture(asyncio.Protocol):
             self.closed.set_result(None)
 
     def text(self) -> str:
-        """The kept output as text (invalid UTF-8 replaced), with a mark if any was dropped."""
-        out = self._kept.decode("utf-8", errors="replace")
+        """The kept output as clean text (``decode_output``), with a mark if any was dropped."""
+        out = decode_output(bytes(self._kept))
         if self._omitted:
             out += f"\n...[output truncated: {self._omitted} bytes omitted]"
         return out
