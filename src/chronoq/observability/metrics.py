@@ -48,3 +48,9 @@ class Metrics:
             "s3_operations", "Blob store operations (the seed's name)", ["operation"], registry=r
         )
         self.runs_reaped = Counter("runs_reaped", "Runs whose lease expired", registry=r)
+        self.outcomes_unrecorded = Counter(
+            "run_outcomes_unrecorded",
+            "Outcomes the store refused: recorded as FAILED instead, or dropped",
+            ["fate"],
+            registry=r,
+        )

@@ -1,8 +1,17 @@
-"""One attempt, start to outcome: load the payload, run the executor, decide the status."""
+"""One attempt, start to outcome: load the payload, start, run the executor, decide the status.
+
+Started before executing: a run executes only after ``Dispatch.mark_started``
+recorded it (through the worker's ``gate``), right before the executor runs or,
+for an executor that ``begins_itself`` (shell), right before it spawns. An
+executor that finishes inline with no side effects (``execute_inline``, the echo
+no-op) is never recorded as started: it has nothing to protect, and if its run
+is lost before the outcome is recorded it is simply requeued and echoed again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,9 +19,12 @@ from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import BLOB_REF_PREFIX, ClaimedRun, RunOutcome
 from chronoq.domain.retry import RetryPolicy, attempts_left
 from chronoq.domain.states import RunStatus, outcome_status
-from chronoq.executors.base import ExecutionRequest, ExecutionResult, ExecutorRegistry
+from chronoq.executors.base import ExecutionRequest, ExecutionResult, Executor, ExecutorRegistry
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
+
+StartGate = Callable[[], Awaitable[datetime | None]]
+"""Records the run as started; its start instant, or None: the run must not execute."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,21 +42,50 @@ class ExecutionContext:
     env: Mapping[str, str]
 
 
-async def execute(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> RunOutcome:
-    """Run one attempt; never raises except ``CancelledError``."""
+async def execute(ctx: ExecutionContext, run: ClaimedRun, gate: StartGate) -> RunOutcome | None:
+    """Run one attempt; None if it did not start (``gate`` refused it: nothing ran).
+
+    A payload that cannot be loaded fails the attempt without starting it. Never
+    raises except ``CancelledError``.
+    """
     try:
         payload = await _load_payload(ctx, run)
     except Exception as exc:
         result = ExecutionResult(succeeded=False, error=f"could not load the payload: {exc}")
+        now = ctx.clock.now()
+        return outcome_of(ctx, run, result, now, now)
+    executor = ctx.registry.resolve(payload)
+    started: datetime | None = None
+    asked = False
+
+    async def begin() -> bool:
+        nonlocal started, asked
+        asked = True
+        started = await gate()
+        if started is not None:
+            observe_lag(ctx, run, started)
+        return started is not None
+
+    if getattr(executor, "begins_itself", False):
+        request = _request(ctx, run, payload, begin)
+    elif await begin():
+        request = _request(ctx, run, payload)
     else:
-        result = await _run_executor(ctx, run, payload)
+        return None
+    result = await _run_executor(executor, request)
+    if asked and started is None:
+        return None  # the executor asked to start and was refused: it did nothing
     finished = ctx.clock.now()
-    ctx.metrics.job_duration.observe((finished - started).total_seconds())
-    return outcome_of(ctx, run, result, started, finished)
+    began = started or finished  # an executor that never asked ran no side effects
+    ctx.metrics.job_duration.observe((finished - began).total_seconds())
+    return outcome_of(ctx, run, result, began, finished)
 
 
 def execute_inline(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> RunOutcome | None:
-    """Run the attempt synchronously if its executor can finish without waiting, else None."""
+    """Run the attempt synchronously if its executor can finish without waiting, else None.
+
+    Such a run is not recorded as started (see the module docstring).
+    """
     if run.payload is None:
         return None  # offloaded: loading it waits on the blob store
     executor = ctx.registry.resolve(run.payload)
@@ -54,9 +95,17 @@ def execute_inline(ctx: ExecutionContext, run: ClaimedRun, started: datetime) ->
     result = inline(_request(ctx, run, run.payload))
     if result is None:
         return None
+    observe_lag(ctx, run, started)
     finished = ctx.clock.now()
     ctx.metrics.job_duration.observe((finished - started).total_seconds())
     return outcome_of(ctx, run, result, started, finished)
+
+
+def observe_lag(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> None:
+    if run.attempt != 1:
+        return  # a retry's delay is its backoff, not lag
+    lag = (started - run.scheduled_for).total_seconds()
+    ctx.metrics.fire_lag.observe(max(lag, 0.0))
 
 
 def outcome_of(
@@ -66,15 +115,18 @@ def outcome_of(
     started: datetime,
     finished: datetime,
 ) -> RunOutcome:
-    """Turn an executor result into the outcome to record (retry decided here)."""
+    """Turn an executor result into the outcome to record (retry decided here).
+
+    Attempts lost to interruptions do not count against ``max_retries``.
+    """
     status = outcome_status(
         succeeded=result.succeeded,
         timed_out=result.timed_out,
-        attempts_left=attempts_left(run.attempt, run.max_retries),
+        attempts_left=attempts_left(run.attempt, run.max_retries, run.interruptions),
     )
     retry_at = None
     if status is RunStatus.RETRY_SCHEDULED:
-        retry_at = finished + timedelta(seconds=ctx.retry.delay(run.attempt))
+        retry_at = finished + timedelta(seconds=ctx.retry.delay(run.attempt - run.interruptions))
     _count(ctx, status)
     return RunOutcome(
         run_id=run.run_id,
@@ -119,16 +171,20 @@ async def _load_payload(ctx: ExecutionContext, run: ClaimedRun) -> str:
     return data.decode()
 
 
-async def _run_executor(ctx: ExecutionContext, run: ClaimedRun, payload: str) -> ExecutionResult:
-    executor = ctx.registry.resolve(payload)
+async def _run_executor(executor: Executor, request: ExecutionRequest) -> ExecutionResult:
     try:
-        return await executor.execute(_request(ctx, run, payload))
+        return await executor.execute(request)
     except Exception as exc:  # an executor bug must not kill the worker
         return ExecutionResult(succeeded=False, error=f"executor error: {exc!r}")
 
 
-def _request(ctx: ExecutionContext, run: ClaimedRun, payload: str) -> ExecutionRequest:
-    return ExecutionRequest(
+def _request(
+    ctx: ExecutionContext,
+    run: ClaimedRun,
+    payload: str,
+    begin: Callable[[], Awaitable[bool]] | None = None,
+) -> ExecutionRequest:
+    request = ExecutionRequest(
         run_id=run.run_id,
         job_id=run.job_id,
         attempt=run.attempt,
@@ -138,3 +194,4 @@ def _request(ctx: ExecutionContext, run: ClaimedRun, payload: str) -> ExecutionR
         env=ctx.env,
         scheduled_for=run.scheduled_for,
     )
+    return request if begin is None else dataclasses.replace(request, begin=begin)

@@ -1,11 +1,23 @@
-"""The worker loop: claim with a lease, start on time, heartbeat, hand back at stop.
+"""The worker role: claim with a lease, start on time, heartbeat, hand back at stop.
 
-Runs claimed before their ``available_at`` (the look-ahead) wait on a timer
-and start at their exact time, never early. Every held run's lease is
-extended every ``lease/3``; a run whose lease was lost is abandoned (someone
-else may own it now). Cancel hints kill the run's executor (and so its
-process group). At ``stop``: nothing new is claimed, running attempts get
-``shutdown_grace`` to finish, the rest are killed and handed back unstarted.
+Three ``Loop``s (``services.base``) and a batcher, every wait on the ``Clock``:
+
+* **claim**: leases QUEUED runs up to ``lookahead`` ahead (woken by RUNS hints).
+  A run claimed before its ``available_at`` waits on a timer and starts at that
+  exact instant, never early; all runs due at one instant start in one callback.
+* **start** (``StartBatcher``): a run executes only after ``Dispatch.mark_started``
+  recorded it; runs starting together are recorded by one call. Inline no-ops
+  (echo) are never recorded as started (``execution``).
+* **heartbeat**: every ``lease/3``, ``extend_leases`` renews every held run.
+  A run no longer held is abandoned (someone else may own it now); a run in
+  ``LeaseRenewal.cancel`` is killed exactly as a CANCEL hint kills it — so a
+  cancel reaches a running job within one heartbeat even if every hint is lost.
+* **completer**: records outcomes in batches; untrusted output never blocks it.
+
+At ``stop``: nothing new is claimed or started; running attempts get
+``shutdown_grace`` to finish, the rest are killed; everything unfinished is handed
+back with ``release_runs`` (the store applies ``lost_run``: unstarted runs are
+requeued, started ones become INTERRUPTED within ``max_interruptions``).
 """
 
 from __future__ import annotations
@@ -17,14 +29,14 @@ from datetime import datetime, timedelta
 
 from chronoq import failpoints
 from chronoq.domain.clock import Clock
-from chronoq.domain.jobs import ClaimedRun
-from chronoq.domain.retry import RetryPolicy
+from chronoq.domain.jobs import ClaimedRun, RunOutcome
+from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.executors.base import ExecutorRegistry
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
+from chronoq.ports.dispatch import ClaimRunsParams, Dispatch, ReleaseParams
 from chronoq.ports.notify import CANCEL, RUNS, Notifier
-from chronoq.ports.store import ClaimRunsParams, Store
-from chronoq.services.base import Wakeup, cancel_and_wait, log, spawn
+from chronoq.services.base import Loop, log
 from chronoq.services.worker.completer import Completer
 from chronoq.services.worker.execution import (
     ExecutionContext,
@@ -32,9 +44,9 @@ from chronoq.services.worker.execution import (
     execute,
     execute_inline,
 )
+from chronoq.services.worker.starts import StartBatcher
 
 _IDLE_RECHECK = 5.0
-_ERROR_BACKOFF = 0.5
 _MAX_CLAIM = 1000
 
 
@@ -49,12 +61,15 @@ class WorkerConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     shutdown_grace: float = 10.0
     env: Mapping[str, str] = field(default_factory=dict)
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    """Handed to ``release_runs``: how often a fire may be cut off before it is DEAD."""
 
 
 @dataclass(slots=True)
 class _Held:
     run: ClaimedRun
     task: asyncio.Task[None] | None = None
+    started_at: datetime | None = None
     stop_reason: str | None = None  # "cancelled" | "shutdown" | "lease_lost"
 
 
@@ -63,7 +78,7 @@ class Worker:
 
     def __init__(
         self,
-        store: Store,
+        dispatch: Dispatch,
         blob: BlobStore,
         notifier: Notifier,
         clock: Clock,
@@ -71,7 +86,7 @@ class Worker:
         registry: ExecutorRegistry,
         config: WorkerConfig,
     ) -> None:
-        self._store = store
+        self._dispatch = dispatch
         self._notifier = notifier
         self._clock = clock
         self._config = config
@@ -86,57 +101,53 @@ class Worker:
             output_limit=config.output_limit,
             env=config.env,
         )
-        self._completer = Completer(store, notifier)
+        self._completer = Completer(dispatch, notifier, clock, metrics)
+        self._starts = StartBatcher(dispatch, config.worker_id, clock)
         self._held: dict[str, _Held] = {}
         self._due: dict[datetime, list[_Held]] = {}
         """Runs claimed ahead of time, by start instant: one timer per instant, not per run."""
-        self._wakeup = Wakeup()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._claims = Loop("worker-claim", self._claim, clock)
+        self._heartbeats = Loop("worker-heartbeat", self._heartbeat, clock)
+        self._started = False
         self._stopping = False
 
     @property
     def worker_id(self) -> str:
         return self._config.worker_id
 
+    @property
+    def held(self) -> int:
+        """Runs this worker holds right now (claimed and not ended or handed back)."""
+        return len(self._held)
+
     async def start(self) -> None:
-        self._notifier.subscribe(RUNS, self._wakeup.set)
+        if self._started:
+            return
+        self._started = True
+        self._notifier.subscribe(RUNS, self._claims.wakeup.set)
         self._notifier.subscribe(CANCEL, self._on_cancel)
-        self._tasks = [
-            spawn(self._completer.run(), "worker-completer"),
-            spawn(self._claim_loop(), "worker-claim"),
-            spawn(self._heartbeat_loop(), "worker-heartbeat"),
-        ]
+        self._completer.start()
+        self._starts.start()
+        self._claims.start()
+        self._heartbeats.start()
 
     async def stop(self) -> None:
+        """Graceful: stop claiming, let runs finish within the grace, hand back the rest."""
         if self._stopping:
             return
         self._stopping = True
-        completer, claim, heartbeat = self._tasks or (None, None, None)
-        await cancel_and_wait(claim)
-        unstarted = self._drop_timers()
-        leftover = await self._drain_running()
-        await self._completer.flush()
-        await cancel_and_wait(heartbeat)
-        await cancel_and_wait(completer)
-        handback = unstarted + leftover
-        if handback:
-            try:
-                await self._store.release_runs(self.worker_id, handback)
-            except Exception:
-                log.exception("worker: handing back %d runs failed", len(handback))
-            else:
-                log.info("worker: handed back %d unfinished runs", len(handback))
+        await self._claims.stop()
+        self._starts.close()  # runs not started yet stay unstarted: handed back below
+        self._drop_timers()
+        await self._drain_running()
+        if not await self._completer.flush(self._config.shutdown_grace):
+            log.error("worker: outcomes not recorded at stop; their leases will expire")
+        await self._heartbeats.stop()
+        await self._starts.stop()
+        await self._completer.stop()
+        await self._hand_back()
 
     # -- claiming ------------------------------------------------------------------------
-
-    async def _claim_loop(self) -> None:
-        while True:
-            try:
-                delay = await self._claim()
-            except Exception:
-                log.exception("worker: claiming runs failed; retrying")
-                delay = _ERROR_BACKOFF
-            await self._wakeup.wait(delay)
 
     async def _claim(self) -> float:
         free = self._config.concurrency - len(self._held)
@@ -144,7 +155,7 @@ class Worker:
             return _IDLE_RECHECK  # a finishing run wakes us
         now = self._clock.now()
         limit = min(free, _MAX_CLAIM)
-        claimed = await self._store.claim_runs(
+        claimed = await self._dispatch.claim_runs(
             ClaimRunsParams(
                 worker_id=self.worker_id,
                 now=now,
@@ -159,7 +170,7 @@ class Worker:
             self._hold(run)
         if len(claimed) == limit:
             return 0.0
-        following = await self._store.next_available_at()
+        following = await self._dispatch.next_available_at()
         if following is None:
             return _IDLE_RECHECK
         wait = (following - self._clock.now()).total_seconds() - self._config.lookahead
@@ -175,14 +186,14 @@ class Worker:
         bucket = self._due.get(run.available_at)
         if bucket is None:
             bucket = self._due[run.available_at] = []
-            asyncio.get_running_loop().call_later(delay, self._start_due, run.available_at)
+            self._clock.call_later(delay, self._start_due, run.available_at)
         bucket.append(held)
 
     def _start_due(self, at: datetime) -> None:
         """Start every run due at ``at`` — all in this one callback, never a hair early."""
         early = (at - self._clock.now()).total_seconds()
         if early > 0:
-            asyncio.get_running_loop().call_later(early, self._start_due, at)
+            self._clock.call_later(early, self._start_due, at)
             return
         for held in self._due.pop(at, ()):
             if held.stop_reason is None:
@@ -190,48 +201,48 @@ class Worker:
 
     def _start(self, held: _Held) -> None:
         run = held.run
-        started = self._clock.now()
-        outcome = execute_inline(self._ctx, run, started)
-        if outcome is not None:  # a no-op finished on the spot: no task needed
-            self._observe_lag(started, run)
-            self._release_slot(run.run_id)
-            self._completer.report(outcome)
+        outcome = execute_inline(self._ctx, run, self._clock.now())
+        if outcome is not None:  # a no-op finished on the spot: no task, never marked
+            self._finish(run.run_id, outcome)
             return
         held.task = asyncio.create_task(self._execute(held), name=f"run-{run.run_id}")
-
-    def _observe_lag(self, started: datetime, run: ClaimedRun) -> None:
-        if run.attempt != 1:
-            return  # a retry's delay is its backoff, not lag
-        lag = (started - run.scheduled_for).total_seconds()
-        self._ctx.metrics.fire_lag.observe(max(lag, 0.0))
 
     # -- executing -----------------------------------------------------------------------
 
     async def _execute(self, held: _Held) -> None:
         run = held.run
-        started = self._clock.now()
-        self._observe_lag(started, run)
         try:
-            outcome = await execute(self._ctx, run, started)
+            outcome = await execute(self._ctx, run, lambda: self._begin(held))
         except asyncio.CancelledError:
             if held.stop_reason != "cancelled":
                 raise  # shutdown (handed back) or lease lost (someone else owns it)
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            outcome = cancelled_outcome(self._ctx, run, started)
-        finally:
-            if held.stop_reason is None or held.stop_reason == "cancelled":
-                self._release_slot(run.run_id)
+            outcome = cancelled_outcome(self._ctx, run, held.started_at or self._clock.now())
+        if outcome is not None:
+            self._finish(run.run_id, outcome)
+        elif not self._stopping:  # the store did not start it: it is not ours any more
+            log.info("worker: run %s was not started (no longer ours); dropping it", run.run_id)
+            self._release_slot(run.run_id)
+        # else: stopping before it started; it stays held and is handed back unstarted
+
+    async def _begin(self, held: _Held) -> datetime | None:
+        held.started_at = await self._starts.begin(held.run.run_id)
+        return held.started_at
+
+    def _finish(self, run_id: str, outcome: RunOutcome) -> None:
+        self._release_slot(run_id)
         self._completer.report(outcome)
 
     def _release_slot(self, run_id: str) -> None:
         was_full = len(self._held) >= self._config.concurrency
         self._held.pop(run_id, None)
         if was_full and not self._stopping:
-            self._wakeup.set()
+            self._claims.wakeup.set()
 
     def _on_cancel(self, run_id: str) -> None:
+        """Kill the run (a CANCEL hint, or ``LeaseRenewal.cancel``); it ends CANCELLED."""
         held = self._held.get(run_id)
         if held is None or held.stop_reason is not None:
             return
@@ -239,34 +250,30 @@ class Worker:
         if held.task is not None:
             held.task.cancel()
             return
-        self._release_slot(run_id)  # not started yet: its bucket skips it
-        self._completer.report(cancelled_outcome(self._ctx, held.run, self._clock.now()))
+        # not started yet: its timer bucket skips it
+        self._finish(run_id, cancelled_outcome(self._ctx, held.run, self._clock.now()))
 
     # -- leases --------------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
+    async def _heartbeat(self) -> float:
         interval = self._config.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._heartbeat()
-            except Exception:
-                log.exception("worker: extending leases failed")
-
-    async def _heartbeat(self) -> None:
         ids = [rid for rid, h in self._held.items() if h.stop_reason is None]
         if not ids:
-            return
+            return interval
         failpoints.hit("at_lease_renewal")
         until = self._clock.now() + timedelta(seconds=self._config.lease_seconds)
-        kept = set(await self._store.extend_leases(self.worker_id, ids, until))
+        renewal = await self._dispatch.extend_leases(self.worker_id, ids, until)
+        kept = set(renewal.held)
         for run_id in ids:
             held = self._held.get(run_id)
             if run_id in kept or held is None or held.stop_reason is not None:
                 continue
             log.warning("worker: lost the lease of run %s; abandoning it", run_id)
             self._abandon(held, "lease_lost")
-            self._held.pop(run_id, None)
+            self._release_slot(run_id)
+        for run_id in renewal.cancel:
+            self._on_cancel(run_id)
+        return interval
 
     def _abandon(self, held: _Held, reason: str) -> None:
         held.stop_reason = reason
@@ -275,23 +282,58 @@ class Worker:
 
     # -- stopping ------------------------------------------------------------------------
 
-    def _drop_timers(self) -> list[str]:
-        unstarted = [rid for rid, h in self._held.items() if h.task is None]
-        for run_id in unstarted:
-            self._abandon(self._held.pop(run_id), "shutdown")
+    def _drop_timers(self) -> None:
+        """Runs waiting for their start instant never start; they stay held for hand-back."""
+        for held in self._held.values():
+            if held.task is None and held.stop_reason is None:
+                held.stop_reason = "shutdown"
         self._due.clear()
-        return unstarted
 
-    async def _drain_running(self) -> list[str]:
-        tasks = {h.task: rid for rid, h in self._held.items() if h.task is not None}
-        if not tasks:
-            return []
-        log.info("worker: waiting up to %.0fs for %d runs", self._config.shutdown_grace, len(tasks))
-        _done, pending = await asyncio.wait(tasks, timeout=self._config.shutdown_grace)
-        leftover = [tasks[t] for t in pending]
-        for task in pending:
-            self._abandon(self._held[tasks[task]], "shutdown")
-        await asyncio.gather(*pending, return_exceptions=True)
-        for run_id in leftover:
-            self._held.pop(run_id, None)
-        return leftover
+    async def _drain_running(self) -> None:
+        """Give running attempts ``shutdown_grace``, then kill the rest (they stay held)."""
+        running = [h for h in self._held.values() if h.task is not None and not h.task.done()]
+        if not running:
+            return
+        grace = self._config.shutdown_grace
+        log.info("worker: waiting up to %.0fs for %d runs", grace, len(running))
+        await self._clock.wait(_all_done([h.task for h in running if h.task]), grace)
+        killed = [h for h in running if h.task is not None and not h.task.done()]
+        for held in killed:
+            self._abandon(held, "shutdown")
+        await asyncio.gather(*(h.task for h in killed if h.task), return_exceptions=True)
+
+    async def _hand_back(self) -> None:
+        run_ids = list(self._held)
+        if not run_ids:
+            return
+        params = ReleaseParams(
+            worker_id=self.worker_id,
+            run_ids=run_ids,
+            now=self._clock.now(),
+            max_interruptions=self._config.max_interruptions,
+        )
+        try:
+            count = await self._dispatch.release_runs(params)
+        except Exception:
+            log.exception("worker: handing back %d runs failed; leases will expire", len(run_ids))
+        else:
+            log.info("worker: handed back %d of %d unfinished runs", count, len(run_ids))
+        self._held.clear()
+
+
+def _all_done(tasks: list[asyncio.Task[None]]) -> asyncio.Event:
+    """An event set once every task in ``tasks`` is done."""
+    done = asyncio.Event()
+    left = len(tasks)
+
+    def one_done(_task: asyncio.Task[None]) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            done.set()
+
+    for task in tasks:
+        task.add_done_callback(one_done)
+    if not tasks:
+        done.set()
+    return done
