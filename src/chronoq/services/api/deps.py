@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 from chronoq.domain.clock import Clock
 from chronoq.observability.metrics import Metrics
+from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import Notifier
-from chronoq.ports.store import Store
 from chronoq.ports.submissions import SubmissionLog
 from chronoq.services.api.ingest import Ingest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApiDeps:
-    store: Store
+    store: JobStore
+    """Jobs and runs; the api never dispatches."""
     ingest: Ingest
     notifier: Notifier
     clock: Clock

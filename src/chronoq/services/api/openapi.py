@@ -47,6 +47,11 @@ _RUN = {
         "exit_code": _nullable("integer"),
         "worker_id": _nullable("string"),
         "error_message": _nullable("string"),
+        "interruptions": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Earlier attempts of this fire cut off by a lost worker (INTERRUPTED)",
+        },
     },
 }
 _ERROR = {

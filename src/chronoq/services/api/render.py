@@ -66,4 +66,5 @@ def run_v1(run: Run) -> dict[str, Any]:
         "exit_code": run.exit_code,
         "worker_id": run.worker_id,
         "error_message": run.error_message,
+        "interruptions": run.interruptions,
     }

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from chronoq.domain.jobs import Job
 from chronoq.domain.states import JobStatus
 from chronoq.errors import NotFoundError, ValidationError
+from chronoq.ports.jobs import ListJobsParams
 from chronoq.ports.notify import CANCEL, FIRES
-from chronoq.ports.store import ListJobsParams
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import JSONResponse, job_id_of, read_body, user_of
 from chronoq.services.api.render import job_v1, run_v1

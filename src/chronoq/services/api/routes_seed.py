@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from chronoq.errors import ValidationError
-from chronoq.ports.store import ListJobsParams
+from chronoq.ports.jobs import ListJobsParams
 from chronoq.services.api.http import JSONResponse, read_body, user_of
 from chronoq.services.api.render import job_seed, job_seed_summary
 from chronoq.services.api.routes_jobs import deps_of, owned_job
