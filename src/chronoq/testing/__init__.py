@@ -7,6 +7,8 @@
 * Builders that run any role in-process on those adapters (``chronoq.testing.roles``).
 """
 
+from chronoq.adapters.memory.store import MemoryStore
+from chronoq.adapters.memory.submissions import MemorySubmissionLog
 from chronoq.testing.clock import FakeClock, settle
 
-__all__ = ["FakeClock", "settle"]
+__all__ = ["FakeClock", "MemoryStore", "MemorySubmissionLog", "settle"]

@@ -1,0 +1,375 @@
+"""``MemoryStore``: the Store port (JobStore and Dispatch) in memory, for tests.
+
+It behaves as ``SqliteStore`` and ``PostgresStore`` do (the port docstrings
+and the contract suites are the spec) and is as strict as their schemas:
+``store_tables.Tables`` refuses duplicate keys and a second terminal run of a
+fire, and moves every run along ``domain.states.RUN_TRANSITIONS``.
+
+Every method does all its work without awaiting, so each is atomic on the
+event loop; each checks what could refuse it before it changes anything, so
+one that raises changed nothing. Like a database, the store is unavailable
+(``UnavailableError``) before ``start`` and after ``close``; closing keeps
+the data, so ``start`` again finds it (a reopened file). Instants are
+normalised to UTC on the way in; naive ones are refused (``ValueError``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from chronoq.adapters.memory import store_inputs, store_runs
+from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
+from chronoq.domain.clock import check_aware
+from chronoq.domain.fires import next_fire
+from chronoq.domain.ids import new_id
+from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.states import (
+    JOB_TERMINAL,
+    LOST_AT_SHUTDOWN,
+    LOST_TO_LEASE,
+    LOST_TO_MEMBERSHIP,
+    JobStatus,
+    RunStatus,
+)
+from chronoq.errors import ConflictError, UnavailableError, ValidationError
+from chronoq.ports.dispatch import (
+    ClaimDueParams,
+    ClaimRunsParams,
+    LeaseRenewal,
+    ReapParams,
+    ReleaseParams,
+)
+from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
+
+_FINISHED_RUN = frozenset(RunStatus) - {RunStatus.QUEUED, RunStatus.RUNNING}
+
+
+class MemoryStore:
+    """The Store port in dictionaries (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._tables = Tables()
+        self._open = False
+
+    async def start(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    def _db(self) -> Tables:
+        if not self._open:
+            raise UnavailableError("the in-memory store is not started (or closed)")
+        return self._tables
+
+    # -- JobStore ------------------------------------------------------------------------------
+
+    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
+        db = self._db()
+        fresh: dict[str, Job] = {}
+        for job in map(store_inputs.checked_job, jobs):
+            if job.job_id in db.jobs or job.job_id in fresh:
+                if if_absent:
+                    continue
+                raise ConflictError(f"a job with id {job.job_id!r} already exists")
+            fresh[job.job_id] = job
+        for job in fresh.values():
+            db.add_job(job)
+
+    async def get_job(self, user_id: str, job_id: str) -> Job | None:
+        row = self._own(user_id, job_id)
+        return None if row is None else row.job
+
+    async def list_jobs(self, params: ListJobsParams) -> JobPage:
+        after = store_inputs.decode_cursor(params.cursor)
+        items: list[tuple[int, Job]] = []
+        for position, job in self._db().user_jobs(params.user_id, after):
+            if params.status is not None and job.status is not params.status:
+                continue
+            if params.project_id is not None and job.project_id != params.project_id:
+                continue
+            items.append((position, job))
+            if len(items) > params.limit:
+                break
+        more = len(items) > params.limit
+        items = items[: max(params.limit, 0)]
+        cursor = str(items[-1][0]) if more and items else None
+        return JobPage(items=[job for _, job in items], next_cursor=cursor)
+
+    async def list_runs(self, user_id: str, job_id: str, limit: int = 100) -> list[Run]:
+        row = self._own(user_id, job_id)
+        if row is None:
+            return []
+        runs = [self._tables.runs[run_id] for run_id in row.runs]
+        runs.sort(key=lambda r: (r.scheduled_for, r.attempt), reverse=True)
+        return [r.to_run() for r in runs[: max(limit, 0)]]
+
+    async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
+        now = check_aware(now, "now")
+        row = self._own(user_id, job_id)
+        if row is None:
+            return None
+        if row.job.status in JOB_TERMINAL:
+            return CancelResult(job=row.job, running_run_ids=[])
+        db = self._tables
+        db.update_job(row, status=JobStatus.CANCELLED, next_fire_at=None, updated_at=now)
+        running: list[str] = []
+        for run in [db.runs[run_id] for run_id in row.runs]:
+            if run.status is RunStatus.QUEUED:
+                db.move(run, RunStatus.CANCELLED)
+                run.completed_at = now
+                run.error_message = store_runs.CANCELLED_BY_USER
+            elif run.status is RunStatus.RUNNING:
+                run.cancel_requested = True  # the worker learns it at its next renewal
+                running.append(run.run_id)
+        return CancelResult(job=row.job, running_run_ids=running)
+
+    async def backlog(self, now: datetime) -> Backlog:
+        now = check_aware(now, "now")
+        db = self._db()
+        due = [j.next_fire_at for j in db.due_jobs() if j.next_fire_at and j.next_fire_at <= now]
+        return Backlog(
+            due=len(due),
+            oldest_due=min(due, default=None),
+            queued=sum(1 for run in db.queued() if run.available_at <= now),
+            running=len(db.running),
+        )
+
+    async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
+        before = check_aware(before, "before")
+        db = self._db()
+        old_runs = (
+            r.run_id
+            for r in db.runs.values()
+            if r.status in _FINISHED_RUN and r.completed_at is not None and r.completed_at < before
+        )
+        for run_id in list(itertools.islice(old_runs, max(limit, 0))):
+            db.delete_run(run_id)
+        old_jobs = (
+            row.job.job_id
+            for row in db.jobs.values()
+            if row.job.status in JOB_TERMINAL and row.job.updated_at < before and not row.runs
+        )
+        gone = [db.delete_job(job_id) for job_id in list(itertools.islice(old_jobs, limit))]
+        return [job.payload_ref for job in gone if job.payload_ref is not None]
+
+    def _own(self, user_id: str, job_id: str) -> JobRow | None:
+        row = self._db().jobs.get(job_id)
+        return row if row is not None and row.job.user_id == user_id else None
+
+    # -- Dispatch: pickers ---------------------------------------------------------------------
+
+    async def fence_shards(self, epoch: int, owners: Mapping[int, str]) -> bool:
+        for shard, owner in owners.items():
+            if not isinstance(shard, int) or shard < 0:
+                raise ValidationError(f"shard ids are ints >= 0, got {shard!r}", field="owners")
+            if not isinstance(owner, str) or not owner:
+                raise ValidationError(
+                    f"owners are non-empty strings, got {owner!r}", field="owners"
+                )
+        db = self._db()
+        if epoch <= db.fence_epoch:
+            return False  # a deposed leader's late write
+        db.fence_epoch = epoch
+        db.fence_owners = dict(owners)
+        return True
+
+    async def claim_due(self, params: ClaimDueParams) -> list[Run]:
+        now = check_aware(params.now, "now")
+        horizon = check_aware(params.horizon, "horizon")
+        db = self._db()
+        shards = self._claimable_shards(params)
+        if shards is not None and not shards:
+            return []
+        taken = db.take_due(shards, horizon, params.limit)
+        try:  # everything that can refuse, before the first write
+            plan = [(row, self._following(row, now)) for row in taken]
+        except BaseException:
+            db.untake_due(taken)
+            raise
+        runs: list[Run] = []
+        for row, following in plan:
+            job = row.job
+            assert job.next_fire_at is not None  # it came from the due index
+            run = RunRow(
+                run_id=new_id(),
+                job_id=job.job_id,
+                user_id=job.user_id,
+                scheduled_for=job.next_fire_at,
+                attempt=1,
+                status=RunStatus.QUEUED,
+                triggered_at=now,
+                available_at=job.next_fire_at,
+            )
+            db.add_run(run)
+            db.update_job(row, next_fire_at=following, updated_at=now)
+            runs.append(run.to_run())
+        return runs
+
+    def _following(self, row: JobRow, now: datetime) -> datetime | None:
+        job = row.job
+        assert job.next_fire_at is not None
+        self._tables.check_new_run(job.job_id, job.next_fire_at, 1)
+        return next_fire(
+            cron_schedule=job.cron_schedule,
+            timezone=job.timezone,
+            scheduled_for=job.next_fire_at,
+            now=now,
+        )
+
+    def _claimable_shards(self, params: ClaimDueParams) -> set[int] | None:
+        """The shards a claim may take from (None: all); fenced claims only their own."""
+        wanted = None if params.shards is None else set(params.shards)
+        if params.owner is None:
+            return wanted
+        if params.epoch is None:
+            raise ValidationError("a fenced claim needs the assignment epoch", field="epoch")
+        db = self._tables
+        if params.epoch != db.fence_epoch:
+            return set()
+        owned = {shard for shard, owner in db.fence_owners.items() if owner == params.owner}
+        return owned if wanted is None else owned & wanted
+
+    async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
+        return self._db().next_due_at(shards)
+
+    # -- Dispatch: workers ---------------------------------------------------------------------
+
+    async def claim_runs(self, params: ClaimRunsParams) -> list[ClaimedRun]:
+        now = check_aware(params.now, "now")
+        horizon = check_aware(params.horizon, "horizon")
+        until = check_aware(params.lease_until, "lease_until")
+        db = self._db()
+        claimed: list[ClaimedRun] = []
+        for run in db.take_queued(horizon, params.limit):
+            db.move(run, RunStatus.RUNNING)
+            run.lease_owner = run.worker_id = params.worker_id
+            run.lease_until = until
+            run.started_at = None  # leased, not started: mark_started says when it begins
+            row = db.jobs[run.job_id]
+            if row.job.status is JobStatus.PENDING:
+                db.update_job(row, status=JobStatus.RUNNING, updated_at=now)
+            claimed.append(_claimed(run, row.job))
+        return claimed
+
+    async def next_available_at(self) -> datetime | None:
+        return self._db().next_available_at()
+
+    async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
+        at = check_aware(at, "at")
+        db = self._db()
+        started: list[str] = []
+        for run_id in run_ids:
+            run = db.runs.get(run_id)
+            if run is not None and store_runs.holds(run, worker_id) and run.started_at is None:
+                run.started_at = at
+                started.append(run_id)
+        return started
+
+    async def extend_leases(
+        self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
+    ) -> LeaseRenewal:
+        until = check_aware(lease_until, "lease_until")
+        db = self._db()
+        held: list[str] = []
+        cancel: list[str] = []
+        for run_id in run_ids:
+            run = db.runs.get(run_id)
+            if run is None or not store_runs.holds(run, worker_id):
+                continue
+            run.lease_until = until
+            held.append(run_id)
+            if store_runs.cancel_requested(db, run):
+                cancel.append(run_id)
+        return LeaseRenewal(held=held, cancel=cancel)
+
+    async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
+        db = self._db()
+        # A bad outcome refuses the whole batch before any write.
+        checked = [store_inputs.checked_outcome(o) for o in outcomes]
+        return [store_runs.complete(db, outcome) for outcome in checked]
+
+    async def release_runs(self, params: ReleaseParams) -> int:
+        now = check_aware(params.now, "now")
+        db = self._db()
+        released = 0
+        for run_id in params.run_ids:
+            run = db.runs.get(run_id)
+            if run is None or not store_runs.holds(run, params.worker_id):
+                continue
+            store_runs.lose(
+                db,
+                run,
+                now=now,
+                retry_at=now,
+                max_interruptions=params.max_interruptions,
+                reason=LOST_AT_SHUTDOWN,
+            )
+            released += 1
+        return released
+
+    async def reap_lost(self, params: ReapParams) -> int:
+        now = check_aware(params.now, "now")
+        retry_at = check_aware(params.retry_at, "retry_at")
+        db = self._db()
+        live = params.live_workers
+        lost: list[tuple[RunRow, str]] = []
+        for run_id in db.running:
+            if len(lost) >= params.limit:
+                break
+            run = db.runs[run_id]
+            gone = live is not None and run.lease_owner not in live
+            expired = run.lease_until is None or run.lease_until < now
+            if gone or expired or params.expire_all:
+                lost.append((run, LOST_TO_MEMBERSHIP if gone else LOST_TO_LEASE))
+        for run, reason in lost:
+            store_runs.lose(
+                db,
+                run,
+                now=now,
+                retry_at=retry_at,
+                max_interruptions=params.max_interruptions,
+                reason=reason,
+            )
+        return len(lost)
+
+    # -- test support --------------------------------------------------------------------------
+
+    def insert_raw_run(self, run: Run) -> None:
+        """Write a run row behind the store's back, checked only as a schema would check it.
+
+        For contract tests that show the constraints themselves refuse what the store
+        must never do: raises ``store_tables.IntegrityError`` for a duplicate
+        ``(job_id, scheduled_for, attempt)`` or a second terminal run of a fire.
+        """
+        self._db().add_run(
+            RunRow(
+                run_id=run.run_id,
+                job_id=run.job_id,
+                user_id=run.user_id,
+                scheduled_for=check_aware(run.scheduled_for),
+                attempt=run.attempt,
+                status=run.status,
+                triggered_at=check_aware(run.triggered_at),
+                available_at=check_aware(run.available_at),
+                interruptions=run.interruptions,
+            )
+        )
+
+
+def _claimed(run: RunRow, job: Job) -> ClaimedRun:
+    return ClaimedRun(
+        run_id=run.run_id,
+        job_id=run.job_id,
+        attempt=run.attempt,
+        scheduled_for=run.scheduled_for,
+        available_at=run.available_at,
+        payload=job.payload,
+        payload_ref=job.payload_ref,
+        timeout_seconds=job.timeout_seconds,
+        max_retries=job.max_retries,
+        recurring=job.recurring,
+        interruptions=run.interruptions,
+    )

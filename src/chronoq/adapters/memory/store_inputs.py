@@ -1,0 +1,63 @@
+"""What ``MemoryStore`` accepts: the checks a database driver and schema would make.
+
+A database refuses some text (PostgreSQL: NUL, lone surrogates) and every
+adapter refuses naive instants; the memory store refuses the same, with the
+same errors, so a test on it catches what production would refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from chronoq.adapters.memory.store_runs import OUTCOME_STATUSES
+from chronoq.domain.clock import check_aware
+from chronoq.domain.jobs import Job, RunOutcome
+from chronoq.errors import ValidationError
+
+_MAX_CURSOR_DIGITS = 18
+
+
+def checked_job(job: Job) -> Job:
+    """The job as stored: text a database would refuse is refused, instants in UTC."""
+    for name in ("job_id", "user_id", "project_id", "payload", "payload_ref", "cron_schedule",
+                 "timezone"):  # fmt: skip
+        check_text(getattr(job, name), name)
+    return replace(
+        job,
+        next_fire_at=None if job.next_fire_at is None else check_aware(job.next_fire_at),
+        created_at=check_aware(job.created_at, "created_at"),
+        updated_at=check_aware(job.updated_at, "updated_at"),
+    )
+
+
+def checked_outcome(outcome: RunOutcome) -> RunOutcome:
+    """The outcome with its instants in UTC; a status that does not end an attempt is refused."""
+    if outcome.status not in OUTCOME_STATUSES:
+        raise ValidationError(f"{outcome.status} is not an outcome of a run", field="status")
+    return replace(
+        outcome,
+        started_at=check_aware(outcome.started_at, "started_at"),
+        completed_at=check_aware(outcome.completed_at, "completed_at"),
+        retry_at=None if outcome.retry_at is None else check_aware(outcome.retry_at, "retry_at"),
+    )
+
+
+def check_text(value: str | None, field: str) -> None:
+    """Refuse what PostgreSQL refuses in text (NUL, lone surrogates), as ValidationError."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise ValidationError(f"{field} contains a NUL character", field=field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{field} is not valid Unicode text", field=field) from None
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """A list cursor is the user's own position (digits): it says nothing about others."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > _MAX_CURSOR_DIGITS:
+        raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
+    return int(cursor)

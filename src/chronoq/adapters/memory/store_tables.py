@@ -1,0 +1,305 @@
+"""The tables behind ``MemoryStore``, with the constraints a database schema would enforce.
+
+``Tables`` holds jobs and runs in dictionaries plus the indexes the store's
+queries need, and is the only code that changes them, so the rules below hold
+whatever the store above does (a broken rule raises, with nothing changed):
+
+* a job id is unique; ``(job_id, scheduled_for, attempt)`` is unique;
+* at most one run per fire ``(job_id, scheduled_for)`` is in ``RUN_TERMINAL``;
+* a run's status moves only along ``RUN_TRANSITIONS`` (``domain.states.transition``).
+
+Indexes (each kept exact, or lazily exact: a heap entry counts only while its
+version still matches its row):
+
+* the due index: one heap per shard of ``(next_fire_at, version, job_id)``;
+* the queue: one heap of ``(available_at, version, run_id)`` over QUEUED runs;
+* ``running``: the RUNNING run ids (the reaper's scan);
+* per user, ``(position, job_id)`` in insertion order: the list cursor is the
+  user's own position, so it tells nothing about other users' jobs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from chronoq.domain.jobs import Job, Run
+from chronoq.domain.states import RUN_TERMINAL, RunStatus, transition
+
+Fire = tuple[str, datetime]
+"""A fire: ``(job_id, scheduled_for)``."""
+
+
+class IntegrityError(Exception):
+    """A write the schema refuses (a duplicate key, a second terminal run of a fire).
+
+    Like a database's integrity error it signals a bug in the caller, not bad user
+    input: the store checks what users can get wrong before it writes.
+    """
+
+
+@dataclass(slots=True)
+class JobRow:
+    job: Job
+    position: int
+    """The job's place among its user's jobs (1, 2, ...; never reused)."""
+    runs: list[str] = field(default_factory=list)
+    """Its run ids in creation order."""
+    due_version: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class RunRow:
+    """One row of the run table (``Run`` plus the columns only the store sees)."""
+
+    run_id: str
+    job_id: str
+    user_id: str
+    scheduled_for: datetime
+    attempt: int
+    status: RunStatus
+    triggered_at: datetime
+    available_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    output: str | None = None
+    exit_code: int | None = None
+    worker_id: str | None = None
+    error_message: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    interruptions: int = 0
+    cancel_requested: bool = False
+    queue_version: int = 0
+
+    @property
+    def fire(self) -> Fire:
+        return (self.job_id, self.scheduled_for)
+
+    def to_run(self) -> Run:
+        return Run(
+            run_id=self.run_id,
+            job_id=self.job_id,
+            user_id=self.user_id,
+            scheduled_for=self.scheduled_for,
+            attempt=self.attempt,
+            status=self.status,
+            triggered_at=self.triggered_at,
+            available_at=self.available_at,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            output=self.output,
+            exit_code=self.exit_code,
+            worker_id=self.worker_id,
+            error_message=self.error_message,
+            lease_until=self.lease_until,
+            interruptions=self.interruptions,
+        )
+
+
+_DueEntry = tuple[datetime, int, str]
+
+
+class Tables:
+    """Jobs, runs and their indexes; every change goes through a method here."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobRow] = {}
+        self.runs: dict[str, RunRow] = {}
+        self.running: dict[str, None] = {}
+        """RUNNING run ids, as an insertion-ordered set."""
+        self.fence_epoch = 0
+        self.fence_owners: dict[int, str] = {}
+        self._versions = itertools.count(1)
+        self._attempts: set[tuple[str, datetime, int]] = set()
+        self._terminal: dict[Fire, str] = {}
+        self._due: dict[int, list[_DueEntry]] = {}
+        self._queue: list[_DueEntry] = []
+        self._by_user: dict[str, list[tuple[int, str]]] = {}
+        self._user_positions: dict[str, int] = {}
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def add_job(self, job: Job) -> None:
+        if job.job_id in self.jobs:
+            raise IntegrityError(f"duplicate job id {job.job_id!r}")
+        position = self._user_positions.get(job.user_id, 0) + 1
+        self._user_positions[job.user_id] = position
+        row = JobRow(job=job, position=position)
+        self.jobs[job.job_id] = row
+        self._by_user.setdefault(job.user_id, []).append((position, job.job_id))
+        self._index_due(row)
+
+    def update_job(self, row: JobRow, **changes: Any) -> None:
+        """Replace fields of the job; setting ``next_fire_at`` (re)indexes it as due."""
+        row.job = replace(row.job, **changes)
+        if "next_fire_at" in changes:
+            self._index_due(row)
+
+    def delete_job(self, job_id: str) -> Job:
+        row = self.jobs.pop(job_id)
+        if row.runs:
+            raise IntegrityError(f"job {job_id!r} still has runs")
+        entries = self._by_user[row.job.user_id]
+        del entries[bisect.bisect_left(entries, (row.position, job_id))]
+        return row.job  # its due entry is now stale (no row) and is dropped lazily
+
+    def user_jobs(self, user_id: str, after: int) -> Iterator[tuple[int, Job]]:
+        """The user's jobs with a position after ``after``, in position order."""
+        entries = self._by_user.get(user_id, [])
+        start = bisect.bisect_right(entries, (after, "\U0010ffff"))
+        for position, job_id in entries[start:]:
+            yield position, self.jobs[job_id].job
+
+    # -- the due index -------------------------------------------------------------------------
+
+    def _index_due(self, row: JobRow) -> None:
+        row.due_version = next(self._versions)
+        at = row.job.next_fire_at
+        if at is not None:
+            heap = self._due.setdefault(row.job.shard_id, [])
+            heapq.heappush(heap, (at, row.due_version, row.job.job_id))
+
+    def _due_head(self, shard: int) -> _DueEntry | None:
+        heap = self._due.get(shard)
+        while heap:
+            _, version, job_id = heap[0]
+            row = self.jobs.get(job_id)
+            if row is not None and row.due_version == version:
+                return heap[0]
+            heapq.heappop(heap)
+        self._due.pop(shard, None)
+        return None
+
+    def _due_shards(self, shards: Iterable[int] | None) -> list[int]:
+        return list(self._due) if shards is None else [s for s in set(shards) if s in self._due]
+
+    def next_due_at(self, shards: Iterable[int] | None) -> datetime | None:
+        heads = [h for h in map(self._due_head, self._due_shards(shards)) if h is not None]
+        return min(heads)[0] if heads else None
+
+    def take_due(self, shards: Iterable[int] | None, horizon: datetime, limit: int) -> list[JobRow]:
+        """Up to ``limit`` jobs due by ``horizon`` in these shards, earliest first, each once.
+
+        Their entries leave the index: the caller must give each a new ``next_fire_at``
+        (``update_job``) or hand them back with ``untake_due``.
+        """
+        heads: list[tuple[_DueEntry, int]] = []
+        for shard in self._due_shards(shards):
+            head = self._due_head(shard)
+            if head is not None and head[0] <= horizon:
+                heads.append((head, shard))
+        heapq.heapify(heads)
+        taken: list[JobRow] = []
+        while heads and len(taken) < limit:
+            (_, _, job_id), shard = heapq.heappop(heads)
+            heapq.heappop(self._due[shard])
+            taken.append(self.jobs[job_id])
+            head = self._due_head(shard)
+            if head is not None and head[0] <= horizon:
+                heapq.heappush(heads, (head, shard))
+        return taken
+
+    def untake_due(self, rows: Iterable[JobRow]) -> None:
+        for row in rows:
+            self._index_due(row)
+
+    def due_jobs(self) -> Iterator[Job]:
+        """Every job with a next fire (unordered)."""
+        return (r.job for r in self.jobs.values() if r.job.next_fire_at is not None)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def check_new_run(self, job_id: str, scheduled_for: datetime, attempt: int) -> None:
+        """Raise if a run with this key could not be inserted (call before other writes)."""
+        if job_id not in self.jobs:
+            raise IntegrityError(f"no job {job_id!r} for a new run")
+        if (job_id, scheduled_for, attempt) in self._attempts:
+            raise IntegrityError(f"duplicate run ({job_id}, {scheduled_for}, attempt {attempt})")
+
+    def add_run(self, run: RunRow) -> None:
+        """Insert a run row (QUEUED, as every run starts, or as given by a test)."""
+        self.check_new_run(run.job_id, run.scheduled_for, run.attempt)
+        if run.run_id in self.runs:
+            raise IntegrityError(f"duplicate run id {run.run_id!r}")
+        self._check_terminal(run, run.status)
+        self._attempts.add((run.job_id, run.scheduled_for, run.attempt))
+        self.runs[run.run_id] = run
+        self.jobs[run.job_id].runs.append(run.run_id)
+        self._enter(run, run.status)
+
+    def move(self, run: RunRow, new: RunStatus) -> None:
+        """Change the run's status along ``RUN_TRANSITIONS``; raises with nothing changed
+        if the table or the one-terminal-per-fire rule refuses."""
+        transition(run.status, new)
+        self._check_terminal(run, new)
+        self._leave(run)
+        run.status = new
+        self._enter(run, new)
+
+    def delete_run(self, run_id: str) -> None:
+        run = self.runs.pop(run_id)
+        self._leave(run)
+        self._attempts.discard((run.job_id, run.scheduled_for, run.attempt))
+        self.jobs[run.job_id].runs.remove(run_id)
+
+    def _check_terminal(self, run: RunRow, new: RunStatus) -> None:
+        if new in RUN_TERMINAL:
+            holder = self._terminal.get(run.fire)
+            if holder is not None and holder != run.run_id:
+                raise IntegrityError(f"fire {run.fire} already has a terminal run ({holder})")
+
+    def _enter(self, run: RunRow, status: RunStatus) -> None:
+        if status in RUN_TERMINAL:
+            self._terminal[run.fire] = run.run_id
+        elif status is RunStatus.RUNNING:
+            self.running[run.run_id] = None
+        elif status is RunStatus.QUEUED:
+            run.queue_version = next(self._versions)
+            heapq.heappush(self._queue, (run.available_at, run.queue_version, run.run_id))
+
+    def _leave(self, run: RunRow) -> None:
+        if run.status in RUN_TERMINAL and self._terminal.get(run.fire) == run.run_id:
+            del self._terminal[run.fire]
+        self.running.pop(run.run_id, None)
+        run.queue_version = 0  # any queue entry of this run is stale now
+
+    # -- the queue -----------------------------------------------------------------------------
+
+    def _queue_head(self) -> RunRow | None:
+        while self._queue:
+            _, version, run_id = self._queue[0]
+            run = self.runs.get(run_id)
+            if run is not None and run.queue_version == version:
+                return run
+            heapq.heappop(self._queue)
+        return None
+
+    def next_available_at(self) -> datetime | None:
+        head = self._queue_head()
+        return None if head is None else head.available_at
+
+    def take_queued(self, horizon: datetime, limit: int) -> list[RunRow]:
+        """Up to ``limit`` QUEUED runs available by ``horizon``, earliest first. They leave
+        the queue index: the caller moves each out of QUEUED."""
+        taken: list[RunRow] = []
+        while len(taken) < limit:
+            head = self._queue_head()
+            if head is None or head.available_at > horizon:
+                break
+            heapq.heappop(self._queue)
+            taken.append(head)
+        return taken
+
+    def queued(self) -> Iterator[RunRow]:
+        """Every QUEUED run (unordered)."""
+        return (self.runs[i] for _, v, i in self._queue if self._is_queued(i, v))
+
+    def _is_queued(self, run_id: str, version: int) -> bool:
+        run = self.runs.get(run_id)
+        return run is not None and run.queue_version == version
