@@ -19,13 +19,15 @@ clock for every expiry decision, so nodes with skewed clocks still agree:
   epoch = leader_epoch AND expires_at > clock_timestamp()`` (no row: fenced
   out, nothing changes, returns None). Holding that lock, no other candidate
   can take the lease until the assignment commits. It then bumps the
-  ``assignment_epoch`` counter, rewrites every ``shard_assignments`` row with
-  the new epoch (locking the old rows in shard order first) and sends
-  ``NOTIFY chronoq_assign`` with the epoch: pickers subscribed to the
-  ``assign`` channel of ``PostgresNotifier`` re-read their assignment.
-* **Claims are fenced by the store**: ``PostgresStore.claim_due`` runs
-  ``LOCK_OWNED_SHARDS`` (below) inside its claim transaction before it locks
-  any job, and claims only from the shards that returns.
+  ``assignment_epoch`` counter (a row never deleted, so assignment epochs only
+  grow, across leaders and restarts), rewrites every ``shard_assignments`` row
+  with the new epoch and sends ``NOTIFY chronoq_assign`` with the epoch:
+  pickers subscribed to the ``assign`` channel of ``PostgresNotifier`` re-read
+  their assignment.
+* **Claims are fenced by the store, not here**: the leader copies each new
+  assignment into the store with ``Dispatch.fence_shards(epoch, owners)``, and
+  the store checks a picker's (owner, epoch) against its own record. No store
+  reads these tables, so this coordination fences any store.
 * **Members** upsert their row with ``heartbeat_at = now()``; ``members``
   lists rows heard from within the ttl.
 
@@ -57,13 +59,6 @@ ASSIGN_CHANNEL = "assign"
 the message is the new assignment epoch."""
 
 LEASE_NAME = "chronoq"
-
-LOCK_OWNED_SHARDS = (
-    "SELECT shard_id FROM shard_assignments WHERE owner = $1 AND epoch = $2"
-    " ORDER BY shard_id FOR SHARE"
-)
-"""For ``PostgresStore.claim_due``: run first in the claim transaction, claim only from
-the returned shards; none returned = fenced out. See ``sql/002_coordination.sql``."""
 
 TRY_LEAD = (
     "INSERT INTO leader_lease AS l (name, holder, epoch, expires_at)"
@@ -98,8 +93,6 @@ LOCK_LEADER = (
 """The fence of leader work: the caller's live lease at its epoch, locked for the transaction."""
 
 BUMP_ASSIGNMENT_EPOCH = "UPDATE assignment_epoch SET epoch = epoch + 1 RETURNING epoch"
-
-LOCK_ASSIGNMENTS = "SELECT shard_id FROM shard_assignments ORDER BY shard_id FOR UPDATE"
 
 DELETE_UNNAMED = "DELETE FROM shard_assignments WHERE NOT (shard_id = ANY($1::int[]))"
 
@@ -224,13 +217,12 @@ class PostgresCoordination:
         names = [owners[s] for s in shards]
 
         async def body(conn: Any) -> int | None:
-            # Never wait long on a lock while holding the leader row: a picker stuck in a
-            # claim would otherwise stall renewals and every other coordinator too.
+            # Never wait long on a lock while holding the leader row: a session stuck
+            # holding one would otherwise stall renewals and every other coordinator too.
             await conn.execute(f"SET LOCAL lock_timeout = '{_ASSIGN_LOCK_TIMEOUT_MS}ms'")
             if await conn.fetchval(LOCK_LEADER, self._lease, leader, leader_epoch) is None:
                 return None  # fenced out: not the live leader at that epoch
             epoch = int(await conn.fetchval(BUMP_ASSIGNMENT_EPOCH))
-            await conn.execute(LOCK_ASSIGNMENTS)
             await conn.execute(DELETE_UNNAMED, shards)
             await conn.execute(WRITE_ASSIGNMENTS, shards, names, epoch)
             await conn.execute(NOTIFY_ASSIGN, str(epoch))  # delivered at commit, if any

@@ -16,11 +16,32 @@ from typing import Any
 from chronoq.adapters.postgres.rows import aware
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run, RunOutcome
-from chronoq.domain.retry import attempts_left_after_lost_lease
-from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus, job_status_after_run
+from chronoq.domain.states import (
+    JOB_TERMINAL,
+    LOST_TOO_OFTEN,
+    RUN_TRANSITIONS,
+    JobStatus,
+    LostRun,
+    RunStatus,
+    job_status_after_run,
+    lost_run,
+    transition,
+)
+from chronoq.errors import ValidationError
 
 _TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)
 _RUNNING = RunStatus.RUNNING.value
+_OUTCOMES = RUN_TRANSITIONS[RunStatus.RUNNING] - {RunStatus.QUEUED}
+"""What a worker may report for a RUNNING run: any move the state table allows from
+RUNNING, except back to QUEUED (only the lost-run rule requeues)."""
+CANCELLED_BY_USER = "cancelled by the user"
+
+_LOST_TO = {
+    LostRun.REQUEUE: RunStatus.QUEUED,
+    LostRun.INTERRUPT: RunStatus.INTERRUPTED,
+    LostRun.DEAD: RunStatus.DEAD,
+    LostRun.CANCEL: RunStatus.CANCELLED,
+}
 
 
 @dataclass(slots=True)
@@ -61,12 +82,17 @@ class Fires:
 
 @dataclass(slots=True)
 class LockedRun:
+    """A run row the transaction holds locked (``sql.LOCK_RUNS`` columns after the id)."""
+
     job_id: Any
     user_id: str
     scheduled_for: datetime
     attempt: int
     status: str
     lease_owner: str | None
+    interruptions: int
+    started: bool
+    cancel_requested: bool
 
 
 class JobStates:
@@ -85,11 +111,18 @@ class JobStates:
         self._changed: dict[str, datetime | None] = {}
 
     def settle(self, job_id: str, run_status: RunStatus, at: datetime | None = None) -> None:
+        """The job after one of its runs reached ``run_status`` (``job_status_after_run``)."""
         if self.status[job_id] in _TERMINAL_JOB:
             return
         new = job_status_after_run(run_status, recurring=self.recurring[job_id])
         self.status[job_id] = new.value
         self._changed[job_id] = at
+
+    def requeued(self, job_id: str, at: datetime | None = None) -> None:
+        """One of its runs went back to the queue: a RUNNING job waits again (PENDING)."""
+        if self.status[job_id] == JobStatus.RUNNING:
+            self.status[job_id] = JobStatus.PENDING.value
+            self._changed[job_id] = at
 
     def changes(self) -> tuple[list[str], list[str], list[datetime | None]]:
         ids = list(self._changed)
@@ -105,6 +138,9 @@ class Completion:
         self._retries: list[tuple[Any, ...]] = []
 
     def add(self, outcome: RunOutcome, run: LockedRun | None) -> bool:
+        """Apply ``outcome`` if ``run`` is still RUNNING under its worker at its attempt."""
+        if outcome.status not in _OUTCOMES:
+            raise ValidationError(f"{outcome.status} is not an outcome", field="status")
         if (
             run is None
             or run.status != _RUNNING
@@ -116,7 +152,7 @@ class Completion:
         status = outcome.status
         if self._jobs.status[job_id] == JobStatus.CANCELLED and status is RunStatus.RETRY_SCHEDULED:
             status = RunStatus.CANCELLED
-        run.status = status.value  # a second outcome for the same run in this batch is stale
+        run.status = transition(RunStatus.RUNNING, status).value  # a 2nd outcome is stale
         completed = aware(outcome.completed_at, "completed_at")
         self._ended.append(
             (
@@ -138,6 +174,7 @@ class Completion:
                     run.user_id,
                     run.scheduled_for,
                     outcome.attempt + 1,
+                    run.interruptions,
                     completed,
                     retry_at,
                 )
@@ -146,32 +183,65 @@ class Completion:
         return True
 
     def args(self) -> list[Any]:
-        return [*_columns(self._ended, 7), *_columns(self._retries, 7), *self._jobs.changes()]
+        return [*_columns(self._ended, 7), *_columns(self._retries, 8), *self._jobs.changes()]
 
 
-class Reaping:
-    """The reaper's decisions for the expired runs it locked (``sql.REAP``)."""
+class LostRuns:
+    """The lost-run rule (``domain.states.lost_run``) for runs the caller locked, in order
+    (``sql.END_LOST``): the reaper's and a worker's hand-back share it."""
 
-    def __init__(self, rows: Sequence[Any]) -> None:
-        self._jobs = JobStates([(r[1], r[6], r[7]) for r in rows])
+    def __init__(
+        self, jobs: JobStates, *, now: datetime, retry_at: datetime, max_interruptions: int
+    ) -> None:
+        self._jobs = jobs
+        self._now = now
+        self._retry_at = retry_at
+        self._max = max_interruptions
         self._ended: list[tuple[Any, ...]] = []
         self._retries: list[tuple[Any, ...]] = []
-        for run_id, job_id, user_id, scheduled_for, attempt, max_retries, job_status, _ in rows:
-            if job_status == JobStatus.CANCELLED:
-                status = RunStatus.CANCELLED
-            elif attempts_left_after_lost_lease(attempt, max_retries):
-                status = RunStatus.RETRY_SCHEDULED
-                retry = (new_id(), job_id, user_id, scheduled_for, attempt + 1)
-                self._retries.append(retry)
-            else:
-                status = RunStatus.DEAD
-            self._ended.append((run_id, status.value))
-            self._jobs.settle(str(job_id), status)
 
-    def args(self, now: datetime, error: str, retry_at: datetime) -> list[Any]:
+    def __len__(self) -> int:
+        return len(self._ended)
+
+    def add(self, run_id: Any, run: LockedRun, reason: str) -> None:
+        """Decide for one RUNNING run; ``reason`` is the error of an INTERRUPTED one."""
+        job_id = str(run.job_id)
+        decision = lost_run(
+            started=run.started,
+            interruptions=run.interruptions,
+            max_interruptions=self._max,
+            cancelled=run.cancel_requested or self._jobs.status[job_id] == JobStatus.CANCELLED,
+        )
+        status = transition(RunStatus(run.status), _LOST_TO[decision])
+        run.status = status.value  # listed twice: the second is no longer RUNNING
+        error = {
+            LostRun.REQUEUE: None,
+            LostRun.INTERRUPT: reason,
+            LostRun.DEAD: LOST_TOO_OFTEN,
+            LostRun.CANCEL: CANCELLED_BY_USER,
+        }[decision]
+        self._ended.append((run_id, status.value, error))
+        if decision is LostRun.REQUEUE:
+            self._jobs.requeued(job_id, self._now)
+            return
+        if decision is LostRun.INTERRUPT:
+            self._retries.append(
+                (
+                    new_id(),
+                    run.job_id,
+                    run.user_id,
+                    run.scheduled_for,
+                    run.attempt + 1,
+                    run.interruptions + 1,
+                )
+            )
+        self._jobs.settle(job_id, status, self._now)
+
+    def args(self) -> list[Any]:
         job_ids, statuses, _ = self._jobs.changes()
-        ended = _columns(self._ended, 2)
-        return [*ended, now, error, retry_at, *_columns(self._retries, 5), job_ids, statuses]
+        ended = _columns(self._ended, 3)
+        retries = _columns(self._retries, 6)
+        return [*ended, self._now, self._retry_at, *retries, job_ids, statuses]
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

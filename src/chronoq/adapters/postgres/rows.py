@@ -96,6 +96,7 @@ def run_from_record(row: Sequence[Any]) -> Run:
         worker_id=row[12],
         error_message=row[13],
         lease_until=row[14],
+        interruptions=row[15],
     )
 
 
@@ -112,4 +113,5 @@ def claimed_from_record(row: Sequence[Any]) -> ClaimedRun:
         timeout_seconds=row[7],
         max_retries=row[8],
         recurring=row[9] is not None,
+        interruptions=row[10],
     )

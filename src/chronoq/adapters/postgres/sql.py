@@ -3,15 +3,24 @@
 Batches travel as arrays and are spread with ``unnest``: one statement (one
 round trip) per step whatever the batch size.
 
-Locking order, which keeps the store free of deadlocks by construction:
+Locking order, which keeps the store free of deadlocks by construction (every
+transaction that may WAIT takes its locks in this order, and never waits for a
+lock of an earlier class while it holds one of a later class):
 
-* a fenced claim share-locks its ``shard_assignments`` rows (in shard order)
-  before it touches any job;
-* a transaction that may WAIT for a job row locks its jobs first, in ``job_id``
-  order, and only then its runs, in ``run_id`` order;
-* statements that lock a run together with its job (``claim_runs``, the reaper)
-  and ``claim_due`` use ``SKIP LOCKED``, so they never wait;
-* ``extend_leases`` locks runs only, in ``run_id`` order.
+1. ``fence_epoch`` (``fence_shards`` only: serializes fences);
+2. ``fenced_shards`` rows, in shard order: a fenced claim share-locks the rows it
+   uses, ``fence_shards`` locks them all exclusively, so a fence waits for the
+   claims in flight and a claim that waited sees the new epoch;
+3. ``jobs`` rows, in ``job_id`` order (``complete_runs``, ``release_runs``,
+   ``cancel_job``: one job);
+4. ``job_runs`` rows, in ``run_id`` order (the same three, then ``extend_leases``
+   and ``mark_started``, which lock runs only, in one statement each).
+
+Statements that lock a run together with its job (``claim_runs``, ``reap_lost``)
+and ``claim_due``'s jobs use ``SKIP LOCKED``: they never wait for a row, so they
+cannot close a cycle. There are no foreign keys (no hidden key-share locks), and a
+run's inserted successor (attempt + 1) is only ever written by whoever holds the
+run's lock, so unique-index waits cannot close one either.
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ JOB_COLUMNS = (
 )
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
-    " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until"
+    " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
+    " interruptions"
 )
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -36,6 +46,9 @@ INSERT_JOBS = (
     " WITH ORDINALITY AS t(j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua, ord)"
     " ORDER BY ord"
 )
+
+INSERT_JOBS_IF_ABSENT = INSERT_JOBS + " ON CONFLICT (job_id) DO NOTHING"
+"""``insert_jobs(if_absent=True)``: ids that exist (or repeat in the batch) are skipped."""
 
 GET_JOB = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE job_id = $1 AND user_id = $2"
 
@@ -60,14 +73,23 @@ _CLAIM_DUE_TAIL = " ORDER BY next_fire_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED
 CLAIM_DUE_ALL = _CLAIM_DUE_HEAD + _CLAIM_DUE_TAIL
 CLAIM_DUE_SHARDS = _CLAIM_DUE_HEAD + " AND shard_id = ANY($3::int[])" + _CLAIM_DUE_TAIL
 
-LOCK_OWNED_SHARDS = (
-    "SELECT shard_id FROM shard_assignments WHERE owner = $1 AND epoch = $2"
-    " ORDER BY shard_id FOR SHARE"
+LOCK_FENCED_SHARDS = (
+    "SELECT shard_id FROM fenced_shards WHERE owner = $1 AND epoch = $2 ORDER BY shard_id FOR SHARE"
 )
 """Fencing (``ClaimDueParams.owner``/``epoch``): the first statement of a fenced claim.
-The shard rows stay share-locked until the claim commits, so a reassignment (which
-updates them) waits for it; a claim that waited re-reads the row and finds the new epoch.
-The same statement as ``coordination.LOCK_OWNED_SHARDS`` (``sql/002_coordination.sql``)."""
+The store's own fence rows stay share-locked until the claim commits, so
+``fence_shards`` (which rewrites them) waits for it; a claim that waited re-reads the
+row and finds the new epoch. See ``sql/004_dispatch_fences_holds.sql``."""
+
+LOCK_FENCE_EPOCH = "SELECT epoch FROM fence_epoch FOR UPDATE"
+LOCK_FENCED = "SELECT shard_id FROM fenced_shards ORDER BY shard_id FOR UPDATE"
+SET_FENCE_EPOCH = "UPDATE fence_epoch SET epoch = $1"
+DELETE_UNFENCED = "DELETE FROM fenced_shards WHERE NOT (shard_id = ANY($1::int[]))"
+WRITE_FENCES = (
+    "INSERT INTO fenced_shards (shard_id, owner, epoch)"
+    " SELECT s, o, $3 FROM unnest($1::int[], $2::text[]) AS t(s, o) ORDER BY s"
+    " ON CONFLICT (shard_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch"
+)
 
 FIRE = (
     "WITH fired AS ("
@@ -99,16 +121,18 @@ CLAIM_RUNS = (
     " ORDER BY r.available_at LIMIT $2 FOR NO KEY UPDATE OF r, j SKIP LOCKED),"
     " leased AS ("
     " UPDATE job_runs r SET status = 'RUNNING', lease_owner = $3, worker_id = $3,"
-    " lease_until = $4, started_at = greatest(r.available_at, $5)"
+    " lease_until = $4"
     " FROM picked WHERE r.run_id = picked.run_id"
-    " RETURNING r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at),"
+    " RETURNING r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at,"
+    " r.interruptions),"
     " busy AS ("
     " UPDATE jobs SET status = 'RUNNING', updated_at = $5"
     " WHERE job_id IN (SELECT job_id FROM leased) AND status = 'PENDING')"
     " SELECT l.run_id, l.job_id, l.attempt, l.scheduled_for, l.available_at, j.payload,"
-    " j.payload_ref, j.timeout_seconds, j.max_retries, j.cron_schedule"
+    " j.payload_ref, j.timeout_seconds, j.max_retries, j.cron_schedule, l.interruptions"
     " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
 )
+"""Lease runs, NOT started (``started_at`` stays NULL until ``mark_started``)."""
 
 PURGE_RUNS = (
     "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
@@ -135,32 +159,39 @@ LOCK_JOBS_OF_RUNS = (
     " ORDER BY job_id FOR NO KEY UPDATE"
 )
 
+_LOCKED_RUN = (
+    "job_id, user_id, scheduled_for, attempt, status, lease_owner, interruptions,"
+    " started_at IS NOT NULL, cancel_requested"
+)
+"""What the plans need of a locked run (``plans.LockedRun``, in this order; the
+reaper's select names the same columns)."""
+
 LOCK_RUNS = (
-    "SELECT run_id, job_id, user_id, scheduled_for, attempt, status, lease_owner FROM job_runs"
+    "SELECT run_id, " + _LOCKED_RUN + " FROM job_runs"
     " WHERE run_id = ANY($1::uuid[]) ORDER BY run_id FOR NO KEY UPDATE"
 )
 
 _HELD = (
     "WITH held AS ("
     " SELECT run_id FROM job_runs WHERE run_id = ANY($1::uuid[]) AND lease_owner = $2"
-    " AND status = 'RUNNING' ORDER BY run_id FOR NO KEY UPDATE)"
+    " AND status = 'RUNNING'"
 )
+_HELD_LOCKED = " ORDER BY run_id FOR NO KEY UPDATE)"
+
+MARK_STARTED = (
+    _HELD + " AND started_at IS NULL" + _HELD_LOCKED + " UPDATE job_runs r SET started_at = $3"
+    " FROM held WHERE r.run_id = held.run_id RETURNING r.run_id"
+)
+"""One statement: the worker's leased, unstarted runs get ``started_at`` (locked in
+``run_id`` order, as every waiting writer of runs locks them)."""
 
 EXTEND_LEASES = (
-    _HELD + " UPDATE job_runs r SET lease_until = $3 FROM held WHERE r.run_id = held.run_id"
-    " RETURNING r.run_id"
+    _HELD + _HELD_LOCKED + " UPDATE job_runs r SET lease_until = $3 FROM held, jobs j"
+    " WHERE r.run_id = held.run_id AND j.job_id = r.job_id"
+    " RETURNING r.run_id, r.cancel_requested OR j.status = 'CANCELLED'"
 )
-
-RELEASE_RUNS = (
-    _HELD + ", released AS ("
-    " UPDATE job_runs r SET status = 'QUEUED', lease_owner = NULL, lease_until = NULL,"
-    " worker_id = NULL, started_at = NULL FROM held WHERE r.run_id = held.run_id"
-    " RETURNING r.job_id),"
-    " pending AS ("
-    " UPDATE jobs SET status = 'PENDING'"
-    " WHERE job_id IN (SELECT job_id FROM released) AND status = 'RUNNING')"
-    " SELECT count(*) FROM released"
-)
+"""Renew the worker's leases; report per held run whether its cancel was requested.
+The job is only read (an UPDATE's FROM list takes no row locks)."""
 
 # -- ends of attempts ------------------------------------------------------------------------
 
@@ -173,45 +204,56 @@ COMPLETE = (
     " $6::int[], $7::text[]) AS t(run_id, status, started, done, output, code, error)"
     " WHERE r.run_id = t.run_id),"
     " retried AS ("
-    " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
-    " triggered_at, available_at)"
-    " SELECT r, j, u, s, a, 'QUEUED', tr, av FROM unnest($8::uuid[], $9::uuid[], $10::text[],"
-    " $11::timestamptz[], $12::int[], $13::timestamptz[], $14::timestamptz[])"
-    " AS t(r, j, u, s, a, tr, av))"
+    " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, interruptions,"
+    " status, triggered_at, available_at)"
+    " SELECT r, j, u, s, a, i, 'QUEUED', tr, av FROM unnest($8::uuid[], $9::uuid[],"
+    " $10::text[], $11::timestamptz[], $12::int[], $13::int[], $14::timestamptz[],"
+    " $15::timestamptz[]) AS t(r, j, u, s, a, i, tr, av))"
     " UPDATE jobs SET status = t.status, updated_at = t.at"
-    " FROM unnest($15::uuid[], $16::text[], $17::timestamptz[]) AS t(job_id, status, at)"
+    " FROM unnest($16::uuid[], $17::text[], $18::timestamptz[]) AS t(job_id, status, at)"
     " WHERE jobs.job_id = t.job_id"
 )
 """Record outcomes (already checked by compare-and-set under lock), create the retries'
 next attempts and settle the jobs, in one statement."""
 
-REAP = (
+END_LOST = (
     "WITH ended AS ("
-    " UPDATE job_runs r SET status = t.status, completed_at = $3, error_message = $4,"
+    " UPDATE job_runs r SET status = t.status, error_message = t.error,"
+    " completed_at = CASE WHEN t.status = 'QUEUED' THEN NULL ELSE $4::timestamptz END,"
+    " started_at = CASE WHEN t.status = 'QUEUED' THEN NULL ELSE r.started_at END,"
+    " worker_id = CASE WHEN t.status = 'QUEUED' THEN NULL ELSE r.worker_id END,"
     " lease_owner = NULL, lease_until = NULL"
-    " FROM unnest($1::uuid[], $2::text[]) AS t(run_id, status) WHERE r.run_id = t.run_id),"
+    " FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(run_id, status, error)"
+    " WHERE r.run_id = t.run_id),"
     " retried AS ("
-    " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
-    " triggered_at, available_at)"
-    " SELECT r, j, u, s, a, 'QUEUED', $3, $5 FROM unnest($6::uuid[], $7::uuid[], $8::text[],"
-    " $9::timestamptz[], $10::int[]) AS t(r, j, u, s, a))"
-    " UPDATE jobs SET status = t.status, updated_at = $3"
-    " FROM unnest($11::uuid[], $12::text[]) AS t(job_id, status) WHERE jobs.job_id = t.job_id"
+    " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, interruptions,"
+    " status, triggered_at, available_at)"
+    " SELECT r, j, u, s, a, i, 'QUEUED', $4::timestamptz, $5::timestamptz"
+    " FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::timestamptz[], $10::int[],"
+    " $11::int[]) AS t(r, j, u, s, a, i))"
+    " UPDATE jobs SET status = t.status, updated_at = $4::timestamptz"
+    " FROM unnest($12::uuid[], $13::text[]) AS t(job_id, status) WHERE jobs.job_id = t.job_id"
 )
-"""The reaper's writes for the expired runs it locked: same shape as ``COMPLETE``."""
+"""The lost-run rule's writes (``plans.LostRuns``) for runs locked by the caller: each run
+QUEUED again (lease, worker and start cleared), or ended (INTERRUPTED, DEAD, CANCELLED)
+at ``$4``; the interrupted runs' next attempts (available at ``$5``); the jobs settled."""
 
-REAP_SELECT_EXPIRED = (
-    "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, j.max_retries,"
+_REAP_SELECT = (
+    "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, r.status,"
+    " r.lease_owner, r.interruptions, r.started_at IS NOT NULL, r.cancel_requested,"
     " j.status, j.cron_schedule IS NOT NULL FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
-    " WHERE r.status = 'RUNNING' AND r.lease_until < $1 ORDER BY r.lease_until LIMIT $2"
-    " FOR NO KEY UPDATE OF r, j SKIP LOCKED"
+    " WHERE r.status = 'RUNNING'"
 )
-REAP_SELECT_ALL = (
-    "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, j.max_retries,"
-    " j.status, j.cron_schedule IS NOT NULL FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
-    " WHERE r.status = 'RUNNING' ORDER BY r.lease_until LIMIT $1"
-    " FOR NO KEY UPDATE OF r, j SKIP LOCKED"
+_REAP_TAIL = " ORDER BY r.lease_until LIMIT $2 FOR NO KEY UPDATE OF r, j SKIP LOCKED"
+REAP_SELECT_ALL = _REAP_SELECT + _REAP_TAIL.replace("$2", "$1")
+"""``expire_all``: every RUNNING run (embedded start-up)."""
+REAP_SELECT_EXPIRED = _REAP_SELECT + " AND r.lease_until < $1" + _REAP_TAIL
+"""Lost by lease only (membership unknown): a range scan of ``runs_running``."""
+REAP_SELECT_LOST = (
+    _REAP_SELECT + " AND (r.lease_until < $1 OR r.lease_owner <> ALL($3::text[]))" + _REAP_TAIL
 )
+"""Lost by lease or by membership: every RUNNING run is checked (they are few: at most
+the workers' concurrency), oldest lease first."""
 
 # -- cancel ----------------------------------------------------------------------------------
 
@@ -220,12 +262,24 @@ LOCK_USER_JOB = (
 )
 
 CANCEL = (
-    "WITH dropped AS ("
-    " UPDATE job_runs SET status = 'CANCELLED', completed_at = $2,"
-    " error_message = 'cancelled by the user' WHERE job_id = $1 AND status = 'QUEUED'),"
+    "WITH locked AS ("
+    " SELECT run_id, status FROM job_runs WHERE job_id = $1 AND status IN ('QUEUED', 'RUNNING')"
+    " ORDER BY run_id FOR NO KEY UPDATE),"
+    " touched AS ("
+    " UPDATE job_runs r SET"
+    " status = CASE WHEN l.status = 'QUEUED' THEN 'CANCELLED' ELSE r.status END,"
+    " completed_at = CASE WHEN l.status = 'QUEUED' THEN $2 ELSE r.completed_at END,"
+    " error_message = CASE WHEN l.status = 'QUEUED' THEN 'cancelled by the user'"
+    " ELSE r.error_message END,"
+    " cancel_requested = r.cancel_requested OR l.status = 'RUNNING'"
+    " FROM locked l WHERE r.run_id = l.run_id"
+    " RETURNING r.run_id, l.status AS was, r.scheduled_for, r.attempt),"
     " job AS ("
     " UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, updated_at = $2"
     " WHERE job_id = $1 RETURNING " + JOB_COLUMNS + ")"
-    " SELECT job.*, ARRAY(SELECT run_id::text FROM job_runs"
-    " WHERE job_id = $1 AND status = 'RUNNING' ORDER BY scheduled_for, attempt) FROM job"
+    " SELECT job.*, ARRAY(SELECT run_id::text FROM touched WHERE was = 'RUNNING'"
+    " ORDER BY scheduled_for, attempt) FROM job"
 )
+"""Cancel a job locked by ``LOCK_USER_JOB``: QUEUED runs end CANCELLED, RUNNING runs get
+``cancel_requested`` (their workers learn it at their next lease renewal), the job ends
+CANCELLED with no further fire. Runs are locked in ``run_id`` order."""

@@ -7,15 +7,19 @@ are kept with many processes writing at once:
   several of them never claim the same fire or lease the same run, and never
   wait for each other. ``claim_due`` inserts the runs and advances the jobs'
   next fires in the same transaction (DESIGN §5.3). With ``owner``/``epoch``
-  it is fenced: it claims only from the shards assigned to that owner at that
-  epoch (``shard_assignments``, share-locked for the transaction, §5.5).
+  it is fenced by the store's OWN record (``fenced_shards``, written by
+  ``fence_shards``): it claims only from the shards that record gives the
+  owner at that epoch, share-locking those rows for the transaction, so a
+  concurrent ``fence_shards`` waits for it (§5.5). No coordination table is read.
 * Every other write that decides on a state first locks the rows it reads, in
   a fixed order (jobs by id, then runs by id; see ``sql``), then applies its
   compare-and-set on (status, lease owner, attempt) to what it locked. The
-  decisions (CAS, retry or not, the job's next status) are made in Python by
-  the domain functions, exactly as the embedded store makes them (``plans``),
-  and written back in one statement with arrays (``unnest``), whatever the
-  batch size.
+  decisions (CAS, retry or not, the lost-run rule, the job's next status) are
+  made in Python by the domain functions (``plans``), and written back in one
+  statement with arrays (``unnest``), whatever the batch size.
+* ``claim_runs`` leases without starting; ``mark_started`` (one statement)
+  records the start, so ``reap_lost``/``release_runs`` requeue a run that never
+  started without using an attempt.
 * Instants are ``timestamptz``; ids are ``uuid`` (``str`` in the domain).
 
 Lifecycle: nothing connects before ``start()``, which opens the pool and
@@ -26,13 +30,13 @@ become ``UnavailableError`` / ``ValidationError`` / ``ConflictError``
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.errors import translated
-from chronoq.adapters.postgres.plans import Completion, Fires, JobStates, LockedRun, Reaping
+from chronoq.adapters.postgres.plans import Completion, Fires, JobStates, LockedRun, LostRuns
 from chronoq.adapters.postgres.pool import PgPool
 from chronoq.adapters.postgres.rows import (
     aware,
@@ -44,21 +48,30 @@ from chronoq.adapters.postgres.rows import (
 )
 from chronoq.domain.fires import next_fire
 from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
-from chronoq.domain.states import JOB_TERMINAL
+from chronoq.domain.states import (
+    JOB_TERMINAL,
+    LOST_AT_SHUTDOWN,
+    LOST_TO_LEASE,
+    LOST_TO_MEMBERSHIP,
+    RunStatus,
+)
 from chronoq.errors import ValidationError
-from chronoq.ports.store import (
-    Backlog,
-    CancelResult,
+from chronoq.ports.dispatch import (
     ClaimDueParams,
     ClaimRunsParams,
-    JobPage,
-    ListJobsParams,
+    LeaseRenewal,
     ReapParams,
+    ReleaseParams,
 )
+from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 
 T = TypeVar("T")
 
-_LEASE_LOST = "lease expired: the worker stopped heartbeating"
+_FENCE_LOCK_TIMEOUT_MS = 2000
+"""How long ``fence_shards`` waits for claims in flight before it gives up (and the
+leader tries again): a claim takes milliseconds; one stuck in a dead client's open
+transaction is ended by the server (``idle_in_transaction_session_timeout``)."""
+_RUNNING = RunStatus.RUNNING.value
 
 
 class PostgresStore:
@@ -88,15 +101,16 @@ class PostgresStore:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[Job]) -> None:
+    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
         if not jobs:
             return
         for job in jobs:
             if not is_id(job.job_id):
                 raise ValidationError(f"job_id must be a uuid, got {job.job_id!r}", field="job_id")
         args = job_args(jobs)
+        statement = sql.INSERT_JOBS_IF_ABSENT if if_absent else sql.INSERT_JOBS
         with translated("insert_jobs"):
-            await self._connected().execute(sql.INSERT_JOBS, *args)
+            await self._connected().execute(statement, *args)
 
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         if not is_id(job_id):
@@ -142,6 +156,22 @@ class PostgresStore:
         return await self._transaction("cancel_job", body)
 
     # -- the picker --------------------------------------------------------------------------
+
+    async def fence_shards(self, epoch: int, owners: Mapping[int, str]) -> bool:
+        shards = _checked_owners(epoch, owners)
+        names = [owners[s] for s in shards]
+
+        async def body(conn: Any) -> bool:
+            await conn.execute(f"SET LOCAL lock_timeout = '{_FENCE_LOCK_TIMEOUT_MS}ms'")
+            if epoch <= await conn.fetchval(sql.LOCK_FENCE_EPOCH):
+                return False  # a deposed leader's late write, or a repeat
+            await conn.execute(sql.LOCK_FENCED)  # waits for fenced claims in flight
+            await conn.execute(sql.DELETE_UNFENCED, shards)
+            await conn.execute(sql.WRITE_FENCES, shards, names, epoch)
+            await conn.execute(sql.SET_FENCE_EPOCH, epoch)
+            return True
+
+        return await self._transaction("fence_shards", body)
 
     async def claim_due(self, params: ClaimDueParams) -> list[Run]:
         now = aware(params.now, "now")
@@ -198,6 +228,29 @@ class PostgresStore:
             row = await self._connected().fetchrow(sql.BACKLOG, aware(now, "now"))
         return Backlog(due=row[0], oldest_due=row[1], queued=row[2], running=row[3])
 
+    async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
+        at = aware(at, "at")
+        ids = list({r for r in run_ids if is_id(r)})
+        if not ids:
+            return []
+        with translated("mark_started"):
+            rows = await self._connected().fetch(sql.MARK_STARTED, ids, worker_id, at)
+        started = {str(r[0]) for r in rows}
+        return [r for r in run_ids if r in started]
+
+    async def extend_leases(
+        self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
+    ) -> LeaseRenewal:
+        until = aware(lease_until, "lease_until")
+        ids = list({r for r in run_ids if is_id(r)})
+        if not ids:
+            return LeaseRenewal(held=[], cancel=[])
+        with translated("extend_leases"):
+            rows = await self._connected().fetch(sql.EXTEND_LEASES, ids, worker_id, until)
+        cancelled = {str(r[0]): bool(r[1]) for r in rows}
+        held = [r for r in run_ids if r in cancelled]
+        return LeaseRenewal(held=held, cancel=[r for r in held if cancelled[r]])
+
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         ids = list({o.run_id for o in outcomes if is_id(o.run_id)})
         if not ids:
@@ -214,28 +267,51 @@ class PostgresStore:
 
         return await self._transaction("complete_runs", body)
 
-    async def extend_leases(
-        self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
-    ) -> list[str]:
-        until = aware(lease_until, "lease_until")
-        ids = list({r for r in run_ids if is_id(r)})
-        if not ids:
-            return []
-        with translated("extend_leases"):
-            rows = await self._connected().fetch(sql.EXTEND_LEASES, ids, worker_id, until)
-        held = {str(r[0]) for r in rows}
-        return [r for r in run_ids if r in held]
-
-    async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> int:
-        ids = list({r for r in run_ids if is_id(r)})
+    async def release_runs(self, params: ReleaseParams) -> int:
+        now = aware(params.now, "now")
+        ids = list({r for r in params.run_ids if is_id(r)})
         if not ids:
             return 0
 
         async def body(conn: Any) -> int:
-            await conn.execute(sql.LOCK_JOBS_OF_RUNS, ids)
-            return int(await conn.fetchval(sql.RELEASE_RUNS, ids, worker_id))
+            jobs = JobStates(await conn.fetch(sql.LOCK_JOBS_OF_RUNS, ids))
+            plan = LostRuns(jobs, now=now, retry_at=now, max_interruptions=params.max_interruptions)
+            for row in await conn.fetch(sql.LOCK_RUNS, ids):
+                run = LockedRun(*row[1:])
+                if run.status == _RUNNING and run.lease_owner == params.worker_id:
+                    plan.add(row[0], run, LOST_AT_SHUTDOWN)
+            if len(plan):
+                await conn.execute(sql.END_LOST, *plan.args())
+            return len(plan)
 
         return await self._transaction("release_runs", body)
+
+    async def reap_lost(self, params: ReapParams) -> int:
+        now = aware(params.now, "now")
+        retry_at = aware(params.retry_at, "retry_at")
+        live = params.live_workers
+
+        async def body(conn: Any) -> int:
+            if params.expire_all:
+                rows = await conn.fetch(sql.REAP_SELECT_ALL, params.limit)
+            elif live is None:
+                rows = await conn.fetch(sql.REAP_SELECT_EXPIRED, now, params.limit)
+            else:
+                rows = await conn.fetch(sql.REAP_SELECT_LOST, now, params.limit, sorted(live))
+            if not rows:
+                return 0
+            jobs = JobStates([(r[1], r[10], r[11]) for r in rows])
+            plan = LostRuns(
+                jobs, now=now, retry_at=retry_at, max_interruptions=params.max_interruptions
+            )
+            for row in rows:
+                run = LockedRun(*row[1:10])
+                gone = live is not None and run.lease_owner not in live
+                plan.add(row[0], run, LOST_TO_MEMBERSHIP if gone else LOST_TO_LEASE)
+            await conn.execute(sql.END_LOST, *plan.args())
+            return len(plan)
+
+        return await self._transaction("reap_lost", body)
 
     async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
         cutoff = aware(before, "before")
@@ -247,23 +323,6 @@ class PostgresStore:
 
         return await self._transaction("purge_finished", body)
 
-    async def reap_expired(self, params: ReapParams) -> int:
-        now = aware(params.now, "now")
-        retry_at = aware(params.retry_at, "retry_at")
-
-        async def body(conn: Any) -> int:
-            if params.expire_all:
-                rows = await conn.fetch(sql.REAP_SELECT_ALL, params.limit)
-            else:
-                rows = await conn.fetch(sql.REAP_SELECT_EXPIRED, now, params.limit)
-            if not rows:
-                return 0
-            reaping = Reaping(rows)
-            await conn.execute(sql.REAP, *reaping.args(now, _LEASE_LOST, retry_at))
-            return len(rows)
-
-        return await self._transaction("reap_expired", body)
-
     # -- plumbing ----------------------------------------------------------------------------
 
     def _connected(self) -> Any:
@@ -274,18 +333,32 @@ class PostgresStore:
 
 
 async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | None:
-    """The shards a claim may take from (None: all). With ``owner`` set, only those
-    assigned to it at ``epoch``, share-locked until the claim commits (fencing)."""
+    """The shards a claim may take from (None: all). With ``owner`` set, only those the
+    store's fence record gives it at ``epoch``, share-locked until the claim commits."""
     wanted = None if params.shards is None else list(params.shards)
     if params.owner is None:
         return wanted
     if params.epoch is None:
         raise ValidationError("a fenced claim needs the assignment epoch", field="epoch")
-    owned = [r[0] for r in await conn.fetch(sql.LOCK_OWNED_SHARDS, params.owner, params.epoch)]
+    owned = [r[0] for r in await conn.fetch(sql.LOCK_FENCED_SHARDS, params.owner, params.epoch)]
     if wanted is None:
         return owned
     allowed = set(wanted)
     return [shard for shard in owned if shard in allowed]
+
+
+def _checked_owners(epoch: int, owners: Mapping[int, str]) -> list[int]:
+    """The shards of a fence, sorted; ValidationError for a malformed one."""
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise ValidationError(f"epoch must be an int, got {epoch!r}", field="epoch")
+    shards = sorted(owners)
+    for shard in shards:
+        if not isinstance(shard, int) or isinstance(shard, bool) or shard < 0:
+            raise ValidationError(f"shard ids are ints >= 0, got {shard!r}", field="owners")
+        owner = owners[shard]
+        if not isinstance(owner, str) or not owner:
+            raise ValidationError(f"owners are non-empty strings, got {owner!r}", field="owners")
+    return shards
 
 
 def _decode_cursor(cursor: str | None) -> int:
