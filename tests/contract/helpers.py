@@ -1,4 +1,5 @@
-"""Builders shared by the contract tests. Time is explicit: every call passes its ``now``."""
+"""Builders shared by the contract tests. Time is explicit: every call passes its ``now``
+(an instant built with ``at``), never the wall clock."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
 from chronoq.domain.states import JobStatus, RunStatus
-from chronoq.ports.store import ClaimDueParams, ClaimRunsParams, Store
+from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams, ReapParams, ReleaseParams
+from chronoq.ports.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -59,9 +62,13 @@ async def claim_due(
     horizon: datetime | None = None,
     limit: int = 1000,
     shards: list[int] | None = None,
+    owner: str | None = None,
+    epoch: int | None = None,
 ) -> list[Run]:
     return await store.claim_due(
-        ClaimDueParams(shards=shards, now=now, horizon=horizon or now, limit=limit)
+        ClaimDueParams(
+            shards=shards, now=now, horizon=horizon or now, limit=limit, owner=owner, epoch=epoch
+        )
     )
 
 
@@ -86,13 +93,64 @@ async def claim_runs(
 
 
 async def submit_and_lease(
-    store: Store, job: Job, worker_id: str = "w1", now: datetime = T0
+    store: Store, job: Job, worker_id: str = "w1", now: datetime = T0, *, started: bool = False
 ) -> ClaimedRun:
-    """Insert ``job``, fire it at ``now`` and lease its run to ``worker_id``."""
+    """Insert ``job``, fire it at ``now`` and lease its run to ``worker_id`` (lease until
+    ``now + LEASE``); with ``started``, also ``mark_started`` it at ``now``."""
     await store.insert_jobs([job])
     assert len(await claim_due(store, now)) == 1
     (claimed,) = await claim_runs(store, worker_id, now)
+    if started:
+        assert await store.mark_started(worker_id, [claimed.run_id], now) == [claimed.run_id]
     return claimed
+
+
+async def lease_and_start(
+    store: Store, worker_id: str, now: datetime, *, limit: int = 100
+) -> list[ClaimedRun]:
+    """Claim the runs available at ``now`` for ``worker_id`` and mark them all started."""
+    claimed = await claim_runs(store, worker_id, now, limit=limit)
+    ids = [c.run_id for c in claimed]
+    assert await store.mark_started(worker_id, ids, now) == ids
+    return claimed
+
+
+async def reap(
+    store: Store,
+    now: datetime,
+    *,
+    retry_at: datetime | None = None,
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS,
+    live_workers: frozenset[str] | None = None,
+    expire_all: bool = False,
+    limit: int = 1000,
+) -> int:
+    """``reap_lost`` at ``now``; an interrupted run's next attempt at ``retry_at`` (or now)."""
+    return await store.reap_lost(
+        ReapParams(
+            now=now,
+            retry_at=retry_at or now,
+            max_interruptions=max_interruptions,
+            live_workers=live_workers,
+            expire_all=expire_all,
+            limit=limit,
+        )
+    )
+
+
+async def release(
+    store: Store,
+    worker_id: str,
+    run_ids: list[str],
+    now: datetime,
+    *,
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS,
+) -> int:
+    return await store.release_runs(
+        ReleaseParams(
+            worker_id=worker_id, run_ids=run_ids, now=now, max_interruptions=max_interruptions
+        )
+    )
 
 
 def outcome(

@@ -9,8 +9,9 @@ import pytest
 
 from chronoq.domain.jobs import Job
 from chronoq.domain.states import JobStatus, RunStatus
-from chronoq.errors import UnavailableError, ValidationError
-from chronoq.ports.store import ListJobsParams, ReapParams, Store
+from chronoq.errors import ConflictError, UnavailableError, ValidationError
+from chronoq.ports.jobs import ListJobsParams
+from chronoq.ports.store import Store
 
 from .conftest import Harness
 from .helpers import (
@@ -21,6 +22,7 @@ from .helpers import (
     job_now,
     make_job,
     outcome,
+    reap,
     run_by_id,
     runs_of,
     submit_and_lease,
@@ -63,6 +65,31 @@ async def test_insert_is_all_or_nothing(store: Store) -> None:
     assert await store.get_job(fresh.user_id, fresh.job_id) is None
     assert await store.get_job(first.user_id, first.job_id) == first
     await store.insert_jobs([])
+
+
+async def test_a_duplicate_job_id_is_a_conflict(store: Store) -> None:
+    first = make_job()
+    await store.insert_jobs([first])
+    with pytest.raises(ConflictError):
+        await store.insert_jobs([dataclasses.replace(first, payload="other")])
+    assert await store.get_job(first.user_id, first.job_id) == first
+
+
+async def test_insert_if_absent_skips_existing_ids_and_inserts_the_rest(store: Store) -> None:
+    first = make_job()
+    await store.insert_jobs([first])
+    changed = dataclasses.replace(first, payload="not me", updated_at=at(9))
+    fresh = make_job(user_id="bob")
+
+    await store.insert_jobs([changed, fresh], if_absent=True)
+    await store.insert_jobs([fresh, changed], if_absent=True)  # a redelivery: changes nothing
+
+    assert await store.get_job(first.user_id, first.job_id) == first
+    assert await store.get_job(fresh.user_id, fresh.job_id) == fresh
+    assert [j.job_id for j in (await store.list_jobs(ListJobsParams(user_id="bob"))).items] == [
+        fresh.job_id
+    ]
+    assert len(await claim_due(store, T0)) == 2  # each job fires once: no hidden duplicate
 
 
 async def test_list_pages_oldest_first_with_an_opaque_cursor(store: Store) -> None:
@@ -169,9 +196,11 @@ async def test_reaping_a_cancelled_jobs_run_ends_it_cancelled(store: Store) -> N
     job = make_job(max_retries=5)
     await submit_and_lease(store, job)
     await store.cancel_job("alice", job.job_id, at(1))
-    assert await store.reap_expired(ReapParams(now=at(100), retry_at=at(101))) == 1
+    assert await reap(store, at(100), retry_at=at(101)) == 1
     (only,) = await runs_of(store, job)
     assert only.status is RunStatus.CANCELLED
+    assert only.error_message == "cancelled by the user"
+    assert only.completed_at == at(100)
     assert (await job_now(store, job)).status is JobStatus.CANCELLED
 
 

@@ -1,4 +1,8 @@
-"""Store contract: the workers' side — leases, compare-and-set outcomes, retries, reaping."""
+"""Store contract: the workers' side — leases, compare-and-set outcomes, retries.
+
+Lost runs (``reap_lost``, ``release_runs``) are in ``test_dispatch_lost.py``; starting
+and lease renewal in ``test_dispatch_started.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import dataclasses
 
 import pytest
 
-from chronoq.domain.retry import attempts_left_after_lost_lease
 from chronoq.domain.states import RUN_TERMINAL, JobStatus, RunStatus
-from chronoq.ports.store import ReapParams, Store
+from chronoq.ports.dispatch import LeaseRenewal
+from chronoq.ports.store import Store
 
 from .conftest import Harness
 from .helpers import (
@@ -20,6 +24,7 @@ from .helpers import (
     job_now,
     make_job,
     outcome,
+    reap,
     run_by_id,
     runs_of,
     submit_and_lease,
@@ -45,11 +50,13 @@ async def test_claim_runs_leases_the_run_and_marks_the_job_running(store: Store)
     assert claimed.timeout_seconds == 5.0
     assert claimed.max_retries == 2
     assert claimed.recurring is False
+    assert claimed.interruptions == 0
     run = await run_by_id(store, job, fired.run_id)
     assert run.status is RunStatus.RUNNING
     assert run.worker_id == "w1"
     assert run.lease_until == at(30)
-    assert run.started_at == at(0.5)
+    assert run.started_at is None  # leased, not started: only mark_started says it began
+    assert run.interruptions == 0
     assert (await job_now(store, job)).status is JobStatus.RUNNING
     assert await claim_runs(store, "w2", at(1)) == []
     assert await store.next_available_at() is None
@@ -65,8 +72,8 @@ async def test_claim_runs_respects_available_at_and_the_horizon(store: Store) ->
     (claimed,) = await claim_runs(store, "w1", T0, horizon=at(5))
 
     assert claimed.recurring is True
-    run = await run_by_id(store, job, claimed.run_id)
-    assert run.started_at == at(5)  # it starts when it becomes available, not when leased
+    assert claimed.available_at == at(5)  # the worker waits for it; the store records no start
+    assert (await run_by_id(store, job, claimed.run_id)).started_at is None
 
 
 async def test_claim_runs_takes_the_earliest_available_up_to_the_limit(store: Store) -> None:
@@ -132,7 +139,21 @@ async def test_a_completed_one_shot_run_records_everything_and_completes_the_job
     after = await job_now(store, job)
     assert after.status is JobStatus.COMPLETED
     assert after.updated_at == at(2)
-    assert await store.extend_leases("w1", [claimed.run_id], at(60)) == []
+    assert await store.extend_leases("w1", [claimed.run_id], at(60)) == LeaseRenewal(
+        held=[], cancel=[]
+    )
+
+
+async def test_an_outcome_needs_no_mark_started_and_records_its_started_at(
+    store: Store,
+) -> None:
+    job = make_job()
+    claimed = await submit_and_lease(store, job, "w1")  # never marked started
+    done = outcome(claimed, RunStatus.FAILED, started_at=at(3), completed_at=at(4), exit_code=2)
+    assert await store.complete_runs([done]) == [True]
+    run = await run_by_id(store, job, claimed.run_id)
+    assert (run.status, run.started_at, run.completed_at) == (RunStatus.FAILED, at(3), at(4))
+    assert await store.mark_started("w1", [claimed.run_id], at(5)) == []
 
 
 async def test_retry_scheduled_creates_the_next_attempt_then_final_failure_fails_the_job(
@@ -204,7 +225,7 @@ async def test_outcomes_of_several_runs_are_recorded_in_one_call(store: Store) -
         assert (await job_now(store, job)).status is expected
 
 
-# -- extend_leases and release_runs -----------------------------------------------------------
+# -- extend_leases -----------------------------------------------------------------------
 
 
 async def test_extend_leases_returns_only_the_runs_still_held(store: Store) -> None:
@@ -215,110 +236,17 @@ async def test_extend_leases_returns_only_the_runs_still_held(store: Store) -> N
     (theirs,) = await claim_runs(store, "w2", T0)
     job_of = {j.job_id: j for j in jobs}
 
-    asked = [mine[0].run_id, theirs.run_id, make_job().job_id, "nope", mine[1].run_id]
-    held = await store.extend_leases("w1", asked, at(90))
+    asked = [mine[1].run_id, theirs.run_id, make_job().job_id, "nope", mine[0].run_id]
+    renewal = await store.extend_leases("w1", asked, at(90))
 
-    assert held == [mine[0].run_id, mine[1].run_id]
+    assert renewal == LeaseRenewal(held=[mine[1].run_id, mine[0].run_id], cancel=[])
     assert (await run_by_id(store, job_of[mine[0].job_id], mine[0].run_id)).lease_until == at(90)
     assert (await run_by_id(store, job_of[theirs.job_id], theirs.run_id)).lease_until == T0 + LEASE
 
     assert await store.complete_runs([outcome(mine[0], RunStatus.COMPLETED)]) == [True]
-    assert await store.extend_leases("w1", [mine[0].run_id, mine[1].run_id], at(120)) == [
-        mine[1].run_id
-    ]
-    assert await store.extend_leases("w1", [], at(120)) == []
-
-
-async def test_release_hands_runs_back_queued_with_the_same_attempt(store: Store) -> None:
-    job = make_job(cron="@every 60s")
-    claimed = await submit_and_lease(store, job, "w1")
-
-    assert await store.release_runs("w2", [claimed.run_id]) == 0
-    assert await store.release_runs("w1", [claimed.run_id, make_job().job_id, "nope"]) == 1
-
-    run = await run_by_id(store, job, claimed.run_id)
-    assert run.status is RunStatus.QUEUED
-    assert run.attempt == 1
-    assert (run.lease_until, run.worker_id, run.started_at) == (None, None, None)
-    assert (await job_now(store, job)).status is JobStatus.PENDING
-    assert await store.release_runs("w1", [claimed.run_id]) == 0
-
-    (again,) = await claim_runs(store, "w2", at(1))
-    assert (again.run_id, again.attempt) == (claimed.run_id, 1)
-    assert await store.complete_runs([outcome(claimed, RunStatus.COMPLETED)]) == [False]
-
-
-# -- reap_expired -----------------------------------------------------------------------------
-
-
-async def test_reap_retries_a_run_whose_lease_expired(store: Store) -> None:
-    job = make_job(max_retries=3)
-    claimed = await submit_and_lease(store, job, "w1")  # lease until T0 + 30 s
-
-    assert await store.reap_expired(ReapParams(now=at(29), retry_at=at(29))) == 0
-    assert await store.reap_expired(ReapParams(now=at(31), retry_at=at(32))) == 1
-
-    old, new = await runs_of(store, job)
-    assert old.run_id == claimed.run_id
-    assert old.status is RunStatus.RETRY_SCHEDULED
-    assert old.completed_at == at(31)
-    assert old.error_message is not None and "lease" in old.error_message
-    assert old.lease_until is None
-    assert (new.attempt, new.status, new.scheduled_for) == (2, RunStatus.QUEUED, T0)
-    assert (new.triggered_at, new.available_at) == (at(31), at(32))
-    assert (await job_now(store, job)).status is JobStatus.PENDING
-
-    stale = outcome(claimed, RunStatus.COMPLETED, completed_at=at(33))
-    assert await store.complete_runs([stale]) == [False]
-    assert await store.reap_expired(ReapParams(now=at(31), retry_at=at(32))) == 0
-
-
-async def test_reap_kills_a_run_with_no_attempts_left(store: Store) -> None:
-    job = make_job(max_retries=1)
-    await submit_and_lease(store, job, "w1")
-    assert await store.reap_expired(ReapParams(now=at(31), retry_at=at(31))) == 1
-    (second,) = await claim_runs(store, "w2", at(31))
-    assert second.attempt == 2
-
-    assert await store.reap_expired(ReapParams(now=at(100), retry_at=at(100))) == 1
-
-    runs = await runs_of(store, job)
-    assert [(r.attempt, r.status) for r in runs] == [
-        (1, RunStatus.RETRY_SCHEDULED),
-        (2, RunStatus.DEAD),
-    ]
-    assert (await job_now(store, job)).status is JobStatus.FAILED
-
-
-async def test_reap_with_no_retries_follows_the_lost_lease_rule(store: Store) -> None:
-    job = make_job(max_retries=0)
-    await submit_and_lease(store, job, "w1")
-    assert await store.reap_expired(ReapParams(now=at(31), retry_at=at(31))) == 1
-    runs = await runs_of(store, job)
-    if attempts_left_after_lost_lease(1, 0):
-        assert [(r.attempt, r.status) for r in runs] == [
-            (1, RunStatus.RETRY_SCHEDULED),
-            (2, RunStatus.QUEUED),
-        ]
-    else:
-        assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.DEAD)]
-
-
-async def test_reap_expire_all_takes_every_running_run_up_to_the_limit(store: Store) -> None:
-    jobs = [make_job(cron="@every 1h", max_retries=2, next_fire_at=at(-i)) for i in range(3)]
-    await store.insert_jobs(jobs)
-    await claim_due(store, T0)
-    await claim_runs(store, "w1", T0, lease_until=at(3600))
-
-    assert await store.reap_expired(ReapParams(now=T0, retry_at=T0)) == 0
-    assert await store.reap_expired(ReapParams(now=T0, retry_at=T0, expire_all=True, limit=2)) == 2
-    assert await store.reap_expired(ReapParams(now=T0, retry_at=T0, expire_all=True)) == 1
-    for job in jobs:
-        assert [r.status for r in await runs_of(store, job)] == [
-            RunStatus.RETRY_SCHEDULED,
-            RunStatus.QUEUED,
-        ]
-        assert (await job_now(store, job)).status is JobStatus.PENDING
+    renewal = await store.extend_leases("w1", [mine[0].run_id, mine[1].run_id], at(120))
+    assert renewal.held == [mine[1].run_id]
+    assert await store.extend_leases("w1", [], at(120)) == LeaseRenewal(held=[], cancel=[])
 
 
 # -- one terminal outcome per fire ------------------------------------------------------------
@@ -326,8 +254,8 @@ async def test_reap_expire_all_takes_every_running_run_up_to_the_limit(store: St
 
 async def test_a_stale_worker_cannot_add_a_second_outcome_to_a_fire(store: Store) -> None:
     job = make_job(max_retries=2)
-    first = await submit_and_lease(store, job, "w1")
-    assert await store.reap_expired(ReapParams(now=at(31), retry_at=at(31))) == 1
+    first = await submit_and_lease(store, job, "w1", started=True)
+    assert await reap(store, at(31)) == 1  # lease expired mid-run: INTERRUPTED, attempt 2
     (second,) = await claim_runs(store, "w2", at(31))
     assert await store.complete_runs([outcome(second, RunStatus.COMPLETED, worker_id="w2")]) == [
         True
@@ -356,3 +284,17 @@ async def test_the_schema_refuses_a_second_terminal_run_for_a_fire(harness: Harn
     await harness.insert_raw_run(  # another attempt that is not terminal is allowed
         job_id=job.job_id, user_id=job.user_id, scheduled_for=T0, attempt=2, status="QUEUED"
     )
+
+
+@pytest.mark.parametrize("status", ["INTERRUPTED", "RETRY_SCHEDULED"])
+async def test_the_schema_allows_many_attempts_that_end_only_an_attempt(
+    harness: Harness, status: str
+) -> None:
+    job = make_job()
+    claimed = await submit_and_lease(harness.store, job, "w1")
+    assert await harness.store.complete_runs([outcome(claimed, RunStatus.COMPLETED)]) == [True]
+    for attempt in (2, 3):  # neither is a terminal outcome of the fire
+        await harness.insert_raw_run(
+            job_id=job.job_id, user_id=job.user_id, scheduled_for=T0, attempt=attempt, status=status
+        )
+    assert len(await runs_of(harness.store, job)) == 3

@@ -14,8 +14,14 @@ JOB_COLUMNS = (
 )
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
-    " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until"
+    " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
+    " interruptions"
 )
+CLAIMED_COLUMNS = (
+    "r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at, j.payload, j.payload_ref,"
+    " j.timeout_seconds, j.max_retries, j.cron_schedule, r.interruptions"
+)
+"""``claimed_from_row``'s columns, over ``job_runs r JOIN jobs j``."""
 
 
 def _opt_time(value: int | None) -> Any:
@@ -59,6 +65,7 @@ def run_from_row(row: tuple[Any, ...]) -> Run:
         worker_id=row[12],
         error_message=row[13],
         lease_until=_opt_time(row[14]),
+        interruptions=row[15],
     )
 
 
@@ -74,4 +81,5 @@ def claimed_from_row(row: tuple[Any, ...]) -> ClaimedRun:
         timeout_seconds=row[7],
         max_retries=row[8],
         recurring=row[9] is not None,
+        interruptions=row[10],
     )

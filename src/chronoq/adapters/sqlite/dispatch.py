@@ -1,0 +1,284 @@
+"""The Dispatch transactions of ``SqliteStore``: fencing, claims, starts, leases, outcomes.
+
+Plain functions of the connection, run on the store thread inside one
+savepoint of a group commit (``SqliteThread``). The hot path (``claim_runs``,
+``mark_started``, ``complete_runs`` at thousands of runs a second) uses a few
+prepared statements per call, never one round of queries per run where a
+batch statement does. Instants are epoch microseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chronoq.adapters.sqlite.rows import CLAIMED_COLUMNS, claimed_from_row
+from chronoq.domain.clock import from_micros, to_micros
+from chronoq.domain.fires import next_fire
+from chronoq.domain.ids import new_id
+from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.domain.states import (
+    JOB_TERMINAL,
+    RUN_TERMINAL,
+    RUN_TRANSITIONS,
+    JobStatus,
+    RunStatus,
+    job_status_after_run,
+)
+from chronoq.errors import ValidationError
+from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams, LeaseRenewal
+
+INSERT_RUN = (
+    "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at,"
+    " available_at, interruptions) VALUES (?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?)"
+)
+"""A new QUEUED run: (run_id, job_id, user_id, scheduled_for, attempt, triggered_at,
+available_at, interruptions)."""
+
+_TERMINAL_JOBS = ", ".join(f"'{s.value}'" for s in sorted(JOB_TERMINAL))
+SETTLE_JOB = (
+    "UPDATE jobs SET status = CASE WHEN cron_schedule IS NULL THEN ? ELSE ? END, updated_at = ?"
+    f" WHERE job_id = ? AND status NOT IN ({_TERMINAL_JOBS})"
+)
+"""Move a job on after one of its runs ended (``settle_args``); a terminal job stays put."""
+
+OUTCOME_STATUSES = frozenset(
+    s
+    for s in RUN_TRANSITIONS[RunStatus.RUNNING]
+    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
+)
+"""What a worker may report: the ways out of RUNNING that end an attempt. Requeueing and
+INTERRUPTED are the lost-run rule's (``reap_lost``, ``release_runs``), not a worker's."""
+
+
+def settle_args(job_id: str, status: RunStatus, now_us: int) -> tuple[Any, ...]:
+    """``SETTLE_JOB``'s parameters after a run of ``job_id`` reached ``status``."""
+    one_shot = job_status_after_run(status, recurring=False).value
+    recurring = job_status_after_run(status, recurring=True).value
+    return (one_shot, recurring, now_us, job_id)
+
+
+def marks(values: Sequence[object]) -> str:
+    """``?, ?, ...``: one placeholder per value."""
+    return ", ".join("?" * len(values))
+
+
+def ids_in_chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
+    """Distinct ``ids`` in slices small enough for one ``IN (?, ...)`` list each."""
+    distinct = list(dict.fromkeys(ids))
+    return [distinct[i : i + size] for i in range(0, len(distinct), size)]
+
+
+def in_asked_order(asked: Sequence[str], found: set[str]) -> list[str]:
+    """The ``found`` ids in the order they were asked (each once)."""
+    return [run_id for run_id in dict.fromkeys(asked) if run_id in found]
+
+
+# -- pickers ---------------------------------------------------------------------------------
+
+
+def fence_shards(conn: sqlite3.Connection, epoch: int, owners: Mapping[int, str]) -> bool:
+    """Record ``owners`` under ``epoch`` if it is newer than the recorded one.
+
+    The store thread runs one transaction at a time, so no fenced claim is ever in
+    flight while this runs: a claim sees the record wholly before or wholly after.
+    """
+    applied = conn.execute(
+        "UPDATE shard_fence_epoch SET epoch = ? WHERE id = 1 AND epoch < ?", (epoch, epoch)
+    ).rowcount
+    if not applied:
+        return False
+    conn.execute("DELETE FROM shard_fence")
+    conn.executemany(
+        "INSERT INTO shard_fence (shard_id, owner) VALUES (?, ?)", sorted(owners.items())
+    )
+    return True
+
+
+def _fence_filter(conn: sqlite3.Connection, params: ClaimDueParams) -> tuple[str, list[Any]] | None:
+    """The SQL that keeps a fenced claim to its owner's shards; None if it may claim nothing."""
+    if params.owner is None:
+        return "", []
+    (recorded,) = conn.execute("SELECT epoch FROM shard_fence_epoch WHERE id = 1").fetchone()
+    if params.epoch is None or params.epoch != recorded:
+        return None
+    return " AND shard_id IN (SELECT shard_id FROM shard_fence WHERE owner = ?)", [params.owner]
+
+
+def claim_due(conn: sqlite3.Connection, params: ClaimDueParams) -> list[Run]:
+    """Create the QUEUED run of each due fire and advance its job's next fire, together."""
+    fence = _fence_filter(conn, params)
+    if fence is None or (params.shards is not None and not params.shards):
+        return []
+    now_us, horizon = to_micros(params.now), to_micros(params.horizon)
+    sql = (
+        "SELECT job_id, user_id, cron_schedule, timezone, next_fire_at FROM jobs"
+        " WHERE next_fire_at IS NOT NULL AND next_fire_at <= ?" + fence[0]
+    )
+    args: list[Any] = [horizon, *fence[1]]
+    if params.shards is not None:
+        sql += f" AND shard_id IN ({marks(params.shards)})"
+        args.extend(params.shards)
+    sql += " ORDER BY next_fire_at LIMIT ?"
+    args.append(params.limit)
+    runs: list[Run] = []
+    new_runs: list[tuple[Any, ...]] = []
+    advances: list[tuple[Any, ...]] = []
+    for job_id, user_id, cron, tz, due in conn.execute(sql, args).fetchall():
+        run_id = new_id()
+        scheduled = from_micros(due)
+        following = next_fire(
+            cron_schedule=cron, timezone=tz, scheduled_for=scheduled, now=params.now
+        )
+        new_runs.append((run_id, job_id, user_id, due, 1, now_us, due, 0))
+        advances.append((None if following is None else to_micros(following), now_us, job_id, due))
+        runs.append(
+            Run(
+                run_id=run_id,
+                job_id=job_id,
+                user_id=user_id,
+                scheduled_for=scheduled,
+                attempt=1,
+                status=RunStatus.QUEUED,
+                triggered_at=params.now,
+                available_at=scheduled,
+            )
+        )
+    conn.executemany(INSERT_RUN, new_runs)
+    conn.executemany(
+        "UPDATE jobs SET next_fire_at = ?, updated_at = ? WHERE job_id = ? AND next_fire_at = ?",
+        advances,
+    )
+    return runs
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+def claim_runs(conn: sqlite3.Connection, params: ClaimRunsParams) -> list[ClaimedRun]:
+    """Lease the earliest available QUEUED runs: RUNNING, owned, NOT started."""
+    rows = conn.execute(
+        f"SELECT {CLAIMED_COLUMNS} FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
+        " WHERE r.status = 'QUEUED' AND r.available_at <= ? ORDER BY r.available_at LIMIT ?",
+        (to_micros(params.horizon), params.limit),
+    ).fetchall()
+    if not rows:
+        return []
+    until, now_us = to_micros(params.lease_until), to_micros(params.now)
+    worker = params.worker_id
+    conn.executemany(
+        "UPDATE job_runs SET status = 'RUNNING', lease_owner = ?, worker_id = ?, lease_until = ?"
+        " WHERE run_id = ? AND status = 'QUEUED'",
+        [(worker, worker, until, r[0]) for r in rows],
+    )
+    conn.executemany(
+        "UPDATE jobs SET status = 'RUNNING', updated_at = ?"
+        " WHERE job_id = ? AND status = 'PENDING'",
+        [(now_us, r[1]) for r in rows],
+    )
+    return [claimed_from_row(r) for r in rows]
+
+
+def mark_started(
+    conn: sqlite3.Connection, worker_id: str, run_ids: Sequence[str], at_us: int
+) -> list[str]:
+    """Set ``started_at`` on the worker's RUNNING, not yet started runs; those ids, as asked."""
+    started: set[str] = set()
+    for chunk in ids_in_chunks(run_ids):
+        rows = conn.execute(
+            f"UPDATE job_runs SET started_at = ? WHERE run_id IN ({marks(chunk)})"
+            " AND status = 'RUNNING' AND lease_owner = ? AND started_at IS NULL RETURNING run_id",
+            (at_us, *chunk, worker_id),
+        ).fetchall()
+        started.update(r[0] for r in rows)
+    return in_asked_order(run_ids, started)
+
+
+def extend_leases(
+    conn: sqlite3.Connection, worker_id: str, run_ids: Sequence[str], until_us: int
+) -> LeaseRenewal:
+    """Extend the worker's RUNNING runs; report them, and those whose cancel was requested."""
+    held: set[str] = set()
+    cancel: set[str] = set()
+    for chunk in ids_in_chunks(run_ids):
+        rows = conn.execute(
+            f"UPDATE job_runs SET lease_until = ? WHERE run_id IN ({marks(chunk)})"
+            " AND status = 'RUNNING' AND lease_owner = ?"
+            " RETURNING run_id, cancel_requested OR EXISTS (SELECT 1 FROM jobs j"
+            " WHERE j.job_id = job_runs.job_id AND j.status = 'CANCELLED')",
+            (until_us, *chunk, worker_id),
+        ).fetchall()
+        held.update(r[0] for r in rows)
+        cancel.update(r[0] for r in rows if r[1])
+    return LeaseRenewal(held=in_asked_order(run_ids, held), cancel=in_asked_order(run_ids, cancel))
+
+
+def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
+    """ValidationError (before anything is written) for a status no worker may report."""
+    for outcome in outcomes:
+        if outcome.status not in OUTCOME_STATUSES:
+            raise ValidationError(
+                f"a run cannot end {outcome.status.value}: a worker reports one of "
+                + ", ".join(sorted(OUTCOME_STATUSES)),
+                field="status",
+            )
+
+
+_END_BY_OUTCOME = (
+    "UPDATE job_runs SET status = ?, started_at = ?, completed_at = ?, output = ?,"
+    " exit_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL"
+    " WHERE run_id = ? AND status = 'RUNNING' AND lease_owner = ? AND attempt = ?"
+    " RETURNING job_id, user_id, scheduled_for, interruptions"
+)
+
+
+def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
+    """Record one outcome if the run is still RUNNING under (worker, attempt); whether it was."""
+    status = outcome.status
+    if status is RunStatus.RETRY_SCHEDULED and _job_cancelled(conn, outcome.run_id):
+        status = RunStatus.CANCELLED  # no retry for a cancelled job
+    completed_us = to_micros(outcome.completed_at)
+    row = conn.execute(
+        _END_BY_OUTCOME,
+        (
+            status.value,
+            to_micros(outcome.started_at),
+            completed_us,
+            outcome.output,
+            outcome.exit_code,
+            outcome.error_message,
+            outcome.run_id,
+            outcome.worker_id,
+            outcome.attempt,
+        ),
+    ).fetchone()
+    if row is None:
+        return False  # stale: the lease moved on; nothing changed
+    job_id, user_id, scheduled_for, interruptions = row
+    if status is RunStatus.RETRY_SCHEDULED:
+        retry_at = to_micros(outcome.retry_at or outcome.completed_at)
+        conn.execute(
+            INSERT_RUN,
+            (
+                new_id(),
+                job_id,
+                user_id,
+                scheduled_for,
+                outcome.attempt + 1,
+                completed_us,
+                retry_at,
+                interruptions,  # a job failure: the interruptions so far carry over unchanged
+            ),
+        )
+    conn.execute(SETTLE_JOB, settle_args(job_id, status, completed_us))
+    return True
+
+
+def _job_cancelled(conn: sqlite3.Connection, run_id: str) -> bool:
+    row = conn.execute(
+        "SELECT r.cancel_requested, j.status FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
+        " WHERE r.run_id = ?",
+        (run_id,),
+    ).fetchone()
+    return row is not None and (bool(row[0]) or row[1] == JobStatus.CANCELLED)

@@ -1,0 +1,163 @@
+"""The JobStore transactions of ``SqliteStore``: plain functions of the connection.
+
+Each runs on the store thread inside one savepoint of a group commit
+(``SqliteThread``), so it applies whole or not at all. Instants are epoch
+microseconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from chronoq.adapters.sqlite.rows import JOB_COLUMNS, RUN_COLUMNS, job_from_row, run_from_row
+from chronoq.domain.clock import from_micros, to_micros
+from chronoq.domain.jobs import Job, Run
+from chronoq.domain.states import JOB_TERMINAL
+from chronoq.errors import ConflictError, ValidationError
+from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
+
+CANCELLED_BY_USER = "cancelled by the user"
+
+_INSERT_JOB = (
+    "INSERT INTO jobs (job_id, user_id, project_id, payload, payload_ref, payload_size,"
+    " cron_schedule, timezone, next_fire_at, shard_id, status, max_retries, timeout_seconds,"
+    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Only a duplicate job id is skipped: any other constraint still fails the insert.
+_INSERT_JOB_IF_ABSENT = _INSERT_JOB + " ON CONFLICT (job_id) DO NOTHING"
+
+_PURGE_RUNS = (
+    "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
+    " WHERE status NOT IN ('QUEUED', 'RUNNING') AND completed_at < ? LIMIT ?)"
+)
+_PURGE_JOBS = (
+    "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs j"
+    " WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < ?"
+    " AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.job_id) LIMIT ?)"
+    " RETURNING payload_ref"
+)
+
+
+def insert_jobs(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], if_absent: bool) -> None:
+    """Insert ``job_row``s; a duplicate id is a ConflictError unless ``if_absent``."""
+    try:
+        conn.executemany(_INSERT_JOB_IF_ABSENT if if_absent else _INSERT_JOB, rows)
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(f"a job with that id already exists: {exc}") from None
+
+
+def job_row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.job_id,
+        job.user_id,
+        job.project_id,
+        job.payload,
+        job.payload_ref,
+        job.payload_size,
+        job.cron_schedule,
+        job.timezone,
+        None if job.next_fire_at is None else to_micros(job.next_fire_at),
+        job.shard_id,
+        job.status.value,
+        job.max_retries,
+        job.timeout_seconds,
+        to_micros(job.created_at),
+        to_micros(job.updated_at),
+    )
+
+
+def get_job(conn: sqlite3.Connection, user_id: str, job_id: str) -> Job | None:
+    row = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ? AND user_id = ?", (job_id, user_id)
+    ).fetchone()
+    return None if row is None else job_from_row(row)
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The ``seq`` after which a page starts; ValidationError for a cursor we did not issue."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+        raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
+    return int(cursor)
+
+
+def list_jobs(conn: sqlite3.Connection, params: ListJobsParams, after: int) -> JobPage:
+    sql = f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE user_id = ? AND seq > ?"
+    args: list[Any] = [params.user_id, after]
+    if params.status is not None:
+        sql += " AND status = ?"
+        args.append(params.status.value)
+    if params.project_id is not None:
+        sql += " AND project_id = ?"
+        args.append(params.project_id)
+    sql += " ORDER BY seq LIMIT ?"
+    args.append(params.limit + 1)
+    rows = conn.execute(sql, args).fetchall()
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    cursor = str(rows[-1][0]) if more and rows else None
+    return JobPage(items=[job_from_row(r[1:]) for r in rows], next_cursor=cursor)
+
+
+def list_runs(conn: sqlite3.Connection, user_id: str, job_id: str, limit: int) -> list[Run]:
+    rows = conn.execute(
+        f"SELECT {RUN_COLUMNS} FROM job_runs WHERE job_id = ? AND user_id = ?"
+        " ORDER BY scheduled_for DESC, attempt DESC LIMIT ?",
+        (job_id, user_id, limit),
+    ).fetchall()
+    return [run_from_row(r) for r in rows]
+
+
+def cancel_job(
+    conn: sqlite3.Connection, user_id: str, job_id: str, now_us: int
+) -> CancelResult | None:
+    """Cancel the job: no more fires, QUEUED runs CANCELLED, RUNNING runs cancel_requested."""
+    job = get_job(conn, user_id, job_id)
+    if job is None:
+        return None
+    if job.status in JOB_TERMINAL:
+        return CancelResult(job=job, running_run_ids=[])
+    conn.execute(
+        "UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, updated_at = ?"
+        " WHERE job_id = ?",
+        (now_us, job_id),
+    )
+    conn.execute(
+        "UPDATE job_runs SET status = 'CANCELLED', completed_at = ?, error_message = ?"
+        " WHERE job_id = ? AND status = 'QUEUED'",
+        (now_us, CANCELLED_BY_USER, job_id),
+    )
+    running = conn.execute(
+        "UPDATE job_runs SET cancel_requested = 1 WHERE job_id = ? AND status = 'RUNNING'"
+        " RETURNING run_id",
+        (job_id,),
+    ).fetchall()
+    after = get_job(conn, user_id, job_id)
+    assert after is not None  # same transaction: it cannot have gone
+    return CancelResult(job=after, running_run_ids=sorted(r[0] for r in running))
+
+
+def backlog(conn: sqlite3.Connection, now_us: int) -> Backlog:
+    due, oldest = conn.execute(
+        "SELECT count(*), min(next_fire_at) FROM jobs"
+        " WHERE next_fire_at IS NOT NULL AND next_fire_at <= ?",
+        (now_us,),
+    ).fetchone()
+    queued = conn.execute(
+        "SELECT count(*) FROM job_runs WHERE status = 'QUEUED' AND available_at <= ?", (now_us,)
+    ).fetchone()[0]
+    running = conn.execute("SELECT count(*) FROM job_runs WHERE status = 'RUNNING'").fetchone()[0]
+    return Backlog(
+        due=due,
+        oldest_due=None if oldest is None else from_micros(oldest),
+        queued=queued,
+        running=running,
+    )
+
+
+def purge_finished(conn: sqlite3.Connection, cutoff_us: int, limit: int) -> list[str]:
+    conn.execute(_PURGE_RUNS, (cutoff_us, limit))
+    rows = conn.execute(_PURGE_JOBS, (cutoff_us, limit)).fetchall()
+    return [r[0] for r in rows if r[0] is not None]
