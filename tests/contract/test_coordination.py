@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
-from chronoq.adapters.postgres.coordination import LOCK_OWNED_SHARDS, PostgresCoordination
+from chronoq.adapters.postgres.coordination import PostgresCoordination
 from chronoq.adapters.postgres.notify import PostgresNotifier
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.coordination import Coordination, Leadership, Member, ShardAssignment
@@ -380,38 +380,40 @@ async def test_assign_shards_notifies_pickers_on_commit(pg_database: str) -> Non
         await coord.close()
 
 
-async def test_the_claim_fence_waits_for_and_then_sees_a_new_assignment(pg_database: str) -> None:
-    """The statement ``PostgresStore.claim_due`` runs for fencing, against a concurrent
-    ``assign_shards``: the assignment waits for the claim; afterwards the old
-    (owner, epoch) owns nothing."""
+async def test_assignment_epochs_keep_growing_across_restarts_and_leaders(
+    pg_database: str,
+) -> None:
+    """The epoch a store fences with must never repeat: not after every process of the
+    coordination restarted, not under a new leader term, not after an empty assignment."""
+    seen: list[int] = []
+    for round_ in range(3):
+        coord = PostgresCoordination(pg_database)
+        await coord.start()
+        try:
+            lease = await _lead(coord, f"leader-{round_}", TTL)
+            for owners in ({0: "p1", 1: "p2"}, {}):
+                epoch = await coord.assign_shards(lease.holder, lease.epoch, owners)
+                assert epoch is not None
+                seen.append(epoch)
+            await coord.resign(lease.holder)
+        finally:
+            await coord.close()
+    assert seen == sorted(set(seen)), seen  # strictly growing
+    assert len(seen) == 6
+
+
+async def test_the_coordination_never_touches_the_stores_fence(pg_database: str) -> None:
+    """Fencing is the store's own record now: assigning shards writes nothing there."""
     coord = PostgresCoordination(pg_database)
     await coord.start()
-    claim = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
+    conn = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
     try:
         lease = await _lead(coord, "a")
-        first = await coord.assign_shards("a", lease.epoch, {0: "p1", 1: "p1", 2: "p2"})
-        assert first is not None
-        async with claim.transaction():
-            owned = [r[0] for r in await claim.fetch(LOCK_OWNED_SHARDS, "p1", first)]
-            assert owned == [0, 1]
-            moving = asyncio.ensure_future(coord.assign_shards("a", lease.epoch, {0: "p2"}))
-
-            async def assignment_waits() -> bool:
-                waiting = await claim.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                return bool(waiting) or moving.done()
-
-            await eventually(assignment_waits)
-            assert not moving.done()  # it waits for the claim transaction
-        second = await asyncio.wait_for(moving, DEADLINE)
-        assert second is not None and second > first
-        async with claim.transaction():
-            assert await claim.fetch(LOCK_OWNED_SHARDS, "p1", first) == []
-            assert [r[0] for r in await claim.fetch(LOCK_OWNED_SHARDS, "p2", second)] == [0]
+        assert await coord.assign_shards("a", lease.epoch, {0: "p1", 1: "p2"}) is not None
+        assert await conn.fetchval("SELECT epoch FROM fence_epoch") == 0
+        assert await conn.fetchval("SELECT count(*) FROM fenced_shards") == 0
     finally:
-        await claim.close()
+        await conn.close()
         await coord.close()
 
 

@@ -1,4 +1,5 @@
-"""PostgreSQL only: the migrations produce the declared schema, once, even when raced."""
+"""PostgreSQL only: the migrations produce the declared schema, once, even when raced,
+and upgrade a database that already holds data."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 
-from chronoq.adapters.postgres import PostgresStore
+from chronoq.adapters.postgres import PostgresStore, PostgresSubmissionLog
 from chronoq.adapters.postgres.migrations import apply_migrations, migrations
+from chronoq.domain.states import RUN_TERMINAL, RunStatus
 
 from .conftest import CONNECT_TIMEOUT, create_database, drop_database, dsn_for
+from .helpers import T0, make_job
 
-TABLES = {"jobs", "job_runs", "schema_migrations"}
-"""The store's tables (later migrations may add others, e.g. coordination's)."""
+TABLES = {"jobs", "job_runs", "fence_epoch", "fenced_shards", "schema_migrations"}
+"""The store's tables (other ports' migrations add theirs: coordination, submissions)."""
 
 COLUMNS = {
     "jobs": {
@@ -54,6 +58,19 @@ COLUMNS = {
         "error_message": "text",
         "lease_owner": "text",
         "lease_until": "timestamp with time zone",
+        "interruptions": "integer",
+        "cancel_requested": "boolean",
+    },
+    "fence_epoch": {"singleton": "boolean", "epoch": "bigint"},
+    "fenced_shards": {"shard_id": "integer", "owner": "text", "epoch": "bigint"},
+    "submissions": {
+        "seq": "bigint",
+        "job_id": "uuid",
+        "user_id": "text",
+        "body": "bytea",
+        "submitted_at": "timestamp with time zone",
+        "held_by": "text",
+        "held_until": "timestamp with time zone",
     },
     "schema_migrations": {
         "version": "integer",
@@ -69,8 +86,11 @@ NOT_NULL = {
     },
     "job_runs": {
         "run_id", "job_id", "user_id", "scheduled_for", "attempt", "status", "triggered_at",
-        "available_at",
+        "available_at", "interruptions", "cancel_requested",
     },
+    "fence_epoch": {"singleton", "epoch"},
+    "fenced_shards": {"shard_id", "owner", "epoch"},
+    "submissions": {"seq", "job_id", "user_id", "body", "submitted_at"},
 }  # fmt: skip
 
 INDEXES = {
@@ -85,8 +105,12 @@ INDEXES = {
     "runs_queued": ("job_runs", False, "(available_at) WHERE (status = 'QUEUED'::text)"),
     "runs_running": ("job_runs", False, "(lease_until) WHERE (status = 'RUNNING'::text)"),
     "schema_migrations_pkey": ("schema_migrations", True, "(version)"),
+    "fence_epoch_pkey": ("fence_epoch", True, "(singleton)"),
+    "fenced_shards_pkey": ("fenced_shards", True, "(shard_id)"),
+    "fenced_shards_owner": ("fenced_shards", False, "(owner, epoch, shard_id)"),
 }
-TERMINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED", "DEAD", "SKIPPED")
+TERMINAL = tuple(sorted(s.value for s in RUN_TERMINAL))
+NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)
 
 
 @pytest.fixture
@@ -135,6 +159,7 @@ async def test_migrations_produce_the_declared_schema(conn: Any) -> None:
         assert fragment in definition, (name, definition)
     terminal = schema["indexes"]["runs_one_terminal_per_fire"][1]
     assert all(f"'{s}'" in terminal for s in TERMINAL)
+    assert not any(f"'{s}'" in terminal for s in NOT_TERMINAL)  # INTERRUPTED ends an attempt
     versions = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
     assert [(r["version"], r["name"]) for r in versions] == [
         (m.version, m.name) for m in migrations()
@@ -176,3 +201,71 @@ async def test_racing_starters_on_an_empty_database_migrate_once(pg_template: st
     finally:
         await asyncio.gather(*(s.close() for s in stores))
         await drop_database(name)
+
+
+async def test_the_rework_migration_upgrades_a_database_with_data(pg_template: str) -> None:
+    """A database migrated to 003 holding a RUNNING run and a logged submission: after
+    004 the run has no interruptions and no cancel, nothing is fenced, and the
+    submission is readable through the new log."""
+    name = f"chronoq_contract_upgrade_{uuid.uuid4().hex[:16]}"
+    await create_database(name)
+    conn = await asyncpg.connect(dsn_for(name), timeout=CONNECT_TIMEOUT)
+    store = PostgresStore(dsn_for(name))
+    log = PostgresSubmissionLog(dsn_for(name))
+    try:
+        await _migrate_up_to(conn, 3)
+        job, logged = make_job(), make_job()
+        await conn.execute(
+            "INSERT INTO jobs (job_id, user_id, project_id, payload_size, shard_id, status,"
+            " max_retries, created_at, updated_at) VALUES ($1, 'alice', 'p', 0, 0, 'RUNNING',"
+            " 0, $2, $2)",
+            job.job_id,
+            T0,
+        )
+        await conn.execute(
+            "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+            " triggered_at, available_at, started_at, lease_owner, lease_until)"
+            " VALUES ($1, $2, 'alice', $3, 1, 'RUNNING', $3, $3, $3, 'w1', $3)",
+            str(uuid.uuid4()),
+            job.job_id,
+            T0,
+        )
+        await conn.execute(
+            "INSERT INTO submissions (job_id, user_id, body) VALUES ($1, $2, $3)",
+            logged.job_id,
+            logged.user_id,
+            msgspec.json.encode(logged),
+        )
+
+        await store.start()  # applies 004
+        await log.start()
+
+        row = await conn.fetchrow("SELECT interruptions, cancel_requested FROM job_runs")
+        assert tuple(row) == (0, False)
+        assert await conn.fetchval("SELECT epoch FROM fence_epoch") == 0
+        (run,) = await store.list_runs("alice", job.job_id)
+        assert (run.status, run.interruptions) == (RunStatus.RUNNING, 0)
+        (entry,) = await log.read("writer-1", 10, hold=30)
+        assert entry.job == logged
+    finally:
+        await log.close()
+        await store.close()
+        await conn.close()
+        await drop_database(name)
+
+
+async def _migrate_up_to(conn: Any, version: int) -> None:
+    """Apply the packaged migrations up to ``version`` only, as an older release did."""
+    async with conn.transaction():
+        await conn.execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in migrations():
+            if migration.version <= version:
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )

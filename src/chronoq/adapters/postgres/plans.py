@@ -129,6 +129,13 @@ class JobStates:
         return ids, [self.status[i] for i in ids], [self._changed[i] for i in ids]
 
 
+def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
+    """Refuse a batch holding a status that does not end an attempt (before any write)."""
+    for outcome in outcomes:
+        if outcome.status not in _OUTCOMES:
+            raise ValidationError(f"{outcome.status} is not an outcome of a run", field="status")
+
+
 class Completion:
     """Compare-and-set of outcomes against locked runs, in order (``sql.COMPLETE``)."""
 
@@ -139,8 +146,6 @@ class Completion:
 
     def add(self, outcome: RunOutcome, run: LockedRun | None) -> bool:
         """Apply ``outcome`` if ``run`` is still RUNNING under its worker at its attempt."""
-        if outcome.status not in _OUTCOMES:
-            raise ValidationError(f"{outcome.status} is not an outcome", field="status")
         if (
             run is None
             or run.status != _RUNNING

@@ -36,7 +36,14 @@ from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.errors import translated
-from chronoq.adapters.postgres.plans import Completion, Fires, JobStates, LockedRun, LostRuns
+from chronoq.adapters.postgres.plans import (
+    Completion,
+    Fires,
+    JobStates,
+    LockedRun,
+    LostRuns,
+    check_outcomes,
+)
 from chronoq.adapters.postgres.pool import PgPool
 from chronoq.adapters.postgres.rows import (
     aware,
@@ -252,6 +259,7 @@ class PostgresStore:
         return LeaseRenewal(held=held, cancel=[r for r in held if cancelled[r]])
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
+        check_outcomes(outcomes)
         ids = list({o.run_id for o in outcomes if is_id(o.run_id)})
         if not ids:
             return [False] * len(outcomes)
@@ -339,7 +347,7 @@ async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | No
     if params.owner is None:
         return wanted
     if params.epoch is None:
-        raise ValidationError("a fenced claim needs the assignment epoch", field="epoch")
+        return []  # fenced without an epoch matches no record: claims nothing
     owned = [r[0] for r in await conn.fetch(sql.LOCK_FENCED_SHARDS, params.owner, params.epoch)]
     if wanted is None:
         return owned
