@@ -128,13 +128,17 @@ class Harness:
     sqlite_path: Path | None
     integrity_errors: tuple[type[BaseException], ...]
 
+    def require_schema(self) -> None:
+        """Skip the test on the memory store: it has no schema to write behind its back."""
+        if self.kind == "memory":
+            pytest.skip("the memory store has no schema to write behind its back")
+
     async def insert_raw_run(
         self, *, job_id: str, user_id: str, scheduled_for: datetime, attempt: int, status: str
     ) -> None:
         """Insert a run row directly, bypassing the store (SQL engines only)."""
+        self.require_schema()
         run_id = str(uuid.uuid4())
-        if self.kind == "memory":
-            pytest.skip("the memory store has no schema to write behind its back")
         if self.sqlite_path is not None:
             at = to_micros(scheduled_for)
             with sqlite3.connect(self.sqlite_path, timeout=5) as conn:

@@ -268,6 +268,7 @@ async def test_a_stale_worker_cannot_add_a_second_outcome_to_a_fire(store: Store
 
 
 async def test_the_schema_refuses_a_second_terminal_run_for_a_fire(harness: Harness) -> None:
+    harness.require_schema()
     store = harness.store
     job = make_job()
     claimed = await submit_and_lease(store, job, "w1")
@@ -290,6 +291,7 @@ async def test_the_schema_refuses_a_second_terminal_run_for_a_fire(harness: Harn
 async def test_the_schema_allows_many_attempts_that_end_only_an_attempt(
     harness: Harness, status: str
 ) -> None:
+    harness.require_schema()
     job = make_job()
     claimed = await submit_and_lease(harness.store, job, "w1")
     assert await harness.store.complete_runs([outcome(claimed, RunStatus.COMPLETED)]) == [True]
