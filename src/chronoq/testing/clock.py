@@ -13,6 +13,9 @@ one, so the same test always sees the same interleaving. Work done on other
 threads (the SQLite store) is not part of "settled": tests on the fake clock
 use the in-memory adapters. ``jump`` moves only the wall clock, as an NTP step
 or an operator would (clock-jump tests); monotonic time never goes back.
+
+A wait of no time (``sleep(0)``, ``call_later(0, ...)``, negative delays) needs
+no ``advance``: it completes on the next loop iteration, as on the real clock.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,20 +52,27 @@ class FakeClock:
     """A ``Clock`` for tests: nothing moves until ``advance`` (or ``jump``)."""
 
     def __init__(self, start: datetime = DEFAULT_START, *, monotonic_start: float = 1000.0) -> None:
-        self._wall = check_aware(start, "start")
+        self._start = check_aware(start, "start")
+        self._mono_start = monotonic_start
         self._mono = monotonic_start
+        self._jumped = timedelta(0)
         self._timers: list[tuple[float, int, FakeTimer]] = []
         self._seq = itertools.count()
 
     # -- the Clock port ------------------------------------------------------------------------
 
     def now(self) -> datetime:
-        return self._wall
+        # Derived from monotonic time (plus jumps), so many small advances never drift
+        # apart from it by rounding to microseconds.
+        return self._start + timedelta(seconds=self._mono - self._mono_start) + self._jumped
 
     def monotonic(self) -> float:
         return self._mono
 
     async def sleep(self, seconds: float) -> None:
+        if _delay(seconds) == 0:
+            await asyncio.sleep(0)  # no time to wait: yield once, as the real clock does
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         timer = self.call_later(seconds, _resolve, future)
         try:
@@ -85,16 +96,22 @@ class FakeClock:
         return event.is_set()
 
     def call_later(self, seconds: float, callback: Callable[..., Any], *args: Any) -> FakeTimer:
-        timer = FakeTimer(self._mono + max(seconds, 0.0), callback, args)
-        heapq.heappush(self._timers, (timer.deadline, next(self._seq), timer))
+        """Schedule ``callback(*args)``; with no delay it runs on the next loop iteration
+        (as ``loop.call_later(0, ...)`` does), not at the next ``advance``."""
+        delay = _delay(seconds)
+        timer = FakeTimer(self._mono + delay, callback, args)
+        if delay == 0:
+            asyncio.get_running_loop().call_soon(_fire, timer)
+        else:
+            heapq.heappush(self._timers, (timer.deadline, next(self._seq), timer))
         return timer
 
     # -- driving time --------------------------------------------------------------------------
 
     async def advance(self, seconds: float) -> None:
         """Move both clocks ``seconds`` forward, firing due timers in deadline order."""
-        if seconds < 0:
-            raise ValueError("time only moves forward; use jump() for a wall-clock step back")
+        if not 0 <= seconds < math.inf:
+            raise ValueError(f"advance by finite seconds >= 0, got {seconds!r} (jump() steps back)")
         target = self._mono + seconds
         await settle()
         while True:
@@ -114,17 +131,21 @@ class FakeClock:
 
         Raises ``AssertionError`` if it does not hold within ``within`` fake seconds.
         """
+        if not step > 0:
+            raise ValueError(f"step must be > 0 seconds, got {step!r}")
         started = self._mono
+        deadline = started + within
         await settle()
         while not predicate():
-            if self._mono - started >= within:
+            remaining = deadline - self._mono
+            if not remaining > 0:
                 raise AssertionError(f"condition not met within {within} fake seconds")
-            await self.advance(step)
+            await self.advance(min(step, remaining))  # the last check is at the deadline itself
         return self._mono - started
 
     def jump(self, seconds: float) -> None:
         """Step the wall clock only (forward or back); timers and monotonic time stay."""
-        self._wall += timedelta(seconds=seconds)
+        self._jumped += timedelta(seconds=seconds)
 
     @property
     def pending(self) -> int:
@@ -142,9 +163,19 @@ class FakeClock:
         return None
 
     def _move_to(self, mono: float) -> None:
-        if mono > self._mono:
-            self._wall += timedelta(seconds=mono - self._mono)
-            self._mono = mono
+        self._mono = max(self._mono, mono)
+
+
+def _delay(seconds: float) -> float:
+    """A timer's delay: negative means none; NaN would break the heap's order."""
+    if math.isnan(seconds):
+        raise ValueError("a delay cannot be NaN")
+    return max(seconds, 0.0)
+
+
+def _fire(timer: FakeTimer) -> None:
+    if not timer.cancelled:
+        timer.callback(*timer.args)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
