@@ -128,7 +128,7 @@ def reap_lost(conn: sqlite3.Connection, params: ReapParams) -> int:
         gone = live is not None and run.owner not in live
         return LOST_TO_MEMBERSHIP if gone else LOST_TO_LEASE
 
-    return end_lost(
+    return _end_lost(
         conn,
         [_Lost.of(r) for r in rows],
         now_us=to_micros(params.now),
@@ -148,7 +148,7 @@ def release_runs(conn: sqlite3.Connection, params: ReleaseParams) -> int:
         ).fetchall()
         lost.extend(_Lost.of(r) for r in rows)
     now_us = to_micros(params.now)
-    return end_lost(
+    return _end_lost(
         conn,
         lost,
         now_us=now_us,
@@ -158,7 +158,7 @@ def release_runs(conn: sqlite3.Connection, params: ReleaseParams) -> int:
     )
 
 
-def end_lost(
+def _end_lost(
     conn: sqlite3.Connection,
     runs: list[_Lost],
     *,
