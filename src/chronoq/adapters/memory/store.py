@@ -124,7 +124,7 @@ class MemoryStore:
             elif run.status is RunStatus.RUNNING:
                 run.cancel_requested = True  # the worker learns it at its next renewal
                 running.append(run.run_id)
-        return CancelResult(job=row.job, running_run_ids=running)
+        return CancelResult(job=row.job, running_run_ids=sorted(running))
 
     async def backlog(self, now: datetime) -> Backlog:
         now = check_aware(now, "now")
@@ -224,10 +224,8 @@ class MemoryStore:
         wanted = None if params.shards is None else set(params.shards)
         if params.owner is None:
             return wanted
-        if params.epoch is None:
-            raise ValidationError("a fenced claim needs the assignment epoch", field="epoch")
         db = self._tables
-        if params.epoch != db.fence_epoch:
+        if params.epoch is None or params.epoch != db.fence_epoch:
             return set()
         owned = {shard for shard, owner in db.fence_owners.items() if owner == params.owner}
         return owned if wanted is None else owned & wanted
@@ -275,7 +273,7 @@ class MemoryStore:
         db = self._db()
         held: list[str] = []
         cancel: list[str] = []
-        for run_id in run_ids:
+        for run_id in dict.fromkeys(run_ids):  # each once, in the order asked
             run = db.runs.get(run_id)
             if run is None or not store_runs.holds(run, worker_id):
                 continue

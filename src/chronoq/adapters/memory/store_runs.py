@@ -15,6 +15,7 @@ from chronoq.domain.jobs import RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_TOO_OFTEN,
+    RUN_TERMINAL,
     RUN_TRANSITIONS,
     JobStatus,
     LostRun,
@@ -25,8 +26,13 @@ from chronoq.domain.states import (
 
 CANCELLED_BY_USER = "cancelled by the user"
 
-OUTCOME_STATUSES = RUN_TRANSITIONS[RunStatus.RUNNING] - {RunStatus.QUEUED}
-"""What a worker may report: any end of an attempt (handing a run back is ``release_runs``)."""
+OUTCOME_STATUSES = frozenset(
+    s
+    for s in RUN_TRANSITIONS[RunStatus.RUNNING]
+    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
+)
+"""What a worker may report: the ways out of RUNNING that end an attempt. Requeueing and
+INTERRUPTED are the lost-run rule's (``reap_lost``, ``release_runs``), not a worker's."""
 
 _LOST_STATUS = {
     LostRun.INTERRUPT: RunStatus.INTERRUPTED,
