@@ -1,4 +1,8 @@
-"""PostgreSQL only: many pickers and workers at once, lock ordering, unreachable servers."""
+"""PostgreSQL only: many pickers and workers at once, lock ordering, races between the
+reaper and workers, text the server refuses, unreachable servers.
+
+Fencing races (claims against ``fence_shards``) are in ``test_postgres_fencing``.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,16 @@ import asyncpg
 import pytest
 
 from chronoq.adapters.postgres import PostgresStore
-from chronoq.domain.jobs import ClaimedRun, Run
-from chronoq.domain.states import RUN_TERMINAL, RunStatus
+from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.domain.states import LOST_TO_MEMBERSHIP, RUN_TERMINAL, RunStatus
 from chronoq.errors import UnavailableError, ValidationError
-from chronoq.ports.store import ClaimDueParams, ReapParams
+from chronoq.ports.dispatch import ReleaseParams
 
 from .conftest import ADMIN_DSN, CONNECT_TIMEOUT
-from .helpers import T0, at, claim_due, claim_runs, make_job, outcome
+from .helpers import T0, at, claim_due, claim_runs, make_job, outcome, reap, runs_of
+
+DEADLINE = 10.0
+"""Seconds within which anything that must not hang has to come back."""
 
 
 @pytest.fixture
@@ -35,7 +42,7 @@ async def two_stores(pg_database: str) -> AsyncIterator[tuple[PostgresStore, Pos
         await asyncio.gather(*(s.close() for s in stores))
 
 
-async def _until_empty(step: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
+async def until_empty(step: Callable[[], Awaitable[list[Any]]]) -> list[Any]:
     """Call ``step`` until it returns nothing twice in a row (others may hold rows briefly)."""
     taken: list[Any] = []
     empty = 0
@@ -56,7 +63,7 @@ async def test_concurrent_pickers_and_workers_never_double_claim(
     await a.insert_jobs(one_shot + recurring)
 
     async def picker(store: PostgresStore) -> list[Run]:
-        return await _until_empty(lambda: claim_due(store, T0, limit=7))
+        return await until_empty(lambda: claim_due(store, T0, limit=7))
 
     picked = await asyncio.gather(*(picker(s) for s in (a, b, a, b)))
     runs = [r for batch in picked for r in batch]
@@ -69,7 +76,7 @@ async def test_concurrent_pickers_and_workers_never_double_claim(
         assert found is not None and found.next_fire_at == at(1)
 
     async def worker(store: PostgresStore, worker_id: str) -> list[ClaimedRun]:
-        return await _until_empty(lambda: claim_runs(store, worker_id, T0, limit=5))
+        return await until_empty(lambda: claim_runs(store, worker_id, T0, limit=5))
 
     names = ["w1", "w2", "w3", "w4"]
     leased = await asyncio.gather(*(worker(s, n) for s, n in zip((a, b, a, b), names, strict=True)))
@@ -81,12 +88,14 @@ async def test_concurrent_pickers_and_workers_never_double_claim(
             (run,) = [
                 r for r in await a.list_runs("alice", claimed.job_id) if r.run_id == claimed.run_id
             ]
-            assert (run.status, run.worker_id) == (RunStatus.RUNNING, name)
+            assert (run.status, run.worker_id, run.started_at) == (RunStatus.RUNNING, name, None)
 
 
 async def test_mixed_concurrent_writers_do_not_deadlock(
     pg_database: str, two_stores: tuple[PostgresStore, PostgresStore]
 ) -> None:
+    """Every writer that waits for rows, at once, on overlapping rows in clashing orders:
+    the locking order of ``sql`` must leave PostgreSQL no deadlock to detect."""
     a, b = two_stores
     jobs = [make_job(max_retries=1, next_fire_at=at(-i / 1000)) for i in range(60)]
     await a.insert_jobs(jobs)
@@ -98,6 +107,10 @@ async def test_mixed_concurrent_writers_do_not_deadlock(
     async def heartbeats() -> None:
         for i in range(20):
             await b.extend_leases("w1", ids[::-1] if i % 2 else ids, at(60 + i))
+
+    async def starts() -> None:
+        for chunk in range(0, 60, 6):
+            await a.mark_started("w1", ids[chunk : chunk + 12][::-1], at(1))
 
     async def completions() -> None:
         for chunk in range(0, 40, 5):
@@ -111,10 +124,10 @@ async def test_mixed_concurrent_writers_do_not_deadlock(
             await b.cancel_job(job.user_id, job.job_id, at(2))
 
     async def handbacks() -> None:
-        await a.release_runs("w1", ids[40:50][::-1])
-        await b.reap_expired(ReapParams(now=at(1000), retry_at=at(1000), limit=5))
+        await a.release_runs(ReleaseParams(worker_id="w1", run_ids=ids[40:50][::-1], now=at(3)))
+        await reap(b, at(1000), live_workers=frozenset({"w2"}), limit=5)
 
-    await asyncio.gather(heartbeats(), completions(), cancels(), handbacks())
+    await asyncio.gather(heartbeats(), starts(), completions(), cancels(), handbacks())
 
     for job in jobs:
         runs = await a.list_runs(job.user_id, job.job_id)
@@ -130,83 +143,89 @@ async def test_mixed_concurrent_writers_do_not_deadlock(
     assert deadlocks == 0
 
 
-async def test_a_fenced_claim_takes_only_the_owners_shards_at_its_epoch(pg_database: str) -> None:
-    store = PostgresStore(pg_database)
+async def test_reap_lost_racing_complete_runs_exactly_one_wins(
+    two_stores: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """A worker reports outcomes while the leader declares it dead: for every run exactly
+    one side applies. Either the outcome (COMPLETED, no further attempt) or the lost-run
+    rule (INTERRUPTED, attempt 2 queued), never both and never neither."""
+    worker, leader = two_stores
+    jobs = [make_job(next_fire_at=at(-i / 1000)) for i in range(120)]
+    await worker.insert_jobs(jobs)
+    await claim_due(worker, T0)
+    claimed = await claim_runs(worker, "w1", T0, limit=200)
+    assert len(claimed) == 120
+    assert len(await worker.mark_started("w1", [c.run_id for c in claimed], T0)) == 120
+
+    async def complete() -> dict[str, bool]:
+        applied: dict[str, bool] = {}
+        for chunk in range(0, 120, 8):
+            batch = claimed[chunk : chunk + 8]
+            results = await worker.complete_runs([outcome(c, RunStatus.COMPLETED) for c in batch])
+            applied.update(zip((c.run_id for c in batch), results, strict=True))
+        return applied
+
+    async def reaper() -> int:
+        total = 0
+        while (count := await reap(leader, at(1), live_workers=frozenset(), limit=5)) > 0:
+            total += count
+        return total
+
+    applied, reaped = await asyncio.gather(complete(), reaper())
+
+    by_job = {c.job_id: c for c in claimed}
+    for job in jobs:
+        runs = await runs_of(worker, job)
+        first = runs[0]
+        if applied[by_job[job.job_id].run_id]:
+            assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.COMPLETED)]
+        else:
+            assert [(r.attempt, r.status) for r in runs] == [
+                (1, RunStatus.INTERRUPTED),
+                (2, RunStatus.QUEUED),
+            ]
+            assert first.error_message == LOST_TO_MEMBERSHIP
+            assert runs[1].interruptions == 1
+    assert sum(applied.values()) + reaped == 120
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [("output", "a\x00b"), ("error_message", "boom\x00"), ("output", "bad \udc80 byte")],
+    ids=["nul-output", "nul-error", "lone-surrogate"],
+)
+async def test_text_postgresql_refuses_is_a_validation_error_not_a_hang(
+    pg_database: str, field: str, text: str
+) -> None:
+    """Outcomes reach the store cleaned (``RunOutcome``); one that bypassed the cleaning
+    must still come out as ValidationError, apply nothing of its batch, and leave the
+    store working: the same runs then complete with clean text."""
+    store = PostgresStore(pg_database, min_size=1, max_size=1)  # one connection: must recover
     await store.start()
-    admin = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
     try:
-        await admin.executemany(
-            "INSERT INTO shard_assignments (shard_id, owner, epoch, assigned_at)"
-            " VALUES ($1, $2, 7, now())",
-            [(1, "p1"), (2, "p1"), (3, "p2")],
-        )
-        jobs = {s: make_job(shard_id=s, next_fire_at=at(-s)) for s in (1, 2, 3, 4)}
-        await store.insert_jobs(list(jobs.values()))
+        jobs = [make_job(next_fire_at=at(-i)) for i in range(2)]
+        await store.insert_jobs(jobs)
+        await claim_due(store, T0)
+        good, bad = sorted(await claim_runs(store, "w1", T0), key=lambda c: c.job_id)
+        raw = outcome(bad, RunStatus.FAILED, error_message="x")
+        object.__setattr__(raw, field, text)  # past RunOutcome's cleaning
+        assert getattr(raw, field) == text
 
-        def fenced(owner: str, epoch: int, shards: list[int] | None = None) -> ClaimDueParams:
-            return ClaimDueParams(shards=shards, now=T0, horizon=T0, owner=owner, epoch=epoch)
-
-        assert await store.claim_due(fenced("p1", 6)) == []  # a stale epoch claims nothing
-        assert await store.claim_due(fenced("p3", 7)) == []  # owns nothing
-        (only,) = await store.claim_due(fenced("p1", 7, shards=[2, 3, 4]))
-        assert only.job_id == jobs[2].job_id
-        (rest,) = await store.claim_due(fenced("p1", 7))
-        assert rest.job_id == jobs[1].job_id
-        (theirs,) = await store.claim_due(fenced("p2", 7))
-        assert theirs.job_id == jobs[3].job_id
-        assert await store.next_due_at(None) == at(-4)  # unassigned shard 4 waits
         with pytest.raises(ValidationError):
-            await store.claim_due(ClaimDueParams(shards=None, now=T0, horizon=T0, owner="p1"))
-    finally:
-        await admin.close()
-        await store.close()
-
-
-async def test_a_claim_racing_a_reassignment_never_takes_the_lost_shard(pg_database: str) -> None:
-    store = PostgresStore(pg_database)
-    await store.start()
-    leader = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
-    try:
-        await leader.execute(
-            "INSERT INTO shard_assignments (shard_id, owner, epoch, assigned_at)"
-            " VALUES (1, 'p1', 7, now())"
-        )
-        await store.insert_jobs([make_job(shard_id=1, next_fire_at=T0)])
-        params = ClaimDueParams(shards=None, now=T0, horizon=T0, owner="p1", epoch=7)
-        async with leader.transaction():  # the leader moves shard 1 to p2 at epoch 8
-            await leader.execute(
-                "UPDATE shard_assignments SET owner = 'p2', epoch = 8 WHERE shard_id = 1"
+            await asyncio.wait_for(
+                store.complete_runs([outcome(good, RunStatus.COMPLETED), raw]), DEADLINE
             )
-            claim = asyncio.create_task(store.claim_due(params))
-            await _until_blocked_on_a_lock(pg_database)
-            assert not claim.done(), "the fenced claim must wait for the reassignment"
-        assert await claim == []
-        (run,) = await store.claim_due(
-            ClaimDueParams(shards=None, now=T0, horizon=T0, owner="p2", epoch=8)
-        )
-        assert run.scheduled_for == T0
+
+        for job in jobs:
+            (run,) = await runs_of(store, job)
+            assert run.status is RunStatus.RUNNING  # all or nothing
+        clean = RunOutcome(**{f: getattr(raw, f) for f in RunOutcome.__dataclass_fields__})
+        done = [outcome(good, RunStatus.COMPLETED), clean]
+        assert await asyncio.wait_for(store.complete_runs(done), DEADLINE) == [True, True]
+        (run,) = await runs_of(store, jobs[[j.job_id for j in jobs].index(bad.job_id)])
+        assert getattr(run, field) == getattr(clean, field) != text
     finally:
-        await leader.close()
         await store.close()
-
-
-async def _until_blocked_on_a_lock(dsn: str, deadline: float = 5.0) -> None:
-    """Poll (with a deadline) until some session of the database waits on a lock."""
-    observer = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
-    try:
-        loop = asyncio.get_running_loop()
-        until = loop.time() + deadline
-        while loop.time() < until:
-            waiting = await observer.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if waiting:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("no session waited on a lock")
-    finally:
-        await observer.close()
 
 
 def _free_port() -> int:
