@@ -21,6 +21,7 @@ from chronoq.adapters.postgres.coordination import PostgresCoordination
 from chronoq.adapters.postgres.notify import PostgresNotifier
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.coordination import Coordination, Leadership, Member, ShardAssignment
+from chronoq.testing import FakeClock
 
 from .conftest import CONNECT_TIMEOUT
 
@@ -261,29 +262,19 @@ async def test_a_silent_member_ages_out_and_comes_back(coord: Coordination) -> N
 # -- memory only -----------------------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.value = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.value
-
-    def advance(self, seconds: float) -> None:
-        self.value += timedelta(seconds=seconds)
-
-
 async def test_memory_follows_its_injected_clock_and_announces_assignments() -> None:
     clock = FakeClock()
+    start = clock.now()
     notifier = MemoryNotifier()
     heard: list[str] = []
     notifier.subscribe("assign", heard.append)
     coord = MemoryCoordination(clock, notifier)
 
     lease = await coord.try_lead("a", 10)
-    assert lease == Leadership(holder="a", epoch=1, expires_at=clock.value + timedelta(seconds=10))
-    clock.advance(9.999)
+    assert lease == Leadership(holder="a", epoch=1, expires_at=start + timedelta(seconds=10))
+    await clock.advance(9.999)
     assert await coord.try_lead("b", 10) is None
-    clock.advance(0.001)  # expires_at <= now: lapsed
+    await clock.advance(0.001)  # expires_at <= now: lapsed
     assert await coord.leader() is None
     taken = await coord.try_lead("b", 10)
     assert taken is not None and taken.epoch == 2
@@ -291,7 +282,7 @@ async def test_memory_follows_its_injected_clock_and_announces_assignments() -> 
     epoch = await coord.assign_shards("b", 2, {0: "p1"})
     assert heard == [str(epoch)]
     await coord.heartbeat(Member(member_id="m1", role="picker"))
-    clock.advance(5)
+    await clock.advance(5)
     assert await coord.members(ttl=5) == []
     assert len(await coord.members(ttl=5.001)) == 1
 
