@@ -47,6 +47,7 @@ from typing import Protocol
 
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
+from chronoq.errors import ValidationError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,6 +63,10 @@ class ClaimDueParams:
     gave to ``owner``, and only if that record's epoch is ``epoch``. None: unfenced
     (embedded mode, one picker owns everything)."""
     epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.owner is None) != (self.epoch is None):
+            raise ValidationError("a fenced claim names both owner and epoch", field="epoch")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
