@@ -1,39 +1,47 @@
-"""``python -m bench``: run the scenarios, print the table, write the JSON."""
+"""``python -m bench``: run the scenarios against a profile, print the table, write the JSON."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import signal
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import distributed, report
-from bench.api import MetricSelector
-from bench.model import ScenarioRun
-from bench.scenarios import DEFAULT_SCENARIOS, NEEDS_SERVER, SCENARIOS, Settings
-from bench.server import Target, chronoq_server, parse_url, server_help
+from bench import report
+from bench.distributed import ClusterProfile
+from bench.embedded import EmbeddedProfile
+from bench.model import DEFAULT_FUTURE_SIZES, ClusterSize, ScenarioRun, Settings
+from bench.scenarios import DEFAULTS, SCENARIOS
+from bench.server import server_help
+from bench.target import Profile, Scenario
+from tests.support.metrics import MetricSelector
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def _available(profile: str) -> list[str]:
+    return [name for name, s in SCENARIOS.items() if profile in s.profiles]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument(
         "--profile",
-        choices=("embedded", "distributed"),
+        choices=tuple(DEFAULTS),
         default="embedded",
         help="embedded: 'chronoq up' (default); distributed: role processes over PostgreSQL",
     )
     p.add_argument(
         "--scenarios",
         default=None,
-        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all); with --profile"
-        f" distributed from {', '.join(distributed.DIST_SCENARIOS)}",
+        help=f"comma-separated, from {', '.join(_available('embedded'))} (default:"
+        f" {', '.join(DEFAULTS['embedded'])}); with --profile distributed from"
+        f" {', '.join(_available('distributed'))} (default: {', '.join(DEFAULTS['distributed'])})",
     )
     p.add_argument("--jobs", type=int, help="N for http and batch (defaults 20,000 and 50,000)")
     p.add_argument("--latency-jobs", type=int, default=500)
@@ -49,7 +57,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="ARG",
-        help="extra argument for 'chronoq up' (repeatable; use --server-arg=--flag)",
+        help="extra argument for 'chronoq up' or every role process (repeatable; use"
+        " --server-arg=--flag)",
     )
     p.add_argument("--url", help="use this already-running server (http://host:port)")
     p.add_argument("--server-pid", type=int, help="with --url: measure this process tree's CPU")
@@ -68,23 +77,66 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="throughput timeline sample period, seconds (0: off)",
     )
     p.add_argument("--timeout", type=float, default=600.0, help="per-phase deadline, seconds")
-    p.add_argument("--no-verify", action="store_true", help="skip listing COMPLETED jobs after")
+    p.add_argument("--no-verify", action="store_true", help="skip counting COMPLETED jobs after")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs chronoq up")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' temp data dirs")
     p.add_argument("--no-uvloop", action="store_true")
-    distributed.add_arguments(p)
+    _distributed_arguments(p)
     args = p.parse_args(argv)
-    dist = args.profile == "distributed"
-    known = distributed.DIST_SCENARIOS if dist else tuple(SCENARIOS)
+    known = _available(args.profile)
     if args.scenarios is None:
-        args.scenarios = ",".join(distributed.DIST_SCENARIOS if dist else DEFAULT_SCENARIOS)
+        args.scenarios = ",".join(DEFAULTS[args.profile])
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in args.scenario_list if s not in known]
     if unknown:
-        p.error(f"unknown scenario(s): {', '.join(unknown)}")
-    if dist and args.url:
+        p.error(f"unknown scenario(s) for --profile {args.profile}: {', '.join(unknown)}")
+    if args.profile == "distributed" and args.url:
         p.error("--url is for the embedded profile; the distributed profile starts its own")
     return args
+
+
+def _distributed_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("--profile distributed")
+    g.add_argument("--api", type=int, default=2, help="api processes (default 2)")
+    g.add_argument("--pickers", type=int, default=2, help="picker processes (default 2)")
+    g.add_argument("--workers", type=int, default=3, help="worker processes (default 3)")
+    g.add_argument("--coordinators", type=int, default=2, help="coordinators (default 2)")
+    g.add_argument(
+        "--future-sizes",
+        type=_sizes,
+        default=DEFAULT_FUTURE_SIZES,
+        help="pending future jobs for 'future', cumulative (default 0,10000,100000,1000000)",
+    )
+    g.add_argument(
+        "--future-jobs", type=int, default=20_000, help="immediate jobs per 'future' size (20,000)"
+    )
+    g.add_argument(
+        "--warmup-jobs",
+        type=int,
+        default=5_000,
+        help="jobs run through each fresh cluster, then ANALYZE, before measuring (default"
+        " 5,000; 0 = measure the cold start: no statistics yet)",
+    )
+    g.add_argument("--failover-rounds", type=int, default=3, help="kills per role (default 3)")
+    g.add_argument(
+        "--pg-sample",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="sample pg_stat_activity every S seconds during throughput runs (default off)",
+    )
+    g.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="load pg_stat_statements; the JSON gets PostgreSQL's time per statement",
+    )
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    if not sizes or any(s < 0 for s in sizes):
+        raise argparse.ArgumentTypeError("comma-separated counts >= 0")
+    return tuple(sorted(sizes))
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -104,10 +156,24 @@ def settings_from(args: argparse.Namespace) -> Settings:
         completed_metric=MetricSelector.parse(args.completed_metric),
         fire_lag_metric=args.fire_lag_metric,
         verify=not args.no_verify,
+        repeat=args.repeat,
+        keep_data=args.keep_data,
+        cluster=ClusterSize(
+            api=args.api, pickers=args.pickers, workers=args.workers, coordinators=args.coordinators
+        ),
+        future_sizes=tuple(args.future_sizes),
+        future_jobs=args.future_jobs,
+        failover_rounds=args.failover_rounds,
+        pg_sample_s=args.pg_sample,
+        pg_statements=args.pg_statements,
+        warmup_jobs=args.warmup_jobs,
     )
 
 
 def server_args(args: argparse.Namespace) -> list[str]:
+    """``--server-arg``s, plus ``--echo-delay 0`` when the server has that option."""
+    if args.url:
+        return []
     extra = list(args.server_arg)
     if not any(a.startswith("--echo-delay") for a in extra) and "--echo-delay" in server_help(
         args.python
@@ -116,50 +182,91 @@ def server_args(args: argparse.Namespace) -> list[str]:
     return extra
 
 
-@contextlib.asynccontextmanager
-async def target_for(
-    args: argparse.Namespace, scenario: str, extra: list[str]
-) -> AsyncIterator[Target | None]:
-    if scenario not in NEEDS_SERVER:
-        yield None
-    elif args.url:
-        host, port = parse_url(args.url)
-        yield Target(host=host, port=port, pid=args.server_pid)
-    else:
-        async with chronoq_server(args.python, extra, keep_data=args.keep_data) as target:
-            yield target
+def make_profile(args: argparse.Namespace, settings: Settings, extra: list[str]) -> Profile:
+    if args.profile == "distributed":
+        return ClusterProfile(settings, extra)
+    return EmbeddedProfile(settings, args.python, extra, args.url, args.server_pid)
 
 
-async def run_one(args: argparse.Namespace, scenario: str, extra: list[str]) -> ScenarioRun:
-    settings = settings_from(args)
+# --- running ------------------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+async def run_once(profile: Profile, scenario: Scenario, settings: Settings) -> list[ScenarioRun]:
+    """One run of ``scenario`` on a fresh target; an error becomes a run with ``error``."""
     try:
-        async with target_for(args, scenario, extra) as target:
-            return await SCENARIOS[scenario](target, settings)  # type: ignore[arg-type]
+        if not scenario.needs_target:
+            got = await scenario.run(None, settings)
+            return got if isinstance(got, list) else [got]
+        async with profile.target(scenario) as target:
+            got = await scenario.run(target, settings)
+            runs = got if isinstance(got, list) else [got]
+            for run in runs:
+                target.annotate(run)
+            return runs
     except Exception as exc:
         traceback.print_exc()
-        return ScenarioRun(scenario, error=f"{type(exc).__name__}: {exc}")
+        return [ScenarioRun(scenario.name, error=f"{type(exc).__name__}: {exc}")]
 
 
-async def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    extra = [] if args.url else server_args(args)
-    results: dict[str, Any] = {}
-    for scenario in args.scenario_list:
-        runs: list[ScenarioRun] = []
-        for index in range(args.repeat):
-            print(f"[bench] {scenario} run {index + 1}/{args.repeat} ...", file=sys.stderr)
+async def run_scenarios(
+    profile: Profile, names: Sequence[str], settings: Settings
+) -> dict[str, list[ScenarioRun]]:
+    collected: dict[str, list[ScenarioRun]] = {}
+    for name in names:
+        scenario = SCENARIOS[name]
+        repeats = settings.repeat if scenario.repeat == "each" else 1
+        for index in range(repeats):
+            _say(f"{name} run {index + 1}/{repeats} ...")
             started = time.perf_counter()
-            run = await run_one(args, scenario, extra)
-            run.raw["scenario_wall_s"] = time.perf_counter() - started
-            runs.append(run)
-            first = run.metrics[0] if run.metrics else None
-            summary = f"{first.name} = {first.value}" if first else run.error
-            print(f"[bench]   {summary}", file=sys.stderr)
-        results[scenario] = {
+            for run in await run_once(profile, scenario, settings):
+                run.raw.setdefault("scenario_wall_s", time.perf_counter() - started)
+                if scenario.repeat != "inside":
+                    first = run.metrics[0] if run.metrics else None
+                    _say(f"  {first.name} = {first.value}" if first else f"  {run.error}")
+                collected.setdefault(run.scenario, []).append(run)
+    return collected
+
+
+async def run_all(args: argparse.Namespace) -> tuple[Profile, dict[str, Any]]:
+    """Run the scenarios inside the profile's session. SIGTERM (like Ctrl-C) cancels the run;
+    servers, clusters and PostgreSQL are still stopped and their files deleted."""
+    settings = settings_from(args)
+    extra = server_args(args)
+    profile = make_profile(args, settings, extra)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated: list[int] = []
+
+    def on_sigterm() -> None:
+        terminated.append(signal.SIGTERM)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        async with profile.session():
+            collected = await run_scenarios(profile, args.scenario_list, settings)
+    except asyncio.CancelledError:
+        if terminated:
+            _say("SIGTERM: stopped")
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+    results = {
+        key: {
             "rows": report.aggregate(runs),
             "errors": [r.error for r in runs if r.error],
             "runs": [report.run_to_dict(r) for r in runs],
         }
-    return {"server_args": extra, "results": results}
+        for key, runs in collected.items()
+    }
+    outcome = {"profile": profile.name, "server_args": extra, **profile.describe()}
+    return profile, {**outcome, "results": results}
 
 
 def _runner(no_uvloop: bool) -> tuple[asyncio.Runner, str]:
@@ -178,22 +285,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner, loop_name = _runner(args.no_uvloop)
     started = report.timestamp()
     with runner:
-        if args.profile == "distributed":
-            extra = server_args(args)
-            outcome = runner.run(distributed.run_all(args, settings_from(args), extra))
-        else:
-            outcome = runner.run(run_all(args))
+        profile, outcome = runner.run(run_all(args))
     document = {
         "started": started,
         "finished": report.timestamp(),
         "argv": sys.argv[1:] if argv is None else list(argv),
-        "url": args.url,
         "machine": report.machine_info(loop_name),
         **outcome,
     }
     print()
-    if args.profile == "distributed":
-        print(distributed.notes(document))
+    notes = profile.notes()
+    if notes:
+        print(notes)
     print(report.render_table(outcome["results"]))
     path = RESULTS_DIR / f"{started}.json"
     report.write_json(path, document)

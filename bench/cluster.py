@@ -1,56 +1,93 @@
-"""A private PostgreSQL (fsync on) and Chronoq clusters of role processes over it.
+"""A cluster of role processes as a ``bench.target.Target`` (the distributed profile).
 
-For ``python -m bench --profile distributed``. One PostgreSQL server lives for
-the whole profile, in a temp folder; every scenario run gets a fresh database
-and a fresh cluster (``chronoq.runtime.cluster.Cluster``: one ``chronoq
-<role>`` process per member, each in its own session). Nothing here restarts a
-member that dies: the failover scenario kills members on purpose and restarts
-them itself (``respawn``).
+The load is spread over the api processes; completion, run times and engine
+counters are read from the store with asyncpg (the bench's own small pool), not
+over HTTP; CPU per role and of PostgreSQL's whole process tree from ``/proc``.
+Nothing here restarts a member that dies: the failover scenario kills members on
+purpose and restarts them itself (``kill``, ``respawn``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from bench.cpu import _CLK_TCK, _children_map, _stat_fields
-from bench.httpclient import Client, HttpError
-from chronoq.runtime.cluster import Cluster, ClusterPlan, Member
-from chronoq.runtime.pgserver import PrivatePostgres
+from bench.cpu import CpuSample, trees_cpu
+from bench.model import ScenarioRun, Settings
+from bench.postgres import BenchPostgres
+from bench.server import healthy
+from bench.target import Completion, CounterPair, RunTimes
+from chronoq.runtime.cluster import Cluster, Member
+from tests.support.processes import HOST, log_tail, signal_group, spawn
+from tests.support.waiting import poll
 
 ROLES = ("api", "coordinator", "picker", "worker")
 POSTGRES = "postgres"
 LEASE_NAME = "chronoq"
 
+# --- store queries (the bench's own connections; the cluster never sees them) ------------
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClusterSize:
-    api: int = 2
-    pickers: int = 2
-    workers: int = 3
-    coordinators: int = 2
+OUTSTANDING = (
+    "SELECT (SELECT count(*) FROM jobs WHERE next_fire_at <= now() + interval '1 second'),"
+    " (SELECT count(*) FROM job_runs WHERE status = 'QUEUED'),"
+    " (SELECT count(*) FROM job_runs WHERE status = 'RUNNING')"
+)
+"""Work not finished yet (due jobs, QUEUED and RUNNING runs), from the due index and the
+partial indexes: for the timeline. Its cost grows with the work outstanding (tens of ms
+with 50,000 jobs due), so it is sampled at most once a second."""
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "api": self.api,
-            "pickers": self.pickers,
-            "workers": self.workers,
-            "coordinators": self.coordinators,
-        }
+BUSY = (
+    "SELECT EXISTS (SELECT 1 FROM jobs WHERE next_fire_at <= now() + interval '1 second')"
+    " OR EXISTS (SELECT 1 FROM job_runs WHERE status = 'QUEUED')"
+    " OR EXISTS (SELECT 1 FROM job_runs WHERE status = 'RUNNING')"
+)
+"""Whether any work is outstanding: the completion poll, cheap (stops at the first row).
+One snapshot, and each step of a job (fire, lease, completion) is one transaction, so
+false means every job committed before the query has finished."""
+
+COMPLETED = "SELECT count(*) FROM job_runs WHERE status = 'COMPLETED'"
+"""The definitive completion count (a scan of job_runs): run once BUSY is false."""
+
+USER_COMPLETED_JOBS = "SELECT count(*) FROM jobs WHERE user_id = $1 AND status = 'COMPLETED'"
+
+FIRST_RUNS = (
+    "SELECT job_id::text, extract(epoch FROM scheduled_for)::float8,"
+    " extract(epoch FROM triggered_at)::float8, extract(epoch FROM started_at)::float8,"
+    " extract(epoch FROM completed_at)::float8, worker_id"
+    " FROM job_runs WHERE user_id = $1 AND attempt = 1"
+)
+
+PG_COUNTERS = (
+    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, txid_current(),"
+    " (SELECT wal_sync FROM pg_stat_wal), (SELECT wal_fpi FROM pg_stat_wal),"
+    " (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database())"
+)
+"""WAL position (bytes), the transaction-id counter (write transactions of the whole
+server: txid_current itself takes one), and the cumulative statistics (flushed by each
+backend at most once a second, so only approximate over a short window)."""
+
+PG_STATEMENTS = (
+    "SELECT calls, total_exec_time, total_plan_time, rows, shared_blks_hit, shared_blks_read,"
+    " shared_blks_dirtied, wal_bytes, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)"
+    " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+    " WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 20"
+)
+"""With ``--pg-statements``: where PostgreSQL's time went, per statement (top 20)."""
+
+PG_ACTIVITY = (
+    "SELECT coalesce(wait_event_type || ':' || wait_event, 'on CPU'),"
+    " left(regexp_replace(query, '\\s+', ' ', 'g'), 70)"
+    " FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'"
+    " AND pid <> pg_backend_pid()"
+)
 
 
 def option_value(extra: Sequence[str], name: str) -> str | None:
@@ -65,176 +102,65 @@ def option_value(extra: Sequence[str], name: str) -> str | None:
     return found
 
 
-# --- CPU of process trees -----------------------------------------------------------------
-
-
-def trees_cpu(roots: Iterable[int]) -> dict[int, float]:
-    """utime+stime (children reaped included) of each root's live process tree, seconds.
-
-    One scan of /proc for all roots; a root that is gone is absent from the result.
-    """
-    children = _children_map()
-    out: dict[int, float] = {}
-    for root in roots:
-        ticks = 0
-        seen = False
-        stack = [root]
-        while stack:
-            pid = stack.pop()
-            fields = _stat_fields(pid)
-            if fields is None:
-                continue
-            seen = True
-            ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
-            stack.extend(children.get(pid, ()))
-        if seen:
-            out[root] = ticks / _CLK_TCK
-    return out
-
-
-# --- PostgreSQL ---------------------------------------------------------------------------
-
-
-class BenchPostgres:
-    """``PrivatePostgres`` with the production durability settings (``fast=False``)."""
-
-    def __init__(self, *, keep_data: bool = False) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="chronoq-bench-dist-"))
-        # World-traversable, so that (as root) the postgres user keeps its data inside it.
-        self.folder.chmod(0o755)
-        self.server = PrivatePostgres(self.folder / "pg", fast=False)
-        self.keep_data = keep_data
-        self.statements = False
-        self._databases = 0
-
-    @property
-    def pid(self) -> int | None:
-        """The root of the server's process tree (``runuser`` as root, else the postmaster)."""
-        return None if self.server.process is None else self.server.process.pid
-
-    @property
-    def admin_dsn(self) -> str:
-        return self.server.dsn
-
-    def start(self) -> None:
-        self.server.start(timeout=60)
-
-    async def enable_statements(self) -> None:
-        """Load pg_stat_statements (a restart: it must be preloaded); for ``--pg-statements``."""
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            await conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-        finally:
-            await conn.close()
-        self.server.stop()
-        self.server.start(timeout=60)
-        self.statements = True
-
-    def destroy(self) -> None:
-        """Stop the server; delete every file unless ``keep_data``."""
-        try:
-            self.server.destroy()
-        finally:
-            if not self.keep_data:
-                shutil.rmtree(self.folder, ignore_errors=True)
-
-    async def create_database(self) -> tuple[str, str]:
-        """A fresh database: (name, dsn)."""
-        self._databases += 1
-        name = f"bench_{self._databases}_{os.getpid()}"
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            await conn.execute(f"CREATE DATABASE {name}")
-        finally:
-            await conn.close()
-        dsn = self.admin_dsn.rsplit("/", 1)[0] + "/" + name
-        if self.statements:
-            conn = await asyncpg.connect(dsn)
-            try:
-                await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            finally:
-                await conn.close()
-        return name, dsn
-
-    async def drop_database(self, name: str) -> None:
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close()
-
-    async def describe(self) -> dict[str, Any]:
-        """Version and the settings that decide durability and memory."""
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            info: dict[str, Any] = {"version": await conn.fetchval("SELECT version()")}
-            for name in (
-                "fsync",
-                "synchronous_commit",
-                "full_page_writes",
-                "wal_sync_method",
-                "shared_buffers",
-                "max_wal_size",
-                "checkpoint_timeout",
-                "max_connections",
-                "shared_preload_libraries",
-            ):
-                info[name] = await conn.fetchval(f"SHOW {name}")
-        finally:
-            await conn.close()
-        info["data_dir"] = str(self.server.data)
-        return info
-
-
-# --- the cluster --------------------------------------------------------------------------
-
-
-def free_port_range(count: int, host: str = "127.0.0.1", attempts: int = 200) -> int:
-    """A base port such that ``base .. base+count-1`` are all free right now."""
-    for _ in range(attempts):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            base: int = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind((host, port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports found")
-
-
 def node_id(member: Member) -> str:
     return member.args[member.args.index("--node-id") + 1]
 
 
+class ActivitySampler:
+    """Samples PostgreSQL's active backends of the cluster's database (a poor man's profile)."""
+
+    def __init__(self, db: Any, interval_s: float) -> None:
+        self.db = db
+        self.interval_s = interval_s
+        self.samples = 0
+        self.counts: dict[tuple[str, str], int] = {}
+
+    async def run(self) -> None:
+        async with self.db.acquire() as conn:
+            while True:
+                for wait, query in await conn.fetch(PG_ACTIVITY):
+                    self.counts[(wait, query)] = self.counts.get((wait, query), 0) + 1
+                self.samples += 1
+                await asyncio.sleep(self.interval_s)
+
+    def summary(self) -> dict[str, Any]:
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:15]
+        top = [
+            {"wait": wait, "query": query, "share_of_samples": count / self.samples}
+            for (wait, query), count in ranked
+        ]
+        active = sum(self.counts.values()) / self.samples if self.samples else None
+        return {"samples": self.samples, "avg_active_backends": active, "top": top}
+
+
 @dataclass(slots=True)
-class ClusterEnv:
+class ClusterTarget:
     """A running cluster: its members, its store, and a small pool for the bench's queries."""
 
     cluster: Cluster
     pg: BenchPostgres
     database: str
-    dsn: str
-    size: ClusterSize
+    settings: Settings
     db: Any  # asyncpg.Pool
-    host: str = "127.0.0.1"
+    host: str = HOST
     shard_count: int = 256
     member_ttl: float = 3.0
     ready_s: float | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "distributed"
+    server_name: str = "cluster"
+    throughput_goals: bool = False
+    timeline_min_interval_s: float = 1.0
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Set-up facts (warm-up, idle CPU) added to every run by ``annotate``."""
 
     @property
     def members(self) -> list[Member]:
         return self.cluster.members
+
+    @property
+    def workers(self) -> int:
+        return len(self.of_role("worker"))
 
     def of_role(self, role: str) -> list[Member]:
         return [m for m in self.members if m.role == role]
@@ -246,29 +172,121 @@ class ClusterEnv:
     def member_by_node(self, node: str | None) -> Member | None:
         return next((m for m in self.members if node_id(m) == node), None)
 
-    def role_cpu(self) -> dict[str, float]:
+    # -- measuring ------------------------------------------------------------------------
+
+    def cpu(self) -> CpuSample:
         """CPU seconds so far of every role's processes (summed) and of PostgreSQL's."""
         roots = [m.pid for m in self.members if m.pid is not None]
         pg_pid = self.pg.pid
         if pg_pid is not None:
             roots.append(pg_pid)
-        cpu = trees_cpu(roots)
-        out = {role: 0.0 for role in ROLES}
+        cpu = {pid: user + system for pid, (user, system) in trees_cpu(roots).items()}
+        parts = {role: 0.0 for role in ROLES}
         for member in self.members:
             if member.pid is not None:
-                out[member.role] += cpu.get(member.pid, 0.0)
-        out[POSTGRES] = cpu.get(pg_pid, 0.0) if pg_pid is not None else 0.0
+                parts[member.role] += cpu.get(member.pid, 0.0)
+        parts[POSTGRES] = cpu.get(pg_pid, 0.0) if pg_pid is not None else 0.0
+        return CpuSample(parts)
+
+    async def completed(self) -> float:
+        return float(await self.db.fetchval(COMPLETED))
+
+    async def wait_completed(
+        self, total: float, user: str, *, deadline: float, interval_s: float
+    ) -> Completion:
+        polls = 0
+        while True:
+            polls += 1
+            if not await self.db.fetchval(BUSY) and await self.db.fetchval(COMPLETED) >= total:
+                return Completion(time.perf_counter(), polls)
+            if time.perf_counter() > deadline:
+                left = tuple(await self.db.fetchrow(OUTSTANDING))
+                raise TimeoutError(
+                    f"work outstanding at the deadline (due, queued, running): {left}"
+                )
+            await asyncio.sleep(interval_s)
+
+    async def counters(self) -> dict[str, int]:
+        row = await self.db.fetchrow(PG_COUNTERS)
+        keys = ("wal_bytes", "txid", "wal_sync", "wal_fpi", "xact_commit")
+        return {key: int(value or 0) for key, value in zip(keys, row, strict=True)}
+
+    @contextlib.asynccontextmanager
+    async def measuring(self, run: ScenarioRun, jobs: int) -> AsyncIterator[None]:
+        """``--pg-statements``: reset before, top statements after; ``--pg-sample``: sample
+        the active backends meanwhile."""
+        s = self.settings
+        if s.pg_statements:
+            await self.db.execute("SELECT pg_stat_statements_reset()")
+        activity = ActivitySampler(self.db, s.pg_sample_s) if s.pg_sample_s > 0 else None
+        task = asyncio.create_task(activity.run()) if activity is not None else None
+        try:
+            yield
+            if s.pg_statements:
+                run.raw["pg_statements"] = await self._statements(jobs)
+        finally:
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if activity is not None:
+            run.raw["pg_activity"] = activity.summary()
+
+    async def _statements(self, jobs: int) -> list[dict[str, Any]]:
+        keys = ("calls", "exec_ms", "plan_ms", "rows", "blks_hit", "blks_read", "blks_dirtied")
+        out = []
+        for row in await self.db.fetch(PG_STATEMENTS):
+            item: dict[str, Any] = dict(zip(keys, row[:7], strict=True))
+            item["wal_bytes"] = int(row[7] or 0)
+            item["exec_us_per_job"] = row[1] * 1000 / jobs
+            item["query"] = row[8]
+            out.append(item)
         return out
 
-    def dead_members(self) -> list[Member]:
-        return [m for m in self.members if m.process is not None and m.process.poll() is not None]
+    async def timeline_point(self, baseline: float) -> dict[str, Any]:
+        due, queued, running = await self.db.fetchrow(OUTSTANDING)
+        return {"due": due, "queued": queued, "running": running}
 
-    def log_tail(self, member: Member, lines: int = 20) -> str:
-        try:
-            text = Path(member.log).read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    async def first_runs(self, user: str, job_ids: Sequence[str]) -> dict[str, RunTimes]:
+        rows = await self.db.fetch(FIRST_RUNS, user)
+        return {r[0]: RunTimes(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    async def completed_jobs(self, user: str) -> int:
+        return int(await self.db.fetchval(USER_COMPLETED_JOBS, user))
+
+    async def fire_lag_histogram(self) -> dict[str, Any] | None:
+        return None  # pickers and workers export it only with --metrics-port
+
+    def resource_metrics(
+        self,
+        run: ScenarioRun,
+        jobs: int,
+        cpu: dict[str, Any],
+        counters: CounterPair,
+    ) -> None:
+        cpu_s, cores = cpu["cpu_s"], cpu["cores"]
+        for role in (*ROLES, POSTGRES):
+            run.add(f"CPU per job: {role}", cpu_s[role] / jobs * 1000, "ms")
+        run.add("CPU per job: all roles + PostgreSQL", sum(cpu_s.values()) / jobs * 1000, "ms")
+        run.add("CPU per job: load generator", cpu["client_cpu_s"] / jobs * 1000, "ms")
+        for role in (*ROLES, POSTGRES):
+            run.add(f"cores: {role}", cores.get(role), "cores")
+        run.add("cores: load generator", cpu["client_cores"], "cores")
+        run.add("machine busy (avg cores)", cpu["machine_busy_cores"], "cores")
+        run.add("other processes (avg cores)", cpu["other_cores"], "cores")
+        before, after = counters
+        delta = {k: after[k] - before[k] for k in before}
+        delta["write_transactions"] = delta.pop("txid") - 1  # txid_current() takes one
+        run.raw["postgres_counters"] = delta
+        run.raw["api_processes"] = len(self.api_ports)
+        run.add("PostgreSQL WAL bytes per job", delta["wal_bytes"] / jobs, "B")
+        run.add("PostgreSQL write transactions per job", delta["write_transactions"] / jobs, "tx")
+
+    def annotate(self, run: ScenarioRun) -> None:
+        run.raw["cluster_ready_s"] = self.ready_s
+        run.raw.update(self.extras)
+        idle = self.extras.get("idle_cpu")
+        if idle is not None:
+            run.add("idle cluster CPU (roles + PostgreSQL)", idle["parts_cores"], "cores")
 
     # -- killing and restarting members ---------------------------------------------------
 
@@ -276,23 +294,14 @@ class ClusterEnv:
         """SIGKILL the member's process group; time.perf_counter() just before the signal."""
         assert member.process is not None
         at = time.perf_counter()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(member.process.pid, signal.SIGKILL)
+        signal_group(member.process.pid, signal.SIGKILL)
         member.process.wait()
         self.events.append({"event": "SIGKILL", "member": member.name, "pid": member.pid})
         return at
 
     def respawn(self, member: Member) -> None:
         """Start the member's process again (same command line, same node id, same log)."""
-        Path(member.log).parent.mkdir(parents=True, exist_ok=True)
-        with open(member.log, "ab") as log:
-            member.process = subprocess.Popen(
-                member.args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        member.process = spawn(member.args, Path(member.log))
         member.pid = member.process.pid
         member.restarts += 1
         self.events.append({"event": "respawn", "member": member.name, "pid": member.pid})
@@ -302,7 +311,6 @@ class ClusterEnv:
     async def settled(self) -> tuple[bool, str]:
         """Leader elected, every shard owned by a live picker and all pickers used, all
         workers and coordinators heartbeating. (ready?, what is missing)."""
-        ttl = self.member_ttl
         async with self.db.acquire() as conn:
             leader = await conn.fetchval(
                 "SELECT holder FROM leader_lease WHERE name = $1 AND holder IS NOT NULL"
@@ -312,7 +320,7 @@ class ClusterEnv:
             live = await conn.fetch(
                 "SELECT member_id, role FROM members"
                 " WHERE heartbeat_at > now() - make_interval(secs => $1)",
-                ttl,
+                self.member_ttl,
             )
             owners = await conn.fetch(
                 "SELECT owner, count(*) FROM shard_assignments GROUP BY owner"
@@ -321,16 +329,13 @@ class ClusterEnv:
         for row in live:
             live_by_role.setdefault(row[1], set()).add(row[0])
         pickers = {node_id(m) for m in self.of_role("picker") if m.process is not None}
-        workers = {node_id(m) for m in self.of_role("worker")}
-        coordinators = {node_id(m) for m in self.of_role("coordinator")}
         owned = {row[0]: row[1] for row in owners}
         missing = []
         if leader is None:
             missing.append("no leader")
-        if not workers <= live_by_role.get("worker", set()):
-            missing.append("workers not all live")
-        if not coordinators <= live_by_role.get("coordinator", set()):
-            missing.append("coordinators not all live")
+        for role in ("worker", "coordinator"):
+            if not {node_id(m) for m in self.of_role(role)} <= live_by_role.get(role, set()):
+                missing.append(f"{role}s not all live")
         if set(owned) != pickers or sum(owned.values()) != self.shard_count:
             missing.append(f"shards {owned} not spread over {sorted(pickers)}")
         return not missing, "; ".join(missing)
@@ -338,99 +343,30 @@ class ClusterEnv:
     async def wait_settled(self, timeout_s: float) -> float:
         """Poll ``settled`` until true; the seconds waited."""
         started = time.perf_counter()
-        deadline = started + timeout_s
-        why = ""
-        while time.perf_counter() < deadline:
-            dead = self.dead_members()
+        why = [""]
+
+        async def check() -> bool:
+            dead = [
+                m for m in self.members if m.process is not None and m.process.poll() is not None
+            ]
             if dead:
                 member = dead[0]
                 code = member.process.returncode if member.process else None
                 raise RuntimeError(
-                    f"{member.name} exited with code {code}"
-                    f"\n--- {member.log} ---\n{self.log_tail(member)}"
+                    f"{member.name} exited with code {code}\n{log_tail(Path(member.log), 20)}"
                 )
             try:
-                ok, why = await self.settled()
+                ok, why[0] = await self.settled()
             except (OSError, asyncpg.PostgresError) as exc:  # schema not migrated yet
-                ok, why = False, f"{type(exc).__name__}: {exc}"
-            if ok:
-                return time.perf_counter() - started
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"cluster not settled after {timeout_s:.0f}s: {why}")
+                ok, why[0] = False, f"{type(exc).__name__}: {exc}"
+            return ok
+
+        if not await poll(check, timeout_s, interval=0.1):
+            raise RuntimeError(f"cluster not settled after {timeout_s:.0f}s: {why[0]}")
+        return time.perf_counter() - started
 
     async def wait_http(self, timeout_s: float) -> None:
         deadline = time.perf_counter() + timeout_s
         for port in self.api_ports:
-            client = Client(self.host, port)
-            try:
-                while True:
-                    try:
-                        if (await client.call("GET", "/health")).status == 200:
-                            break
-                    except (OSError, HttpError):
-                        pass
-                    if time.perf_counter() > deadline:
-                        raise RuntimeError(f"api on port {port} not healthy after {timeout_s:.0f}s")
-                    await asyncio.sleep(0.05)
-            finally:
-                await client.close()
-
-
-@contextlib.asynccontextmanager
-async def bench_cluster(
-    pg: BenchPostgres,
-    size: ClusterSize,
-    extra: Sequence[str],
-    *,
-    keep_data: bool = False,
-    ready_timeout_s: float = 120.0,
-) -> AsyncIterator[ClusterEnv]:
-    """A fresh database and a settled cluster over it; everything stopped and dropped after."""
-    database, dsn = await pg.create_database()
-    folder = pg.folder / "clusters" / database
-    plan = ClusterPlan(
-        folder=folder,
-        store=dsn,
-        api=size.api,
-        pickers=size.pickers,
-        workers=size.workers,
-        coordinators=size.coordinators,
-        base_port=free_port_range(size.api),
-        extra=list(extra),
-    )
-    cluster = Cluster(plan)
-    db = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-    failed = False
-    try:
-        started = time.perf_counter()
-        cluster.start()
-        env = ClusterEnv(
-            cluster=cluster,
-            pg=pg,
-            database=database,
-            dsn=dsn,
-            size=size,
-            db=db,
-            shard_count=int(option_value(extra, "shard-count") or 256),
-            member_ttl=float(option_value(extra, "member-ttl") or 3.0),
-        )
-        await env.wait_http(ready_timeout_s)
-        await env.wait_settled(ready_timeout_s)
-        env.ready_s = time.perf_counter() - started
-        yield env
-    except Exception:
-        failed = True  # keep the logs of a run that went wrong (not of a cancelled one)
-        raise
-    finally:
-        # Synchronous on purpose: this must run to the end even when the task is cancelled.
-        cluster.stop()
-        await db.close()
-        with contextlib.suppress(OSError, asyncpg.PostgresError):
-            await pg.drop_database(database)
-        if failed:  # the folder goes with the PostgreSQL folder: keep the logs elsewhere
-            kept = Path(tempfile.gettempdir()) / f"chronoq-bench-{database}-logs"
-            with contextlib.suppress(OSError):
-                shutil.copytree(folder / "logs", kept, dirs_exist_ok=True)
-                print(f"[bench] cluster logs kept in {kept}", file=sys.stderr, flush=True)
-        if not keep_data:
-            shutil.rmtree(folder, ignore_errors=True)
+            if not await healthy(self.host, port, max(0.0, deadline - time.perf_counter())):
+                raise RuntimeError(f"api on port {port} not healthy after {timeout_s:.0f}s")

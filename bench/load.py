@@ -34,8 +34,9 @@ class LoadResult:
         return sum(count for status, count in self.statuses.items() if status != expect)
 
 
-async def open_connections(host: str, port: int, count: int) -> list[Connection]:
-    conns = [Connection(host, port) for _ in range(count)]
+async def open_connections(host: str, ports: Sequence[int], count: int) -> list[Connection]:
+    """``count`` keep-alive connections, spread round-robin over ``ports``."""
+    conns = [Connection(host, ports[i % len(ports)]) for i in range(count)]
     await asyncio.gather(*(conn.connect() for conn in conns))
     return conns
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -67,6 +67,34 @@ class MetricSelector:
 def metric_sum(text: str, name: str, **labels: str) -> float:
     """Sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""
     return MetricSelector(name, labels).total(parse_metrics(text)) or 0.0
+
+
+def histogram_totals(samples: Sequence[Sample], name: str) -> dict[str, Any]:
+    """``_count``, ``_sum`` and cumulative buckets of histogram ``name`` (summed over labels)."""
+    buckets: dict[str, float] = {}
+    count = total = 0.0
+    for s in samples:
+        if s.name == f"{name}_bucket":
+            le = s.labels.get("le", "")
+            buckets[le] = buckets.get(le, 0.0) + s.value
+        elif s.name == f"{name}_count":
+            count += s.value
+        elif s.name == f"{name}_sum":
+            total += s.value
+    return {"count": count, "sum": total, "buckets": buckets}
+
+
+def histogram_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What a histogram recorded between two ``histogram_totals``; the mean in ms."""
+    count = after["count"] - before["count"]
+    total = after["sum"] - before["sum"]
+    buckets = {le: v - before["buckets"].get(le, 0.0) for le, v in after["buckets"].items()}
+    return {
+        "count": count,
+        "sum_s": total,
+        "mean_ms": total / count * 1000 if count else None,
+        "buckets": buckets,
+    }
 
 
 def scrape(url: str) -> str:
