@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import pytest
@@ -239,3 +239,26 @@ async def test_bad_read_arguments_are_refused(harness: LogHarness) -> None:
     with pytest.raises(ValidationError):
         await harness.log.read("writer-1", 10, hold=float("nan"))
     assert len(await harness.log.read("writer-1", 10, hold=LONG)) == 1  # nothing was held
+
+
+# -- PostgreSQL only -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"user_id": "al\x00ice"}, {"payload": "lone \udc80 surrogate"}],
+    ids=["nul-user", "lone-surrogate"],
+)
+async def test_postgres_refuses_text_it_cannot_hold_as_validation_error(
+    harness: LogHarness, bad: dict[str, Any]
+) -> None:
+    """Callers refuse such text at the edge; if some gets through, the log says so as a
+    ValidationError (never a driver error, never a hang) and appends nothing of the batch."""
+    if harness.kind != "postgres":
+        pytest.skip("what PostgreSQL refuses; the memory log holds any str")
+    good = make_job()
+    with pytest.raises(ValidationError):
+        await asyncio.wait_for(harness.log.append([good, replace(make_job(), **bad)]), DEADLINE)
+    assert await harness.log.read("writer-1", 10, hold=LONG) == []
+    await harness.log.append([good])  # the log still works
+    assert jobs_of(await harness.log.read("writer-1", 10, hold=LONG)) == [good]

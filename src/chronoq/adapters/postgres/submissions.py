@@ -8,6 +8,8 @@
   in the PostgreSQL adapters). An entry whose reader died before ``ack`` is
   delivered again once its hold has passed: at least once.
 * ``ack`` deletes; ``get_job`` reads an entry until then (held or not).
+* Text PostgreSQL or JSON cannot hold (NUL in a text column, lone surrogates) is a
+  ``ValidationError`` and appends nothing.
 
 The entry id is the table's ``seq`` (insertion order), as a decimal string.
 The log shares no transaction with the store: the writer role reads, inserts
@@ -69,7 +71,10 @@ class PostgresSubmissionLog:
             return
         ids = [j.job_id for j in jobs]
         users = [j.user_id for j in jobs]
-        bodies = [_ENCODER.encode(j) for j in jobs]
+        try:
+            bodies = [_ENCODER.encode(j) for j in jobs]
+        except (UnicodeEncodeError, msgspec.EncodeError) as exc:  # e.g. a lone surrogate
+            raise ValidationError(f"append submissions: a job cannot be encoded: {exc}") from exc
         with translated("append submissions"):
             await self._connected().execute(_APPEND, ids, users, bodies)
 
