@@ -19,6 +19,7 @@ from chronoq.domain.jobs import Run, RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_TOO_OFTEN,
+    RUN_TERMINAL,
     RUN_TRANSITIONS,
     JobStatus,
     LostRun,
@@ -31,9 +32,13 @@ from chronoq.errors import ValidationError
 
 _TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)
 _RUNNING = RunStatus.RUNNING.value
-_OUTCOMES = RUN_TRANSITIONS[RunStatus.RUNNING] - {RunStatus.QUEUED}
-"""What a worker may report for a RUNNING run: any move the state table allows from
-RUNNING, except back to QUEUED (only the lost-run rule requeues)."""
+_OUTCOMES = frozenset(
+    s
+    for s in RUN_TRANSITIONS[RunStatus.RUNNING]
+    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
+)
+"""What a worker may report: the ways out of RUNNING that end an attempt. Requeueing and
+INTERRUPTED are the lost-run rule's (``reap_lost``, ``release_runs``), not a worker's."""
 CANCELLED_BY_USER = "cancelled by the user"
 
 _LOST_TO = {

@@ -276,12 +276,12 @@ CANCEL = (
     " ELSE r.error_message END,"
     " cancel_requested = r.cancel_requested OR l.status = 'RUNNING'"
     " FROM locked l WHERE r.run_id = l.run_id"
-    " RETURNING r.run_id, l.status AS was, r.scheduled_for, r.attempt),"
+    " RETURNING r.run_id, l.status AS was),"
     " job AS ("
     " UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, updated_at = $2"
     " WHERE job_id = $1 RETURNING " + JOB_COLUMNS + ")"
     " SELECT job.*, ARRAY(SELECT run_id::text FROM touched WHERE was = 'RUNNING'"
-    " ORDER BY scheduled_for, attempt) FROM job"
+    " ORDER BY run_id) FROM job"
 )
 """Cancel a job locked by ``LOCK_USER_JOB``: QUEUED runs end CANCELLED, RUNNING runs get
 ``cancel_requested`` (their workers learn it at their next lease renewal), the job ends

@@ -243,7 +243,7 @@ class PostgresStore:
         with translated("mark_started"):
             rows = await self._connected().fetch(sql.MARK_STARTED, ids, worker_id, at)
         started = {str(r[0]) for r in rows}
-        return [r for r in run_ids if r in started]
+        return [r for r in dict.fromkeys(run_ids) if r in started]  # each once, as asked
 
     async def extend_leases(
         self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
@@ -255,7 +255,7 @@ class PostgresStore:
         with translated("extend_leases"):
             rows = await self._connected().fetch(sql.EXTEND_LEASES, ids, worker_id, until)
         cancelled = {str(r[0]): bool(r[1]) for r in rows}
-        held = [r for r in run_ids if r in cancelled]
+        held = [r for r in dict.fromkeys(run_ids) if r in cancelled]  # each once, as asked
         return LeaseRenewal(held=held, cancel=[r for r in held if cancelled[r]])
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
