@@ -21,6 +21,11 @@ are kept with many processes writing at once:
   records the start, so ``reap_lost``/``release_runs`` requeue a run that never
   started without using an attempt.
 * Instants are ``timestamptz``; ids are ``uuid`` (``str`` in the domain).
+* Text PostgreSQL refuses (NUL, lone surrogates; ``RunOutcome`` cleans outcomes
+  before they get here, but nothing else stops a caller) is a ``ValidationError``
+  from the driver's refusal, and its whole batch applies nothing: never a wedge.
+* ``fence_shards`` waits at most ``_FENCE_LOCK_TIMEOUT_MS`` for claims in flight,
+  then fails as unavailable, changing nothing (the leader tries again).
 
 Lifecycle: nothing connects before ``start()``, which opens the pool and
 applies the migrations; ``close()`` is safe to call twice. Driver errors
