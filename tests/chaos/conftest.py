@@ -140,7 +140,14 @@ class Chaos:
 
 def dump_tables(db: Db, folder: Path) -> None:
     """Keep the store of a failed scenario as CSV files next to its logs."""
-    for table in ("jobs", "job_runs", "members", "shard_assignments", "leader_lease"):
+    for table in (
+        "jobs",
+        "job_runs",
+        "members",
+        "shard_assignments",
+        "fenced_shards",
+        "leader_lease",
+    ):
         with contextlib.suppress(Exception):
             asyncio.run(_copy_out(db.dsn, table, folder / f"{table}.csv"))
 
