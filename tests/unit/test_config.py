@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
 from chronoq.errors import ConfigError
 from chronoq.runtime.config import Settings, env_name, is_loopback
 
@@ -39,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "metrics_port": 0,
     "log_level": "info",
     "failpoints": "",
+    "max_interruptions": 3,
 }
 
 
@@ -87,6 +89,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_FAILPOINTS": "after_claim=kill@5",
         "CHRONOQ_DISPATCH_RATE": "500",
         "CHRONOQ_INGEST": "log",
+        "CHRONOQ_MAX_INTERRUPTIONS": "0",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -109,6 +112,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.metrics_port, s.failpoints) == (9100, "after_claim=kill@5")
     assert s.dispatch_rate == 500.0
     assert s.ingest == "log"
+    assert s.max_interruptions == 0
 
 
 def test_port_from_env() -> None:
@@ -195,11 +199,19 @@ def test_unparsable_values_name_the_variable(variable: str, raw: str) -> None:
         ("CHRONOQ_ECHO_DELAY", "-1", "echo_delay"),
         ("CHRONOQ_SHARD_COUNT", "0", "shard_count"),
         ("CHRONOQ_SQLITE_SYNCHRONOUS", "sometimes", "sqlite_synchronous"),
+        ("CHRONOQ_MAX_INTERRUPTIONS", "-1", "max_interruptions"),
     ],
 )
 def test_out_of_range_values_name_the_setting(variable: str, raw: str, setting: str) -> None:
     with pytest.raises(ConfigError, match=setting):
         Settings.load({variable: raw})
+
+
+def test_max_interruptions_defaults_to_the_domain_budget_and_parses_as_an_int() -> None:
+    assert Settings().max_interruptions == DEFAULT_MAX_INTERRUPTIONS
+    assert Settings.load({"CHRONOQ_MAX_INTERRUPTIONS": "7"}).max_interruptions == 7
+    with pytest.raises(ConfigError, match="CHRONOQ_MAX_INTERRUPTIONS"):
+        Settings.load({"CHRONOQ_MAX_INTERRUPTIONS": "1.5"})
 
 
 def test_out_of_range_overrides_are_refused_too() -> None:

@@ -62,6 +62,8 @@ _OPTIONS: list[Callable[[F], F]] = [
          " 0 keeps all).", type=float),
     _opt("metrics_port", "Without the api role: serve /metrics here (default off).", type=int),
     _opt("log_level", "debug, info, warning or error (default info)."),
+    _opt("max_interruptions", "Times a fire may be cut off by a lost worker before it is"
+         " DEAD (default 3).", type=int),
 ]  # fmt: skip
 
 

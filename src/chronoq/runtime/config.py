@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chronoq import failpoints
+from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
 from chronoq.errors import ConfigError
 
 ENV_PREFIX = "CHRONOQ_"
@@ -98,6 +99,10 @@ class Settings:
     """``debug``, ``info``, ``warning`` or ``error`` (any case); logs go to stderr."""
     failpoints: str = ""
     """Crash on purpose at named steps, for chaos tests (see ``chronoq.failpoints``)."""
+    max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    """How many times one fire may be cut off mid-run by a lost worker (killed, partitioned,
+    stopped past its grace) and still be retried; the next loss makes the run ``DEAD``.
+    Interruptions never use the job's own ``max_retries``; ≥ 0."""
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "port must be 1-65535")
@@ -126,6 +131,7 @@ class Settings:
         _check(self.dispatch_rate >= 0, "dispatch_rate must be >= 0 (0 = no cap)")
         _check(self.echo_delay >= 0, "echo_delay must be >= 0")
         _check(self.shard_count >= 1, "shard_count must be >= 1")
+        _check(self.max_interruptions >= 0, "max_interruptions must be >= 0")
         _check(
             self.log_level.lower() in {"debug", "info", "warning", "error"},
             "log_level must be debug, info, warning or error",

@@ -29,12 +29,13 @@ from chronoq.executors import default_registry, scrubbed_environment
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.coordination import Member
 from chronoq.ports.notify import SUBMISSIONS
+from chronoq.ports.submissions import SubmissionLog
 from chronoq.runtime.config import Settings
 from chronoq.runtime.wiring import Backends, build_backends
 from chronoq.services.api import ApiDeps, create_app, create_metrics_app
 from chronoq.services.api.ingest import Ingest
 from chronoq.services.assignment import AssignmentFollower
-from chronoq.services.base import Service, Wakeup, log
+from chronoq.services.base import Service, log
 from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 from chronoq.services.membership import Heartbeat
 from chronoq.services.picker import Picker
@@ -76,10 +77,10 @@ class Node:
 
     async def run(self) -> None:
         failpoints.configure(self.settings.failpoints)
-        backends = build_backends(self.settings)
-        await backends.start()
+        backends = build_backends(self.settings, self.clock)
         services: list[Service] = []
         try:
+            await backends.start()
             services, writer = self._services(backends)
             for service in services:
                 await service.start()
@@ -107,7 +108,7 @@ class Node:
             if b.distributed:
                 services.append(self._heartbeat(b, "api"))
         if "writer" in self.roles and b.submissions is not None:
-            services += [SubmissionMover(b.submissions, b.notifier), self._heartbeat(b, "writer")]
+            services += [self._heartbeat(b, "writer"), self._mover(b, b.submissions)]
         elif self.roles == ("writer",):
             raise ConfigError(
                 "a writer process moves jobs from the submission log: start it (and the api)"
@@ -122,49 +123,56 @@ class Node:
     def _api_writer(self, b: Backends) -> Writer:
         """Group-commits into the store, or into the submission log with --ingest log."""
         if b.submissions is not None:
-            return Writer(b.submissions.append, b.notifier, channel=SUBMISSIONS)
-        return Writer(b.store.insert_jobs, b.notifier)
+            return Writer(b.submissions.append, b.notifier, self.clock, channel=SUBMISSIONS)
+        return Writer(b.jobs.insert_jobs, b.notifier, self.clock)
+
+    def _mover(self, b: Backends, submissions: SubmissionLog) -> SubmissionMover:
+        return SubmissionMover(
+            submissions, b.jobs, b.notifier, self.clock, self.metrics,
+            consumer=self._member_id("writer"),
+        )  # fmt: skip
 
     def _coordinator(self, b: Backends, retry: RetryPolicy) -> Coordinator:
         s = self.settings
         return Coordinator(
-            b.store, b.blob, b.notifier, b.coordination, self.clock, self.metrics,
+            b.dispatch, b.jobs, b.blob, b.notifier, b.coordination, self.clock, self.metrics,
             CoordinatorConfig(
                 node_id=self.node_id, lease_seconds=s.lease_seconds, retry=retry,
                 recover_orphans=not b.distributed, distributed=b.distributed,
                 leader_ttl=s.leader_ttl, member_ttl=s.member_ttl, shard_count=s.shard_count,
-                retention_hours=s.retention_hours,
+                retention_hours=s.retention_hours, max_interruptions=s.max_interruptions,
             ),
         )  # fmt: skip
 
     def _picker(self, b: Backends) -> list[Service]:
         s = self.settings
+        rate = s.dispatch_rate or math.inf
         if not b.distributed:  # one picker owns every shard
             return [
-                Picker(
-                    b.store, b.notifier, self.clock, self.metrics,
-                    lookahead=s.lookahead, dispatch_rate=s.dispatch_rate or math.inf,
-                )
+                Picker(b.dispatch, b.notifier, self.clock, self.metrics,
+                       lookahead=s.lookahead, dispatch_rate=rate)
             ]  # fmt: skip
-        wakeup = Wakeup()
-        follower = AssignmentFollower(b.coordination, b.notifier, self._member_id("picker"), wakeup)
+        follower = AssignmentFollower(b.coordination, self._member_id("picker"), self.clock)
         picker = Picker(
-            b.store, b.notifier, self.clock, self.metrics,
-            lookahead=s.lookahead, assignment=follower, wakeup=wakeup,
-            dispatch_rate=s.dispatch_rate or math.inf,
+            b.dispatch, b.notifier, self.clock, self.metrics,
+            lookahead=s.lookahead, assignment=follower, dispatch_rate=rate,
         )  # fmt: skip
         return [self._heartbeat(b, "picker"), picker]
 
     def _worker(self, b: Backends, retry: RetryPolicy) -> list[Service]:
         s = self.settings
+        # In distributed mode the lease owner IS the membership id: the reaper hands back
+        # the runs of owners that are not live members.
+        worker_id = self._member_id("worker") if b.distributed else self.node_id
         worker = Worker(
-            b.store, b.blob, b.notifier, self.clock, self.metrics,
+            b.dispatch, b.blob, b.notifier, self.clock, self.metrics,
             default_registry(shell_enabled=s.shell_enabled, echo_delay=s.echo_delay),
             WorkerConfig(
-                worker_id=self.node_id, concurrency=s.worker_concurrency,
+                worker_id=worker_id, concurrency=s.worker_concurrency,
                 lease_seconds=s.lease_seconds, lookahead=s.lookahead,
                 default_timeout=s.default_timeout, output_limit=s.output_limit, retry=retry,
                 shutdown_grace=s.shutdown_grace, env=scrubbed_environment(os.environ),
+                max_interruptions=s.max_interruptions,
             ),
         )  # fmt: skip
         return [self._heartbeat(b, "worker"), worker] if b.distributed else [worker]
@@ -177,14 +185,14 @@ class Node:
         member = Member(
             member_id=self._member_id(role), role=role, host=socket.gethostname(), pid=os.getpid()
         )
-        return Heartbeat(b.coordination, member, ttl=self.settings.member_ttl)
+        return Heartbeat(b.coordination, member, self.clock, ttl=self.settings.member_ttl)
 
     async def _serve(self, b: Backends, writer: Writer | None) -> None:
         s = self.settings
         if writer is not None:
             app = create_app(
                 ApiDeps(
-                    store=b.store, notifier=b.notifier, clock=self.clock, metrics=self.metrics,
+                    store=b.jobs, notifier=b.notifier, clock=self.clock, metrics=self.metrics,
                     ingest=Ingest(writer, b.blob, self.clock, self.metrics, s.shard_count),
                     submissions=b.submissions,
                     max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,

@@ -15,23 +15,36 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from chronoq.adapters.fs import FsBlobStore
 from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.sqlite import SqliteStore
+from chronoq.domain.clock import Clock
 from chronoq.errors import ConfigError
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.coordination import Coordination
+from chronoq.ports.dispatch import Dispatch
+from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import Notifier
-from chronoq.ports.store import Store
 from chronoq.ports.submissions import SubmissionLog
 from chronoq.runtime.config import Settings
 
 
+class _Lifecycle(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Backends:
-    store: Store
+    """The adapters of one node, by port. ``jobs`` and ``dispatch`` are one object for
+    SQLite and PostgreSQL (the store's own run table); each distinct adapter object is
+    started once and closed once."""
+
+    jobs: JobStore
+    dispatch: Dispatch
     blob: BlobStore
     notifier: Notifier
     coordination: Coordination
@@ -39,44 +52,58 @@ class Backends:
     lock: IO[str] | None = None
     submissions: SubmissionLog | None = None
 
-    async def start(self) -> None:
-        await self.store.start()
+    def _adapters(self) -> list[_Lifecycle]:
+        """Every adapter once, in start order (the store first: it applies migrations)."""
+        adapters: list[_Lifecycle] = [self.jobs, self.dispatch]
         if self.submissions is not None:
-            await self.submissions.start()
-        await self.blob.start()
-        await self.notifier.start()
-        await self.coordination.start()
+            adapters.append(self.submissions)
+        adapters += [self.blob, self.notifier, self.coordination]
+        distinct: list[_Lifecycle] = []
+        for adapter in adapters:
+            if not any(adapter is seen for seen in distinct):
+                distinct.append(adapter)
+        return distinct
+
+    async def start(self) -> None:
+        for adapter in self._adapters():
+            await adapter.start()
 
     async def close(self) -> None:
-        await self.coordination.close()
-        await self.notifier.close()
-        await self.blob.close()
-        if self.submissions is not None:
-            await self.submissions.close()
-        await self.store.close()
+        """Close every adapter (each once, even if another fails), then the data-dir lock;
+        raise the first failure."""
+        failures: list[Exception] = []
+        for adapter in reversed(self._adapters()):
+            try:
+                await adapter.close()
+            except Exception as exc:
+                failures.append(exc)
         if self.lock is not None:
             self.lock.close()
             self.lock = None
+        if failures:
+            raise failures[0]
 
 
-def build_backends(settings: Settings) -> Backends:
+def build_backends(settings: Settings, clock: Clock | None = None) -> Backends:
     if settings.distributed:
         return postgres_backends(settings)
-    return embedded_backends(settings)
+    return embedded_backends(settings, clock)
 
 
-def embedded_backends(settings: Settings) -> Backends:
+def embedded_backends(settings: Settings, clock: Clock | None = None) -> Backends:
     """SQLite + a blob folder + in-process notifications, in ``settings.data_dir``."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     db_path = _sqlite_path(settings.store) or data_dir / "chronoq.db"
     db_path.parent.mkdir(parents=True, exist_ok=True)
     lock = lock_data_dir(db_path.parent)
+    store = SqliteStore(db_path, synchronous=settings.sqlite_synchronous)
     return Backends(
-        store=SqliteStore(db_path, synchronous=settings.sqlite_synchronous),
+        jobs=store,
+        dispatch=store,
         blob=FsBlobStore(settings.blob_dir or data_dir / "blobs"),
         notifier=MemoryNotifier(),
-        coordination=MemoryCoordination(),
+        coordination=MemoryCoordination(clock),
         distributed=False,
         lock=lock,
     )
@@ -97,8 +124,10 @@ def postgres_backends(settings: Settings) -> Backends:
         ) from None
     dsn = settings.store
     assert dsn is not None
+    store = PostgresStore(dsn)
     return Backends(
-        store=PostgresStore(dsn),
+        jobs=store,
+        dispatch=store,
         blob=FsBlobStore(settings.blob_dir or settings.data_dir / "blobs"),
         notifier=PostgresNotifier(dsn),
         coordination=PostgresCoordination(dsn),
@@ -136,7 +165,7 @@ async def migrate_store(url: str) -> None:
     """Apply every pending migration of the store at ``url`` (idempotent)."""
     settings = Settings(store=url)
     if settings.distributed:
-        store: Store = postgres_backends(settings).store
+        store: JobStore = postgres_backends(settings).jobs
     else:
         path = _sqlite_path(url)
         assert path is not None

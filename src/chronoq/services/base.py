@@ -57,7 +57,8 @@ class Wakeup:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with full jitter for failing ticks: ``[first/2, min(cap, first·2^n)]``."""
+    """Exponential backoff with jitter for failing ticks: after ``n`` failures a delay
+    uniform in ``[c/2, c]`` with ``c = min(cap, first·2^(n-1))``."""
 
     first: float = 0.05
     cap: float = 2.0
@@ -95,16 +96,19 @@ class Loop:
         """Consecutive failed ticks (0 after a success)."""
         return self._failures
 
-    def start(self) -> None:
+    def start(self, *, after: float = 0.0) -> None:
+        """Begin ticking, the first tick ``after`` seconds from now (or at a wakeup)."""
         if self._task is None:
-            self._task = spawn(self._run(), self.name)
+            self._task = spawn(self._run(after), self.name)
 
     async def stop(self) -> None:
         """Cancel the loop (a tick in progress is cancelled too); safe to call twice."""
         task, self._task = self._task, None
         await cancel_and_wait(task)
 
-    async def _run(self) -> None:
+    async def _run(self, after: float) -> None:
+        if after > 0:
+            await self.wakeup.wait(after)
         while True:
             delay = await self._tick_once()
             await self.wakeup.wait(delay)

@@ -1,32 +1,55 @@
 """The picker role: turns due fires into runs.
 
-It sleeps until the earliest fire in its shards is within the look-ahead (or
-a submission wakes it), then claims every fire due up to ``now + lookahead``:
-the store creates each run and the job's next fire in one transaction. Runs
-claimed early carry their exact ``scheduled_for``; workers start them then, so
-a burst of fires due in the same second starts together, never early.
+One ``Loop`` (``services.base``). Each tick claims every fire due up to
+``now + lookahead`` (the store creates each run and the job's next fire in one
+transaction), then sleeps on the ``Clock`` until the earliest fire in its
+shards comes within the look-ahead, or until a hint wakes it: ``fires`` (a
+submission) or, in distributed mode, ``assign`` (the leader fenced a new
+assignment). Runs claimed early carry their exact ``scheduled_for``; workers
+start them then, so a burst of fires due in the same second starts together,
+never early.
+
+Distributed mode: the picker claims only its shards, naming the (owner, epoch)
+its ``AssignmentFollower`` read from the coordination; the store checks them
+against its own fence record, so a picker with a stale assignment claims
+nothing. A claim that finds nothing although work is due means exactly that:
+the assignment is re-read, with a growing pause so a fenced-out picker does not
+spin.
+
+Rate cap: a ``TokenBucket`` on the clock's monotonic time bounds the fires
+dispatched per second, so a backlog after an outage drains without a stampede.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from chronoq import failpoints
 from chronoq.domain.clock import Clock
+from chronoq.domain.jobs import Run
 from chronoq.domain.ratelimit import TokenBucket
 from chronoq.observability.metrics import Metrics
-from chronoq.ports.notify import FIRES, RUNS, Notifier
-from chronoq.ports.store import ClaimDueParams, Store
+from chronoq.ports.dispatch import ClaimDueParams, Dispatch
+from chronoq.ports.notify import ASSIGN, FIRES, RUNS, Notifier
 from chronoq.services.assignment import AssignmentFollower
-from chronoq.services.base import Wakeup, cancel_and_wait, log, spawn
+from chronoq.services.base import Loop
 
-_IDLE_RECHECK = 5.0
+IDLE_RECHECK = 5.0
 """Longest sleep without a hint: bounds the delay if a wake-up is ever lost."""
-_ERROR_BACKOFF = 0.5
+_FOUND_NOTHING_FIRST = 0.05
+"""First pause after a claim found nothing although work was due; doubles up to 1 s."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What one tick may claim: shards (None: all) and the fence it claims under."""
+
+    shards: Sequence[int] | None
+    owner: str | None = None
+    epoch: int | None = None
 
 
 class Picker:
@@ -34,18 +57,20 @@ class Picker:
 
     def __init__(
         self,
-        store: Store,
+        dispatch: Dispatch,
         notifier: Notifier,
         clock: Clock,
         metrics: Metrics,
         *,
         lookahead: float,
         assignment: AssignmentFollower | None = None,
-        wakeup: Wakeup | None = None,
         batch: int = 1000,
         dispatch_rate: float = math.inf,
     ) -> None:
-        self._store = store
+        """``assignment`` set: distributed (fenced, only the shards it names); None: the
+        only picker (embedded), unfenced, every shard. ``dispatch_rate``: fires per second
+        (``inf``: no cap)."""
+        self._dispatch = dispatch
         self._notifier = notifier
         self._clock = clock
         self._metrics = metrics
@@ -54,43 +79,54 @@ class Picker:
         self._batch = batch
         # At most one second's worth at once (and never more than a batch).
         self._bucket = TokenBucket(rate=dispatch_rate, burst=max(min(batch, dispatch_rate), 1))
-        self._wakeup = wakeup or Wakeup()
-        self._task: asyncio.Task[None] | None = None
+        self._found_nothing = 0
+        self._loop = Loop("picker", self.tick, clock)
+        self._started = False
 
     async def start(self) -> None:
-        self._notifier.subscribe(FIRES, self._wakeup.set)
-        self._task = spawn(self._loop(), "picker")
+        if self._started:
+            return
+        self._started = True
+        self._notifier.subscribe(FIRES, self._loop.wakeup.set)
+        if self._assignment is not None:
+            self._notifier.subscribe(ASSIGN, self._on_assign)
+        self._loop.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                delay = await self.tick()
-            except Exception:
-                log.exception("picker: claiming due fires failed; retrying")
-                delay = _ERROR_BACKOFF
-            await self._wakeup.wait(delay)
+    def _on_assign(self, _message: str) -> None:
+        if self._assignment is not None:
+            self._assignment.invalidate()
+        self._loop.wakeup.set()
 
     async def tick(self) -> float:
         """Claim what is due; return how long to sleep before the next look."""
-        shards: Sequence[int] | None = None
-        owner, epoch = None, None
-        if self._assignment is not None:  # distributed: only our shards, fenced
-            assignment = await self._assignment.current()
-            if not assignment.shards:
-                return self._assignment.seconds_to_refresh() or 1.0
-            shards, owner, epoch = assignment.shards, assignment.owner, assignment.epoch
-        limit = min(self._batch, self._bucket.available(time.monotonic()))
+        scope = await self._scope()
+        if scope is None:  # no shards (yet): look again when the assignment may have changed
+            return self._refresh_in()
+        limit = min(self._batch, self._bucket.available(self._clock.monotonic()))
         if limit < 1:
             return self._bucket.wait_for_one()  # rate-capped: let the backlog drain
+        runs = await self._claim(scope, limit)
+        if len(runs) == limit:
+            return self._bucket.wait_for_one()  # more may be due right now
+        return await self._until_next_due(scope, claimed=bool(runs))
+
+    async def _scope(self) -> _Scope | None:
+        if self._assignment is None:
+            return _Scope(shards=None)
+        current = await self._assignment.current()
+        if not current.shards:
+            return None
+        return _Scope(shards=current.shards, owner=current.owner, epoch=current.epoch)
+
+    async def _claim(self, scope: _Scope, limit: int) -> list[Run]:
         now = self._clock.now()
-        runs = await self._store.claim_due(
+        runs = await self._dispatch.claim_due(
             ClaimDueParams(
-                shards=shards, now=now, horizon=now + self._lookahead, limit=limit,
-                owner=owner, epoch=epoch,
+                shards=scope.shards, now=now, horizon=now + self._lookahead, limit=limit,
+                owner=scope.owner, epoch=scope.epoch,
             )
         )  # fmt: skip
         self._bucket.take(len(runs))
@@ -99,16 +135,25 @@ class Picker:
             self._metrics.jobs_scanned.inc(len(runs))
             self._metrics.jobs_enqueued.inc(len(runs))
             self._notifier.publish(RUNS)
-            if len(runs) == limit:
-                return self._bucket.wait_for_one()
-        longest = _IDLE_RECHECK
-        if self._assignment is not None:
-            longest = max(self._assignment.seconds_to_refresh(), 0.05)
-        next_due = await self._store.next_due_at(shards)
+        return runs
+
+    async def _until_next_due(self, scope: _Scope, *, claimed: bool) -> float:
+        next_due = await self._dispatch.next_due_at(scope.shards)
+        longest = IDLE_RECHECK if self._assignment is None else self._refresh_in()
         if next_due is None:
+            self._found_nothing = 0
             return longest
         wait = (next_due - self._lookahead - self._clock.now()).total_seconds()
-        if wait <= 0 and not runs and self._assignment is not None:
-            self._assignment.invalidate()  # due work but nothing claimed: our epoch is stale
-            return 0.05
-        return min(max(wait, 0.001), longest)
+        if wait > 0 or claimed:
+            self._found_nothing = 0
+            return min(max(wait, 0.0), longest)
+        # Due work, yet the claim found none: in distributed mode our (owner, epoch) is
+        # stale or not fenced yet; re-read it, pausing longer each time so we never spin.
+        if self._assignment is not None:
+            self._assignment.invalidate()
+        self._found_nothing += 1
+        return min(_FOUND_NOTHING_FIRST * 2.0 ** min(self._found_nothing - 1, 10), 1.0)
+
+    def _refresh_in(self) -> float:
+        assert self._assignment is not None
+        return max(self._assignment.seconds_to_refresh(), _FOUND_NOTHING_FIRST)

@@ -7,7 +7,19 @@ transaction, not N. It commits into the store (direct ingestion, then wakes
 the pickers) or appends to the submission log (``--ingest log``).
 
 ``SubmissionMover`` is the writer process of buffered ingestion: it moves
-logged jobs into the store in big batches, each move atomic with its insert.
+logged jobs into the store in big batches: ``SubmissionLog.read`` (the entries
+are held for this writer), ``JobStore.insert_jobs(if_absent=True)``, then
+``ack``. The log delivers at least once and the insert is idempotent on the job
+id, so a writer that dies between insert and ack makes no second job: the entry
+is delivered again after its hold and skipped. Failures:
+
+* the store or the log is unavailable (``UnavailableError``): the tick fails and
+  the ``Loop`` backs off; the entries already read are kept and retried first
+  (they stay held for this writer, so reading again would not return them);
+* the store refuses a batch for any other reason: it is split, each entry
+  inserted alone; an entry refused alone can never be stored — it is logged
+  loudly, counted (``submissions_dropped``) and acknowledged, so one poison
+  entry cannot wedge the log.
 """
 
 from __future__ import annotations
@@ -16,13 +28,24 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
+from prometheus_client import Counter
+
+from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import Job
 from chronoq.errors import UnavailableError
+from chronoq.observability.metrics import Metrics
+from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import FIRES, SUBMISSIONS, Notifier
-from chronoq.ports.submissions import SubmissionLog
-from chronoq.services.base import Wakeup, cancel_and_wait, log, spawn
+from chronoq.ports.submissions import LoggedJob, SubmissionLog
+from chronoq.services.base import Loop, log
 
 _MAX_BATCH_JOBS = 5000
+_IDLE = 3600.0
+"""The writer sleeps until a submission arrives; this only bounds one wait."""
+STOP_GRACE = 10.0
+"""Seconds ``stop`` waits for submissions in flight to be committed."""
+
+_Pending = tuple[Sequence[Job], asyncio.Future[None]]
 
 
 class Writer:
@@ -32,56 +55,58 @@ class Writer:
         self,
         commit: Callable[[Sequence[Job]], Awaitable[None]],
         notifier: Notifier,
+        clock: Clock,
         *,
         channel: str = FIRES,
     ) -> None:
-        """``commit`` makes jobs durable (``Store.insert_jobs`` or ``SubmissionLog.append``);
+        """``commit`` makes jobs durable (``JobStore.insert_jobs`` or ``SubmissionLog.append``);
         ``channel`` is told afterwards (pickers, or the writer processes)."""
         self._commit_jobs = commit
         self._notifier = notifier
+        self._clock = clock
         self._channel = channel
-        self._pending: deque[tuple[Sequence[Job], asyncio.Future[None]]] = deque()
-        self._arrived = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._pending: deque[_Pending] = deque()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._loop = Loop("writer", self._drain, clock)
+        self._running = False
 
     async def start(self) -> None:
-        self._stopping = False
-        self._task = spawn(self._loop(), "writer")
+        if not self._running:
+            self._running = True
+            self._loop.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._arrived.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), 10)
-            except TimeoutError:
-                await cancel_and_wait(self._task)
-            self._task = None
-        for _jobs, future in self._pending:
-            if not future.done():
-                future.set_exception(UnavailableError("the writer is stopping"))
-        self._pending.clear()
+        """Refuse new writes, commit those in flight (up to ``STOP_GRACE``), fail the rest."""
+        if self._running:
+            self._running = False
+            self._loop.wakeup.set()
+            if not await self._clock.wait(self._drained, STOP_GRACE):
+                log.error("writer: submissions still uncommitted after %gs; failing them",
+                          STOP_GRACE)  # fmt: skip
+        await self._loop.stop()
+        while self._pending:
+            _fail(self._pending.popleft()[1], "the writer is stopping")
 
     async def write(self, jobs: Sequence[Job]) -> None:
         """Return once ``jobs`` are durable (all or none); raise if they are not."""
-        if self._stopping or self._task is None:
+        if not self._running:
             raise UnavailableError("the writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((jobs, future))
-        self._arrived.set()
+        self._drained.clear()
+        self._loop.wakeup.set()
         await future
 
-    async def _loop(self) -> None:
-        while not (self._stopping and not self._pending):
-            await self._arrived.wait()
-            self._arrived.clear()
-            while self._pending:
-                batch = self._take_batch()
-                await self._commit(batch)
+    async def _drain(self) -> float:
+        """Commit everything pending, a group at a time; sleep until the next arrival."""
+        while self._pending:
+            await self._commit(self._take_batch())
+        self._drained.set()
+        return _IDLE
 
-    def _take_batch(self) -> list[tuple[Sequence[Job], asyncio.Future[None]]]:
-        batch: list[tuple[Sequence[Job], asyncio.Future[None]]] = []
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
         size = 0
         while self._pending and (not batch or size + len(self._pending[0][0]) <= _MAX_BATCH_JOBS):
             item = self._pending.popleft()
@@ -89,11 +114,12 @@ class Writer:
             size += len(item[0])
         return batch
 
-    async def _commit(self, batch: list[tuple[Sequence[Job], asyncio.Future[None]]]) -> None:
+    async def _commit(self, batch: list[_Pending]) -> None:
         try:
             await self._commit_jobs([job for jobs, _f in batch for job in jobs])
         except Exception:
             if len(batch) == 1:
+                log.exception("writer: storing a submission failed")
                 _fail(batch[0][1])
                 return
             # One submission spoiled the group: commit each alone so only it fails.
@@ -101,6 +127,7 @@ class Writer:
                 try:
                     await self._commit_jobs(jobs)
                 except Exception:
+                    log.exception("writer: storing a submission failed")
                     _fail(future)
                 else:
                     _succeed(future)
@@ -116,14 +143,19 @@ def _succeed(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _fail(future: asyncio.Future[None]) -> None:
-    log.exception("storing a submission failed")
+def _fail(
+    future: asyncio.Future[None], message: str = "the store could not save the job; try again"
+) -> None:
     if not future.done():
-        future.set_exception(UnavailableError("the store could not save the job; try again"))
+        future.set_exception(UnavailableError(message))
 
 
-_MOVE_BATCH = 5000
+MOVE_BATCH = 5000
+MOVE_HOLD = 30.0
+"""Seconds the log holds entries for this writer: longer than any insert takes, so another
+writer re-reads them only if this one died."""
 _MOVE_IDLE = 1.0
+"""Longest sleep without a ``submissions`` hint: bounds the delay if one is lost."""
 
 
 class SubmissionMover:
@@ -131,28 +163,94 @@ class SubmissionMover:
 
     name = "writer"
 
-    def __init__(self, submissions: SubmissionLog, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        submissions: SubmissionLog,
+        jobs: JobStore,
+        notifier: Notifier,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        consumer: str,
+        batch: int = MOVE_BATCH,
+        hold: float = MOVE_HOLD,
+    ) -> None:
+        """``consumer``: this writer's name in the log (its node id)."""
         self._submissions = submissions
+        self._jobs = jobs
         self._notifier = notifier
-        self._wakeup = Wakeup()
-        self._task: asyncio.Task[None] | None = None
+        self._consumer = consumer
+        self._batch = batch
+        self._hold = hold
+        self._dropped = _dropped_counter(metrics)
+        self._carried: list[LoggedJob] = []
+        """Entries read but not yet acknowledged: a failed tick retries them first."""
+        self._loop = Loop("writer-mover", self.tick, clock)
+        self._started = False
 
     async def start(self) -> None:
-        self._notifier.subscribe(SUBMISSIONS, self._wakeup.set)
-        self._task = spawn(self._loop(), "writer-mover")
+        if not self._started:
+            self._started = True
+            self._notifier.subscribe(SUBMISSIONS, self._loop.wakeup.set)
+            self._loop.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                moved = await self._submissions.move_to_store(_MOVE_BATCH)
-            except Exception:
-                log.exception("writer: moving submissions into the store failed; retrying")
-                moved = 0
-            if moved:
-                self._notifier.publish(FIRES)
-            if moved < _MOVE_BATCH:
-                await self._wakeup.wait(_MOVE_IDLE)
+    async def tick(self) -> float:
+        """Move one batch; 0 if more may be waiting, else the idle wait."""
+        entries = self._carried or await self._submissions.read(
+            self._consumer, self._batch, hold=self._hold
+        )
+        if not entries:
+            return _MOVE_IDLE
+        self._carried = entries
+        await self._insert(entries)
+        await self._submissions.ack([e.entry_id for e in entries])
+        self._carried = []
+        self._notifier.publish(FIRES)
+        return 0.0 if len(entries) >= self._batch else _MOVE_IDLE
+
+    async def _insert(self, entries: list[LoggedJob]) -> None:
+        try:
+            await self._jobs.insert_jobs([e.job for e in entries], if_absent=True)
+        except UnavailableError:
+            raise
+        except Exception:
+            if len(entries) == 1:
+                self._drop(entries[0])
+                return
+            log.warning("writer: the store refused a batch of %d; inserting one by one",
+                        len(entries))  # fmt: skip
+            for entry in entries:
+                try:
+                    await self._jobs.insert_jobs([entry.job], if_absent=True)
+                except UnavailableError:
+                    raise  # the whole batch is retried; the inserted ones are skipped then
+                except Exception:
+                    self._drop(entry)
+
+    def _drop(self, entry: LoggedJob) -> None:
+        log.exception(
+            "writer: DROPPING submission %s (job %s of user %s): the store refuses it;"
+            " it is acknowledged so the log can move on",
+            entry.entry_id, entry.job.job_id, entry.job.user_id,
+        )  # fmt: skip
+        self._dropped.inc()
+
+
+def _dropped_counter(metrics: Metrics) -> Counter:
+    """``submissions_dropped`` on this ``Metrics`` (registered once per ``Metrics``).
+
+    ``Metrics`` has no such counter yet; until it declares one, the first mover on a
+    ``Metrics`` registers it and the others reuse it."""
+    counter = getattr(metrics, "submissions_dropped", None)
+    if isinstance(counter, Counter):
+        return counter
+    counter = Counter(
+        "submissions_dropped",
+        "Submission-log entries the store refused for good (logged, acknowledged)",
+        registry=metrics.registry,
+    )
+    setattr(metrics, "submissions_dropped", counter)  # noqa: B010 - not declared on Metrics
+    return counter
