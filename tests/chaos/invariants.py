@@ -44,7 +44,10 @@ from .harness import (
 )
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED", "DEAD", "SKIPPED"})
+ATTEMPT_ENDS = frozenset({"RETRY_SCHEDULED", "INTERRUPTED"})
+"""End an attempt, not the fire: attempt + 1 follows (a job failure; a lost worker)."""
 LEASE_LOST = "lease expired"
+"""In the error of a RETRY_SCHEDULED run reaped before INTERRUPTED existed (old histories)."""
 EARLY_TOLERANCE = timedelta(milliseconds=100)
 STAMP_TOLERANCE = timedelta(milliseconds=1)
 SHOWN = 15  # problems listed per invariant in a report
@@ -435,11 +438,20 @@ class Checker:
     # I3 -----------------------------------------------------------------------------------
 
     def check_i3_ledger(self) -> None:
+        """Each attempt executes at most once; a fire executes again only after an attempt
+        was visibly lost: INTERRUPTED (its worker was lost mid-run; explained by the run
+        history itself), or, in old histories, RETRY_SCHEDULED by a lease expiry that an
+        injected fault must explain."""
         for line in self.bad_ledger_lines:
             self.report.add("I3 torn ledger line", repr(line))
         runs = {(r.job_id, r.scheduled_for, r.attempt): r for r in self.s.runs}
         per_attempt = Counter((e.job_id, e.scheduled_for, e.attempt) for e in self.executions)
-        explained = {"duplicates_after_kill": 0, "duplicates_after_outage": 0}
+        explained = {
+            "duplicates_after_kill": 0,
+            "duplicates_after_outage": 0,
+            "duplicates_interrupted": 0,
+            "duplicates_interrupted_without_fault": 0,
+        }
         examples: list[str] = []
         for key, count in per_attempt.items():
             run = runs.get(key)
@@ -450,33 +462,42 @@ class Checker:
                 self.report.add(
                     "I3 one attempt executed twice", f"{key[0]}@{key[1]} #{key[2]} x{count}"
                 )
-            nxt = runs.get((key[0], key[1], key[2] + 1))
-            if (
-                nxt is None
-                or run.status != "RETRY_SCHEDULED"
-                or LEASE_LOST not in (run.error_message or "")
-            ):
+            if not self._lost_mid_run(run) or (key[0], key[1], key[2] + 1) not in runs:
                 continue
             if not any(e for e in per_attempt if e[:2] == key[:2] and e[2] > key[2]):
                 continue  # the redelivery has not executed (yet): no duplicate
             cause = self._lease_loss_cause(run)
-            if cause is None:
+            if run.status == "INTERRUPTED":
+                explained["duplicates_interrupted"] += 1
+                if cause is None:
+                    explained["duplicates_interrupted_without_fault"] += 1
+                else:
+                    explained[cause] += 1
+            elif cause is None:
                 self.report.add(
                     "I3 duplicate execution without a fault",
                     f"{key[0]}@{key[1]}: attempt {key[2]} on {run.worker_id} lost its lease "
                     f"(started {run.started_at}, reaped {run.completed_at}) and ran again",
                 )
+                continue
             else:
                 explained[cause] += 1
-                if len(examples) < 3:
-                    examples.append(
-                        f"{key[0][-6:]}#{key[2]} on {run.worker_id} started "
-                        f"{run.started_at:%H:%M:%S.%f}, reaped {run.completed_at:%H:%M:%S.%f}"
-                    )
+            if len(examples) < 3:
+                examples.append(
+                    f"{key[0][-6:]}#{key[2]} {run.status} on {run.worker_id} started "
+                    f"{run.started_at:%H:%M:%S.%f}, lost {run.completed_at:%H:%M:%S.%f}"
+                )
         self._check_unexecuted(per_attempt)
         self.report.stats.update(explained)
         if examples:
             self.report.stats["duplicate_examples"] = examples
+
+    @staticmethod
+    def _lost_mid_run(run: RunRow) -> bool:
+        """The attempt ended because its worker was lost (not by the job's own outcome)."""
+        if run.status == "INTERRUPTED":
+            return True
+        return run.status == "RETRY_SCHEDULED" and LEASE_LOST in (run.error_message or "")
 
     def _check_unexecuted(self, per_attempt: Counter[tuple[str, datetime, int]]) -> None:
         for run in self.s.runs:
@@ -548,14 +569,17 @@ class Checker:
             if numbers != list(range(1, len(numbers) + 1)):
                 self.report.add("I6 attempts not 1..n", f"{job_id}@{scheduled}: {numbers}")
             for run in attempts[:-1]:
-                if run.status != "RETRY_SCHEDULED":
+                if run.status not in ATTEMPT_ENDS:
                     self.report.add(
                         "I6 attempt after an ending",
                         f"{job_id}@{scheduled}: #{run.attempt} {run.status} is followed by more",
                     )
             last = attempts[-1]
-            if last.status == "RETRY_SCHEDULED":
-                self.report.add("I6 retry without a next attempt", f"{job_id}@{scheduled}")
+            if last.status in ATTEMPT_ENDS:
+                self.report.add(
+                    "I6 retry without a next attempt",
+                    f"{job_id}@{scheduled}: #{last.attempt} {last.status}",
+                )
             for run in attempts:
                 if run.started_at and run.completed_at and run.completed_at < run.started_at:
                     self.report.add("I6 ended before it started", f"{job_id}@{scheduled}")
@@ -568,11 +592,7 @@ class Checker:
             (e.started - e.scheduled_for).total_seconds() for e in self.executions if e.attempt == 1
         )
         unexplained = sum(
-            1
-            for r in self.s.runs
-            if r.status == "RETRY_SCHEDULED"
-            and LEASE_LOST in (r.error_message or "")
-            and self._lease_loss_cause(r) is None
+            1 for r in self.s.runs if self._lost_mid_run(r) and self._lease_loss_cause(r) is None
         )
         self.report.stats.update(
             leases_lost_without_fault=unexplained,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from chronoq.domain.clock import format_rfc3339
+from chronoq.domain.states import LOST_TO_LEASE
 from tests.support.postgres import create_database, drop_database
 from tests.support.times import utcnow
 
@@ -183,3 +184,21 @@ def test_i7_accepted_job_lost(store: Store) -> None:
     body = {"job_id": str(uuid.uuid4()), "next_fire_at": format_rfc3339(utcnow())}
     store.book.accept({"payload": "cmd:probe"}, body)
     _only(store.check(), "I7 accepted job lost")
+
+
+def test_i3_an_interrupted_attempt_explains_its_redelivery(store: Store) -> None:
+    job = store.job()
+    store.run(job, T0, 1, "INTERRUPTED", error=LOST_TO_LEASE)
+    store.run(job, T0, 2, "COMPLETED", started=T0 + timedelta(seconds=5))
+    report = store.check()
+    assert report.ok, report
+    assert report.stats["duplicates_interrupted"] == 1, report
+    assert report.stats["duplicates_interrupted_without_fault"] == 1, report
+
+
+def test_i6_an_interrupted_attempt_is_followed_by_another(store: Store) -> None:
+    job = store.job()
+    store.run(job, T0, 1, "INTERRUPTED", error=LOST_TO_LEASE, executed=False)
+    report = store.check()
+    assert report.problems["I6 retry without a next attempt"], report
+    assert report.problems["I1 fire without an outcome"], report  # INTERRUPTED ends no fire
