@@ -104,8 +104,9 @@ def test_burst_of_accepted_jobs_survives_kill_9(
                 json={
                     "project_id": "burst",
                     "payload": f"cmd:echo {i} >> {shlex.quote(str(ledger))}",
-                    # A run cut short by the crash comes back as attempt 2.
-                    "max_retries": 2,
+                    # No retries: a run cut short by the crash comes back anyway, as
+                    # attempt 2 after an INTERRUPTED attempt 1 (not the job's failure).
+                    "max_retries": 0,
                 },
             )
             assert r.status_code == 201, r.text
@@ -124,11 +125,11 @@ def test_burst_of_accepted_jobs_survives_kill_9(
             assert len(completed(runs)) == 1, runs
         lines = Counter(_ledger_lines(ledger))
         assert set(lines) == {str(i) for i in range(30)}, lines
-        # A job killed mid-execution may run again (attempt 2), but never without a run record.
+        # A job killed mid-execution runs again (attempt 2) only after an INTERRUPTED attempt.
         for line, n in lines.items():
             runs = get_runs(api, ids[int(line)])
-            started = [r for r in runs if r["started_at"] is not None]
-            assert n <= max(1, len(started)), (line, n, runs)
+            interrupted = [r for r in runs if r["status"] == "INTERRUPTED"]
+            assert n <= 1 + len(interrupted), (line, n, runs)
 
 
 def test_recurring_job_continues_after_kill_9(
@@ -204,7 +205,7 @@ def _interrupted_job(
     return job_id, ledger
 
 
-def test_run_interrupted_by_kill_9_is_retried(
+def test_run_interrupted_by_kill_9_is_redelivered_without_using_a_retry(
     server_factory: ServerFactory, tmp_path: Path, proc_sweeper: list[str]
 ) -> None:
     server = server_factory("--lease-seconds", LEASE)
@@ -213,28 +214,28 @@ def test_run_interrupted_by_kill_9_is_retried(
         job = wait_job_status(api, job_id, {"COMPLETED", "FAILED", "CANCELLED"}, 20)
         runs = by_attempt(get_runs(api, job_id))
         assert job["status"] == "COMPLETED", (job, runs)
-        assert [(r["attempt"], r["status"]) for r in runs] == [
-            (1, "RETRY_SCHEDULED"),
-            (2, "COMPLETED"),
+        assert [(r["attempt"], r["status"], r["interruptions"]) for r in runs] == [
+            (1, "INTERRUPTED", 0),
+            (2, "COMPLETED", 1),
         ], runs
+        assert runs[0]["error_message"].startswith("interrupted:"), runs
         _check_fire_invariants(runs)
         assert _ledger_lines(ledger) == ["start", "start"]
 
 
-def test_run_interrupted_by_kill_9_without_retries_is_not_stuck(
+def test_run_interrupted_by_kill_9_without_retries_is_redelivered(
     server_factory: ServerFactory, tmp_path: Path, proc_sweeper: list[str]
 ) -> None:
+    """A crash is not the job's failure: even with max_retries 0 the fire runs again."""
     server = server_factory("--lease-seconds", LEASE)
     with make_client(server.url, new_user("crash")) as api:
-        job_id, _ = _interrupted_job(server, api, tmp_path, proc_sweeper, 0)
+        job_id, ledger = _interrupted_job(server, api, tmp_path, proc_sweeper, 0)
         job = wait_job_status(api, job_id, {"COMPLETED", "FAILED", "CANCELLED"}, 20)
-        runs = get_runs(api, job_id)
-        assert all(r["status"] in RUN_TERMINAL | {"RETRY_SCHEDULED"} for r in runs), runs
+        runs = by_attempt(get_runs(api, job_id))
+        assert job["status"] == "COMPLETED", (job, runs)
+        assert [(r["attempt"], r["status"]) for r in runs] == [
+            (1, "INTERRUPTED"),
+            (2, "COMPLETED"),
+        ], runs
         _check_fire_invariants(runs)
-        terminal = [r for r in runs if r["status"] in RUN_TERMINAL]
-        assert len(terminal) == 1, runs
-        # Either re-run to completion, or given up on as DEAD (its only attempt was spent).
-        assert (job["status"], terminal[0]["status"]) in {
-            ("COMPLETED", "COMPLETED"),
-            ("FAILED", "DEAD"),
-        }, (job, runs)
+        assert _ledger_lines(ledger) == ["start", "start"]

@@ -68,7 +68,7 @@ def _crash_then_recover(
         runs = wait_runs(
             api,
             job_id,
-            lambda rs: all(r["status"] in RUN_TERMINAL or r["status"] == "RETRY_SCHEDULED"
+            lambda rs: all(r["status"] in RUN_TERMINAL | {"RETRY_SCHEDULED", "INTERRUPTED"}
                            for r in rs),
             10,
             "every run settled",
@@ -109,10 +109,11 @@ def test_crash_after_execution_before_result_keeps_every_next_fire(
     first_fire = min(str(r["scheduled_for"]) for r in runs)
     crashed = sorted((r for r in runs if r["scheduled_for"] == first_fire),
                      key=lambda r: int(str(r["attempt"])))  # fmt: skip
-    # The executed-but-unrecorded attempt is redelivered as attempt 2 (its lease expired
-    # with the process), so that fire ran twice, explained by the crash and recorded.
+    # The executed-but-unrecorded attempt was started, so it is INTERRUPTED (its worker
+    # died with the process) and redelivered as attempt 2: that fire ran twice, explained
+    # by the crash and recorded.
     assert [r["attempt"] for r in crashed] == [1, 2], crashed
-    assert crashed[0]["status"] == "RETRY_SCHEDULED", crashed
+    assert crashed[0]["status"] == "INTERRUPTED", crashed
     assert crashed[1]["status"] == "COMPLETED", crashed
     executions = Counter(ledger)
     assert all(n == 1 for n in executions.values()), executions
