@@ -58,6 +58,8 @@ class MemorySubmissionLog:
     async def read(self, consumer: str, limit: int, *, hold: float) -> list[LoggedJob]:
         if not isinstance(consumer, str) or not consumer:
             raise ValidationError("consumer must be a non-empty string", field="consumer")
+        if limit < 0:
+            raise ValidationError(f"limit must be >= 0, got {limit!r}", field="limit")
         if not (0 <= hold < math.inf):
             raise ValidationError(f"hold must be finite seconds >= 0, got {hold!r}", field="hold")
         self._check_open()
