@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chronoq.domain.retry import RetryPolicy, attempts_left, attempts_left_after_lost_lease
+from chronoq.domain.retry import RetryPolicy, attempts_left
+from chronoq.domain.states import LostRun, lost_run
 
 attempts = st.integers(min_value=1, max_value=10_000)
 seconds = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
@@ -151,22 +152,44 @@ def test_a_job_gets_exactly_max_retries_plus_one_attempts(max_retries: int) -> N
     assert tries == max_retries + 1
 
 
-def test_lost_lease_gives_max_retries_zero_one_redelivery_but_not_two() -> None:
-    assert attempts_left_after_lost_lease(1, 0) is True
-    assert attempts_left_after_lost_lease(2, 0) is False
-    assert attempts_left_after_lost_lease(3, 0) is False
-
-
-@given(attempt=attempts, max_retries=st.integers(min_value=1, max_value=200))
-def test_lost_lease_is_the_ordinary_rule_once_retries_are_allowed(
-    attempt: int, max_retries: int
+@given(
+    attempt=attempts,
+    max_retries=st.integers(min_value=0, max_value=200),
+    interruptions=st.integers(min_value=0, max_value=50),
+)
+def test_interrupted_attempts_do_not_count_against_max_retries(
+    attempt: int, max_retries: int, interruptions: int
 ) -> None:
-    assert attempts_left_after_lost_lease(attempt, max_retries) is attempts_left(
-        attempt, max_retries
+    """``max_retries`` counts failures of the job itself: the same number of job failures
+    leaves the same retries, however many attempts were lost to Chronoq's crashes."""
+    interruptions = min(interruptions, attempt - 1)
+    failures = attempt - interruptions
+    assert attempts_left(attempt, max_retries, interruptions) is attempts_left(
+        failures, max_retries
     )
+    assert attempts_left(attempt, max_retries, interruptions) is (failures <= max_retries)
 
 
-@given(attempt=attempts, max_retries=st.integers(min_value=0, max_value=200))
-def test_lost_lease_is_never_stricter(attempt: int, max_retries: int) -> None:
-    if attempts_left(attempt, max_retries):
-        assert attempts_left_after_lost_lease(attempt, max_retries)
+def test_max_retries_zero_with_two_interruptions_still_has_no_retry() -> None:
+    assert attempts_left(3, 0, interruptions=2) is False
+    assert attempts_left(3, 1, interruptions=2) is True
+
+
+@given(
+    started=st.booleans(),
+    interruptions=st.integers(min_value=0, max_value=20),
+    budget=st.integers(min_value=0, max_value=20),
+    cancelled=st.booleans(),
+)
+def test_the_lost_run_rule(started: bool, interruptions: int, budget: int, cancelled: bool) -> None:
+    decision = lost_run(
+        started=started, interruptions=interruptions, max_interruptions=budget, cancelled=cancelled
+    )
+    if cancelled:
+        assert decision is LostRun.CANCEL
+    elif not started:
+        assert decision is LostRun.REQUEUE  # never executed: no attempt used, any budget
+    elif interruptions < budget:
+        assert decision is LostRun.INTERRUPT
+    else:
+        assert decision is LostRun.DEAD

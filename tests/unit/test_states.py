@@ -33,6 +33,7 @@ EXPECTED: dict[RunStatus, set[RunStatus]] = {
         R.TIMED_OUT,
         R.CANCELLED,
         R.RETRY_SCHEDULED,
+        R.INTERRUPTED,
         R.DEAD,
         R.QUEUED,
     },
@@ -41,6 +42,7 @@ EXPECTED: dict[RunStatus, set[RunStatus]] = {
     R.TIMED_OUT: set(),
     R.CANCELLED: set(),
     R.RETRY_SCHEDULED: set(),
+    R.INTERRUPTED: set(),
     R.DEAD: set(),
     R.SKIPPED: set(),
 }
@@ -95,9 +97,10 @@ def test_terminal_states_have_no_exits(state: RunStatus) -> None:
 
 def test_terminal_sets() -> None:
     assert set(RUN_TERMINAL) == {R.COMPLETED, R.FAILED, R.TIMED_OUT, R.CANCELLED, R.DEAD, R.SKIPPED}
-    # RETRY_SCHEDULED ends an attempt, not a fire: it has no exits but is not terminal.
+    # RETRY_SCHEDULED and INTERRUPTED end an attempt, not a fire: no exits, not terminal.
     assert R.RETRY_SCHEDULED not in RUN_TERMINAL
-    assert set(NO_EXIT) == RUN_TERMINAL | {R.RETRY_SCHEDULED}
+    assert R.INTERRUPTED not in RUN_TERMINAL
+    assert set(NO_EXIT) == RUN_TERMINAL | {R.RETRY_SCHEDULED, R.INTERRUPTED}
     assert set(JOB_TERMINAL) == {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
 
 
@@ -139,7 +142,7 @@ def test_random_walks_stop_only_where_there_is_no_exit(
     else:
         assert state in {R.QUEUED, R.RUNNING}  # still moving (the hand-back loop)
         return
-    assert state in RUN_TERMINAL or state is R.RETRY_SCHEDULED
+    assert state in RUN_TERMINAL or state in (R.RETRY_SCHEDULED, R.INTERRUPTED)
     stray = data.draw(st.sampled_from(list(RunStatus)))
     with pytest.raises(InvalidTransition):
         transition(state, stray)
@@ -183,6 +186,7 @@ ONE_SHOT = [
     (R.DEAD, JobStatus.FAILED),
     (R.CANCELLED, JobStatus.CANCELLED),
     (R.RETRY_SCHEDULED, JobStatus.PENDING),
+    (R.INTERRUPTED, JobStatus.PENDING),
     # SKIPPED is left out: nothing produces it yet, and "FAILED" is not obviously right.
 ]
 
@@ -193,7 +197,8 @@ def test_job_status_after_run_one_shot(run_status: RunStatus, expected: JobStatu
 
 
 @pytest.mark.parametrize(
-    "run_status", [R.COMPLETED, R.FAILED, R.TIMED_OUT, R.DEAD, R.RETRY_SCHEDULED, R.SKIPPED]
+    "run_status",
+    [R.COMPLETED, R.FAILED, R.TIMED_OUT, R.DEAD, R.RETRY_SCHEDULED, R.INTERRUPTED, R.SKIPPED],
 )
 def test_job_status_after_run_recurring_keeps_the_schedule(run_status: RunStatus) -> None:
     """A recurring job goes on after any outcome of one fire, a poison (DEAD) one included."""

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chronoq.ports.coordination import Leadership, Member
-from chronoq.ports.store import Backlog
+from chronoq.ports.jobs import Backlog
 from chronoq.runtime.config import Settings
 from chronoq.runtime.wiring import postgres_backends
 
@@ -29,7 +29,7 @@ class Snapshot:
 
 async def gather(url: str) -> Snapshot:
     backends = postgres_backends(Settings(store=url))
-    await backends.store.start()
+    await backends.jobs.start()
     await backends.coordination.start()
     try:
         now = datetime.now(UTC)
@@ -40,11 +40,11 @@ async def gather(url: str) -> Snapshot:
             members=await backends.coordination.members(ttl=_MEMBER_TTL * 10),
             shards=dict(Counter(owner for owner, _epoch in assignments.values())),
             assignment_epoch=max((e for _o, e in assignments.values()), default=0),
-            backlog=await backends.store.backlog(now),
+            backlog=await backends.jobs.backlog(now),
         )
     finally:
         await backends.coordination.close()
-        await backends.store.close()
+        await backends.jobs.close()
 
 
 def render(snap: Snapshot, state: dict[str, object] | None) -> None:
