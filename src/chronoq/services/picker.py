@@ -41,6 +41,9 @@ IDLE_RECHECK = 5.0
 """Longest sleep without a hint: bounds the delay if a wake-up is ever lost."""
 _FOUND_NOTHING_FIRST = 0.05
 """First pause after a claim found nothing although work was due; doubles up to 1 s."""
+_MIN_RATE_WAIT = 0.001
+"""Shortest wait for a token: the bucket's float arithmetic can leave a token a hair
+short (0.99999...), and a wait below the clock's resolution would never end it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +110,10 @@ class Picker:
             return self._refresh_in()
         limit = min(self._batch, self._bucket.available(self._clock.monotonic()))
         if limit < 1:
-            return self._bucket.wait_for_one()  # rate-capped: let the backlog drain
+            return self._rate_wait()  # rate-capped: let the backlog drain
         runs = await self._claim(scope, limit)
         if len(runs) == limit:
-            return self._bucket.wait_for_one()  # more may be due right now
+            return self._rate_wait()  # more may be due right now
         return await self._until_next_due(scope, claimed=bool(runs))
 
     async def _scope(self) -> _Scope | None:
@@ -153,6 +156,10 @@ class Picker:
             self._assignment.invalidate()
         self._found_nothing += 1
         return min(_FOUND_NOTHING_FIRST * 2.0 ** min(self._found_nothing - 1, 10), 1.0)
+
+    def _rate_wait(self) -> float:
+        wait = self._bucket.wait_for_one()
+        return 0.0 if wait <= 0 else max(wait, _MIN_RATE_WAIT)
 
     def _refresh_in(self) -> float:
         assert self._assignment is not None
