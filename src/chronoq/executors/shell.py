@@ -116,19 +116,9 @@ class ShellExecutor:
             raise
         try:
             try:
-                async with self._spawning:
-                    proc = await asyncio.create_subprocess_exec(
-                        self.shell,
-                        "-c",
-                        script,
-                        stdin=DEVNULL,
-                        stdout=write_fd,
-                        stderr=STDOUT,
-                        cwd=workdir,
-                        env=request.run_environment(),
-                        start_new_session=True,
-                    )
-                    await asyncio.sleep(0)  # let timers (lease heartbeats) run between spawns
+                proc = await _spawn_through_cancel(
+                    asyncio.ensure_future(self._spawn(script, request, workdir, write_fd))
+                )
             except OSError as exc:
                 error = f"could not start {self.shell}: {exc}"
                 return ExecutionResult(succeeded=False, error=error)
@@ -137,6 +127,24 @@ class ShellExecutor:
             return await self._supervise(proc, capture, request.timeout_seconds)
         finally:
             transport.close()
+
+    async def _spawn(
+        self, script: str, request: ExecutionRequest, workdir: str, write_fd: int
+    ) -> Process:
+        async with self._spawning:
+            proc = await asyncio.create_subprocess_exec(
+                self.shell,
+                "-c",
+                script,
+                stdin=DEVNULL,
+                stdout=write_fd,
+                stderr=STDOUT,
+                cwd=workdir,
+                env=request.run_environment(),
+                start_new_session=True,
+            )
+            await asyncio.sleep(0)  # let timers (lease heartbeats) run between spawns
+        return proc
 
     async def _supervise(self, proc: Process, capture: _Capture, limit: float) -> ExecutionResult:
         """Wait ``limit`` seconds for the main process, then end the group; see the module doc."""
@@ -201,7 +209,31 @@ class _Capture(asyncio.Protocol):
         return out
 
 
-async def _reap(exited: asyncio.Task[int]) -> None:
+async def _spawn_through_cancel(spawning: asyncio.Future[Process]) -> Process:
+    """The spawned process, even if the caller is cancelled while it is being spawned.
+
+    The fork happens before the spawn's last await, so a cancellation that lands
+    in between would leave a running process group nobody supervises. Here the
+    spawn always completes; if the caller was cancelled meanwhile, the new group
+    is KILLed and its main process reaped before the cancellation goes on.
+    """
+    cancelled = False
+    while not spawning.done():
+        try:
+            await asyncio.shield(spawning)
+        except asyncio.CancelledError:
+            cancelled = True
+    if not cancelled:
+        return spawning.result()  # raises OSError if the spawn failed
+    if spawning.cancelled() or spawning.exception() is not None:
+        raise asyncio.CancelledError
+    proc = spawning.result()
+    _kill_group(proc.pid, signal.SIGKILL)
+    await _reap(asyncio.ensure_future(proc.wait()))
+    raise asyncio.CancelledError
+
+
+async def _reap(exited: asyncio.Future[int]) -> None:
     """Await the main process (just SIGKILLed, so quickly) even through cancellation.
 
     A cancellation that arrives meanwhile is re-raised once the process is reaped, so
