@@ -1,7 +1,9 @@
 """Distributed mode end to end: roles as separate processes over a private PostgreSQL.
 
 Covers ``chronoq migrate``, ``chronoq up --store``, one process per role with
-shards split between two pickers, and ``chronoq cluster up|status``.
+shards split between two pickers, ``chronoq cluster up|status``, and the seed's
+worker-kill scenario (a run lost with its worker returns by membership, long
+before its lease would expire).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chronoq.domain.states import LOST_TO_MEMBERSHIP
 from chronoq.runtime.pgserver import PrivatePostgres, find_bindir
 from tests.support.postgres import create_database, private_postgres
 from tests.support.processes import (
@@ -28,7 +32,7 @@ from tests.support.processes import (
 )
 from tests.support.waiting import wait_for
 
-from .helpers import completed, make_client, new_user, wait_runs
+from .helpers import by_attempt, completed, make_client, new_user, wait_runs
 
 pytestmark = [
     pytest.mark.slow,
@@ -223,3 +227,47 @@ def test_a_writer_without_a_log_is_refused(dsn: str, processes: Processes) -> No
     writer = processes.start("writer", "writer", "--store", dsn)
     assert writer.wait(30) == 1
     assert "--ingest log" in (processes.root / "writer.log").read_text()
+
+
+def test_a_job_on_killed_workers_completes_on_a_new_one_within_15_seconds(
+    dsn: str, processes: Processes
+) -> None:
+    """The seed's scenario: an 8 s job, every worker SIGKILLed ~2 s in, a new worker
+    started. Leases are 30 s and the member ttl 3 s (the defaults): only membership can
+    bring the run back in time, as an INTERRUPTED attempt followed by a new one."""
+    port = free_port()
+    common = ["--store", dsn]
+    processes.start("coord", "coordinator", "--node-id", "coord-1", *common)
+    trusted_at = time.monotonic() + 3.0 + 1.0 + 2.0  # member ttl + a beat, and a margin
+    processes.start("api", "api", "--port", str(port), "--node-id", "api-1", *common)
+    processes.start("picker", "picker", "--node-id", "picker-1", *common)
+    workers = ["worker-1", "worker-2"]
+    for name in workers:
+        processes.start(name, "worker", "--node-id", name, *common)
+    url = f"http://127.0.0.1:{port}"
+    assert wait_for(lambda: _healthy(url), 30), processes.logs()
+    wait_for(lambda: time.monotonic() >= trusted_at, 30)  # the leader trusts membership
+
+    with make_client(url, new_user("kill")) as api:
+        r = api.post("/submit", json={"project_id": "kill", "payload": "sleep:8s"})
+        assert r.status_code == 201, r.text
+        job_id = r.json()["job_id"]
+        running = wait_runs(api, job_id, lambda rs: bool(rs) and bool(rs[0]["started_at"]),
+                            20, "the run to start")  # fmt: skip
+        assert running[0]["worker_id"] in workers
+        started = time.monotonic()
+        wait_for(lambda: time.monotonic() >= started + 2.0, 5)
+        for name in workers:
+            signal_group(processes.procs[name].pid, signal.SIGKILL)
+        killed = time.monotonic()
+        processes.start("worker-3", "worker", "--node-id", "worker-3", *common)
+
+        runs = wait_runs(api, job_id, lambda rs: bool(completed(rs)), 30, "a completed run")
+        took = time.monotonic() - killed
+        assert took <= 15.0, f"completed {took:.1f} s after the kill\n{processes.logs()}"
+        first, *_, last = by_attempt(runs)
+        assert (first["attempt"], first["status"]) == (1, "INTERRUPTED"), runs
+        assert first["error_message"] == LOST_TO_MEMBERSHIP, runs
+        assert (last["status"], last["worker_id"]) == ("COMPLETED", "worker-3"), runs
+        assert last["output"] == "Slept 8s"
+        assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "COMPLETED"
