@@ -47,7 +47,15 @@ class Metrics:
         self.s3_operations = Counter(
             "s3_operations", "Blob store operations (the seed's name)", ["operation"], registry=r
         )
-        self.runs_reaped = Counter("runs_reaped", "Runs whose lease expired", registry=r)
+        self.runs_reaped = Counter(
+            "runs_reaped", "Runs of lost workers ended (membership expired or lease expired)",
+            registry=r,
+        )  # fmt: skip
+        self.submissions_dropped = Counter(
+            "submissions_dropped",
+            "Submission-log entries the store refused for good (logged, acknowledged)",
+            registry=r,
+        )
         self.outcomes_unrecorded = Counter(
             "run_outcomes_unrecorded",
             "Outcomes the store refused: recorded as FAILED instead, or dropped",
