@@ -10,7 +10,6 @@ every wait (``sleep``, ``wait``, ``call_later``). Nothing in a role calls
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -64,8 +63,14 @@ class SystemClock:
             return True
         if seconds <= 0:
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives in
+        # the same loop turn as the event (a role stopped right after its wakeup was set
+        # would never stop). asyncio.wait lets the cancellation through.
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
         return event.is_set()
 
     def call_later(self, seconds: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
