@@ -28,8 +28,6 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
-from prometheus_client import Counter
-
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import Job
 from chronoq.errors import UnavailableError
@@ -182,7 +180,7 @@ class SubmissionMover:
         self._consumer = consumer
         self._batch = batch
         self._hold = hold
-        self._dropped = _dropped_counter(metrics)
+        self._metrics = metrics
         self._carried: list[LoggedJob] = []
         """Entries read but not yet acknowledged: a failed tick retries them first."""
         self._loop = Loop("writer-mover", self.tick, clock)
@@ -236,21 +234,4 @@ class SubmissionMover:
             " it is acknowledged so the log can move on",
             entry.entry_id, entry.job.job_id, entry.job.user_id,
         )  # fmt: skip
-        self._dropped.inc()
-
-
-def _dropped_counter(metrics: Metrics) -> Counter:
-    """``submissions_dropped`` on this ``Metrics`` (registered once per ``Metrics``).
-
-    ``Metrics`` has no such counter yet; until it declares one, the first mover on a
-    ``Metrics`` registers it and the others reuse it."""
-    counter = getattr(metrics, "submissions_dropped", None)
-    if isinstance(counter, Counter):
-        return counter
-    counter = Counter(
-        "submissions_dropped",
-        "Submission-log entries the store refused for good (logged, acknowledged)",
-        registry=metrics.registry,
-    )
-    setattr(metrics, "submissions_dropped", counter)  # noqa: B010 - not declared on Metrics
-    return counter
+        self._metrics.submissions_dropped.inc()
