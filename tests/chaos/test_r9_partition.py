@@ -32,7 +32,7 @@ import pytest
 from chronoq.adapters.postgres import PostgresStore
 from chronoq.adapters.postgres.sql import LOCK_FENCED_SHARDS
 from chronoq.domain.clock import format_rfc3339
-from chronoq.ports.store import ClaimDueParams
+from chronoq.ports.dispatch import ClaimDueParams
 from tests.support.times import at, utcnow
 from tests.support.waiting import wait_for
 
