@@ -229,12 +229,14 @@ def test_a_writer_without_a_log_is_refused(dsn: str, processes: Processes) -> No
     assert "--ingest log" in (processes.root / "writer.log").read_text()
 
 
+@pytest.mark.parametrize("new_worker", ["worker-3", "worker-1"])
 def test_a_job_on_killed_workers_completes_on_a_new_one_within_15_seconds(
-    dsn: str, processes: Processes
+    dsn: str, processes: Processes, new_worker: str
 ) -> None:
     """The seed's scenario: an 8 s job, every worker SIGKILLed ~2 s in, a new worker
-    started. Leases are 30 s and the member ttl 3 s (the defaults): only membership can
-    bring the run back in time, as an INTERRUPTED attempt followed by a new one."""
+    started — under a new id, or restarted under the dead one's (a new incarnation, so a
+    new lease owner). Leases are 30 s and the member ttl 3 s (the defaults): only
+    membership can bring the run back in time, as an INTERRUPTED attempt, then a new one."""
     port = free_port()
     common = ["--store", dsn]
     processes.start("coord", "coordinator", "--node-id", "coord-1", *common)
@@ -254,13 +256,13 @@ def test_a_job_on_killed_workers_completes_on_a_new_one_within_15_seconds(
         job_id = r.json()["job_id"]
         running = wait_runs(api, job_id, lambda rs: bool(rs) and bool(rs[0]["started_at"]),
                             20, "the run to start")  # fmt: skip
-        assert running[0]["worker_id"] in workers
+        assert running[0]["worker_id"].split("#")[0] in workers
         started = time.monotonic()
         wait_for(lambda: time.monotonic() >= started + 2.0, 5)
         for name in workers:
             signal_group(processes.procs[name].pid, signal.SIGKILL)
         killed = time.monotonic()
-        processes.start("worker-3", "worker", "--node-id", "worker-3", *common)
+        processes.start("new-worker", "worker", "--node-id", new_worker, *common)
 
         runs = wait_runs(api, job_id, lambda rs: bool(completed(rs)), 30, "a completed run")
         took = time.monotonic() - killed
@@ -268,6 +270,8 @@ def test_a_job_on_killed_workers_completes_on_a_new_one_within_15_seconds(
         first, *_, last = by_attempt(runs)
         assert (first["attempt"], first["status"]) == (1, "INTERRUPTED"), runs
         assert first["error_message"] == LOST_TO_MEMBERSHIP, runs
-        assert (last["status"], last["worker_id"]) == ("COMPLETED", "worker-3"), runs
+        assert last["status"] == "COMPLETED", runs
+        assert last["worker_id"].startswith(new_worker + "#"), runs
+        assert last["worker_id"] != first["worker_id"], runs
         assert last["output"] == "Slept 8s"
         assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "COMPLETED"

@@ -219,3 +219,31 @@ async def test_embedded_start_hands_back_what_a_dead_process_left_running(stack:
     a, b = await runs_of(stack, started.job_id), await runs_of(stack, unstarted.job_id)
     assert [r.status for r in a] == [RunStatus.INTERRUPTED, RunStatus.QUEUED]
     assert [(r.status, r.attempt) for r in b] == [(RunStatus.QUEUED, 1)], "never ran: requeued"
+
+
+async def test_a_worker_restarted_under_the_same_id_gets_its_predecessors_runs_reaped(
+    stack: Stack,
+) -> None:
+    """A restart under the same ``--node-id`` is a new lease owner (an incarnation): the
+    member id stays live, yet the dead predecessor's runs come back at once, not after its
+    30 s lease — and the predecessor, were it only frozen, could not write over them."""
+    await stack.coordinator("c1")
+    await stack.picker("p1")
+    doomed = await stack.worker("w1#old", member_id="w1")
+    await stack.clock.advance(5.0)
+    job_id = await a_started_run(stack)
+    stack.cut(doomed)
+    await stack.worker("w1#new", member_id="w1")  # the supervisor restarts it at once
+
+    async def reaped() -> bool:
+        return (await runs_of(stack, job_id))[0].status is RunStatus.INTERRUPTED
+
+    took = await poll(stack, reaped, within=30.0, step=0.05)
+    assert took <= 2.0, f"reaped {took:.2f} s after the restart (lease: 30 s)"
+    assert (await runs_of(stack, job_id))[0].error_message == LOST_TO_MEMBERSHIP
+
+    async def completed() -> bool:
+        return (await runs_of(stack, job_id))[-1].status is RunStatus.COMPLETED
+
+    await poll(stack, completed, within=130.0, step=1.0)
+    assert (await runs_of(stack, job_id))[-1].worker_id == "w1#new"

@@ -73,6 +73,22 @@ class ShardAssignment:
     shards: tuple[int, ...]
 
 
+LEASE_OWNER = "lease_owner"
+"""``Member.info`` key: the lease owner id a worker member claims runs under."""
+
+
+def lease_owners(workers: Sequence[Member]) -> frozenset[str]:
+    """The lease owners of live worker members (``Dispatch.reap_lost``'s ``live_workers``).
+
+    A worker claims under its member id plus an incarnation token (``info[LEASE_OWNER]``),
+    so a process restarted under the same ``--node-id`` is a NEW owner: its predecessor's
+    runs are not live and are reaped at once, and a predecessor that was only frozen cannot
+    start or finish runs its successor claimed. A member without the key owns leases under
+    its member id.
+    """
+    return frozenset(m.info.get(LEASE_OWNER, m.member_id) for m in workers)
+
+
 class Coordination(Protocol):
     async def start(self) -> None: ...
 

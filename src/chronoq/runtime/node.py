@@ -27,7 +27,7 @@ from chronoq.domain.retry import RetryPolicy
 from chronoq.errors import ConfigError
 from chronoq.executors import default_registry, scrubbed_environment
 from chronoq.observability.metrics import Metrics
-from chronoq.ports.coordination import Member
+from chronoq.ports.coordination import LEASE_OWNER, Member
 from chronoq.ports.notify import SUBMISSIONS
 from chronoq.ports.submissions import SubmissionLog
 from chronoq.runtime.config import Settings
@@ -74,6 +74,8 @@ class Node:
         self.node_id = settings.node_id or (
             f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
+        self._incarnation = uuid.uuid4().hex[:8]
+        """Tells this process from an earlier one under the same node id (lease owners)."""
 
     async def run(self) -> None:
         failpoints.configure(self.settings.failpoints)
@@ -161,9 +163,10 @@ class Node:
 
     def _worker(self, b: Backends, retry: RetryPolicy) -> list[Service]:
         s = self.settings
-        # In distributed mode the lease owner IS the membership id: the reaper hands back
-        # the runs of owners that are not live members.
-        worker_id = self._member_id("worker") if b.distributed else self.node_id
+        # Distributed: the lease owner is the membership id plus this process's incarnation,
+        # announced in the member row (ports.coordination.lease_owners). The reaper hands
+        # back the runs of owners that are not live, a restart under the same id included.
+        worker_id = self._lease_owner() if b.distributed else self.node_id
         worker = Worker(
             b.dispatch, b.blob, b.notifier, self.clock, self.metrics,
             default_registry(shell_enabled=s.shell_enabled, echo_delay=s.echo_delay),
@@ -181,10 +184,15 @@ class Node:
         """The node id, or ``node/role`` when this node hosts several roles."""
         return self.node_id if len(self.roles) == 1 else f"{self.node_id}/{role}"
 
+    def _lease_owner(self) -> str:
+        return f"{self._member_id('worker')}#{self._incarnation}"
+
     def _heartbeat(self, b: Backends, role: str) -> Heartbeat:
+        info = {LEASE_OWNER: self._lease_owner()} if role == "worker" else {}
         member = Member(
-            member_id=self._member_id(role), role=role, host=socket.gethostname(), pid=os.getpid()
-        )
+            member_id=self._member_id(role), role=role, host=socket.gethostname(),
+            pid=os.getpid(), info=info,
+        )  # fmt: skip
         return Heartbeat(b.coordination, member, self.clock, ttl=self.settings.member_ttl)
 
     async def _serve(self, b: Backends, writer: Writer | None) -> None:

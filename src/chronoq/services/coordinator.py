@@ -51,7 +51,7 @@ from chronoq.domain.jobs import BLOB_REF_PREFIX
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
-from chronoq.ports.coordination import Coordination, spread_shards
+from chronoq.ports.coordination import Coordination, lease_owners, spread_shards
 from chronoq.ports.dispatch import Dispatch, ReapParams
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import ASSIGN, RUNS, Notifier
@@ -270,7 +270,7 @@ class Coordinator:
             workers = await self._coordinated(
                 self._coordination.members("worker", ttl=c.member_ttl)
             )
-            live = frozenset(m.member_id for m in workers)
+            live = lease_owners(workers)
         elif self._clock.monotonic() < self._lease_reap_from:
             return c.reap_every  # leases alone: not yet in this term
         if self.is_leader:

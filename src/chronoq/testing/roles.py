@@ -52,7 +52,7 @@ from chronoq.errors import UnavailableError, ValidationError
 from chronoq.executors import EchoExecutor, ExecutionRequest, ExecutionResult, ExecutorRegistry
 from chronoq.executors.base import timeout_message
 from chronoq.observability.metrics import Metrics
-from chronoq.ports.coordination import Coordination, Member
+from chronoq.ports.coordination import LEASE_OWNER, Coordination, Member
 from chronoq.ports.dispatch import Dispatch
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import FIRES, SUBMISSIONS
@@ -310,12 +310,15 @@ class Stack:
         self,
         worker_id: str = "worker-1",
         *,
+        member_id: str | None = None,
         distributed: bool = True,
         registry: ExecutorRegistry | None = None,
         **config: Any,
     ) -> Worker:
         """A started worker (``config``: ``WorkerConfig`` fields). Its default executors:
-        ``sleep:`` on the fake clock, echo for anything else."""
+        ``sleep:`` on the fake clock, echo for anything else. With ``member_id`` it is a
+        member under that id and claims as ``worker_id`` (announced as its lease owner), as
+        a process restarted under the same ``--node-id`` does; else both are ``worker_id``."""
         switch, links = self._links()
         if registry is None:
             registry = ExecutorRegistry(EchoExecutor())
@@ -325,7 +328,9 @@ class Stack:
             links["store"].port, self.blob, self.notifier, self.clock, self.metrics, registry,
             WorkerConfig(worker_id=worker_id, **config),
         )  # fmt: skip
-        beat = [self._heartbeat(links, worker_id, "worker")] if distributed else []
+        info = {} if member_id is None else {LEASE_OWNER: worker_id}
+        member = member_id or worker_id
+        beat = [self._heartbeat(links, member, "worker", info)] if distributed else []
         return await self._host(worker, switch, links, beat)
 
     async def writer(self, *, buffered: bool = False) -> Writer:
@@ -357,8 +362,14 @@ class Stack:
         }  # fmt: skip
         return switch, {p: Link(t, self.outages[p], switch) for p, t in targets.items()}
 
-    def _heartbeat(self, links: dict[str, Link[Any]], member_id: str, role: str) -> Heartbeat:
-        member = Member(member_id=member_id, role=role, host="stack", pid=0)
+    def _heartbeat(
+        self,
+        links: dict[str, Link[Any]],
+        member_id: str,
+        role: str,
+        info: dict[str, str] | None = None,
+    ) -> Heartbeat:
+        member = Member(member_id=member_id, role=role, host="stack", pid=0, info=info or {})
         coordination = cast(Coordination, links["coordination"].port)
         return Heartbeat(coordination, member, self.clock, ttl=self.member_ttl)
 
