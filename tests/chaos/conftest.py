@@ -108,7 +108,7 @@ class Chaos:
         """The job's runs, oldest fire and attempt first."""
         return self.db.fetch(
             "SELECT attempt, status, scheduled_for, worker_id, started_at, completed_at,"
-            " error_message, triggered_at FROM job_runs WHERE job_id = $1::uuid"
+            " error_message, triggered_at, interruptions FROM job_runs WHERE job_id = $1::uuid"
             " ORDER BY scheduled_for, attempt",
             job_id,
         )

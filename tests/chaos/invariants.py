@@ -520,7 +520,7 @@ class Checker:
         for fault in self.faults:
             if not start <= fault.at <= end:
                 continue
-            if fault.target == run.worker_id and fault.action in (
+            if fault.target == _member(run.worker_id) and fault.action in (
                 "SIGKILL", "SIGSTOP", "SIGTERM", "partition", "failpoint",
             ):  # fmt: skip
                 return "duplicates_after_kill"
@@ -645,3 +645,8 @@ def wait_settled(db: Db, cutoff: datetime, timeout: float) -> bool:
         return open_count == 0
 
     return bool(wait_for(settled, timeout, interval=0.25))
+
+
+def _member(worker_id: str | None) -> str | None:
+    """The member (supervisor) name of a lease owner: ``worker-1#<incarnation>`` -> ``worker-1``."""
+    return None if worker_id is None else worker_id.split("#", 1)[0]
