@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from chronoq.adapters.fs import FsBlobStore
+from chronoq.adapters.fs.private import PRIVATE_FILE, private_dir
 from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.sqlite import SqliteStore
 from chronoq.domain.clock import Clock
@@ -91,11 +92,14 @@ def build_backends(settings: Settings, clock: Clock | None = None) -> Backends:
 
 
 def embedded_backends(settings: Settings, clock: Clock | None = None) -> Backends:
-    """SQLite + a blob folder + in-process notifications, in ``settings.data_dir``."""
-    data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """SQLite + a blob folder + in-process notifications, in ``settings.data_dir``.
+
+    The data dir is ``0700`` and every file in it ``0600``, whatever the umask.
+    """
+    data_dir = private_dir(settings.data_dir)
     db_path = _sqlite_path(settings.store) or data_dir / "chronoq.db"
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # never chmod a folder we
+    # were only pointed at (sqlite:////tmp/x.db); the database file itself is still 0600
     lock = lock_data_dir(db_path.parent)
     store = SqliteStore(db_path, synchronous=settings.sqlite_synchronous)
     return Backends(
@@ -146,7 +150,9 @@ def _sqlite_path(url: str | None) -> Path | None:
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on the data dir: a second scheduler on the same files is refused."""
-    handle = open(data_dir / "chronoq.lock", "a+")  # noqa: SIM115 - held for the node's life
+    fd = os.open(data_dir / "chronoq.lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    handle = open(fd, "a+")  # noqa: SIM115 - held for the node's life
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -1,7 +1,8 @@
 """``FsBlobStore``: the Blob port over a local folder.
 
 ``put`` writes a temporary file, fsyncs it and renames it into place, so a row
-that points at a key never sees a torn object, even after ``kill -9``.
+that points at a key never sees a torn object, even after ``kill -9``. Folders
+are ``0700`` and objects ``0600`` whatever the umask (``private``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+from chronoq.adapters.fs.private import PRIVATE_DIR, PRIVATE_FILE, private_dir
 from chronoq.errors import NotFoundError, ValidationError
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,250}$")
@@ -21,7 +23,7 @@ class FsBlobStore:
         self._root = root
 
     async def start(self) -> None:
-        self._root.mkdir(parents=True, exist_ok=True)
+        private_dir(self._root)
 
     async def close(self) -> None:
         return None
@@ -46,9 +48,11 @@ class FsBlobStore:
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+        os.fchmod(fd, PRIVATE_FILE)  # an old .tmp may be looser; the umask may be 0
+        with open(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from chronoq.adapters.fs.private import private_file, tighten
 from chronoq.errors import UnavailableError
 
 T = TypeVar("T")
@@ -63,6 +64,11 @@ class SqliteThread:
         return future
 
     def _connect(self) -> sqlite3.Connection:
+        if str(self._path) != ":memory:":
+            # 0600 whatever the umask: SQLite gives -wal and -shm the database file's mode.
+            private_file(self._path)
+            for suffix in ("-wal", "-shm", "-journal"):
+                tighten(self._path.with_name(self._path.name + suffix))
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
