@@ -4,17 +4,26 @@
   the umask it was started with;
 * a ``cmd:`` job sees an allowlisted environment: none of the server's secrets;
 * the server is not dumpable, so a job running as the server's own (unprivileged)
-  user cannot read ``/proc/<server>/environ``.
+  user cannot read ``/proc/<server>/environ`` (run as ``nobody`` through
+  ``setpriv``; skipped when not root).
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import stat
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .helpers import completed, make_client, new_user, submit, wait_runs
+import pytest
+
+from .conftest import ServerHandle
+from .helpers import RUN_TERMINAL, completed, make_client, new_user, submit, wait_runs
 
 if TYPE_CHECKING:
     from .conftest import ServerFactory
@@ -47,3 +56,88 @@ def test_data_dir_and_files_are_private_whatever_the_umask(server_factory: Serve
         if _mode(p) != (0o700 if p.is_dir() else 0o600)
     }
     assert loose == {}
+
+
+# -- jobs cannot reach the server's secrets ---------------------------------------------------
+
+SECRETS = {
+    "DB_PASS": "db-pass-7f3a",
+    "OPENAI_KEY": "sk-openai-7f3a",
+    "SENTRY_DSN": "https://sentry-7f3a@example.invalid/1",
+    "GH_PAT": "ghp_7f3a",
+    "SSH_AUTH_SOCK": "/tmp/ssh-7f3a/agent.1",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-7f3a",
+}
+
+
+def _run_output(url: str, payload: str) -> dict[str, Any]:
+    with make_client(url, new_user("env")) as api:
+        job_id = submit(api, payload=payload)
+        runs = wait_runs(api, job_id, lambda rs: bool(rs) and rs[0]["status"] in RUN_TERMINAL,
+                         20, "a finished run")  # fmt: skip
+    return runs[0]
+
+
+def test_job_environment_is_an_allowlist(server_factory: ServerFactory) -> None:
+    probe = server_factory(start=False, name="probe")
+    store = f"sqlite:///{probe.data_dir / 'chronoq.db'}"
+    server = server_factory(env={**SECRETS, "CHRONOQ_STORE": store}, name="secrets")
+    run = _run_output(server.url, "cmd:env")
+    assert run["status"] == "COMPLETED", run
+    names = {line.split("=", 1)[0] for line in run["output"].splitlines() if "=" in line}
+    assert "PATH" in names and "CHRONOQ_JOB_ID" in names and "CHRONOQ_RUN_ID" in names
+    leaked = [name for name in [*SECRETS, "CHRONOQ_STORE"] if name in names]
+    leaked += [value for value in [*SECRETS.values(), store] if value in run["output"]]
+    assert leaked == []
+
+
+def _nobody() -> tuple[int, int] | None:
+    """uid and gid of ``nobody`` when this test may switch to it (root, Linux, setpriv)."""
+    if os.geteuid() != 0 or not sys.platform.startswith("linux") or not shutil.which("setpriv"):
+        return None
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+class _ServerAs(ServerHandle):
+    """A ``chronoq up`` running as another (unprivileged) user through ``setpriv``."""
+
+    def __init__(self, base_dir: Path, uid: int, gid: int, env: dict[str, str]) -> None:
+        super().__init__(base_dir, env=env, name="unprivileged")
+        self.uid, self.gid = uid, gid
+        for path in (base_dir, self.data_dir):
+            os.chown(path, uid, gid)
+
+    def command(self) -> list[str]:
+        who = [f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups"]
+        return ["setpriv", *who, "--", *super().command()]
+
+
+@pytest.fixture
+def unprivileged_base() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="chronoq-nobody-"))  # /tmp: traversable by nobody
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_job_as_the_server_user_cannot_read_its_environ(unprivileged_base: Path) -> None:
+    ids = _nobody()
+    if ids is None:
+        pytest.skip("needs root, Linux, setpriv and a nobody user to switch to")
+    server = _ServerAs(unprivileged_base / "srv", *ids, env=SECRETS)
+    try:
+        server.start()
+        run = _run_output(server.url, "cmd:tr '\\0' '\\n' </proc/$PPID/environ")
+        other = _run_output(server.url, "cmd:id -u")
+    finally:
+        server.dispose()
+    assert other["output"].strip() == str(ids[0])  # the job ran as the server's own user
+    assert run["status"] == "FAILED", run
+    assert "Permission denied" in run["output"], run
+    assert not [value for value in SECRETS.values() if value in run["output"]]

@@ -1,55 +1,41 @@
-"""The environment a job's processes see: the worker's, minus anything secret.
+"""The environment a job's processes see: an allowlist of the worker's, nothing secret.
 
 A shell job is code from a user; it must not read the worker's store URL, cloud
-credentials or tokens from its environment (DESIGN §8). The rules, on the
-upper-cased name:
+credentials or tokens from its environment (DESIGN §8). A deny list of
+secret-looking names always misses one (``DB_PASS``, ``OPENAI_KEY``,
+``SENTRY_DSN``, ``GH_PAT``, ``SSH_AUTH_SOCK``), so jobs get only the variables a
+shell needs to behave, by exact name (``ALLOWED_NAMES``: ``PATH``, ``HOME``,
+``LANG``, ``TZ``, ``TMPDIR``, ``TERM``, ``USER``, ``LOGNAME``, ``SHELL``) or by
+prefix (``ALLOWED_PREFIXES``: the locale's ``LC_*``). Everything else is dropped,
+``CHRONOQ_*`` settings included; the executor then adds the run's own
+``CHRONOQ_JOB_ID``, ``CHRONOQ_RUN_ID``, ``CHRONOQ_ATTEMPT`` and
+``CHRONOQ_SCHEDULED_FOR`` (``ExecutionRequest.run_environment``).
 
-* dropped if it starts with one of ``DROPPED_PREFIXES`` (``CHRONOQ_`` settings,
-  ``AWS_*``, libpq's ``PG*``, ``DATABASE_URL``, ``REDIS_URL``);
-* dropped if it contains one of ``DROPPED_FRAGMENTS`` (``PASSWORD``, ``SECRET``,
-  ``TOKEN``, ``CREDENTIAL``, ``API_KEY``, ...);
-* kept otherwise (``PATH``, ``HOME``, ``LANG``, ``TZ``, ...).
-
-This is a deny list, so it is a safety net, not a sandbox: a credential under an
-innocent name passes. Operators who need more run workers with a minimal
-environment.
+Names are matched exactly (case-sensitive, as the OS does). The environment is only
+one way in: the node also marks itself non-dumpable (``runtime.hardening``) so a
+job running as another user cannot read ``/proc/<server>/environ``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["DROPPED_FRAGMENTS", "DROPPED_PREFIXES", "is_secret_name", "scrubbed_environment"]
+__all__ = ["ALLOWED_NAMES", "ALLOWED_PREFIXES", "is_passed_to_jobs", "scrubbed_environment"]
 
-DROPPED_PREFIXES: tuple[str, ...] = (
-    "CHRONOQ_",
-    "AWS_",
-    "PG",
-    "DATABASE_URL",
-    "REDIS_URL",
+ALLOWED_NAMES: frozenset[str] = frozenset(
+    {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "USER", "LOGNAME", "SHELL"}
 )
-DROPPED_FRAGMENTS: tuple[str, ...] = (
-    "PASSWORD",
-    "PASSWD",
-    "SECRET",
-    "TOKEN",
-    "CREDENTIAL",
-    "API_KEY",
-    "APIKEY",
-    "ACCESS_KEY",
-    "PRIVATE_KEY",
-)
+ALLOWED_PREFIXES: tuple[str, ...] = ("LC_",)
 
 
-def is_secret_name(name: str) -> bool:
-    """Whether the variable ``name`` is withheld from jobs (case-insensitive)."""
-    upper = name.upper()
-    return upper.startswith(DROPPED_PREFIXES) or any(frag in upper for frag in DROPPED_FRAGMENTS)
+def is_passed_to_jobs(name: str) -> bool:
+    """Whether the variable ``name`` is passed on to jobs (exact, case-sensitive)."""
+    return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
 
 
 def scrubbed_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """Return a new dict of ``environ`` without the names ``is_secret_name`` rejects.
+    """Return a new dict of the variables of ``environ`` that ``is_passed_to_jobs`` allows.
 
     Pure: reads only its argument (pass ``os.environ`` explicitly), never mutates it.
     """
-    return {name: value for name, value in environ.items() if not is_secret_name(name)}
+    return {name: value for name, value in environ.items() if is_passed_to_jobs(name)}

@@ -7,8 +7,9 @@ Shell jobs are remote code execution by design (DESIGN §8), so every run gets:
 * stdin from ``/dev/null``; stdout and stderr combined into one pipe that is
   drained to the end, keeping the first ``output_limit`` bytes and counting the
   rest (the child never blocks on a full pipe), then a truncation mark;
-* ``request.env`` (the worker scrubs it first) plus ``CHRONOQ_JOB_ID``, ``CHRONOQ_RUN_ID``,
-  ``CHRONOQ_ATTEMPT`` and ``CHRONOQ_SCHEDULED_FOR`` as its environment;
+* ``request.env`` (an allowlist the worker made, ``environment.py``) plus
+  ``CHRONOQ_JOB_ID``, ``CHRONOQ_RUN_ID``, ``CHRONOQ_ATTEMPT`` and
+  ``CHRONOQ_SCHEDULED_FOR`` as its environment;
 * a fresh temporary working directory, removed afterwards;
 * output as text by ``decode_output``: invalid UTF-8 becomes U+FFFD and NUL ``␀``,
   so any bytes a job prints can be stored.

@@ -31,6 +31,7 @@ from chronoq.ports.coordination import LEASE_OWNER, Member
 from chronoq.ports.notify import SUBMISSIONS
 from chronoq.ports.submissions import SubmissionLog
 from chronoq.runtime.config import Settings
+from chronoq.runtime.hardening import forbid_dumping
 from chronoq.runtime.wiring import Backends, build_backends
 from chronoq.services.api import ApiDeps, create_app, create_metrics_app
 from chronoq.services.api.ingest import Ingest
@@ -79,6 +80,7 @@ class Node:
 
     async def run(self) -> None:
         failpoints.configure(self.settings.failpoints)
+        _protect_secrets()
         backends = build_backends(self.settings, self.clock)
         services: list[Service] = []
         try:
@@ -224,6 +226,16 @@ class Node:
             "on" if s.shell_enabled else "off",
         )  # fmt: skip
         await _Server(config).serve()
+
+
+def _protect_secrets() -> None:
+    """No job may read this process's environment or memory (``runtime.hardening``)."""
+    try:
+        if not forbid_dumping():
+            log.warning("not Linux: jobs running as this user can read this process's secrets")
+    except OSError as exc:
+        log.warning("could not mark the process non-dumpable (%s): jobs running as this"
+                    " user can read its environment", exc)  # fmt: skip
 
 
 async def _wait_for_signal() -> None:
