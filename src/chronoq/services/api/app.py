@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chronoq.errors import ChronoqError
 from chronoq.observability.metrics import Metrics
 from chronoq.services.api import routes_jobs, routes_seed
+from chronoq.services.api.browser import HostAllowlist
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import JSONResponse, error, error_response
 from chronoq.services.api.openapi import openapi_document
@@ -54,6 +55,7 @@ def create_app(deps: ApiDeps) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.deps = deps
+    app.add_middleware(HostAllowlist, allowed_hosts=deps.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=deps.metrics)
     return app
 
@@ -88,13 +90,25 @@ def _guard(handler: Handler) -> Handler:
     return guarded
 
 
-async def _http_error(_request: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        return error(405, "method_not_allowed", "method not allowed on this path")
+        answer = error(405, "method_not_allowed", "method not allowed on this path")
+        answer.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return answer
     if exc.status_code == 404:
         return error(404, "not_found", "no such path")
     return error(exc.status_code, "http_error", str(exc.detail))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (one path may have several routes)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 class MetricsMiddleware:

@@ -24,3 +24,9 @@ class ApiDeps:
     shell_enabled: bool
     submissions: SubmissionLog | None = None
     """With --ingest log: where a just-accepted job waits until a writer moves it."""
+    allowed_hosts: frozenset[str] = frozenset()
+    """Host names served besides the loopback names and the listen address (``*``: any);
+    see ``browser.py``."""
+    cursor_key: bytes | None = None
+    """Secret that seals list cursors; API processes behind one balancer must share it.
+    ``None``: a random key per process (a cursor then lasts as long as the process)."""

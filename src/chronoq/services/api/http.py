@@ -34,6 +34,10 @@ class InvalidJobId(ValidationError):
     """A job id that is not a UUID (400 ``invalid_job_id``)."""
 
 
+class UnsupportedMediaType(ChronoqError):
+    """A body that is not ``application/json`` (415 ``unsupported_media_type``)."""
+
+
 class Unauthenticated(ChronoqError):
     """No caller identity (``X-User-ID`` missing)."""
 
@@ -60,6 +64,7 @@ _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
     NotFoundError: (404, "not_found"),
     ConflictError: (409, "conflict"),
     PayloadTooLargeError: (413, "payload_too_large"),
+    UnsupportedMediaType: (415, "unsupported_media_type"),
     UnavailableError: (503, "unavailable"),
 }
 
@@ -86,7 +91,7 @@ def job_id_of(raw: str | None) -> str:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing more than ``limit`` bytes without reading them all."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
@@ -95,4 +100,28 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLargeError(f"request body over the {limit}-byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    json_content_type(request.headers.get("content-type"), body)
+    return body
+
+
+def json_content_type(content_type: str | None, body: bytes) -> None:
+    """Raise ``UnsupportedMediaType`` unless a body is declared ``application/json``.
+
+    An empty body without a Content-Type passes (the JSON decoder then says what
+    is missing); a declared Content-Type is checked even for an empty body.
+    """
+    if content_type is None:
+        if body:
+            raise UnsupportedMediaType("send the body with 'Content-Type: application/json'")
+        return
+    media, _, params = content_type.partition(";")
+    charset_ok = all(
+        p.split("=", 1)[1].strip().strip('"').lower() in ("utf-8", "utf8")
+        for p in params.split(";")
+        if p.strip().lower().startswith("charset=")
+    )
+    if media.strip().lower() != "application/json" or not charset_ok:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type[:80]!r} is not accepted: send 'application/json'"
+        )
