@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 OK = {"project_id": "p", "payload": "cmd:id -un"}
 BODY = json.dumps(OK)
 CREATE_ROUTES = ["/submit", "/v1/jobs"]
+OK_ID = "0b6c6e9e-7e1c-4d0e-9a59-2f3c1b0d8f11"
 
 
 class Guard:
@@ -145,3 +146,106 @@ def test_no_cors_headers(server: ServerHandle) -> None:
         ]
     for r in answers:
         assert not [h for h in r.headers if h.lower().startswith("access-control-")], r.headers
+
+
+# -- 6. the fuzzer's findings -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", ["²", "٥", "①", "𝟓", "+5", " 5", "", "00001000000"])
+@pytest.mark.parametrize("route", ["/v1/jobs", "/v1/jobs/{job_id}/runs"])
+def test_a_limit_that_is_not_ascii_digits_is_400(
+    server: ServerHandle, route: str, limit: str
+) -> None:
+    with make_client(server.url, new_user("lim")) as client:
+        job_id = client.post("/v1/jobs", json={"project_id": "p", "payload": "x"}).json()["job_id"]
+        r = client.get(route.format(job_id=job_id), params={"limit": limit})
+    assert_error(r, 400, "validation_error", "limit")
+
+
+def _document(server: ServerHandle) -> dict[str, Any]:
+    doc: dict[str, Any] = httpx.get(server.url + "/openapi.json").json()
+    return doc
+
+
+def _schema(doc: dict[str, Any], path: str, method: str, status: str) -> dict[str, Any]:
+    schema: dict[str, Any] = doc["paths"][path][method]["responses"][status]["content"][
+        "application/json"
+    ]["schema"]
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _items_schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    ref: str = _schema(doc, path, "get", "200")["items"]["$ref"]
+    schema: dict[str, Any] = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    return schema
+
+
+def _conforms(body: dict[str, Any], schema: dict[str, Any]) -> None:
+    missing = set(schema.get("required", ())) - set(body)
+    assert not missing, f"the body lacks fields its schema requires: {missing}"
+    unknown = set(body) - set(schema["properties"])
+    assert not unknown, f"the body has fields its schema does not declare: {unknown}"
+
+
+@pytest.mark.parametrize("cron", [None, "@every 1h"])
+def test_every_job_body_has_what_its_schema_requires(
+    server: ServerHandle, cron: str | None
+) -> None:
+    doc = _document(server)
+    spec = {"project_id": "p", "payload": "x", **({"cron_schedule": cron} if cron else {})}
+    with make_client(server.url, new_user("shape")) as client:
+        job_id = client.post("/submit", json=spec).json()["job_id"]
+        _conforms(
+            client.get("/job", params={"id": job_id}).json(), _schema(doc, "/job", "get", "200")
+        )
+        (summary,) = client.get("/jobs").json()
+        _conforms(summary, _items_schema(doc, "/jobs"))
+        _conforms(
+            client.get(f"/v1/jobs/{job_id}").json(), _schema(doc, "/v1/jobs/{job_id}", "get", "200")
+        )
+        page = client.get("/v1/jobs").json()
+        _conforms(page, _schema(doc, "/v1/jobs", "get", "200"))
+
+
+def test_the_schema_states_what_validation_refuses(server: ServerHandle) -> None:
+    doc = _document(server)
+    job_in = doc["components"]["schemas"]["JobIn"]["properties"]
+    assert job_in["project_id"]["minLength"] == 1
+    assert job_in["project_id"]["maxLength"] == 200
+
+    def param(path: str, method: str, name: str) -> dict[str, Any]:
+        (found,) = [p for p in doc["paths"][path][method]["parameters"] if p["name"] == name]
+        schema: dict[str, Any] = found["schema"]
+        return schema
+
+    assert param("/job", "get", "id")["minLength"] == 1
+    assert param("/v1/jobs", "get", "limit") == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 1000,
+        "default": 100,
+    }
+    assert param("/v1/jobs", "post", "X-User-ID")["minLength"] == 1
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if "requestBody" in op:
+                assert "415" in op["responses"], (path, method)
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "allow"),
+    [
+        ("PUT", "/v1/jobs", "GET, HEAD, POST"),
+        ("PATCH", "/v1/jobs/{job_id}", "DELETE, GET, HEAD"),
+        ("DELETE", "/submit", "POST"),
+        ("POST", "/job", "GET, HEAD"),
+        ("POST", "/v1/jobs/{job_id}/runs", "GET, HEAD"),
+    ],
+)
+def test_405_carries_allow(server: ServerHandle, method: str, route: str, allow: str) -> None:
+    with make_client(server.url, new_user("allow")) as client:
+        r = client.request(method, route.format(job_id=OK_ID), json={})
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers.get("allow") == allow, r.headers

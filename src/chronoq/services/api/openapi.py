@@ -7,7 +7,15 @@ from typing import Any
 import msgspec
 
 from chronoq.domain.states import JobStatus, RunStatus
-from chronoq.services.api.schemas import BatchIn, JobIn
+from chronoq.services.api.schemas import (
+    MAX_BATCH,
+    MAX_ID_LEN,
+    MAX_RETRIES,
+    MAX_TIMEOUT,
+    MIN_TIMEOUT,
+    BatchIn,
+    JobIn,
+)
 
 
 def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
@@ -15,6 +23,30 @@ def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
 
 
 _TIME = {"type": "string", "format": "date-time"}
+_NO_NUL = "^[^\\u0000]*$"
+_NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+_RFC3339 = (
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?"
+    "([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_ASCII_NOT_BLANK = "^[ -~]*[!-~][ -~]*$"
+# What to_spec enforces beyond the types, stated in the schema so schema and validation agree.
+JOB_IN_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "project_id": {"minLength": 1, "maxLength": MAX_ID_LEN, "pattern": _NOT_BLANK},
+    "payload": {
+        "pattern": _NO_NUL,
+        "description": "cmd:<shell>, sleep:<Go duration>, anything else is echoed; no NUL",
+    },
+    "cron_schedule": {
+        "minLength": 1,
+        "pattern": _ASCII_NOT_BLANK,
+        "description": "cron (5 or 6 fields), @every <Go duration>, @hourly...; ASCII",
+    },
+    "next_fire_at": {"format": "date-time", "pattern": _RFC3339},
+    "max_retries": {"minimum": 0, "maximum": MAX_RETRIES},
+    "timeout_seconds": {"minimum": MIN_TIMEOUT, "maximum": MAX_TIMEOUT},
+    "timezone": {"minLength": 1, "pattern": _ASCII_NOT_BLANK, "description": "IANA name"},
+}
 _JOB = {
     "type": "object",
     "required": ["job_id", "project_id", "payload", "status", "created_at", "updated_at"],
@@ -31,6 +63,31 @@ _JOB = {
         "created_at": _TIME,
         "updated_at": _TIME,
     },
+}
+_SEED_JOB = {
+    "type": "object",
+    "required": ["job_id", "project_id", "payload", "status", "next_fire_at", "created_at"],
+    "properties": {
+        "job_id": {"type": "string", "format": "uuid"},
+        "project_id": {"type": "string"},
+        "payload": {"type": "string"},
+        "status": {"enum": [s.value for s in JobStatus]},
+        "next_fire_at": _nullable("string", format="date-time"),
+        "created_at": _TIME,
+        "cron_schedule": {"type": "string", "description": "present when the job has one"},
+    },
+    "additionalProperties": False,
+}
+_SEED_SUMMARY = {
+    "type": "object",
+    "required": ["job_id", "status", "next_fire_at", "created_at"],
+    "properties": {
+        "job_id": {"type": "string", "format": "uuid"},
+        "status": {"enum": [s.value for s in JobStatus]},
+        "next_fire_at": _nullable("string", format="date-time"),
+        "created_at": _TIME,
+    },
+    "additionalProperties": False,
 }
 _RUN = {
     "type": "object",
@@ -67,13 +124,26 @@ _ERROR = {
         }
     },
 }
-_USER = {"name": "X-User-ID", "in": "header", "required": True, "schema": {"type": "string"}}
-_JOB_ID = {
-    "name": "job_id",
-    "in": "path",
+_USER = {
+    "name": "X-User-ID",
+    "in": "header",
     "required": True,
-    "schema": {"type": "string", "format": "uuid"},
+    "description": "Exactly one; 1-200 characters, not blank",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN, "pattern": "\\S"},
 }
+_UUID = {"type": "string", "format": "uuid", "minLength": 1}
+_JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _UUID}
+_LIST_QUERY = [
+    {"name": "status", "in": "query", "required": False,
+     "schema": {"enum": [s.value for s in JobStatus]}},
+    {"name": "project_id", "in": "query", "required": False,
+     "schema": {"type": "string", "maxLength": MAX_ID_LEN, "pattern": _NO_NUL}},
+    {"name": "cursor", "in": "query", "required": False,
+     "description": "next_cursor of the previous page (opaque)",
+     "schema": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+]  # fmt: skip
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -85,7 +155,18 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _json(_ref("Error"), "error") for code in codes}
+    return {str(code): _json(_ref("Error"), "error") for code in (*codes, 421)}
+
+
+def _constrain(job_in: dict[str, Any], batch_in: dict[str, Any]) -> None:
+    """Add what ``to_spec`` checks beyond the types (the string branch of a nullable)."""
+    properties = job_in["properties"]
+    for name, extra in JOB_IN_CONSTRAINTS.items():
+        schema = properties[name]
+        target = next((b for b in schema.get("anyOf", []) if b.get("type") != "null"), schema)
+        target.update(extra)
+    job_in["dependentRequired"] = {"timezone": ["cron_schedule"]}
+    batch_in["properties"]["jobs"].update(minItems=1, maxItems=MAX_BATCH)
 
 
 def _op(summary: str, ok: tuple[int, dict[str, Any]], errors: tuple[int, ...], **extra: Any) -> Any:
@@ -102,38 +183,41 @@ def openapi_document() -> dict[str, Any]:
     (job_in, batch_in), components = msgspec.json.schema_components(
         [JobIn, BatchIn], ref_template="#/components/schemas/{name}"
     )
+    _constrain(components["JobIn"], components["BatchIn"])
     body = {"required": True, "content": {"application/json": {"schema": job_in}}}
     batch_body = {"required": True, "content": {"application/json": {"schema": batch_in}}}
+    jobs = {"type": "array", "items": _ref("Job")}
     page = {
         "type": "object",
-        "properties": {"items": {"type": "array", "items": _ref("Job")}, "next_cursor": {}},
+        "required": ["items", "next_cursor"],
+        "properties": {"items": jobs, "next_cursor": _nullable("string")},
     }
+    created = {"type": "object", "required": ["items"], "properties": {"items": jobs}}
     runs = {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Run")}}}
-    query = [
-        {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-        for n in ("status", "project_id", "cursor", "limit")
-    ]
     submitted = {
         "type": "object",
+        "required": ["job_id", "status", "message"],
         "properties": {k: {"type": "string"} for k in ("job_id", "status", "message")},
     }
-    id_query = [{"name": "id", "in": "query", "required": True, "schema": {"type": "string"}}]
+    id_query = [{"name": "id", "in": "query", "required": True, "schema": _UUID}]
+    seed_list = {"type": "array", "items": _ref("SeedJobSummary")}
     paths = {
         "/submit": {
-            "post": _op("Submit a job (seed API)", (201, submitted), (400, 401, 403, 413, 503),
+            "post": _op("Submit a job (seed API)", (201, submitted),
+                        (400, 401, 403, 413, 415, 503),
                         requestBody=body)
         },
-        "/job": {"get": _op("Get a job (seed API)", (200, _ref("Job")), (400, 401, 404),
+        "/job": {"get": _op("Get a job (seed API)", (200, _ref("SeedJob")), (400, 401, 404),
                             parameters=id_query)},
-        "/jobs": {"get": _op("List your jobs (seed API)", (200, {"type": "array"}), (401,))},
+        "/jobs": {"get": _op("List your jobs (seed API)", (200, seed_list), (400, 401))},
         "/v1/jobs": {
-            "post": _op("Create a job", (201, _ref("Job")), (400, 401, 403, 413, 503),
+            "post": _op("Create a job", (201, _ref("Job")), (400, 401, 403, 413, 415, 503),
                         requestBody=body),
-            "get": _op("List your jobs", (200, page), (400, 401), parameters=query),
+            "get": _op("List your jobs", (200, page), (400, 401), parameters=_LIST_QUERY),
         },
         "/v1/jobs:batch": {
-            "post": _op("Create up to 1000 jobs, all or nothing", (201, page),
-                        (400, 401, 403, 413, 503), requestBody=batch_body)
+            "post": _op("Create up to 1000 jobs, all or nothing", (201, created),
+                        (400, 401, 403, 413, 415, 503), requestBody=batch_body)
         },
         "/v1/jobs/{job_id}": {
             "get": _op("Get a job", (200, _ref("Job")), (400, 401, 404), parameters=[_JOB_ID]),
@@ -142,10 +226,13 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/jobs/{job_id}/runs": {
             "get": _op("A job's runs, newest first", (200, runs), (400, 401, 404),
-                       parameters=[_JOB_ID])
+                       parameters=[_JOB_ID, _LIST_QUERY[-1]])
         },
     }  # fmt: skip
-    components.update({"Job": _JOB, "Run": _RUN, "Error": _ERROR})
+    components.update(
+        {"Job": _JOB, "SeedJob": _SEED_JOB, "SeedJobSummary": _SEED_SUMMARY, "Run": _RUN,
+         "Error": _ERROR}
+    )  # fmt: skip
     return {
         "openapi": "3.1.0",
         "info": {"title": "Chronoq", "version": "0.1.0"},

@@ -123,6 +123,6 @@ def _status(raw: str | None) -> JobStatus | None:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return 100
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or not 1 <= int(raw) <= 1000:
         raise ValidationError("limit must be an integer from 1 to 1000", field="limit")
     return int(raw)

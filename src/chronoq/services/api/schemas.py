@@ -18,6 +18,8 @@ T = TypeVar("T")
 MAX_BATCH = 1000
 MAX_RETRIES = 100
 MAX_TIMEOUT = 7 * 24 * 3600.0
+MIN_TIMEOUT = 0.001
+"""One millisecond: below it no process could even start (``1e-300`` is refused)."""
 MAX_ID_LEN = 200
 SHELL_PREFIX = "cmd:"
 
@@ -144,9 +146,9 @@ def _retries(value: int | None, prefix: str) -> int:
 def _timeout(value: float | None, prefix: str) -> float | None:
     if value is None:
         return None
-    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+    if not (math.isfinite(value) and MIN_TIMEOUT <= value <= MAX_TIMEOUT):
         raise ValidationError(
-            f"timeout_seconds must be > 0 and <= {MAX_TIMEOUT:.0f}, got {value}",
+            f"timeout_seconds must be from {MIN_TIMEOUT} to {MAX_TIMEOUT:.0f}, got {value}",
             field=prefix + "timeout_seconds",
         )
     return value
