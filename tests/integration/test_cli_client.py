@@ -6,15 +6,18 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from click.testing import CliRunner, Result
 
 from chronoq import Client
+from chronoq.cli.client_commands import DEFAULT_USER
 from chronoq.cli.main import main
 from chronoq.errors import NotFoundError, ValidationError
 from tests.support.processes import free_port
@@ -249,3 +252,49 @@ def test_cli_unreachable_server() -> None:
     assert result.exit_code == 1
     assert f"server at {url} is not reachable" in result.stderr
     assert "Traceback" not in result.output
+
+
+# -- the new user's path (issue 7) ---------------------------------------------
+
+
+def test_cli_cancel_twice_says_already_cancelled(server: ServerHandle) -> None:
+    user = _user()
+    with Client(server.url, user_id=user) as client:
+        job = client.submit("p", "later", next_fire_at=datetime.now(UTC) + timedelta(hours=1))
+    first = _cli(server, user, "cancel", job["job_id"])
+    assert first.exit_code == 0, first.output
+    again = _cli(server, user, "cancel", job["job_id"])
+    assert again.exit_code == 1, again.output
+    assert "Cancelled job" not in again.stdout
+    assert f"job {job['job_id']} was already cancelled" in again.stderr
+
+
+def test_cli_cancel_of_a_finished_job_says_so(server: ServerHandle) -> None:
+    user = _user()
+    with Client(server.url, user_id=user) as client:
+        job = client.submit("p", "done soon")
+        _poll(lambda: client.job(job["job_id"]), lambda j: j["status"] == "COMPLETED", "done")
+    result = _cli(server, user, "cancel", job["job_id"])
+    assert result.exit_code == 1, result.output
+    assert "already finished (COMPLETED)" in result.stderr
+    with Client(server.url, user_id=user) as client:
+        assert client.job(job["job_id"])["status"] == "COMPLETED"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_users_and_the_cli_default_user_agree(server: ServerHandle) -> None:
+    text = README.read_text()
+    curl_users = set(re.findall(r"X-User-ID: ([\w-]+)", text))
+    python_users = set(re.findall(r'user_id="([\w-]+)"', text))
+    assert curl_users == python_users == {DEFAULT_USER}
+    assert f"acts as user `{DEFAULT_USER}`" in text  # the README says who the CLI is
+
+    project = f"readme-{uuid.uuid4().hex[:6]}"
+    with Client(server.url, user_id=DEFAULT_USER) as client:  # as the README's curl lines
+        job = client.submit(project, "x", next_fire_at=datetime.now(UTC) + timedelta(hours=1))
+    env = {"CHRONOQ_USER": None, "CHRONOQ_URL": server.url}
+    listed = CliRunner().invoke(main, ["jobs", "-p", project, "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert [j["job_id"] for j in json.loads(listed.stdout)] == [job["job_id"]]

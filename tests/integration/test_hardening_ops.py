@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -141,3 +142,29 @@ def test_job_as_the_server_user_cannot_read_its_environ(unprivileged_base: Path)
     assert run["status"] == "FAILED", run
     assert "Permission denied" in run["output"], run
     assert not [value for value in SECRETS.values() if value in run["output"]]
+
+
+# -- the new user's path ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_install_prints_no_setuptools_warning() -> None:
+    """``pip install -e .`` (as ``scripts/up`` runs it) builds without a deprecation warning:
+    ``project.license`` is the SPDX string, not the deprecated table."""
+    pip = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--quiet", "-e"]
+    done = subprocess.run([*pip, str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warnings = [
+        line for line in (done.stdout + done.stderr).splitlines()
+        if "Warning" in line or "deprecated" in line
+    ]  # fmt: skip
+    assert warnings == []
+
+
+def test_cluster_folder_is_ignored_by_git() -> None:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "-q", ".chronoq-cluster/logs/api-1.log"],
+        timeout=30,
+    )
+    assert done.returncode == 0, ".chronoq-cluster/ is not in .gitignore"

@@ -1,14 +1,15 @@
 """Client commands of ``chronoq``: ``submit``, ``jobs``, ``job``, ``runs``, ``cancel``.
 
 They talk to a running server over HTTP (``--url``, ``$CHRONOQ_URL``) as one
-user (``--user``, ``$CHRONOQ_USER``, default the OS user). Output is a table,
-or the server's JSON with ``--json``. An API error prints one line to stderr
-and exits 1; a usage error exits 2.
+user (``--user``, ``$CHRONOQ_USER``, default ``demo``: ``DEFAULT_USER``, the user
+of the README's curl lines and Python example, so a new user sees the jobs they
+made there). Output is a table, or the server's JSON with ``--json``. An API
+error prints one line to stderr and exits 1; a usage error exits 2. ``cancel``
+of a job that had already finished or been cancelled says so and exits 1.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,17 +25,17 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-__all__ = ["CLIENT_COMMANDS"]
+__all__ = ["CLIENT_COMMANDS", "DEFAULT_USER"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 Json = dict[str, Any]
 
 
-def _os_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
-        return "default"
+DEFAULT_USER = "demo"
+"""Who the CLI acts as without ``--user`` / ``$CHRONOQ_USER``: the README's user."""
+
+_FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+"""Job statuses a cancel cannot change (``domain.states.JOB_TERMINAL``)."""
 
 
 def _client_options(command: F) -> F:
@@ -45,8 +46,8 @@ def _client_options(command: F) -> F:
     command = click.option(
         "--user",
         envvar="CHRONOQ_USER",
-        default=_os_user,
-        show_default="OS user name",
+        default=DEFAULT_USER,
+        show_default=True,
         help="User id sent as X-User-ID.",
     )(command)
     command = click.option(
@@ -311,13 +312,18 @@ def runs(job_id: str, url: str, user: str, as_json: bool) -> None:
 @click.argument("job_id")
 @_client_options
 def cancel(job_id: str, url: str, user: str, as_json: bool) -> None:
-    """Cancel a job (a running shell run is killed)."""
+    """Cancel a job (a running shell run is killed); exit 1 if it had already finished."""
     with _api(url, user) as client:
-        cancelled = client.cancel(job_id)
+        before = client.job(job_id)
+        cancelled = before if before.get("status") in _FINISHED else client.cancel(job_id)
     if as_json:
         _print_json(cancelled)
-        return
-    click.echo(f"Cancelled job {cancelled.get('job_id', job_id)} ({cancelled.get('status')})")
+    status = cancelled.get("status")
+    if before.get("status") in _FINISHED or status != "CANCELLED":  # or it finished meanwhile
+        word = "cancelled" if status == "CANCELLED" else f"finished ({status})"
+        raise click.ClickException(f"job {job_id} was already {word}; nothing to cancel")
+    if not as_json:
+        click.echo(f"Cancelled job {cancelled.get('job_id', job_id)} ({status})")
 
 
 CLIENT_COMMANDS: tuple[click.Command, ...] = (submit, jobs, job, runs, cancel)
