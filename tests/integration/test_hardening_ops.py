@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support.processes import HOST, chronoq_argv, clean_env
 
 from .conftest import ServerHandle
 from .helpers import RUN_TERMINAL, completed, make_client, new_user, submit, wait_runs
@@ -168,3 +171,18 @@ def test_cluster_folder_is_ignored_by_git() -> None:
         timeout=30,
     )
     assert done.returncode == 0, ".chronoq-cluster/ is not in .gitignore"
+
+
+def test_busy_port_is_reported_before_anything_claims_to_listen(tmp_path: Path) -> None:
+    with socket.create_server((HOST, 0)) as taken:
+        port = taken.getsockname()[1]
+        argv = chronoq_argv("up", "--host", HOST, "--port", str(port),
+                            "--data-dir", str(tmp_path / "data"))  # fmt: skip
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, env=clean_env(), cwd=tmp_path
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert f"cannot listen on {HOST}:{port}" in output, output
+    assert "http://" not in output, output  # nothing claimed to be listening
+    assert "Traceback" not in output, output

@@ -81,6 +81,8 @@ class Node:
     async def run(self) -> None:
         failpoints.configure(self.settings.failpoints)
         _protect_secrets()
+        # Bind first: a busy port stops the node before anything starts or claims to listen.
+        listener = self._bind()
         backends = build_backends(self.settings, self.clock)
         services: list[Service] = []
         try:
@@ -88,8 +90,10 @@ class Node:
             services, writer = self._services(backends)
             for service in services:
                 await service.start()
-            await self._serve(backends, writer)
+            await self._serve(backends, writer, listener)
         finally:
+            if listener is not None:
+                listener.close()
             for service in reversed(services):
                 try:
                     await service.stop()
@@ -197,7 +201,18 @@ class Node:
         )  # fmt: skip
         return Heartbeat(b.coordination, member, self.clock, ttl=self.settings.member_ttl)
 
-    async def _serve(self, b: Backends, writer: Writer | None) -> None:
+    def _bind(self) -> socket.socket | None:
+        """The HTTP listener of this node (api, or /metrics without it), bound; None if none."""
+        s = self.settings
+        if "api" in self.roles:
+            return bind_listener(s.host, s.port)
+        if s.metrics_port:
+            return bind_listener(s.host, s.metrics_port)
+        return None
+
+    async def _serve(
+        self, b: Backends, writer: Writer | None, listener: socket.socket | None
+    ) -> None:
         s = self.settings
         if writer is not None:
             app = create_app(
@@ -208,13 +223,16 @@ class Node:
                     max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,
                 )
             )  # fmt: skip
-            await self._serve_http(app, s.host, s.port)
-        elif s.metrics_port:
-            await self._serve_http(create_metrics_app(self.metrics), s.host, s.metrics_port)
+        elif listener is not None:
+            app = create_metrics_app(self.metrics)
         else:
             await _wait_for_signal()
+            return
+        assert listener is not None
+        await self._serve_http(app, listener)
 
-    async def _serve_http(self, app: Starlette, host: str, port: int) -> None:
+    async def _serve_http(self, app: Starlette, listener: socket.socket) -> None:
+        host, port = self.settings.host, listener.getsockname()[1]
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False,
             lifespan="off", timeout_graceful_shutdown=5, backlog=4096,
@@ -225,7 +243,30 @@ class Node:
             "+".join(self.roles), host, port, "PostgreSQL" if s.distributed else s.data_dir,
             "on" if s.shell_enabled else "off",
         )  # fmt: skip
-        await _Server(config).serve()
+        await _Server(config).serve(sockets=[listener])
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening: uvicorn does that).
+
+    Raises ``ConfigError`` naming the address when it cannot be bound (in use, no such
+    address, no permission), so the node stops with one line and a non-zero exit.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
 
 
 def _protect_secrets() -> None:
