@@ -94,6 +94,15 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 
+OUTCOME_STATUSES = frozenset(
+    s
+    for s in RUN_TRANSITIONS[RunStatus.RUNNING]
+    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
+)
+"""What a worker may report for an attempt (``Dispatch.complete_runs``): the ways out of
+RUNNING that end it. Requeueing and INTERRUPTED belong to the lost-run rule (``lost_run``)."""
+
+
 class InvalidTransition(ValueError):
     """A state move the table does not allow."""
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chronoq.adapters.memory.store_runs import OUTCOME_STATUSES
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import Job, RunOutcome
+from chronoq.domain.states import OUTCOME_STATUSES
 from chronoq.errors import ValidationError
 
 _MAX_CURSOR_DIGITS = 18

@@ -15,8 +15,6 @@ from chronoq.domain.jobs import RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_TOO_OFTEN,
-    RUN_TERMINAL,
-    RUN_TRANSITIONS,
     JobStatus,
     LostRun,
     RunStatus,
@@ -26,13 +24,6 @@ from chronoq.domain.states import (
 
 CANCELLED_BY_USER = "cancelled by the user"
 
-OUTCOME_STATUSES = frozenset(
-    s
-    for s in RUN_TRANSITIONS[RunStatus.RUNNING]
-    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
-)
-"""What a worker may report: the ways out of RUNNING that end an attempt. Requeueing and
-INTERRUPTED are the lost-run rule's (``reap_lost``, ``release_runs``), not a worker's."""
 
 _LOST_STATUS = {
     LostRun.INTERRUPT: RunStatus.INTERRUPTED,

@@ -19,8 +19,7 @@ from chronoq.domain.jobs import Run, RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_TOO_OFTEN,
-    RUN_TERMINAL,
-    RUN_TRANSITIONS,
+    OUTCOME_STATUSES,
     JobStatus,
     LostRun,
     RunStatus,
@@ -32,13 +31,6 @@ from chronoq.errors import ValidationError
 
 _TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)
 _RUNNING = RunStatus.RUNNING.value
-_OUTCOMES = frozenset(
-    s
-    for s in RUN_TRANSITIONS[RunStatus.RUNNING]
-    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
-)
-"""What a worker may report: the ways out of RUNNING that end an attempt. Requeueing and
-INTERRUPTED are the lost-run rule's (``reap_lost``, ``release_runs``), not a worker's."""
 CANCELLED_BY_USER = "cancelled by the user"
 
 _LOST_TO = {
@@ -137,7 +129,7 @@ class JobStates:
 def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
     """Refuse a batch holding a status that does not end an attempt (before any write)."""
     for outcome in outcomes:
-        if outcome.status not in _OUTCOMES:
+        if outcome.status not in OUTCOME_STATUSES:
             raise ValidationError(f"{outcome.status} is not an outcome of a run", field="status")
 
 

@@ -20,8 +20,7 @@ from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
-    RUN_TERMINAL,
-    RUN_TRANSITIONS,
+    OUTCOME_STATUSES,
     JobStatus,
     RunStatus,
     job_status_after_run,
@@ -42,14 +41,6 @@ SETTLE_JOB = (
     f" WHERE job_id = ? AND status NOT IN ({_TERMINAL_JOBS})"
 )
 """Move a job on after one of its runs ended (``settle_args``); a terminal job stays put."""
-
-OUTCOME_STATUSES = frozenset(
-    s
-    for s in RUN_TRANSITIONS[RunStatus.RUNNING]
-    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
-)
-"""What a worker may report: the ways out of RUNNING that end an attempt. Requeueing and
-INTERRUPTED are the lost-run rule's (``reap_lost``, ``release_runs``), not a worker's."""
 
 
 def settle_args(job_id: str, status: RunStatus, now_us: int) -> tuple[Any, ...]:
