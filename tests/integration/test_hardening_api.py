@@ -17,9 +17,10 @@ import pytest
 from tests.support.metrics import metric_sum, scrape
 
 from .helpers import assert_error, list_jobs, make_client, new_user
+from .test_untrusted_output import postgres_dsn  # noqa: F401  (a module fixture)
 
 if TYPE_CHECKING:
-    from .conftest import ServerHandle
+    from .conftest import ServerFactory, ServerHandle
 
 OK = {"project_id": "p", "payload": "cmd:id -un"}
 BODY = json.dumps(OK)
@@ -249,3 +250,107 @@ def test_405_carries_allow(server: ServerHandle, method: str, route: str, allow:
         r = client.request(method, route.format(job_id=OK_ID), json={})
     assert_error(r, 405, "method_not_allowed")
     assert r.headers.get("allow") == allow, r.headers
+
+
+# -- 7. strict input, the same on every store -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"project_id": "p\u0000q", "payload": "x"}, "project_id"),
+        ({"project_id": "p", "payload": "x\u0000"}, "payload"),
+        ({"project_id": "p", "payload": "cmd:echo a\u0000b"}, "payload"),
+        ({"project_id": "p", "payload": "x", "cron_schedule": "@every 1s\u0000"}, "cron_schedule"),
+        (
+            {
+                "project_id": "p",
+                "payload": "x",
+                "cron_schedule": "@every 1h",
+                "timezone": "UTC\u0000",
+            },
+            "timezone",
+        ),
+        (
+            {"project_id": "p", "payload": "x", "next_fire_at": "2030-01-02T03:04:05Z\u0000"},
+            "next_fire_at",
+        ),
+    ],
+)
+@pytest.mark.parametrize("route", CREATE_ROUTES)
+def test_a_nul_in_any_text_field_is_400_naming_it(
+    guard: Guard, route: str, spec: dict[str, Any], field: str
+) -> None:
+    assert_error(guard.client.post(route, json=spec), 400, "validation_error", field)
+    guard.assert_nothing_stored()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def store_server(
+    request: pytest.FixtureRequest, module_server_factory: ServerFactory
+) -> ServerHandle:
+    """``chronoq up`` on SQLite, or on PostgreSQL (skipped when none is reachable)."""
+    if request.param == "sqlite":
+        return module_server_factory(name="sqlite")
+    dsn = request.getfixturevalue("postgres_dsn")
+    return module_server_factory("--store", dsn, name="postgres")
+
+
+@pytest.mark.parametrize("field", ["project_id", "payload"])
+def test_a_nul_is_the_same_400_on_every_store(store_server: ServerHandle, field: str) -> None:
+    g = Guard(store_server)
+    with g.client:
+        spec = {"project_id": "p", "payload": "x", field: "a\u0000b"}
+        for route in CREATE_ROUTES:
+            assert_error(g.client.post(route, json=spec), 400, "validation_error", field)
+        g.assert_nothing_stored()
+
+
+def test_a_nul_in_a_batch_item_names_the_item(guard: Guard) -> None:
+    body = {
+        "jobs": [{"project_id": "p", "payload": "x"}, {"project_id": "p", "payload": "a\u0000"}]
+    }
+    r = guard.client.post("/v1/jobs:batch", json=body)
+    assert_error(r, 400, "validation_error", "jobs[1].payload")
+    guard.assert_nothing_stored()
+
+
+def test_a_nul_in_the_project_filter_is_400(guard: Guard) -> None:
+    r = guard.client.get("/v1/jobs", params={"project_id": "p\u0000"})
+    assert_error(r, 400, "validation_error", "project_id")
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"next_fire_at": "2030-W01-1T00:00:00Z"}, "next_fire_at"),
+        ({"next_fire_at": "2030-01-02T03:04Z"}, "next_fire_at"),
+        ({"next_fire_at": "2030-01-02T03:04:05Z "}, "next_fire_at"),
+        ({"next_fire_at": "2030-01-02T03:04:05+0100"}, "next_fire_at"),
+        ({"cron_schedule": "@every ٥s"}, "cron_schedule"),
+        ({"cron_schedule": "٥ * * * *"}, "cron_schedule"),
+        ({"cron_schedule": "@every\t5s"}, "cron_schedule"),
+        ({"timeout_seconds": 1e-300}, "timeout_seconds"),
+        ({"timeout_seconds": 0.0009}, "timeout_seconds"),
+    ],
+)
+@pytest.mark.parametrize("route", CREATE_ROUTES)
+def test_odd_input_is_400(guard: Guard, route: str, spec: dict[str, Any], field: str) -> None:
+    r = guard.client.post(route, json={"project_id": "p", "payload": "x", **spec})
+    assert_error(r, 400, "validation_error", field)
+    guard.assert_nothing_stored()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"next_fire_at": "2030-01-02 03:04:05z"},
+        {"next_fire_at": "2030-01-02t03:04:05.123456789+05:30"},
+        {"timeout_seconds": 0.001},
+        {"cron_schedule": " @every 5s "},
+    ],
+)
+def test_strict_but_valid_input_is_accepted(server: ServerHandle, spec: dict[str, Any]) -> None:
+    with make_client(server.url, new_user("ok")) as client:
+        r = client.post("/v1/jobs", json={"project_id": "p", "payload": "x", **spec})
+    assert r.status_code == 201, r.text

@@ -10,9 +10,10 @@ every wait (``sleep``, ``wait``, ``call_later``). Nothing in a role calls
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 
@@ -110,18 +111,40 @@ def format_rfc3339(value: datetime) -> str:
     return f"{base}.{v.microsecond:06d}Z"
 
 
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+
 def parse_rfc3339(text: str) -> datetime:
-    """Parse RFC 3339 (``Z`` or an offset required); raise ``ValueError`` otherwise."""
-    if not isinstance(text, str) or len(text) < 20 or text[10] not in "Tt ":
+    """Parse an RFC 3339 timestamp strictly; raise ``ValueError`` otherwise.
+
+    ``YYYY-MM-DD``, then ``T``, ``t`` or a space, ``hh:mm:ss`` (seconds required),
+    an optional fraction, then ``Z``/``z`` or ``+hh:mm``/``-hh:mm`` (required),
+    in ASCII digits and nothing before or after: no ISO week or ordinal dates,
+    no basic format, no trailing NUL or space. A leap second (``:60``) is refused.
+    """
+    match = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    s = text[:-1] + "+00:00" if text[-1] in "Zz" else text
-    value = datetime.fromisoformat(s)
-    if value.tzinfo is None:
-        raise ValueError(f"RFC 3339 needs a 'Z' or an offset: {text!r}")
+    year, month, day, hour, minute, second, fraction, zulu, sign, oh, om = match.groups()
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
     try:
+        offset = timedelta(0)
+        if zulu is None:
+            if int(oh) > 23 or int(om) > 59:
+                raise ValueError(f"offset out of range: {text!r}")
+            offset = timedelta(hours=int(oh), minutes=int(om)) * (-1 if sign == "-" else 1)
+        value = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micros,
+            tzinfo=timezone(offset),
+        )  # fmt: skip
         return value.astimezone(UTC)
     except OverflowError:
         raise ValueError(f"timestamp out of range: {text!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r} ({exc})") from None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

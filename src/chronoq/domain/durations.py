@@ -17,7 +17,8 @@ _UNITS_US = {
     "m": 60_000_000.0,
     "h": 3_600_000_000.0,
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+# ASCII digits only, as Go's: \d would also take "٥" or "²".
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 
 
 def parse_go_duration(text: str) -> timedelta:

@@ -73,7 +73,7 @@ async def list_jobs(request: Request) -> JSONResponse:
         ListJobsParams(
             user_id=user,
             status=_status(query.get("status")),
-            project_id=query.get("project_id") or None,
+            project_id=_project_filter(query.get("project_id")),
             cursor=query.get("cursor") or None,
             limit=_limit(query.get("limit")),
         )
@@ -118,6 +118,12 @@ def _status(raw: str | None) -> JobStatus | None:
     except ValueError:
         allowed = ", ".join(s.value for s in JobStatus)
         raise ValidationError(f"status must be one of {allowed}", field="status") from None
+
+
+def _project_filter(raw: str | None) -> str | None:
+    if raw is not None and "\x00" in raw:
+        raise ValidationError("project_id must not contain a NUL character", field="project_id")
+    return raw or None
 
 
 def _limit(raw: str | None) -> int:

@@ -66,7 +66,13 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
 
 
 def to_spec(item: JobIn, *, user_id: str, shell_enabled: bool, prefix: str = "") -> JobSpec:
-    """Check every field of a submission; raise ``ValidationError`` naming the field."""
+    """Check every field of a submission; raise ``ValidationError`` naming the field.
+
+    No text field may hold a NUL: PostgreSQL cannot store one and a shell would cut
+    a ``cmd:`` at it, so every store gives the same 400 instead of a store's error.
+    """
+    for name in _TEXT_FIELDS:
+        _no_nul(name, getattr(item, name), prefix)
     _text("project_id", item.project_id, prefix)
     if item.payload.startswith(SHELL_PREFIX) and not shell_enabled:
         raise ForbiddenError("shell jobs (cmd:) are disabled on this server")
@@ -89,6 +95,15 @@ def to_spec(item: JobIn, *, user_id: str, shell_enabled: bool, prefix: str = "")
     )
 
 
+_TEXT_FIELDS = ("project_id", "payload", "cron_schedule", "timezone", "next_fire_at")
+_PRINTABLE_ASCII = re.compile(r"[ -~]*")
+
+
+def _no_nul(name: str, value: str | None, prefix: str) -> None:
+    if value is not None and "\x00" in value:
+        raise ValidationError(f"{name} must not contain a NUL character", field=prefix + name)
+
+
 def _text(name: str, value: str, prefix: str) -> str:
     if not value.strip():
         raise ValidationError(f"{name} must not be empty", field=prefix + name)
@@ -102,12 +117,18 @@ def _optional_text(name: str, value: str | None, prefix: str) -> str | None:
         return None
     if not value.strip():
         raise ValidationError(f"{name} must not be empty when given", field=prefix + name)
+    if not _PRINTABLE_ASCII.fullmatch(value):
+        raise ValidationError(
+            f"{name} must be printable ASCII (digits 0-9, no tabs), got {value[:80]!r}",
+            field=prefix + name,
+        )
     return value.strip()
 
 
 def _timezone(value: str | None, schedule: str | None, prefix: str) -> str | None:
     if value is None:
         return None
+    value = _optional_text("timezone", value, prefix) or value
     if schedule is None:
         raise ValidationError(
             "timezone applies to cron_schedule; give a cron_schedule or drop timezone",
