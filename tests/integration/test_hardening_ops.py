@@ -186,3 +186,36 @@ def test_busy_port_is_reported_before_anything_claims_to_listen(tmp_path: Path) 
     assert f"cannot listen on {HOST}:{port}" in output, output
     assert "http://" not in output, output  # nothing claimed to be listening
     assert "Traceback" not in output, output
+
+
+def _cluster_up(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    argv = chronoq_argv("cluster", "up", "--folder", str(tmp_path / "cluster"), *args)
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, env=clean_env(env), cwd=tmp_path
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_cluster_up_without_asyncpg_says_what_to_install(tmp_path: Path) -> None:
+    hidden = tmp_path / "no-asyncpg"
+    hidden.mkdir()
+    (hidden / "asyncpg.py").write_text("raise ImportError('asyncpg hidden by the test')\n")
+    code, output = _cluster_up(
+        tmp_path, "--store", "postgresql://127.0.0.1:1/none", env={"PYTHONPATH": str(hidden)}
+    )
+    assert code == 1, output
+    assert output.strip().count("\n") == 0, output  # one line
+    assert "pip install 'chronoq[postgres]'" in output, output
+    assert "supervising" not in output
+
+
+def test_cluster_supervisor_gives_up_on_a_role_that_exits_at_once(tmp_path: Path) -> None:
+    code, output = _cluster_up(
+        tmp_path, "--store", "postgresql://127.0.0.1:1/none", "--api", "0", "--pickers", "0",
+        "--coordinators", "0", "--workers", "1", "--arg=--no-such-flag",
+    )  # fmt: skip
+    assert code == 1, output
+    assert "worker-1 exited 3 times" in output, output
+    assert "not restarting it" in output
+    assert "No such option '--no-such-flag'" in output  # the role's own error, from its log
+    assert "cluster stopped" in output

@@ -49,10 +49,12 @@ def cluster_up(folder: Path, store: str | None, extra: tuple[str, ...], **counts
         click.echo(f"  {member.name:<15} pid {member.pid:<8} {where}  log {member.log}")
     click.echo("supervising; Ctrl-C stops the cluster")
     try:
-        node.supervise()
+        stopped = node.supervise(report=lambda message: click.echo(message, err=True))
     finally:
         node.stop()
         click.echo("cluster stopped")
+    if not stopped:
+        raise click.ClickException("every process exited at once; see the errors above")
 
 
 @cluster.command(name="status")

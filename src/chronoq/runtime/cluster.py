@@ -1,9 +1,14 @@
 """``chronoq cluster up``: a multi-process cluster on one machine, supervised.
 
 Each role runs as its own ``chronoq <role>`` process over one PostgreSQL
-store (a private server in the cluster folder when no URL is given). The
-supervisor restarts a process that dies (with a backoff), and stops all of
-them on Ctrl-C / SIGTERM. The cluster's layout is written to
+store (a private server in the cluster folder when no URL is given). Without
+asyncpg nothing starts: ``start`` raises a one-line ``ConfigError`` saying what
+to install. The supervisor restarts a process that dies (with a backoff), and
+stops all of them on Ctrl-C / SIGTERM. A process that dies within
+``QUICK_EXIT_SECONDS`` of starting ``GIVE_UP_AFTER`` times in a row is not
+restarted again (a bad flag or an unreachable store would only die again): the
+supervisor reports its exit status and the last lines of its log, and returns
+once no process is left to supervise. The cluster's layout is written to
 ``<folder>/cluster.json`` for ``chronoq cluster status``.
 """
 
@@ -16,13 +21,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chronoq.errors import ConfigError
 from chronoq.runtime.pgserver import PrivatePostgres, free_port
 
 STATE_FILE = "cluster.json"
 _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
+QUICK_EXIT_SECONDS = 5.0
+"""A process that exits sooner than this after its start died "at once"."""
+GIVE_UP_AFTER = 3
+"""Quick deaths in a row after which a process is not restarted any more."""
+_LOG_LINES = 5
 
 
 @dataclass(slots=True)
@@ -34,12 +46,16 @@ class Member:
     port: int | None = None
     pid: int | None = None
     restarts: int = 0
+    quick_exits: int = 0
+    """Consecutive exits within ``QUICK_EXIT_SECONDS`` of a start."""
+    given_up: bool = False
+    started_at: float = 0.0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, object]:
         return {
             "name": self.name, "role": self.role, "port": self.port, "pid": self.pid,
-            "log": self.log, "restarts": self.restarts,
+            "log": self.log, "restarts": self.restarts, "given_up": self.given_up,
         }  # fmt: skip
 
 
@@ -73,6 +89,7 @@ class Cluster:
         return self.postgres.dsn
 
     def start(self) -> None:
+        require_asyncpg()
         self.folder.mkdir(parents=True, exist_ok=True)
         if not self.plan.store:
             self.postgres = PrivatePostgres(self.folder / "postgres")
@@ -119,24 +136,52 @@ class Cluster:
                 member.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         member.pid = member.process.pid
+        member.started_at = time.monotonic()
 
-    def supervise(self) -> None:
-        """Restart members that die, until ``stop`` (or a signal) ends it."""
+    def supervise(self, report: Callable[[str], None] = print) -> bool:
+        """Restart members that die, until ``stop`` (or a signal) ends it.
+
+        A member that died at once ``GIVE_UP_AFTER`` times in a row is given up: ``report``
+        gets one message with its exit status and the tail of its log. Returns True when
+        stopped, False when every member was given up.
+        """
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self._request_stop())
         due: dict[str, float] = {}
         while not self._stopping:
             for member in self.members:
-                if member.process is None or member.process.poll() is None:
+                if member.given_up or member.process is None or member.process.poll() is None:
                     continue
                 if member.name not in due:
+                    if self._gives_up(member, report):
+                        continue
                     wait = _RESTART_BACKOFF[min(member.restarts, len(_RESTART_BACKOFF) - 1)]
                     due[member.name] = time.monotonic() + wait
                 elif time.monotonic() >= due.pop(member.name):
                     member.restarts += 1
                     self._spawn(member)
                     self.write_state()
+            if self.members and all(member.given_up for member in self.members):
+                return False
             time.sleep(0.2)
+        return True
+
+    def _gives_up(self, member: Member, report: Callable[[str], None]) -> bool:
+        """Count a death of ``member``; give it up (and report why) after quick deaths."""
+        assert member.process is not None
+        quick = time.monotonic() - member.started_at < QUICK_EXIT_SECONDS
+        member.quick_exits = member.quick_exits + 1 if quick else 0
+        if member.quick_exits < GIVE_UP_AFTER:
+            return False
+        member.given_up = True
+        self.write_state()
+        tail = "\n".join(f"    {line}" for line in _log_tail(member.log))
+        report(
+            f"{member.name} exited {member.quick_exits} times within {QUICK_EXIT_SECONDS:g}s"
+            f" of starting (exit status {member.process.returncode}); not restarting it."
+            f" Last lines of {member.log}:\n{tail}"
+        )
+        return True
 
     def _request_stop(self) -> None:
         self._stopping = True
@@ -166,6 +211,29 @@ class Cluster:
         (self.folder / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
+def require_asyncpg() -> None:
+    """Raise ``ConfigError`` (one line: what to install) when asyncpg cannot be imported."""
+    try:
+        import asyncpg  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "chronoq cluster needs asyncpg (PostgreSQL): pip install 'chronoq[postgres]'"
+            " (in a clone: .venv/bin/pip install -e '.[postgres]')"
+        ) from None
+
+
+def _log_tail(path: str, lines: int = _LOG_LINES) -> list[str]:
+    """The last ``lines`` non-empty lines of a log file (none if it cannot be read)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(fh.tell() - 16_384, 0))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
 def read_state(folder: Path) -> dict[str, object] | None:
     path = folder / STATE_FILE
     if not path.exists():
@@ -174,4 +242,12 @@ def read_state(folder: Path) -> dict[str, object] | None:
     return data
 
 
-__all__ = ["Cluster", "ClusterPlan", "free_port", "read_state"]
+__all__ = [
+    "GIVE_UP_AFTER",
+    "QUICK_EXIT_SECONDS",
+    "Cluster",
+    "ClusterPlan",
+    "free_port",
+    "read_state",
+    "require_asyncpg",
+]
