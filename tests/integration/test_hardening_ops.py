@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import stat
@@ -219,3 +220,22 @@ def test_cluster_supervisor_gives_up_on_a_role_that_exits_at_once(tmp_path: Path
     assert "not restarting it" in output
     assert "No such option '--no-such-flag'" in output  # the role's own error, from its log
     assert "cluster stopped" in output
+
+
+def _curl_commands(text: str) -> list[str]:
+    """Every ``curl ...`` command of a page, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith("curl ")]
+
+
+def test_every_documented_curl_with_a_body_sends_json() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    with_body = [
+        (page.name, command)
+        for page in pages
+        for command in _curl_commands(page.read_text())
+        if re.search(r"\s(-d|--data\S*)\s", command)
+    ]
+    assert len(with_body) >= 3, with_body  # the README's two and docs/api.md's
+    missing = [item for item in with_body if "-H 'Content-Type: application/json'" not in item[1]]
+    assert missing == []
