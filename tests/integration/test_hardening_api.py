@@ -354,3 +354,75 @@ def test_strict_but_valid_input_is_accepted(server: ServerHandle, spec: dict[str
     with make_client(server.url, new_user("ok")) as client:
         r = client.post("/v1/jobs", json={"project_id": "p", "payload": "x", **spec})
     assert r.status_code == 201, r.text
+
+
+# -- 8. header quirks and opaque cursors ----------------------------------------------------
+
+
+USER_ROUTES = [
+    ("POST", "/submit", OK),
+    ("POST", "/v1/jobs", OK),
+    ("POST", "/v1/jobs:batch", {"jobs": [OK]}),
+    ("GET", "/jobs", None),
+    ("GET", f"/job?id={OK_ID}", None),
+    ("GET", "/v1/jobs", None),
+    ("GET", f"/v1/jobs/{OK_ID}", None),
+    ("GET", f"/v1/jobs/{OK_ID}/runs", None),
+    ("DELETE", f"/v1/jobs/{OK_ID}", None),
+]
+
+
+@pytest.mark.parametrize(("method", "route", "body"), USER_ROUTES)
+def test_a_duplicated_user_header_is_400(
+    guard: Guard, method: str, route: str, body: dict[str, Any] | None
+) -> None:
+    with make_client(guard.server.url, None) as anonymous:
+        headers = [("X-User-ID", guard.user), ("X-User-ID", "someone-else")]
+        r = anonymous.request(method, route, json=body, headers=headers)
+    assert_error(r, 400, "validation_error", "X-User-ID")
+    guard.assert_nothing_stored()
+
+
+def _page(client: httpx.Client, **params: Any) -> dict[str, Any]:
+    r = client.get("/v1/jobs", params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_cursors_are_opaque_and_reveal_nothing_about_others(server: ServerHandle) -> None:
+    alice, bob = new_user("alice"), new_user("bob")
+    with make_client(server.url, alice) as a, make_client(server.url, bob) as b:
+        for _ in range(3):
+            assert a.post("/v1/jobs", json={"project_id": "p", "payload": "x"}).status_code == 201
+        first = _page(a, limit=1)["next_cursor"]
+        again = _page(a, limit=1)["next_cursor"]
+        for _ in range(5):
+            assert b.post("/v1/jobs", json={"project_id": "p", "payload": "x"}).status_code == 201
+        second = _page(a, limit=1, cursor=first)["next_cursor"]
+        assert first and again and second
+        assert first != again, "the same position must not give the same cursor (a count leaks)"
+        for cursor in (first, second):
+            assert not cursor.isdigit(), f"a cursor that reads as a number: {cursor}"
+        # another user cannot use them, a tampered one is refused
+        assert_error(b.get("/v1/jobs", params={"cursor": first}), 400, "validation_error", "cursor")
+        mid = len(first) // 2
+        tampered = first[:mid] + ("A" if first[mid] != "A" else "B") + first[mid + 1 :]
+        assert_error(
+            a.get("/v1/jobs", params={"cursor": tampered}), 400, "validation_error", "cursor"
+        )
+        for raw in ("1", "12345", "0"):
+            assert_error(
+                a.get("/v1/jobs", params={"cursor": raw}), 400, "validation_error", "cursor"
+            )
+        # and they still page through every job, oldest first, once each
+        assert len(list_jobs(a)) == 3
+        ids: list[str] = []
+        cursor = None
+        while True:
+            body = _page(a, limit=1, **({"cursor": cursor} if cursor else {}))
+            ids += [job["job_id"] for job in body["items"]]
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert len(ids) == len(set(ids)) == 3

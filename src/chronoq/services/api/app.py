@@ -24,6 +24,7 @@ from chronoq.errors import ChronoqError
 from chronoq.observability.metrics import Metrics
 from chronoq.services.api import routes_jobs, routes_seed
 from chronoq.services.api.browser import HostAllowlist
+from chronoq.services.api.cursors import CursorSeal
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import JSONResponse, error, error_response
 from chronoq.services.api.openapi import openapi_document
@@ -55,6 +56,7 @@ def create_app(deps: ApiDeps) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.deps = deps
+    app.state.cursors = CursorSeal(deps.cursor_key)
     app.add_middleware(HostAllowlist, allowed_hosts=deps.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=deps.metrics)
     return app

@@ -70,7 +70,12 @@ _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
 
 
 def user_of(request: Request) -> str:
-    user = request.headers.get("x-user-id", "").strip()
+    """The caller, from exactly one ``X-User-ID`` header (two are a 400: a proxy that
+    appends rather than replaces must not let the client's own header through)."""
+    values = request.headers.getlist("x-user-id")
+    if len(values) > 1:
+        raise ValidationError("send the X-User-ID header once", field="X-User-ID")
+    user = values[0].strip() if values else ""
     if not user:
         raise Unauthenticated("the X-User-ID header is required")
     if len(user) > MAX_USER_ID:

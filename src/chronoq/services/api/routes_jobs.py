@@ -9,6 +9,7 @@ from chronoq.domain.states import JobStatus
 from chronoq.errors import NotFoundError, ValidationError
 from chronoq.ports.jobs import ListJobsParams
 from chronoq.ports.notify import CANCEL, FIRES
+from chronoq.services.api.cursors import CursorSeal
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import JSONResponse, job_id_of, read_body, user_of
 from chronoq.services.api.render import job_v1, run_v1
@@ -69,17 +70,18 @@ async def list_jobs(request: Request) -> JSONResponse:
     deps = deps_of(request)
     user = user_of(request)
     query = request.query_params
+    cursors: CursorSeal = request.app.state.cursors
     page = await deps.store.list_jobs(
         ListJobsParams(
             user_id=user,
             status=_status(query.get("status")),
             project_id=_project_filter(query.get("project_id")),
-            cursor=query.get("cursor") or None,
+            cursor=cursors.open(user, query.get("cursor")),
             limit=_limit(query.get("limit")),
         )
     )
     items = [job_v1(job, await deps.ingest.load_payload(job)) for job in page.items]
-    return JSONResponse({"items": items, "next_cursor": page.next_cursor})
+    return JSONResponse({"items": items, "next_cursor": cursors.seal(user, page.next_cursor)})
 
 
 async def get_job(request: Request) -> JSONResponse:
