@@ -65,7 +65,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the JSON here")
     p.add_argument(
         "--completed-metric",
-        default='jobs_executed_total{status="COMPLETED"}',
+        default='jobs_executed_total{status="success"}',
         help="Prometheus counter of completed runs (completion signal)",
     )
     p.add_argument("--fire-lag-metric", default="job_fire_lag_seconds")

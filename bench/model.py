@@ -92,7 +92,7 @@ class Settings:
     timeline_interval_s: float = 0.25
     timeout_s: float = 600.0
     completed_metric: MetricSelector = field(
-        default_factory=lambda: MetricSelector("jobs_executed_total", {"status": "COMPLETED"})
+        default_factory=lambda: MetricSelector("jobs_executed_total", {"status": "success"})
     )
     fire_lag_metric: str = "job_fire_lag_seconds"
     verify: bool = True

@@ -8,13 +8,16 @@ server-wide ``jobs_created_total`` does not move).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from tests.support.metrics import metric_sum, scrape
+from tests.support.metrics import metric_sum, parse_metrics, scrape
+from tests.support.waiting import wait_for
 
 from .helpers import assert_error, list_jobs, make_client, new_user
 from .test_untrusted_output import postgres_dsn  # noqa: F401  (a module fixture)
@@ -426,3 +429,71 @@ def test_cursors_are_opaque_and_reveal_nothing_about_others(server: ServerHandle
             if cursor is None:
                 break
         assert len(ids) == len(set(ids)) == 3
+
+
+# -- 10. the seed's metrics as the seed named them -------------------------------------------
+
+SEED_README = Path("/work/shared/seed/README.md")
+SEED_KEY_METRICS = """\
+- `http_requests_total` - API request count
+- `jobs_executed_total{status="success|failed"}` - Job execution status
+- `job_execution_duration_seconds` - Job execution latency
+- `s3_operations_total{operation="upload|download"}` - S3 operations
+- `sqs_enqueue_duration_seconds` - SQS publish latency
+"""
+"""The seed README's "Key Metrics", verbatim (checked against the file where it exists)."""
+_LISTED = re.compile(r"`([a-z_]+)(?:\{([a-z_]+)=\"([^\"]+)\"\})?`")
+
+
+def _seed_metrics() -> list[tuple[str, str | None, list[str]]]:
+    return [
+        (name, label or None, values.split("|") if values else [])
+        for name, label, values in _LISTED.findall(SEED_KEY_METRICS)
+    ]
+
+
+def test_the_seed_metric_list_is_the_seed_readme_s() -> None:
+    if not SEED_README.exists():
+        pytest.skip(f"{SEED_README} is not on this machine")
+    readme = SEED_README.read_text()
+    for line in SEED_KEY_METRICS.splitlines():
+        assert line in readme, f"the seed README no longer lists: {line}"
+
+
+def test_every_seed_metric_and_label_value_is_exported_and_moves(server: ServerHandle) -> None:
+    before = scrape(server.url)
+    with make_client(server.url, new_user("seedmetrics")) as api:
+        ids = [
+            api.post("/submit", json={"project_id": "p", "payload": payload}).json()["job_id"]
+            for payload in ("seed-ok", "cmd:exit 3", "big:" + "x" * 4096)
+        ]
+        assert all(ids), ids
+
+    def moved(name: str, **labels: str) -> bool:
+        return metric_sum(scrape(server.url), name, **labels) > metric_sum(before, name, **labels)
+
+    for name, label, values in _seed_metrics():
+        exported = {n for n, _, _ in parse_metrics(scrape(server.url))}
+        sample = f"{name}_count" if f"{name}_count" in exported else name
+        assert sample in exported, f"{name} is not in the /metrics exposition"
+        if label is None:
+            assert wait_for(lambda s=sample: moved(s), 15), f"{sample} did not move"
+        for value in values:
+            assert wait_for(lambda s=sample, v=value, k=label: moved(s, **{k: v}), 15), (
+                f'{name}{{{label}="{value}"}} did not move'
+            )
+
+
+def test_detailed_run_statuses_are_kept_under_runs_finished(server: ServerHandle) -> None:
+    with make_client(server.url, new_user("finished")) as api:
+        api.post("/submit", json={"project_id": "p", "payload": "cmd:exit 5"})
+
+    def failed() -> bool:
+        return metric_sum(scrape(server.url), "runs_finished_total", status="FAILED") >= 1
+
+    assert wait_for(failed, 15)
+    text = scrape(server.url)
+    executed = {
+        labels["status"] for n, labels, _ in parse_metrics(text) if n == "jobs_executed_total"
+    }
+    assert executed == {"success", "failed"}, executed

@@ -1,8 +1,62 @@
-"""Prometheus metrics, with the seed's names. No label carries unbounded values."""
+"""Prometheus metrics, with the seed's names and label values. No label carries
+unbounded values.
+
+The seed's README lists, and dashboards written for the seed query:
+``http_requests_total``, ``jobs_executed_total{status="success|failed"}``,
+``job_execution_duration_seconds``, ``s3_operations_total{operation="upload|download"}``
+and ``sqs_enqueue_duration_seconds`` (here: the time a picker takes to hand due runs
+to dispatch). Chronoq's detailed run statuses are ``runs_finished_total{status}``.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from chronoq.domain.states import RunStatus
+
+SEED_SUCCESS = "success"
+SEED_FAILED = "failed"
+SEED_STATUS: dict[str, str] = {
+    RunStatus.COMPLETED.value: SEED_SUCCESS,
+    RunStatus.FAILED.value: SEED_FAILED,
+    RunStatus.TIMED_OUT.value: SEED_FAILED,
+    RunStatus.RETRY_SCHEDULED.value: SEED_FAILED,
+}
+"""A finished attempt's run status -> the seed's ``jobs_executed_total`` status. Attempts
+that did not fail by themselves (CANCELLED by the user, INTERRUPTED, DEAD, SKIPPED) count
+only in ``runs_finished_total``."""
+
+
+class FinishedRuns:
+    """``labels(run_status).inc()`` counts an attempt both ways: its run status in
+    ``runs_finished_total`` and success/failed in the seed's ``jobs_executed_total``."""
+
+    def __init__(self, detailed: Counter, seed: Counter) -> None:
+        self.detailed = detailed
+        self.seed = seed
+        for value in (SEED_SUCCESS, SEED_FAILED):
+            seed.labels(value)  # exported at 0 from the start, so rate() finds them
+
+    def labels(self, status: str) -> _FinishedRun:
+        seed_status = SEED_STATUS.get(status)
+        return _FinishedRun(
+            self.detailed.labels(status),
+            None if seed_status is None else self.seed.labels(seed_status),
+        )
+
+
+class _FinishedRun:
+    def __init__(self, detailed: Any, seed: Any) -> None:
+        self._detailed = detailed
+        self._seed = seed
+
+    def inc(self, amount: float = 1) -> None:
+        self._detailed.inc(amount)
+        if self._seed is not None:
+            self._seed.inc(amount)
+
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -29,9 +83,22 @@ class Metrics:
         self.jobs_created = Counter("jobs_created", "Jobs accepted", registry=r)
         self.jobs_scanned = Counter("jobs_scanned", "Due fires found by pickers", registry=r)
         self.jobs_enqueued = Counter("jobs_enqueued", "Runs handed to dispatch", registry=r)
-        self.jobs_executed = Counter(
-            "jobs_executed", "Attempts finished, by run status", ["status"], registry=r
+        self.enqueue_duration = Histogram(
+            "sqs_enqueue_duration_seconds",
+            "Time a picker took to hand due runs to dispatch (the seed's SQS publish latency)",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
+        self.runs_finished = Counter(
+            "runs_finished", "Attempts finished, by run status", ["status"], registry=r
+        )
+        self.jobs_executed = FinishedRuns(
+            self.runs_finished,
+            Counter(
+                "jobs_executed", "Attempts executed, success or failed (the seed's)", ["status"],
+                registry=r,
+            ),
+        )  # fmt: skip
         self.job_duration = Histogram(
             "job_execution_duration_seconds",
             "Time an attempt spent executing",
@@ -47,6 +114,8 @@ class Metrics:
         self.s3_operations = Counter(
             "s3_operations", "Blob store operations (the seed's name)", ["operation"], registry=r
         )
+        for operation in ("upload", "download"):
+            self.s3_operations.labels(operation)
         self.runs_reaped = Counter(
             "runs_reaped", "Runs of lost workers ended (membership expired or lease expired)",
             registry=r,

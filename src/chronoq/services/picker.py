@@ -126,6 +126,7 @@ class Picker:
 
     async def _claim(self, scope: _Scope, limit: int) -> list[Run]:
         now = self._clock.now()
+        started = self._clock.monotonic()
         runs = await self._dispatch.claim_due(
             ClaimDueParams(
                 shards=scope.shards, now=now, horizon=now + self._lookahead, limit=limit,
@@ -137,6 +138,7 @@ class Picker:
             failpoints.hit("after_claim")
             self._metrics.jobs_scanned.inc(len(runs))
             self._metrics.jobs_enqueued.inc(len(runs))
+            self._metrics.enqueue_duration.observe(self._clock.monotonic() - started)
             self._notifier.publish(RUNS)
         return runs
 
