@@ -197,13 +197,17 @@ def _cluster_up(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -
     return done.returncode, done.stdout + done.stderr
 
 
-def test_cluster_up_without_asyncpg_says_what_to_install(tmp_path: Path) -> None:
+def _without_asyncpg(tmp_path: Path) -> dict[str, str]:
+    """An environment in which ``import asyncpg`` fails, as on a fresh ``scripts/up`` venv."""
     hidden = tmp_path / "no-asyncpg"
-    hidden.mkdir()
+    hidden.mkdir(exist_ok=True)
     (hidden / "asyncpg.py").write_text("raise ImportError('asyncpg hidden by the test')\n")
-    code, output = _cluster_up(
-        tmp_path, "--store", "postgresql://127.0.0.1:1/none", env={"PYTHONPATH": str(hidden)}
-    )
+    return {"PYTHONPATH": str(hidden)}
+
+
+def test_cluster_up_without_asyncpg_says_what_to_install(tmp_path: Path) -> None:
+    env = _without_asyncpg(tmp_path)
+    code, output = _cluster_up(tmp_path, "--store", "postgresql://127.0.0.1:1/none", env=env)
     assert code == 1, output
     assert output.strip().count("\n") == 0, output  # one line
     assert "pip install 'chronoq[postgres]'" in output, output
@@ -239,3 +243,13 @@ def test_every_documented_curl_with_a_body_sends_json() -> None:
     assert len(with_body) >= 3, with_body  # the README's two and docs/api.md's
     missing = [item for item in with_body if "-H 'Content-Type: application/json'" not in item[1]]
     assert missing == []
+
+
+def test_a_role_without_asyncpg_says_what_to_install_once(tmp_path: Path) -> None:
+    argv = chronoq_argv("worker", "--store", "postgresql://127.0.0.1:1/none")
+    env = clean_env(_without_asyncpg(tmp_path))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert output.strip().count("\n") == 0, output
+    assert output.count("pip install 'chronoq[postgres]'") == 1, output

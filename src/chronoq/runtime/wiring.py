@@ -122,10 +122,10 @@ def postgres_backends(settings: Settings) -> Backends:
             PostgresStore,
             PostgresSubmissionLog,
         )
-    except ImportError as exc:  # asyncpg missing
-        raise ConfigError(
-            f"PostgreSQL support needs asyncpg: pip install 'chronoq[postgres]' ({exc})"
-        ) from None
+    except ImportError as exc:  # asyncpg missing (the adapter's own message may say so)
+        hint = "pip install 'chronoq[postgres]'"
+        detail = "" if hint in str(exc) else f" ({exc})"
+        raise ConfigError(f"PostgreSQL support needs asyncpg: {hint}{detail}") from None
     dsn = settings.store
     assert dsn is not None
     store = PostgresStore(dsn)
