@@ -89,6 +89,19 @@ def test_loopback_hosts_are_served(server: ServerHandle, host: str) -> None:
     assert r.status_code == 200, r.text
 
 
+def test_allowed_hosts_extends_the_allowlist(server_factory: ServerFactory) -> None:
+    """``--allowed-hosts`` names the Host names clients use (a load balancer's); the rest
+    stay refused."""
+    named = server_factory("--allowed-hosts", "sched.example, lb.example:8443")
+    with make_client(named.url, new_user("named")) as client:
+        for host in ("sched.example", f"sched.example:{_port(named)}", "lb.example:8443"):
+            r = client.get("/v1/jobs", headers={"Host": host})
+            assert r.status_code == 200, (host, r.text)
+        assert_error(
+            client.get("/v1/jobs", headers={"Host": "evil.example"}), 421, "host_not_allowed"
+        )
+
+
 def test_health_and_metrics_answer_any_host(server: ServerHandle) -> None:
     for route in ("/health", "/metrics"):
         r = httpx.get(server.url + route, headers={"Host": "chronoq-api:8080"})

@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "log_level": "info",
     "failpoints": "",
     "max_interruptions": 3,
+    "allowed_hosts": "",
+    "cursor_key": "",
 }
 
 
@@ -90,6 +92,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_DISPATCH_RATE": "500",
         "CHRONOQ_INGEST": "log",
         "CHRONOQ_MAX_INTERRUPTIONS": "0",
+        "CHRONOQ_ALLOWED_HOSTS": "sched.example",
+        "CHRONOQ_CURSOR_KEY": "k",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -113,6 +117,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.dispatch_rate == 500.0
     assert s.ingest == "log"
     assert s.max_interruptions == 0
+    assert (s.allowed_hosts, s.cursor_key) == ("sched.example", "k")
 
 
 def test_port_from_env() -> None:

@@ -64,6 +64,8 @@ _OPTIONS: list[Callable[[F], F]] = [
     _opt("log_level", "debug, info, warning or error (default info)."),
     _opt("max_interruptions", "Times a fire may be cut off by a lost worker before it is"
          " DEAD (default 3).", type=int),
+    _opt("allowed_hosts", "Extra Host names the API answers, comma-separated ('*': any)."),
+    _opt("cursor_key", "Secret that seals list cursors (shared by api processes)."),
 ]  # fmt: skip
 
 

@@ -103,6 +103,15 @@ class Settings:
     """How many times one fire may be cut off mid-run by a lost worker (killed, partitioned,
     stopped past its grace) and still be retried; the next loss makes the run ``DEAD``.
     Interruptions never use the job's own ``max_retries``; ≥ 0."""
+    allowed_hosts: str = ""
+    """Extra ``Host`` names the API answers, comma-separated (``*``: any), besides the
+    loopback names and ``--host``; any other name gets 421, so a web page that rebinds a
+    DNS name to this server cannot reach it. Set it to the names clients and load
+    balancers use."""
+    cursor_key: str = ""
+    """Secret that seals list cursors; every api process behind one load balancer needs
+    the same. Empty: derived from the store URL in the distributed mode (the processes of
+    one cluster share it), random per process in the embedded mode."""
 
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "port must be 1-65535")

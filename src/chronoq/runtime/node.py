@@ -10,6 +10,7 @@ drains, the backends close).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import os
 import signal
@@ -221,6 +222,7 @@ class Node:
                     ingest=Ingest(writer, b.blob, self.clock, self.metrics, s.shard_count),
                     submissions=b.submissions,
                     max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,
+                    allowed_hosts=api_hosts(s), cursor_key=cursor_key(s),
                 )
             )  # fmt: skip
         elif listener is not None:
@@ -277,6 +279,25 @@ def _protect_secrets() -> None:
     except OSError as exc:
         log.warning("could not mark the process non-dumpable (%s): jobs running as this"
                     " user can read its environment", exc)  # fmt: skip
+
+
+def api_hosts(settings: Settings) -> frozenset[str]:
+    """The Host names the API serves besides the loopback names: ``--host`` when it is a
+    name or an address (not a wildcard), and ``--allowed-hosts``."""
+    hosts = {h.strip() for h in settings.allowed_hosts.split(",") if h.strip()}
+    if settings.host not in ("0.0.0.0", "::", ""):
+        hosts.add(settings.host)
+    return frozenset(hosts)
+
+
+def cursor_key(settings: Settings) -> bytes | None:
+    """``--cursor-key``; else, distributed, a key derived from the store URL (every api
+    process of one cluster has it, a client does not); else None (random per process)."""
+    if settings.cursor_key:
+        return settings.cursor_key.encode()
+    if settings.distributed and settings.store:
+        return hashlib.blake2b(settings.store.encode(), person=b"chronoq-cursors").digest()
+    return None
 
 
 async def _wait_for_signal() -> None:
