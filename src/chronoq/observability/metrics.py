@@ -38,13 +38,18 @@ class FinishedRuns:
         self.seed = seed
         for value in (SEED_SUCCESS, SEED_FAILED):
             seed.labels(value)  # exported at 0 from the start, so rate() finds them
+        self._children: dict[str, _FinishedRun] = {}
+        """One pair of labelled children per status: ``labels()`` is on every run's path."""
 
     def labels(self, status: str) -> _FinishedRun:
-        seed_status = SEED_STATUS.get(status)
-        return _FinishedRun(
-            self.detailed.labels(status),
-            None if seed_status is None else self.seed.labels(seed_status),
-        )
+        child = self._children.get(status)
+        if child is None:
+            seed_status = SEED_STATUS.get(status)
+            child = self._children[status] = _FinishedRun(
+                self.detailed.labels(status),
+                None if seed_status is None else self.seed.labels(seed_status),
+            )
+        return child
 
 
 class _FinishedRun:
