@@ -21,6 +21,8 @@ def clean_text(value: str) -> str:
     """
     if "\x00" in value:
         value = value.replace("\x00", NUL_MARK)
+    if value.isascii():
+        return value  # the common case, checked without encoding
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
