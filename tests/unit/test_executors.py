@@ -352,3 +352,34 @@ async def test_cancelling_twice_still_kills_the_group(shell: ShellExecutor, tmp_
         await task
     (pid,) = read_pids(child)
     await wait_until(lambda: is_gone(pid))
+
+
+def test_cgroup2_mount_is_found_in_mountinfo(tmp_path: Path) -> None:
+    from chronoq.executors.cgroup import find_cgroup2_mount
+
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "30 24 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
+        "41 31 0:38 / /srv/cg/v2 rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    assert find_cgroup2_mount(str(info)) == Path("/srv/cg/v2")
+    info.write_text("30 24 0:26 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n")
+    assert find_cgroup2_mount(str(info)) is None
+
+
+async def test_pdeathsig_mode_still_kills_the_group(tmp_path: Path) -> None:
+    """The fallback (no writable cgroup): the timeout still kills the whole process group."""
+    from chronoq.executors.cgroup import Containment
+
+    shell = ShellExecutor(kill_grace=GRACE, drain_grace=GRACE)
+    shell.containment = Containment(None)
+    assert shell.containment.mode == "pdeathsig"
+    main, child = tmp_path / "main.pid", tmp_path / "child.pid"
+    script = f"cmd:echo $$ > {main}; sleep 300 & echo $! > {child}; sleep 300"
+    try:
+        result = await shell.execute(request(script, timeout=0.5))
+    finally:
+        shell.containment.close()
+    assert result.timed_out
+    for pid in read_pids(main, child):
+        await wait_until(functools.partial(is_gone, pid))

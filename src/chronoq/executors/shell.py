@@ -27,8 +27,12 @@ Lifecycle of one run::
 
 "drain" waits at most ``drain_grace`` for the pipe to close, then stops reading:
 a process that left the group (``setsid``) and still holds the pipe cannot stall
-the worker. Such a process is beyond a process group's reach; only a cgroup
-would catch it. The main process is always awaited, even when the task is
+the worker. Every KILL above also goes to the run's containment (``cgroup.py``):
+as root with a writable cgroup v2 hierarchy each run has its own cgroup, entered
+by the child before ``exec``, and ``cgroup.kill`` ends ``setsid`` escapees too;
+otherwise only the process group is reached. In both modes the shell has
+``PR_SET_PDEATHSIG(SIGKILL)`` and a guard process kills what is left when the
+worker dies (see ``cgroup.py``). The main process is always awaited, even when the task is
 cancelled again during cleanup (no zombie, no open transport); orphans killed in
 the group are reaped by init (in a container, run an init such as tini).
 
@@ -53,6 +57,7 @@ from chronoq.executors.base import (
     ExecutionResult,
     timeout_message,
 )
+from chronoq.executors.cgroup import RunGroup, containment
 
 __all__ = ["ShellExecutor"]
 
@@ -91,6 +96,7 @@ class ShellExecutor:
         self.kill_grace = kill_grace
         self.drain_grace = drain_grace
         self.workdir_root = workdir_root
+        self.containment = containment()  # decides and logs the mode once per process
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
         """Run the script to exit, timeout or cancellation; clean up in every case."""
@@ -115,22 +121,27 @@ class ShellExecutor:
             reader.close()
             os.close(write_fd)
             raise
+        run = None
         try:
             try:
+                run = self.containment.new_run()
                 proc = await _spawn_through_cancel(
-                    asyncio.ensure_future(self._spawn(script, request, workdir, write_fd))
+                    asyncio.ensure_future(self._spawn(script, request, workdir, write_fd, run)),
+                    run,
                 )
             except OSError as exc:
                 error = f"could not start {self.shell}: {exc}"
                 return ExecutionResult(succeeded=False, error=error)
             finally:
                 os.close(write_fd)  # the child holds its copy; EOF comes when the group is gone
-            return await self._supervise(proc, capture, request.timeout_seconds)
+            return await self._supervise(proc, capture, request.timeout_seconds, run)
         finally:
             transport.close()
+            if run is not None:
+                run.release()
 
     async def _spawn(
-        self, script: str, request: ExecutionRequest, workdir: str, write_fd: int
+        self, script: str, request: ExecutionRequest, workdir: str, write_fd: int, run: RunGroup
     ) -> Process:
         async with self._spawning:
             proc = await asyncio.create_subprocess_exec(
@@ -143,11 +154,15 @@ class ShellExecutor:
                 cwd=workdir,
                 env=request.run_environment(),
                 start_new_session=True,
+                preexec_fn=run.preexec,
             )
+            run.started(proc.pid)
             await asyncio.sleep(0)  # let timers (lease heartbeats) run between spawns
         return proc
 
-    async def _supervise(self, proc: Process, capture: _Capture, limit: float) -> ExecutionResult:
+    async def _supervise(
+        self, proc: Process, capture: _Capture, limit: float, run: RunGroup
+    ) -> ExecutionResult:
         """Wait ``limit`` seconds for the main process, then end the group; see the module doc."""
         group = proc.pid
         exited = asyncio.create_task(proc.wait())
@@ -155,19 +170,21 @@ class ShellExecutor:
             done, _ = await asyncio.wait((exited,), timeout=limit)
             timed_out = not done
             if timed_out:
-                await self._terminate(group, exited, capture)
-            _kill_group(group, signal.SIGKILL)  # whatever the main process left behind
+                await self._terminate(group, exited, capture, run)
+            run.kill()  # whatever the main process left behind
             await asyncio.wait((capture.closed,), timeout=self.drain_grace)
         except BaseException:  # cancelled (or a bug): nothing we started may survive
-            await self._terminate(group, exited, capture)
+            await self._terminate(group, exited, capture, run)
             raise
         finally:
-            _kill_group(group, signal.SIGKILL)
+            run.kill()
             if not exited.done():  # only on a bug: cleanup always reaps
                 exited.cancel()
         return _result(exited.result(), capture.text(), timed_out, limit)
 
-    async def _terminate(self, group: int, exited: asyncio.Task[int], capture: _Capture) -> None:
+    async def _terminate(
+        self, group: int, exited: asyncio.Task[int], capture: _Capture, run: RunGroup
+    ) -> None:
         """TERM the group; KILL it once the main process and the pipe are done or grace ends.
 
         A cancellation during the grace cuts the grace short, never the KILL or the reap.
@@ -176,7 +193,7 @@ class ShellExecutor:
         try:
             await asyncio.wait((exited, capture.closed), timeout=self.kill_grace)
         finally:
-            _kill_group(group, signal.SIGKILL)
+            run.kill()
             await _reap(exited)
 
 
@@ -210,7 +227,7 @@ class _Capture(asyncio.Protocol):
         return out
 
 
-async def _spawn_through_cancel(spawning: asyncio.Future[Process]) -> Process:
+async def _spawn_through_cancel(spawning: asyncio.Future[Process], run: RunGroup) -> Process:
     """The spawned process, even if the caller is cancelled while it is being spawned.
 
     The fork happens before the spawn's last await, so a cancellation that lands
@@ -229,7 +246,7 @@ async def _spawn_through_cancel(spawning: asyncio.Future[Process]) -> Process:
     if spawning.cancelled() or spawning.exception() is not None:
         raise asyncio.CancelledError
     proc = spawning.result()
-    _kill_group(proc.pid, signal.SIGKILL)
+    run.kill()
     await _reap(asyncio.ensure_future(proc.wait()))
     raise asyncio.CancelledError
 
