@@ -138,7 +138,9 @@ class ShellExecutor:
         finally:
             transport.close()
             if run is not None:
-                run.release()
+                # Off the event loop: removing a busy cgroup retries until it is empty. Shielded,
+                # so the group is released even if this task is cancelled again meanwhile.
+                await asyncio.shield(asyncio.to_thread(run.release))
 
     async def _spawn(
         self, script: str, request: ExecutionRequest, workdir: str, write_fd: int, run: RunGroup
