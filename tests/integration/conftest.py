@@ -40,7 +40,7 @@ from tests.support.processes import (
 )
 from tests.support.waiting import wait_for
 
-from .helpers import make_client
+from .helpers import Guard, make_client
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -271,3 +271,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Last line of defence: nothing we started may outlive the test session.
     for handle in list(_LIVE):
         handle.dispose()
+
+
+@pytest.fixture
+def guard(server: ServerHandle) -> Iterator[Guard]:
+    """A fresh user on the module's server that can prove a refused request stored nothing."""
+    g = Guard(server)
+    with g.client:
+        yield g

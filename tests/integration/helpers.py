@@ -10,11 +10,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from tests.support.metrics import metric_sum, scrape
 from tests.support.waiting import wait_for
+
+if TYPE_CHECKING:
+    from .conftest import ServerHandle
 
 USER_HEADER = "X-User-ID"
 RUN_TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED", "DEAD", "SKIPPED"})
@@ -195,3 +199,20 @@ def read_pids(path: Path) -> list[int]:
 def unique_sleep_seconds() -> str:
     """A ``sleep`` argument (about 300 s) unique to one test, to find its processes."""
     return f"300.{uuid.uuid4().int % 10**6:06d}"
+
+
+class Guard:
+    """A fresh user plus a snapshot of `jobs_created_total`, to prove nothing was stored."""
+
+    def __init__(self, server: ServerHandle) -> None:
+        self.server = server
+        self.user = new_user("guard")
+        self.client = make_client(server.url, self.user)
+        self.created = metric_sum(scrape(server.url), "jobs_created_total")
+
+    def assert_nothing_stored(self) -> None:
+        assert list_jobs(self.client) == [], "a rejected request stored a job"
+        r = self.client.get("/jobs")
+        assert r.status_code == 200 and r.json() == [], r.text
+        after = metric_sum(scrape(self.server.url), "jobs_created_total")
+        assert after == self.created, f"jobs_created_total moved {self.created} -> {after}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,7 @@ import pytest
 from tests.support.metrics import metric_sum, parse_metrics, scrape
 from tests.support.waiting import wait_for
 
-from .helpers import assert_error, list_jobs, make_client, new_user
+from .helpers import Guard, assert_error, list_jobs, make_client, new_user
 from .test_untrusted_output import postgres_dsn  # noqa: F401  (a module fixture)
 
 if TYPE_CHECKING:
@@ -29,28 +28,6 @@ OK = {"project_id": "p", "payload": "cmd:id -un"}
 BODY = json.dumps(OK)
 CREATE_ROUTES = ["/submit", "/v1/jobs"]
 OK_ID = "0b6c6e9e-7e1c-4d0e-9a59-2f3c1b0d8f11"
-
-
-class Guard:
-    """A fresh user plus a snapshot of ``jobs_created_total``, to prove nothing was stored."""
-
-    def __init__(self, server: ServerHandle) -> None:
-        self.server = server
-        self.user = new_user("hard")
-        self.client = make_client(server.url, self.user)
-        self.created = metric_sum(scrape(server.url), "jobs_created_total")
-
-    def assert_nothing_stored(self) -> None:
-        assert list_jobs(self.client) == [], "a refused request stored a job"
-        after = metric_sum(scrape(self.server.url), "jobs_created_total")
-        assert after == self.created, f"jobs_created_total moved {self.created} -> {after}"
-
-
-@pytest.fixture
-def guard(server: ServerHandle) -> Iterator[Guard]:
-    g = Guard(server)
-    with g.client:
-        yield g
 
 
 def _port(server: ServerHandle) -> int:

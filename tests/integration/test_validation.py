@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.metrics import metric_sum, scrape
-
-from .helpers import assert_error, list_jobs, make_client, new_user
+from .helpers import Guard, assert_error, list_jobs, make_client, new_user
 
 if TYPE_CHECKING:
     import httpx
@@ -24,30 +22,6 @@ if TYPE_CHECKING:
 
 OK = {"project_id": "p", "payload": "x"}
 CREATE_ROUTES = ["/submit", "/v1/jobs"]
-
-
-class Guard:
-    """A fresh user plus a snapshot of `jobs_created_total`, to prove nothing was stored."""
-
-    def __init__(self, server: ServerHandle) -> None:
-        self.server = server
-        self.user = new_user("val")
-        self.client = make_client(server.url, self.user)
-        self.created = metric_sum(scrape(server.url), "jobs_created_total")
-
-    def assert_nothing_stored(self) -> None:
-        assert list_jobs(self.client) == [], "a rejected request stored a job"
-        r = self.client.get("/jobs")
-        assert r.status_code == 200 and r.json() == [], r.text
-        after = metric_sum(scrape(self.server.url), "jobs_created_total")
-        assert after == self.created, f"jobs_created_total moved {self.created} -> {after}"
-
-
-@pytest.fixture
-def guard(server: ServerHandle) -> Iterator[Guard]:
-    g = Guard(server)
-    with g.client:
-        yield g
 
 
 def _post_raw(
