@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "blob_dir": None,
     "node_id": None,
     "ingest": "direct",
+    "blob": "",
+    "dispatch": "",
+    "coordination": "",
     "host": "127.0.0.1",
     "port": 8080,
     "data_dir": Path(".chronoq"),
@@ -94,6 +97,9 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_MAX_INTERRUPTIONS": "0",
         "CHRONOQ_ALLOWED_HOSTS": "sched.example",
         "CHRONOQ_CURSOR_KEY": "k",
+        "CHRONOQ_BLOB": "s3://bucket/p?endpoint=http://127.0.0.1:1",
+        "CHRONOQ_DISPATCH": "redis://127.0.0.1:1/0",
+        "CHRONOQ_COORDINATION": "etcd://127.0.0.1:1",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -118,6 +124,25 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.ingest == "log"
     assert s.max_interruptions == 0
     assert (s.allowed_hosts, s.cursor_key) == ("sched.example", "k")
+    assert s.blob == "s3://bucket/p?endpoint=http://127.0.0.1:1"
+    assert (s.dispatch, s.coordination) == ("redis://127.0.0.1:1/0", "etcd://127.0.0.1:1")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"blob": "http://bucket"}, "blob must be an s3:// URL"),
+        ({"dispatch": "amqp://x", "store": "postgresql://h/d"}, "dispatch must be a redis://"),
+        ({"dispatch": "redis://h"}, "dispatch redis:// needs a PostgreSQL store"),
+        ({"coordination": "zk://h", "store": "postgresql://h/d"}, "coordination must be an etcd"),
+        ({"coordination": "etcd://h"}, "coordination etcd:// needs a PostgreSQL store"),
+        ({"ingest": "kafka://h", "store": "postgresql://h/d"}, "ingest must be direct, log or"),
+        ({"ingest": "redis://h"}, "ingest=log needs a PostgreSQL store"),
+    ],
+)
+def test_backend_urls_are_checked(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings(**overrides)  # type: ignore[arg-type]
 
 
 def test_port_from_env() -> None:

@@ -28,8 +28,15 @@ def _opt(name: str, help_text: str, **kwargs: Any) -> Callable[[F], F]:
 _OPTIONS: list[Callable[[F], F]] = [
     _opt("store", "Store URL: postgresql://... (distributed) or sqlite:///path; default: SQLite"
          " in the data dir."),
-    _opt("ingest", "direct (api writes the store) or log (api appends to a submission log,"
-         " writers move it; PostgreSQL only). Default direct."),
+    _opt("ingest", "direct (api writes the store), log (api appends to a submission log in"
+         " PostgreSQL, writers move it) or redis://host:port/db (the log in Redis)."
+         " Default direct."),
+    _opt("blob", "s3://bucket/prefix?endpoint=...&region=... for payloads and large"
+         " outputs (default: the blob folder)."),
+    _opt("dispatch", "redis://... or sqs://... to carry run ids to workers (default: the"
+         " store's run table)."),
+    _opt("coordination", "etcd://host:port for leadership and shards (default: the"
+         " store)."),
     _opt("host", "Address the HTTP API listens on (default 127.0.0.1)."),
     _opt("port", "HTTP port (default 8080).", type=int),
     _opt("data_dir", "Folder for the SQLite store and blobs (default ./.chronoq).",

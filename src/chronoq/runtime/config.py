@@ -36,7 +36,21 @@ class Settings:
     ``host-pid-random``. A process whose id belongs to a live member is refused at start."""
     ingest: str = "direct"
     """``direct``: the api commits jobs to the store; ``log``: the api appends them to a
-    submission log and writer processes move them (PostgreSQL only)."""
+    submission log in PostgreSQL and writer processes move them; ``redis://host:port/db``:
+    the same with the log in a Redis stream (docs/backends/redis.md). Logs need a
+    PostgreSQL store."""
+    blob: str = ""
+    """Where offloaded payloads and large outputs go: ``s3://bucket/prefix?endpoint=
+    http://host:port&region=…`` (credentials from the standard AWS variables and files;
+    docs/backends/s3.md); empty = the blob folder (``blob_dir``)."""
+    dispatch: str = ""
+    """How runs reach workers: empty = the store's own run table; ``redis://host:port/db``
+    (Redis Streams) or ``sqs://queue?endpoint=…&region=…`` carry run ids, with the store
+    still the truth (docs/backends/). A queue needs a PostgreSQL store."""
+    coordination: str = ""
+    """Leadership, membership and shard assignment: empty = the store's (PostgreSQL
+    leases, or in-process when embedded); ``etcd://host:port`` (docs/backends/etcd.md)
+    needs a PostgreSQL store."""
     host: str = "127.0.0.1"
     """Address the HTTP API listens on."""
     port: int = 8080
@@ -116,11 +130,29 @@ class Settings:
     def __post_init__(self) -> None:
         _check(0 < self.port < 65536, "port must be 1-65535")
         _check(0 <= self.metrics_port < 65536, "metrics_port must be 0-65535")
-        _check(self.ingest in ("direct", "log"), "ingest must be direct or log")
+        _check(
+            self.ingest in ("direct", "log") or self.ingest.startswith("redis://"),
+            "ingest must be direct, log or a redis:// URL",
+        )
         _check(
             self.ingest == "direct" or self.distributed,
             "ingest=log needs a PostgreSQL store (--store postgresql://...)",
         )
+        _check(self.blob == "" or self.blob.startswith("s3://"), "blob must be an s3:// URL")
+        _check(
+            self.dispatch == "" or self.dispatch.startswith(("redis://", "sqs://")),
+            "dispatch must be a redis:// or sqs:// URL",
+        )
+        _check(
+            self.coordination == "" or self.coordination.startswith("etcd://"),
+            "coordination must be an etcd:// URL",
+        )
+        for name in ("dispatch", "coordination"):
+            _check(
+                getattr(self, name) == "" or self.distributed,
+                f"{name} {getattr(self, name).split(':')[0]}:// needs a PostgreSQL store"
+                " (--store postgresql://...)",
+            )
         _check(self.leader_ttl >= 0.5, "leader_ttl must be >= 0.5 seconds")
         _check(self.member_ttl >= 0.5, "member_ttl must be >= 0.5 seconds")
         _check(

@@ -7,15 +7,22 @@ Backends are chosen by the store URL, like ``arq``'s ``RedisSettings.from_dsn``:
   lock, so a second scheduler on the same files is refused.
 * ``postgresql://...`` — distributed: PostgreSQL store, LISTEN/NOTIFY wake-ups,
   PostgreSQL leases for leadership and shard assignment; any number of processes.
+
+The seed-shaped backends replace one port each, chosen by their own setting:
+``--blob s3://`` (BlobStore), ``--dispatch redis://|sqs://`` (Dispatch: a queue of
+run ids in front of the store), ``--coordination etcd://`` (Coordination),
+``--ingest redis://`` (SubmissionLog). Each lives in its own adapter package and is
+imported only when chosen, so its client library is needed only then.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from chronoq.adapters.fs import FsBlobStore
 from chronoq.adapters.fs.private import PRIVATE_FILE, private_dir
@@ -105,7 +112,7 @@ def embedded_backends(settings: Settings, clock: Clock | None = None) -> Backend
     return Backends(
         jobs=store,
         dispatch=store,
-        blob=FsBlobStore(settings.blob_dir or data_dir / "blobs"),
+        blob=blob_store(settings, data_dir / "blobs"),
         notifier=MemoryNotifier(),
         coordination=MemoryCoordination(clock),
         distributed=False,
@@ -129,15 +136,54 @@ def postgres_backends(settings: Settings) -> Backends:
     dsn = settings.store
     assert dsn is not None
     store = PostgresStore(dsn)
+    submissions: SubmissionLog | None = None
+    if settings.ingest == "log":
+        submissions = PostgresSubmissionLog(dsn)
+    elif settings.ingest.startswith("redis://"):
+        submissions = _adapter("redis", "submission_log", "redis")(settings.ingest)
+    dispatch: Dispatch = store
+    if settings.dispatch:
+        # A queue of run ids in front of the store's run table (the store stays the truth).
+        dispatch = _adapter("queue", "queued_dispatch", _QUEUE_EXTRA[settings.dispatch[:5]])(
+            store, settings.dispatch
+        )
+    coordination: Coordination = PostgresCoordination(dsn)
+    if settings.coordination:
+        coordination = _adapter("etcd", "coordination", "etcd")(settings.coordination)
     return Backends(
         jobs=store,
-        dispatch=store,
-        blob=FsBlobStore(settings.blob_dir or settings.data_dir / "blobs"),
+        dispatch=dispatch,
+        blob=blob_store(settings, settings.data_dir / "blobs"),
         notifier=PostgresNotifier(dsn),
-        coordination=PostgresCoordination(dsn),
+        coordination=coordination,
         distributed=True,
-        submissions=PostgresSubmissionLog(dsn) if settings.ingest == "log" else None,
+        submissions=submissions,
     )
+
+
+_QUEUE_EXTRA = {"redis": "redis", "sqs:/": "sqs"}
+
+
+def blob_store(settings: Settings, default_dir: Path) -> BlobStore:
+    """S3 when ``--blob s3://...`` is set, else the blob folder."""
+    if settings.blob:
+        store: BlobStore = _adapter("s3", "blob_store", "s3")(settings.blob)
+        return store
+    return FsBlobStore(settings.blob_dir or default_dir)
+
+
+def _adapter(package: str, factory: str, extra: str) -> Any:
+    """``chronoq.adapters.<package>.<factory>``, imported only when its backend is chosen;
+    a missing client library is a one-line ConfigError naming the extra to install.
+    Each factory takes the setting's URL and raises ConfigError naming the setting for a
+    bad one."""
+    try:
+        module = importlib.import_module(f"chronoq.adapters.{package}")
+    except ImportError as exc:
+        raise ConfigError(
+            f"this backend needs an optional library: pip install 'chronoq[{extra}]' ({exc})"
+        ) from None
+    return getattr(module, factory)
 
 
 def _sqlite_path(url: str | None) -> Path | None:

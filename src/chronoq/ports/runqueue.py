@@ -1,0 +1,77 @@
+"""The RunQueue port: a message queue of run ids between pickers and workers (the seed's SQS).
+
+The store stays the source of truth (DESIGN §3): a message says only "run R may be
+ready"; a worker that receives it still claims R in the store with compare-and-set,
+so a duplicate or stale message executes nothing. Anything lost in the queue is
+re-derived from the store (runs QUEUED but not published, or published long ago and
+still QUEUED), so losing the broker loses nothing. ``chronoq.adapters.queue`` puts a
+RunQueue in front of a store's Dispatch.
+
+Contract, for every adapter (tests/contract/test_runqueue.py):
+
+* ``send`` is durable in the broker before it returns (all or none).
+* ``receive`` delivers at least once: a message received is invisible to other
+  receivers for ``hold`` seconds; unless acknowledged by then it is delivered again
+  with ``deliveries`` one higher. ``receive`` waits at most ``wait`` seconds for a
+  first message (long poll) and returns at most ``limit``.
+* ``extend`` pushes the hold of messages still in hand (a run heartbeating); an unknown
+  or expired receipt is ignored.
+* ``ack`` deletes messages for good; unknown receipts are fine.
+* Order is best effort (SQS standard queues reorder); nobody relies on it.
+
+Redis Streams: a stream and a consumer group; ``hold`` is the pending entry's idle time
+(``XAUTOCLAIM`` takes over a dead consumer's entries), ``extend`` is ``XCLAIM ...
+JUSTID``, ``ack`` is ``XACK`` + ``XDEL``. SQS: ``hold`` is the visibility timeout,
+``extend`` is ``ChangeMessageVisibility``, ``deliveries`` is
+``ApproximateReceiveCount``, and a redrive policy's dead-letter queue catches messages
+received too often.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    run_id: str
+    receipt: str
+    """What ``extend`` and ``ack`` take (an SQS receipt handle, a stream entry id)."""
+    deliveries: int
+    """How many times this message has been received, this time included (≥ 1)."""
+
+
+class RunQueue(Protocol):
+    async def start(self) -> None:
+        """Connect and create the queue if needed; safe to call twice. An unreachable
+        broker raises ``UnavailableError``; a bad URL was refused by the factory."""
+        ...
+
+    async def close(self) -> None:
+        """Close; safe to call twice."""
+        ...
+
+    async def send(self, run_ids: Sequence[str]) -> None:
+        """Durably enqueue one message per run id before returning."""
+        ...
+
+    async def receive(
+        self, consumer: str, limit: int, *, wait: float, hold: float
+    ) -> list[Delivery]:
+        """Up to ``limit`` messages, each hidden from other receivers for ``hold`` seconds;
+        waits up to ``wait`` seconds for the first one."""
+        ...
+
+    async def extend(self, receipts: Sequence[str], hold: float) -> None:
+        """Hide these messages for another ``hold`` seconds from now."""
+        ...
+
+    async def ack(self, receipts: Sequence[str]) -> None:
+        """Delete these messages for good."""
+        ...
+
+    async def depth(self) -> int:
+        """Messages waiting or in flight (approximate), for the dispatch backlog gauge."""
+        ...
