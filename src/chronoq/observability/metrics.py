@@ -6,13 +6,24 @@ The seed's README lists, and dashboards written for the seed query:
 ``job_execution_duration_seconds``, ``s3_operations_total{operation="upload|download"}``
 and ``sqs_enqueue_duration_seconds`` (here: the time a picker takes to hand due runs
 to dispatch). Chronoq's detailed run statuses are ``runs_finished_total{status}``.
+
+Gauges of the cluster's state (docs/backends/prometheus.md): ``coordinator_leader`` and
+``coordinator_leader_epoch`` (every coordinator, read at scrape time),
+``picker_shards_owned`` (every picker), ``worker_runs_held`` (every worker), and, from the
+leading coordinator only (``ClusterView``: other processes export none, so ``sum`` never
+counts twice), ``dispatch_backlog{state="due|queued|running"}``,
+``dispatch_oldest_due_age_seconds`` and ``cluster_members_alive{role}``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from chronoq.domain.states import RunStatus
 
@@ -61,6 +72,56 @@ class _FinishedRun:
         self._detailed.inc(amount)
         if self._seed is not None:
             self._seed.inc(amount)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSample:
+    """What the leader saw at its last look: the store's backlog and the live members."""
+
+    due: int
+    """Fires due and not yet claimed by a picker (the dispatch backlog)."""
+    queued: int
+    """Runs available and waiting for a worker (the queue depth)."""
+    running: int
+    oldest_due_age: float
+    """Seconds since the oldest unclaimed due fire was due (0: none)."""
+    members: Mapping[str, int] = field(default_factory=dict)
+    """role -> live members, as the leader sees them."""
+
+
+class ClusterView(Collector):
+    """The leader's ``ClusterSample`` as gauges; nothing at all while ``sample`` is None
+    (not leading), so a deposed leader's last numbers do not linger next to the new one's."""
+
+    def __init__(self) -> None:
+        self.sample: ClusterSample | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        s = self.sample
+        if s is None:
+            return
+        backlog = GaugeMetricFamily(
+            "dispatch_backlog",
+            "Leader's view of the store: fires due and unclaimed (due), runs waiting for a"
+            " worker (queued), runs executing (running)",
+            labels=["state"],
+        )
+        for state, value in (("due", s.due), ("queued", s.queued), ("running", s.running)):
+            backlog.add_metric([state], value)
+        yield backlog
+        yield GaugeMetricFamily(
+            "dispatch_oldest_due_age_seconds",
+            "Seconds since the oldest unclaimed due fire was due (0: none)",
+            value=s.oldest_due_age,
+        )
+        members = GaugeMetricFamily(
+            "cluster_members_alive",
+            "Live members by role, as the leader sees them",
+            labels=["role"],
+        )
+        for role, count in sorted(s.members.items()):
+            members.add_metric([role], count)
+        yield members
 
 
 _LATENCY_BUCKETS = (
@@ -136,3 +197,19 @@ class Metrics:
             ["fate"],
             registry=r,
         )
+        # Cluster state (see the module docstring); roles bind the functions they know.
+        self.leader = Gauge(
+            "coordinator_leader", "1 while this coordinator holds the leader lease", registry=r
+        )
+        self.leader_epoch = Gauge(
+            "coordinator_leader_epoch", "Leader epoch of this coordinator's term (0: not leading)",
+            registry=r,
+        )  # fmt: skip
+        self.shards_owned = Gauge(
+            "picker_shards_owned", "Shards this picker's current assignment gives it", registry=r
+        )
+        self.runs_held = Gauge(
+            "worker_runs_held", "Runs this worker holds (claimed ahead or running)", registry=r
+        )
+        self.cluster = ClusterView()
+        r.register(self.cluster)

@@ -39,6 +39,7 @@ from chronoq.services.api.ingest import Ingest
 from chronoq.services.assignment import AssignmentFollower
 from chronoq.services.base import Service, log
 from chronoq.services.coordinator import Coordinator, CoordinatorConfig
+from chronoq.services.gauges import ClusterSampler, watch_coordinator, watch_worker
 from chronoq.services.membership import Heartbeat
 from chronoq.services.picker import Picker
 from chronoq.services.worker import Worker, WorkerConfig
@@ -108,7 +109,11 @@ class Node:
         retry = RetryPolicy(base_seconds=s.retry_base, cap_seconds=s.retry_cap)
         services: list[Service] = []
         if "coordinator" in self.roles:
-            services.append(self._coordinator(b, retry))
+            coordinator = self._coordinator(b, retry)
+            watch_coordinator(self.metrics, coordinator)
+            services += [coordinator, ClusterSampler(
+                coordinator, b.jobs, b.coordination, self.clock, self.metrics,
+                member_ttl=self.settings.member_ttl)]  # fmt: skip
             if b.distributed:
                 services.append(self._heartbeat(b, "coordinator"))
         writer = self._api_writer(b) if "api" in self.roles else None
@@ -185,6 +190,7 @@ class Node:
                 max_interruptions=s.max_interruptions,
             ),
         )  # fmt: skip
+        watch_worker(self.metrics, worker)
         return [self._heartbeat(b, "worker"), worker] if b.distributed else [worker]
 
     def _member_id(self, role: str) -> str:

@@ -120,6 +120,7 @@ class Picker:
         if self._assignment is None:
             return _Scope(shards=None)
         current = await self._assignment.current()
+        self._metrics.shards_owned.set(len(current.shards))
         if not current.shards:
             return None
         return _Scope(shards=current.shards, owner=current.owner, epoch=current.epoch)

@@ -1,0 +1,91 @@
+"""Gauges of the cluster's state: who leads, what is waiting, who is alive.
+
+Counters are incremented where things happen; these values are states that a role
+knows, so they are read when Prometheus scrapes (``Gauge.set_function``) or, for
+what costs a store query, sampled by the leader:
+
+* ``watch_coordinator``: ``coordinator_leader`` and ``coordinator_leader_epoch``
+  straight from the coordinator (exact at every scrape, no loop).
+* ``watch_worker``: ``worker_runs_held``.
+* ``ClusterSampler`` runs on every coordinator; while its coordinator leads it
+  reads ``JobStore.backlog`` and the live members every ``every`` seconds into
+  ``Metrics.cluster`` (``dispatch_backlog``, ``dispatch_oldest_due_age_seconds``,
+  ``cluster_members_alive``); while it does not, it exports none of them, so one
+  cluster shows one set of numbers whichever coordinator leads. One leader-only
+  query per period keeps the cost off the store's hot path.
+
+(``picker_shards_owned`` is set by the picker itself when it reads its assignment.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from chronoq.domain.clock import Clock
+from chronoq.observability.metrics import ClusterSample, Metrics
+from chronoq.ports.coordination import Coordination
+from chronoq.ports.jobs import JobStore
+from chronoq.services.base import Loop
+from chronoq.services.coordinator import Coordinator
+from chronoq.services.worker import Worker
+
+
+def watch_coordinator(metrics: Metrics, coordinator: Coordinator) -> None:
+    metrics.leader.set_function(lambda: 1.0 if coordinator.is_leader else 0.0)
+    metrics.leader_epoch.set_function(lambda: float(coordinator.epoch or 0))
+
+
+def watch_worker(metrics: Metrics, worker: Worker) -> None:
+    metrics.runs_held.set_function(lambda: float(worker.held))
+
+
+class ClusterSampler:
+    name = "cluster-gauges"
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        jobs: JobStore,
+        coordination: Coordination,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        member_ttl: float,
+        every: float = 2.0,
+    ) -> None:
+        self._coordinator = coordinator
+        self._jobs = jobs
+        self._coordination = coordination
+        self._clock = clock
+        self._metrics = metrics
+        self._member_ttl = member_ttl
+        self._every = every
+        self._loop = Loop("cluster-gauges", self._tick, clock)
+
+    async def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+        self._metrics.cluster.sample = None
+
+    async def _tick(self) -> float:
+        if not self._coordinator.is_leader:
+            self._metrics.cluster.sample = None
+            return self._every
+        now = self._clock.now()
+        try:
+            backlog = await self._jobs.backlog(now)
+            members = await self._coordination.members(ttl=self._member_ttl)
+        except Exception:
+            self._metrics.cluster.sample = None  # stale numbers would look like a steady state
+            raise
+        oldest = backlog.oldest_due
+        self._metrics.cluster.sample = ClusterSample(
+            due=backlog.due,
+            queued=backlog.queued,
+            running=backlog.running,
+            oldest_due_age=0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0),
+            members=Counter(m.role for m in members),
+        )
+        return self._every
