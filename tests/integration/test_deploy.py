@@ -1,8 +1,11 @@
 """deploy/: the compose file, Prometheus config and Grafana dashboard point at real things.
 
-No Docker engine runs on our machines, so the stack itself is not started here;
-these checks catch what rots silently: a renamed command or setting, a metric
-the dashboard queries that the server no longer exports.
+No Docker engine runs on our machines, so the stack itself is not started here
+(tests/integration/test_prometheus_live.py runs the dashboard's queries against a real
+Prometheus scraping a local cluster); these checks catch what rots silently: a
+renamed command or setting, a role nobody scrapes, a dashboard Grafana would not
+load, a query Prometheus would refuse, a metric the dashboard queries that no
+process exports.
 """
 
 from __future__ import annotations
@@ -10,25 +13,46 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx
+import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from chronoq.cli.main import main as cli
+from chronoq.observability.metrics import ClusterSample, Metrics
 from chronoq.runtime.config import Settings, env_name
-
-if TYPE_CHECKING:
-    from .conftest import ServerHandle
+from chronoq.runtime.node import ROLES
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "chronoq.json"
 SETTINGS = {env_name(f.name) for f in dataclasses.fields(Settings)}
+RATE_INTERVAL = "1m"
+"""What the test puts for Grafana's ``$__rate_interval`` (Prometheus does not know it)."""
+PROMQL_WORDS = {"rate", "sum", "max", "by", "histogram_quantile", "up"}
+"""Functions, keywords and Prometheus's own series: not metrics Chronoq must export."""
 
 
 def _compose() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     return data
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return data
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, expr) of every target, ``$__rate_interval`` replaced."""
+    return [
+        (panel["title"], target["expr"].replace("$__rate_interval", RATE_INTERVAL))
+        for panel in dashboard()["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def test_every_chronoq_service_runs_a_real_command_with_real_settings() -> None:
@@ -43,25 +67,125 @@ def test_every_chronoq_service_runs_a_real_command_with_real_settings() -> None:
         assert service["environment"]["CHRONOQ_STORE"].startswith("postgresql://")
 
 
-def test_prometheus_scrapes_the_ports_the_services_listen_on() -> None:
+def test_prometheus_scrapes_every_role_on_the_port_it_listens_on() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    api_targets = jobs["chronoq-api"]["static_configs"][0]["targets"]
-    assert all(t.endswith(":8080") for t in api_targets)
-    metrics_port = _compose()["services"]["picker-1"]["environment"]["CHRONOQ_METRICS_PORT"]
-    assert jobs["chronoq-roles"]["dns_sd_configs"][0]["port"] == int(metrics_port)
+    services = _compose()["services"]
+    metrics_port = int(services["picker-1"]["environment"]["CHRONOQ_METRICS_PORT"])
+    scraped: dict[str, str] = {}  # compose service -> role label
+    for job in config["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            role = static["labels"]["role"]
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                assert int(port) == (8080 if role == "api" else metrics_port), target
+                scraped[host] = role
+        for sd in job.get("dns_sd_configs", []):
+            (relabel,) = job["relabel_configs"]
+            assert relabel["target_label"] == "role"
+            assert sd["port"] == metrics_port
+            scraped.update(dict.fromkeys(sd["names"], relabel["replacement"]))
+    running = {n: s["command"][0] for n, s in services.items() if "build" in s and n != "migrate"}
+    assert set(scraped) == set(running), f"scraped {set(scraped)}, running {set(running)}"
+    for name, command in running.items():
+        assert scraped[name] == command, f"{name} runs {command} but is labelled {scraped[name]}"
 
 
-def test_every_metric_the_dashboard_queries_is_exported(server: ServerHandle) -> None:
-    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "chronoq.json").read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+def test_promtool_accepts_the_prometheus_config() -> None:
+    promtool = _promtool()
+    done = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dashboard_is_a_grafana_dashboard() -> None:
+    d = dashboard()
+    assert isinstance(d["schemaVersion"], int) and d["schemaVersion"] >= 36
+    assert d["uid"] and d["title"]
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    cells: set[tuple[int, int]] = set()
+    for panel in d["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        covered = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
+                   for y in range(pos["y"], pos["y"] + pos["h"])}  # fmt: skip
+        assert not covered & cells, f"{panel['title']} overlaps another panel"
+        cells |= covered
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], f"{panel['title']} has no query"
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert target["expr"].strip(), panel["title"]
+
+
+def test_dashboard_has_a_panel_for_each_required_view() -> None:
+    exprs = "\n".join(expr for _, expr in dashboard_queries())
+    for needed in (
+        'jobs_created_total{role="api"}',  # submissions
+        'jobs_enqueued_total{role="picker"}',  # fires
+        "sum by (status) (rate(runs_finished_total",  # runs by status
+        "histogram_quantile(0.99, sum by (le) (rate(job_fire_lag_seconds_bucket",
+        'state=~"queued|running"',  # queue depth
+        'dispatch_backlog{role="coordinator", state="due"}',  # dispatch backlog
+        "job_execution_duration_seconds_bucket",
+        'rate(http_requests_total{role="api"}',
+        "http_request_duration_seconds_bucket",
+        "coordinator_leader{",
+        "picker_shards_owned{",
+        "cluster_members_alive{",
+        "rate(s3_operations_total",
+    ):
+        assert needed in exprs, f"no panel queries {needed}"
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each expr as a recording rule: a typo fails here, not in Grafana."""
+    queries = dashboard_queries()
+    assert len(queries) >= 20
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"chronoq:dashboard_query_{i}", "expr": expr}
+        for i, (_, expr) in enumerate(queries)
+    ]}]}  # fmt: skip
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    done = subprocess.run([_promtool(), "check", "rules", str(path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in done.stdout, done.stdout
+
+
+def test_every_metric_the_dashboard_queries_is_exported_and_lint_clean() -> None:
+    metrics = Metrics()  # what every process exports; the leader adds the cluster sample
+    metrics.cluster.sample = ClusterSample(1, 2, 3, 0.5, {"worker": 1})
+    text = generate_latest(metrics.registry).decode()
+    exported = set()  # families by their TYPE lines (labelled ones may have no series yet)
+    for name, kind in re.findall(r"^# TYPE (\w+) (\w+)$", text, re.M):
+        suffixes = ("_bucket", "_count", "_sum") if kind == "histogram" else ("",)
+        exported |= {name + suffix for suffix in suffixes}
     queried = {
-        re.sub(r"_(total|bucket)$", "", name)
-        for expr in exprs
-        for name in re.findall(r"\b([a-z][a-z0-9_]*)\s*[\[{]", expr)
-        if name not in {"rate", "sum", "by", "histogram_quantile"}
+        name
+        for _, expr in dashboard_queries()
+        for name in re.findall(r"\b([a-z_][a-z0-9_]*)\s*[\[{(]", expr)
+        if name not in PROMQL_WORDS
     }
-    assert len(queried) >= 8, queried
-    types = re.findall(r"^# TYPE (\S+) ", httpx.get(server.url + "/metrics").text, re.M)
-    exported = {re.sub(r"_total$", "", name) for name in types}
+    assert len(queried) >= 15, queried
     assert queried <= exported, f"queried but not exported: {queried - exported}"
+    roles = {r for _, expr in dashboard_queries() for r in re.findall(r'role="(\w+)"', expr)}
+    assert roles <= set(ROLES), roles
+    done = subprocess.run([_promtool(), "check", "metrics"], input=text,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return found

@@ -12,7 +12,8 @@ Gauges of the cluster's state (docs/backends/prometheus.md): ``coordinator_leade
 ``picker_shards_owned`` (every picker), ``worker_runs_held`` (every worker), and, from the
 leading coordinator only (``ClusterView``: other processes export none, so ``sum`` never
 counts twice), ``dispatch_backlog{state="due|queued|running"}``,
-``dispatch_oldest_due_age_seconds`` and ``cluster_members_alive{role}``.
+``dispatch_oldest_due_age_seconds`` and ``cluster_members_alive{member_role}`` (not
+``role``: scrape configs label each target with its ``role``).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class ClusterView(Collector):
         members = GaugeMetricFamily(
             "cluster_members_alive",
             "Live members by role, as the leader sees them",
-            labels=["role"],
+            labels=["member_role"],
         )
         for role, count in sorted(s.members.items()):
             members.add_metric([role], count)
@@ -197,6 +198,8 @@ class Metrics:
             ["fate"],
             registry=r,
         )
+        for fate in ("failed", "dropped"):
+            self.outcomes_unrecorded.labels(fate)  # exported at 0, so dashboards find them
         # Cluster state (see the module docstring); roles bind the functions they know.
         self.leader = Gauge(
             "coordinator_leader", "1 while this coordinator holds the leader lease", registry=r
