@@ -1,30 +1,39 @@
-"""The BlobStore contract (ports/blob.py), run against every adapter: the folder and memory.
+"""The BlobStore contract (ports/blob.py), run against every adapter: the folder, memory
+and S3 (a real SeaweedFS started for the session, tests/support/s3_server.py).
 
 Objects are immutable bytes by key: ``put`` is durable before it returns, ``get``
 returns exactly what was put (any bytes, NUL and invalid UTF-8 included) or raises
 ``NotFoundError``, ``delete`` of a missing key is fine, and the lifecycle calls are
-safe twice.
+safe twice; ``list_objects`` pages through keys in order, with their write times.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from chronoq.adapters.fs import FsBlobStore
 from chronoq.adapters.memory.blob import MemoryBlobStore
+from chronoq.adapters.s3 import blob_store
 from chronoq.errors import NotFoundError
 from chronoq.ports.blob import BlobStore
+from tests.support.s3_server import aws_env, s3_server, s3_url  # noqa: F401 - fixtures
 
 
-@pytest.fixture(params=["fs", "memory"])
+@pytest.fixture(params=["fs", "memory", "s3"])
 async def blob(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
-    store: BlobStore = (
-        FsBlobStore(tmp_path / "blobs") if request.param == "fs" else MemoryBlobStore()
-    )
+    store: BlobStore
+    if request.param == "s3":
+        request.getfixturevalue("aws_env")
+        store = blob_store(s3_url(request.getfixturevalue("s3_server")))
+    elif request.param == "fs":
+        store = FsBlobStore(tmp_path / "blobs")
+    else:
+        store = MemoryBlobStore()
     await store.start()
     await store.start()  # safe twice
     yield store
@@ -68,3 +77,21 @@ async def test_keys_are_independent(blob: BlobStore) -> None:
     await blob.put(b, b"B")
     await blob.delete(a)
     assert await blob.get(b) == b"B"
+
+
+async def test_list_pages_through_keys_in_order_with_write_times(blob: BlobStore) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)  # S3 stamps whole seconds
+    keys = sorted(f"payloads/{uuid.uuid4()}" for _ in range(7))
+    for k in keys:
+        await blob.put(k, b"x")
+    await blob.put("other/elsewhere", b"y")
+    first = await blob.list_objects("payloads/", limit=3)
+    assert [e.key for e in first] == keys[:3]
+    rest = await blob.list_objects("payloads/", start_after=first[-1].key, limit=100)
+    assert [e.key for e in rest] == keys[3:]  # fewer than the limit: complete
+    after = datetime.now(UTC) + timedelta(seconds=5)
+    assert all(before <= e.modified <= after for e in first + rest)
+    assert [e.key for e in await blob.list_objects("other/")] == ["other/elsewhere"]
+    assert await blob.list_objects("nothing-here/") == []
+    await blob.delete(keys[0])
+    assert keys[0] not in [e.key for e in await blob.list_objects("payloads/")]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chronoq.adapters.fs.private import PRIVATE_DIR, PRIVATE_FILE, private_dir
 from chronoq.errors import NotFoundError, ValidationError
+from chronoq.ports.blob import BlobEntry
 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,250}$")
 
@@ -40,6 +42,32 @@ class FsBlobStore:
 
     async def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    async def list_objects(
+        self, prefix: str, *, start_after: str = "", limit: int = 1000
+    ) -> list[BlobEntry]:
+        return await asyncio.to_thread(self._list, prefix, start_after, limit)
+
+    def _list(self, prefix: str, start_after: str, limit: int) -> list[BlobEntry]:
+        """Walks the folder under the prefix's directory part (the embedded scale; sorted
+        here, since the file system has no key order)."""
+        top = self._root / prefix.rpartition("/")[0]
+        found: list[tuple[str, Path]] = []
+        for folder, _dirs, files in os.walk(top):
+            for name in files:
+                path = Path(folder) / name
+                key = path.relative_to(self._root).as_posix()
+                if key.startswith(prefix) and key > start_after:
+                    found.append((key, path))
+        found.sort()
+        entries: list[BlobEntry] = []
+        for key, path in found[:limit]:
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            entries.append(BlobEntry(key, datetime.fromtimestamp(mtime, UTC)))
+        return entries
 
     def _path(self, key: str) -> Path:
         if not _SAFE_KEY.match(key) or ".." in key:
