@@ -119,3 +119,8 @@ class JobStore(Protocol):
         the deleted jobs, whose blobs the caller removes. Recurring jobs stay; only their
         old runs go."""
         ...
+
+    async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
+        """Those of ``job_ids`` that are jobs in the store, whoever owns them (the leader's
+        orphan-blob sweep; never user-facing). Strings that are not job ids are absent."""
+        ...

@@ -155,6 +155,10 @@ class MemoryStore:
         gone = [db.delete_job(job_id) for job_id in list(itertools.islice(old_jobs, limit))]
         return [job.payload_ref for job in gone if job.payload_ref is not None]
 
+    async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
+        jobs = self._db().jobs
+        return {job_id for job_id in job_ids if job_id in jobs}
+
     def _own(self, user_id: str, job_id: str) -> JobRow | None:
         row = self._db().jobs.get(job_id)
         return row if row is not None and row.job.user_id == user_id else None

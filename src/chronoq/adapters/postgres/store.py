@@ -336,6 +336,16 @@ class PostgresStore:
 
         return await self._transaction("purge_finished", body)
 
+    async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(i for i in job_ids if is_id(i)))
+        if not ids:
+            return set()
+        with translated("existing_job_ids"):
+            rows = await self._connected().fetch(
+                "SELECT job_id::text FROM jobs WHERE job_id = ANY($1::uuid[])", ids
+            )
+        return {r[0] for r in rows}
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _connected(self) -> Any:

@@ -19,6 +19,7 @@ and fails that call alone; a failing commit is ``UnavailableError``.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -100,6 +101,11 @@ class SqliteStore:
     async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
         cutoff = to_micros(before)
         return await self._run(lambda c: jobs_tx.purge_finished(c, cutoff, limit))
+
+    async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
+        ids = json.dumps(list(dict.fromkeys(job_ids)))
+        query = "SELECT job_id FROM jobs WHERE job_id IN (SELECT value FROM json_each(?))"
+        return await self._run(lambda c: {r[0] for r in c.execute(query, (ids,))})
 
     # -- Dispatch: pickers -------------------------------------------------------------------
 
