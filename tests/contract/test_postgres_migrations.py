@@ -60,6 +60,7 @@ COLUMNS = {
         "lease_until": "timestamp with time zone",
         "interruptions": "integer",
         "cancel_requested": "boolean",
+        "published_at": "timestamp with time zone",  # 005: the run queue's outbox
     },
     "fence_epoch": {"singleton": "boolean", "epoch": "bigint"},
     "fenced_shards": {"shard_id": "integer", "owner": "text", "epoch": "bigint"},

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
@@ -186,4 +186,72 @@ class Dispatch(Protocol):
         attempt; started -> INTERRUPTED + attempt + 1 (``interruptions`` + 1, available at
         ``retry_at``), or DEAD past ``max_interruptions``; cancelled -> CANCELLED.
         Returns how many runs were ended or requeued (at most ``limit``)."""
+        ...
+
+
+# -- an external queue in front of the store (``--dispatch redis://|sqs://``) ----------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxParams:
+    """Which QUEUED runs still need a message (``Outbox.unpublished_runs``)."""
+
+    horizon: datetime
+    """Only runs with ``available_at <= horizon`` (a message is sent shortly before)."""
+    settled_before: datetime
+    """Never published: only runs triggered before this instant (younger ones are being
+    published right now by the picker that created them)."""
+    republish_before: datetime | None = None
+    """Published before this instant and still QUEUED: their message is presumed lost
+    (an emptied broker, a dead-letter queue), so they are due again. None: never."""
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimedById:
+    claimed: list[ClaimedRun]
+    """The runs leased, as ``Dispatch.claim_runs`` leases them."""
+    waiting: dict[str, datetime]
+    """Runs asked for that are QUEUED but not available by the horizon: their
+    ``available_at`` (the message should come back then)."""
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """The store's side of an external run queue: the run table IS the outbox.
+
+    A QUEUED run carries whether (and when) a message for it was sent. Entering QUEUED
+    (a new run, a retry's next attempt, a run requeued by ``reap_lost``/``release_runs``)
+    makes a run unpublished, so whatever happens between a store commit and a send, the
+    next relay pass finds the run and sends it. Implemented by ``PostgresStore`` and
+    ``MemoryStore``; ``chronoq.adapters.queue`` uses it.
+    """
+
+    async def unpublished_runs(self, params: OutboxParams) -> list[str]:
+        """Ids of QUEUED runs that need a message (see ``OutboxParams``), earliest
+        ``available_at`` first."""
+        ...
+
+    async def mark_published(self, run_ids: Sequence[str], at: datetime) -> int:
+        """Record that a message for each of these runs was sent ``at``; only runs still
+        QUEUED. Never waits for a run another transaction holds (it is skipped: one more
+        message at worst). Returns how many were marked."""
+        ...
+
+    async def claim_runs_by_id(
+        self, params: ClaimRunsParams, run_ids: Sequence[str]
+    ) -> ClaimedById:
+        """``Dispatch.claim_runs`` restricted to these ids (a message names them): each
+        that is QUEUED and available by ``params.horizon`` is leased, compare-and-set;
+        anything else (RUNNING, ended, unknown, malformed) leases nothing."""
+        ...
+
+
+@runtime_checkable
+class Relay(Protocol):
+    """A Dispatch with an outbox to send (a queued dispatch); the leader calls ``relay``."""
+
+    async def relay(self, now: datetime) -> int:
+        """Send a message for every QUEUED run that needs one (never sent, requeued, or
+        sent long ago / into a broker that came back empty). Returns how many were sent."""
         ...

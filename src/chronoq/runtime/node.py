@@ -29,6 +29,7 @@ from chronoq.errors import ConfigError
 from chronoq.executors import default_registry, scrubbed_environment
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.coordination import LEASE_OWNER, Member
+from chronoq.ports.dispatch import Relay
 from chronoq.ports.notify import SUBMISSIONS
 from chronoq.ports.submissions import SubmissionLog
 from chronoq.runtime.config import Settings
@@ -156,6 +157,7 @@ class Node:
                 leader_ttl=s.leader_ttl, member_ttl=s.member_ttl, shard_count=s.shard_count,
                 retention_hours=s.retention_hours, max_interruptions=s.max_interruptions,
             ),
+            relay=b.dispatch if isinstance(b.dispatch, Relay) else None,
         )  # fmt: skip
 
     def _picker(self, b: Backends) -> list[Service]:

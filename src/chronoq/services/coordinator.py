@@ -23,6 +23,10 @@ leases and record their outcomes first.
 
 **purge** (every ``purge_every``) applies retention.
 
+**relay** (only with a run queue in front of the store, ``--dispatch``; every
+``relay_every`` and at each RUNS hint) sends the store's outbox: every QUEUED run
+that has no message in the queue yet (``ports.dispatch.Relay``).
+
 What is fenced, exactly: ``assign_shards`` applies only while this node holds the
 leader lease at the epoch it names, and ``fence_shards`` only if its assignment
 epoch is newer than the one the store recorded — a deposed leader that does not
@@ -52,7 +56,7 @@ from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.coordination import Coordination, lease_owners, spread_shards
-from chronoq.ports.dispatch import Dispatch, ReapParams
+from chronoq.ports.dispatch import Dispatch, ReapParams, Relay
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import ASSIGN, RUNS, Notifier
 from chronoq.services.base import Backoff, Loop, log
@@ -81,6 +85,8 @@ class CoordinatorConfig:
     """Passed to ``reap_lost``: how often a fire may be cut off before it is DEAD."""
     reap_every: float = 1.0
     """Seconds between reaper passes in distributed mode (embedded: half a lease)."""
+    relay_every: float = 0.5
+    """Seconds between relay passes (only with a ``relay``: a run queue to fill)."""
 
     @property
     def membership_grace(self) -> float:
@@ -102,8 +108,12 @@ class Coordinator:
         clock: Clock,
         metrics: Metrics,
         config: CoordinatorConfig,
+        *,
+        relay: Relay | None = None,
     ) -> None:
-        """``jobs`` serves retention only; everything else goes through ``dispatch``."""
+        """``jobs`` serves retention only; everything else goes through ``dispatch``.
+        ``relay``: the outbox of a run queue in front of the store (``--dispatch``)."""
+        self._relay = relay
         self._dispatch = dispatch
         self._jobs = jobs
         self._blob = blob
@@ -159,6 +169,10 @@ class Coordinator:
             self._loops.append(Loop("coordinator-lead", self._lead, self._clock,
                                     backoff=lead_backoff))  # fmt: skip
         self._loops.append(Loop("coordinator-reap", self._reap_tick, self._clock))
+        if self._relay is not None:
+            relay = Loop("coordinator-relay", self._relay_tick, self._clock)
+            self._notifier.subscribe(RUNS, relay.wakeup.set)  # reaped or new runs to send
+            self._loops.append(relay)
         purge = Loop("coordinator-purge", self._purge_tick, self._clock)
         self._loops.append(purge)
         for loop in self._loops[:-1]:
@@ -298,6 +312,14 @@ class Coordinator:
             self._metrics.runs_reaped.inc(total)
             self._notifier.publish(RUNS)
         return total
+
+    # -- the relay -----------------------------------------------------------------------
+
+    async def _relay_tick(self) -> float:
+        """Leader only (one sender keeps duplicate messages rare; two would be harmless)."""
+        if self._relay is not None and self.is_leader:
+            await self._relay.relay(self._clock.now())
+        return self._config.relay_every
 
     # -- retention -----------------------------------------------------------------------
 

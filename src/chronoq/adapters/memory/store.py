@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from chronoq.adapters.memory import store_inputs, store_runs
+from chronoq.adapters.memory.store_outbox import MemoryOutbox
 from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
 from chronoq.domain.clock import check_aware
 from chronoq.domain.fires import next_fire
@@ -46,7 +47,7 @@ from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 _FINISHED_RUN = frozenset(RunStatus) - {RunStatus.QUEUED, RunStatus.RUNNING}
 
 
-class MemoryStore:
+class MemoryStore(MemoryOutbox):
     """The Store port in dictionaries (see the module docstring)."""
 
     def __init__(self) -> None:

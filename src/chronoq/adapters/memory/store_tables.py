@@ -76,6 +76,8 @@ class RunRow:
     interruptions: int = 0
     cancel_requested: bool = False
     queue_version: int = 0
+    published_at: datetime | None = None
+    """The outbox (``store_outbox``): when a message naming this QUEUED run was sent."""
 
     @property
     def fire(self) -> Fire:
@@ -261,6 +263,7 @@ class Tables:
             self.running[run.run_id] = None
         elif status is RunStatus.QUEUED:
             run.queue_version = next(self._versions)
+            run.published_at = None  # entering QUEUED: any earlier message is spent
             heapq.heappush(self._queue, (run.available_at, run.queue_version, run.run_id))
 
     def _leave(self, run: RunRow) -> None:

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.errors import translated
+from chronoq.adapters.postgres.outbox import PostgresOutbox
 from chronoq.adapters.postgres.plans import (
     Completion,
     Fires,
@@ -86,7 +87,7 @@ transaction is ended by the server (``idle_in_transaction_session_timeout``)."""
 _RUNNING = RunStatus.RUNNING.value
 
 
-class PostgresStore:
+class PostgresStore(PostgresOutbox):
     """The distributed Store. ``dsn``: ``postgresql://user:password@host:port/database``."""
 
     def __init__(

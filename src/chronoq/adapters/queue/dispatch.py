@@ -1,0 +1,231 @@
+"""``QueuedDispatch``: the Dispatch port with a run queue (Redis Streams, SQS) in front
+of the store's run table. The store stays the source of truth (DESIGN §3).
+
+* **Outbox.** The run table is the outbox (``ports.dispatch.Outbox``): a QUEUED run
+  is "unpublished" until a message naming it was sent. ``claim_due`` sends the new
+  runs at once (the fast path) and marks them; the leader's ``relay`` (every half
+  second, ``services.coordinator``) sends whatever is still unpublished: a send that
+  failed, a process that died between the store commit and the send, a retry's next
+  attempt coming due, a run requeued by ``reap_lost``/``release_runs``. It also sends
+  again runs published long ago (``republish_after``) or into a broker that is now
+  empty (``depth() == 0``): an emptied broker is rebuilt from the store.
+* **Claiming.** ``claim_runs`` receives messages (a short long poll) and leases
+  exactly the runs they name, with compare-and-set in the store
+  (``claim_runs_by_id``). A message whose run is not QUEUED (a duplicate delivery, a
+  run already running or ended, a forged id) is acknowledged and leases nothing, so
+  nothing executes twice. A run not available yet (clock skew) has its message
+  hidden until it is.
+* **Holding.** A leased run keeps its message in hand: ``extend_leases`` extends its
+  hold with the lease; ``complete_runs``/``release_runs`` acknowledge it. Recovery
+  from a dead worker is the store's (the reaper requeues, the relay re-sends); a
+  message redelivered meanwhile finds the run not QUEUED and is acknowledged.
+* Broker errors after a store commit are logged, never raised: what was committed
+  stands, and the relay repairs what the broker missed.
+
+Instants are the caller's; this adapter reads no clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.ports.dispatch import (
+    ClaimDueParams,
+    ClaimRunsParams,
+    Dispatch,
+    LeaseRenewal,
+    Outbox,
+    OutboxParams,
+    ReapParams,
+    ReleaseParams,
+)
+from chronoq.ports.runqueue import Delivery, RunQueue
+
+log = logging.getLogger("chronoq")
+
+RECEIVE_WAIT = 1.0
+"""Longest a ``claim_runs`` waits for a first message (a long poll, not a spin)."""
+PUBLISH_AHEAD = 5.0
+"""Runs are sent this long before they are available (the longest picker look-ahead);
+workers claim that far ahead and start each run at its ``available_at``."""
+SETTLE = 2.0
+"""The relay leaves runs younger than this to the picker that is sending them now."""
+REPUBLISH_AFTER = 60.0
+"""A run still QUEUED this long after its message was sent is sent again (the message
+was lost: a broker restarted without it, a dead-letter queue took it)."""
+MANY_DELIVERIES = 5
+"""A message received more often than this is logged: its holders keep dying."""
+
+
+class OutboxStore(Dispatch, Outbox, Protocol):
+    """A store whose run table can be the outbox (``PostgresStore``, ``MemoryStore``)."""
+
+
+class QueuedDispatch:
+    """Dispatch through ``queue``, with ``store`` as the truth (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        queue: RunQueue,
+        *,
+        receive_wait: float = RECEIVE_WAIT,
+        publish_ahead: float = PUBLISH_AHEAD,
+        settle: float = SETTLE,
+        republish_after: float = REPUBLISH_AFTER,
+        batch: int = 1000,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._wait = receive_wait
+        self._ahead = timedelta(seconds=publish_ahead)
+        self._settle = timedelta(seconds=settle)
+        self._republish_after = timedelta(seconds=republish_after)
+        self._batch = batch
+        self._receipts: dict[str, str] = {}
+        """The message in hand for each run this process leased (run id -> receipt)."""
+        self._hold = 30.0
+        """Seconds a held message stays hidden: the lease length of the last claim."""
+
+    @property
+    def queue(self) -> RunQueue:
+        return self._queue
+
+    async def start(self) -> None:
+        await self._store.start()
+        await self._queue.start()
+
+    async def close(self) -> None:
+        try:
+            await self._queue.close()
+        finally:
+            await self._store.close()
+
+    # -- pickers: the store, then the fast path of the outbox ------------------------------
+
+    async def fence_shards(self, epoch: int, owners: Mapping[int, str]) -> bool:
+        return await self._store.fence_shards(epoch, owners)
+
+    async def claim_due(self, params: ClaimDueParams) -> list[Run]:
+        runs = await self._store.claim_due(params)
+        if runs:
+            try:
+                await self._publish([r.run_id for r in runs], params.now)
+            except Exception as exc:  # committed runs stand; the relay sends them
+                log.warning("dispatch: sending %d new runs failed (%s); the relay will",
+                            len(runs), exc)  # fmt: skip
+        return runs
+
+    async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
+        return await self._store.next_due_at(shards)
+
+    # -- the relay (leader) ------------------------------------------------------------------
+
+    async def relay(self, now: datetime) -> int:
+        """Send every QUEUED run that needs a message (``ports.dispatch.Relay``)."""
+        republish = now - self._republish_after
+        if await self._queue.depth() == 0:
+            republish = now  # an empty broker holds no message for any QUEUED run
+        sent = 0
+        while True:
+            ids = await self._store.unpublished_runs(
+                OutboxParams(
+                    horizon=now + self._ahead,
+                    settled_before=now - self._settle,
+                    republish_before=republish,
+                    limit=self._batch,
+                )
+            )
+            if ids:
+                await self._publish(ids, now)
+            sent += len(ids)
+            if len(ids) < self._batch:
+                return sent
+
+    async def _publish(self, run_ids: list[str], now: datetime) -> None:
+        await self._queue.send(run_ids)  # durable before it returns
+        # A crash here sends these runs once more on the next relay pass: harmless.
+        await self._store.mark_published(run_ids, now)
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def claim_runs(self, params: ClaimRunsParams) -> list[ClaimedRun]:
+        hold = max((params.lease_until - params.now).total_seconds(), 1.0)
+        self._hold = hold
+        deliveries = await self._queue.receive(
+            params.worker_id, params.limit, wait=self._wait, hold=hold
+        )
+        if not deliveries:
+            return []
+        first: dict[str, Delivery] = {}
+        spent: list[str] = []  # receipts to acknowledge: they lease nothing
+        for delivery in deliveries:
+            if delivery.run_id in first:
+                spent.append(delivery.receipt)  # the same run twice in one batch
+            else:
+                first[delivery.run_id] = delivery
+        horizon = max(params.horizon, params.now + self._ahead)
+        result = await self._store.claim_runs_by_id(replace(params, horizon=horizon), list(first))
+        for run in result.claimed:
+            delivery = first.pop(run.run_id)
+            self._receipts[run.run_id] = delivery.receipt
+            if delivery.deliveries > MANY_DELIVERIES:
+                log.warning("dispatch: run %s leased at its %dth delivery",
+                            run.run_id, delivery.deliveries)  # fmt: skip
+        for run_id, available_at in result.waiting.items():
+            delivery = first.pop(run_id)
+            wait = max((available_at - params.now).total_seconds(), 0.0)
+            await self._quietly("extend", self._queue.extend([delivery.receipt], wait))
+        spent += [d.receipt for d in first.values()]  # not claimable: duplicate or stale
+        if spent:
+            await self._quietly("ack", self._queue.ack(spent))
+        return result.claimed
+
+    async def next_available_at(self) -> datetime | None:
+        return await self._store.next_available_at()
+
+    async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
+        return await self._store.mark_started(worker_id, run_ids, at)
+
+    async def extend_leases(
+        self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
+    ) -> LeaseRenewal:
+        renewal = await self._store.extend_leases(worker_id, run_ids, lease_until)
+        kept = set(renewal.held)
+        held = [self._receipts[r] for r in renewal.held if r in self._receipts]
+        if held:
+            await self._quietly("extend", self._queue.extend(held, self._hold))
+        await self._let_go([r for r in run_ids if r not in kept])  # not ours any more
+        return renewal
+
+    async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
+        applied = await self._store.complete_runs(outcomes)
+        # Applied or not, the message is spent: a run that is not ours any more was
+        # requeued (and is sent again by the relay) or belongs to another worker.
+        await self._let_go([o.run_id for o in outcomes])
+        return applied
+
+    async def release_runs(self, params: ReleaseParams) -> int:
+        count = await self._store.release_runs(params)
+        await self._let_go(list(params.run_ids))  # requeued runs are unpublished again
+        return count
+
+    async def reap_lost(self, params: ReapParams) -> int:
+        return await self._store.reap_lost(params)
+
+    async def _let_go(self, run_ids: Sequence[str]) -> None:
+        receipts = [r for r in (self._receipts.pop(i, None) for i in run_ids) if r is not None]
+        if receipts:
+            await self._quietly("ack", self._queue.ack(receipts))
+
+    async def _quietly(self, what: str, call: Awaitable[None]) -> None:
+        """Await a broker call whose failure must not undo a store commit: log it."""
+        try:
+            await call
+        except Exception as exc:
+            log.warning("dispatch: %s on the run queue failed (%s); the store decides", what, exc)
