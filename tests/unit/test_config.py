@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "node_id": None,
     "ingest": "direct",
     "blob": "",
+    "blob_orphan_age": 3600.0,
     "dispatch": "",
     "coordination": "",
     "host": "127.0.0.1",
@@ -98,6 +99,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_ALLOWED_HOSTS": "sched.example",
         "CHRONOQ_CURSOR_KEY": "k",
         "CHRONOQ_BLOB": "s3://bucket/p?endpoint=http://127.0.0.1:1",
+        "CHRONOQ_BLOB_ORPHAN_AGE": "120",
         "CHRONOQ_DISPATCH": "redis://127.0.0.1:1/0",
         "CHRONOQ_COORDINATION": "etcd://127.0.0.1:1",
     }
@@ -265,6 +267,7 @@ def test_known_log_levels_are_accepted(level: str) -> None:
 
 
 SECONDS = [
+    "blob_orphan_age",
     "echo_delay",
     "default_timeout",
     "retry_base",

@@ -33,6 +33,8 @@ _OPTIONS: list[Callable[[F], F]] = [
          " Default direct."),
     _opt("blob", "s3://bucket/prefix?endpoint=...&region=... for payloads and large"
          " outputs (default: the blob folder)."),
+    _opt("blob_orphan_age", "Seconds before the leader deletes a payload object no job"
+         " references (default 3600; 0 = never).", type=float),
     _opt("dispatch", "redis://... or sqs://... to carry run ids to workers (default: the"
          " store's run table)."),
     _opt("coordination", "etcd://host:port for leadership and shards (default: the"

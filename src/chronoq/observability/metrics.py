@@ -3,7 +3,7 @@ unbounded values.
 
 The seed's README lists, and dashboards written for the seed query:
 ``http_requests_total``, ``jobs_executed_total{status="success|failed"}``,
-``job_execution_duration_seconds``, ``s3_operations_total{operation="upload|download"}``
+``job_execution_duration_seconds``, ``s3_operations_total{operation="upload|download|delete|list"}``
 and ``sqs_enqueue_duration_seconds`` (here: the time a picker takes to hand due runs
 to dispatch). Chronoq's detailed run statuses are ``runs_finished_total{status}``.
 
@@ -181,7 +181,7 @@ class Metrics:
         self.s3_operations = Counter(
             "s3_operations", "Blob store operations (the seed's name)", ["operation"], registry=r
         )
-        for operation in ("upload", "download"):
+        for operation in ("upload", "download", "delete", "list"):  # services.blob_metrics
             self.s3_operations.labels(operation)
         self.runs_reaped = Counter(
             "runs_reaped", "Runs of lost workers ended (membership expired or lease expired)",

@@ -43,6 +43,10 @@ class Settings:
     """Where offloaded payloads and large outputs go: ``s3://bucket/prefix?endpoint=
     http://host:port&region=…`` (credentials from the standard AWS variables and files;
     docs/backends/s3.md); empty = the blob folder (``blob_dir``)."""
+    blob_orphan_age: float = 3600.0
+    """Seconds after which the leader deletes an offloaded payload whose job never reached
+    the store (a crash between upload and insert); must exceed the longest time a job may
+    wait in a submission log (0 = never); ≥ 0."""
     dispatch: str = ""
     """How runs reach workers: empty = the store's own run table; ``redis://host:port/db``
     (Redis Streams) or ``sqs://queue?endpoint=…&region=…`` carry run ids, with the store
@@ -169,6 +173,7 @@ class Settings:
         _check(0 <= self.lookahead <= 5, "lookahead must be 0-5 seconds")
         _check(self.shutdown_grace >= 0, "shutdown_grace must be >= 0")
         _check(self.retention_hours >= 0, "retention_hours must be >= 0")
+        _check(self.blob_orphan_age >= 0, "blob_orphan_age must be >= 0")
         _check(self.dispatch_rate >= 0, "dispatch_rate must be >= 0 (0 = no cap)")
         _check(self.echo_delay >= 0, "echo_delay must be >= 0")
         _check(self.shard_count >= 1, "shard_count must be >= 1")
@@ -218,7 +223,7 @@ class Settings:
 
 _SECONDS = (
     "echo_delay", "default_timeout", "retry_base", "retry_cap", "lease_seconds", "lookahead",
-    "shutdown_grace", "leader_ttl", "member_ttl", "retention_hours",
+    "shutdown_grace", "leader_ttl", "member_ttl", "retention_hours", "blob_orphan_age",
     "dispatch_rate",
 )  # fmt: skip
 

@@ -39,6 +39,7 @@ from chronoq.services.api import ApiDeps, create_app, create_metrics_app
 from chronoq.services.api.ingest import Ingest
 from chronoq.services.assignment import AssignmentFollower
 from chronoq.services.base import Service, log
+from chronoq.services.blob_metrics import CountedBlobStore
 from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 from chronoq.services.gauges import ClusterSampler, watch_coordinator, watch_worker
 from chronoq.services.membership import Heartbeat
@@ -87,6 +88,7 @@ class Node:
         # Bind first: a busy port stops the node before anything starts or claims to listen.
         listener = self._bind()
         backends = build_backends(self.settings, self.clock)
+        backends.blob = CountedBlobStore(backends.blob, self.metrics)  # s3_operations_total
         services: list[Service] = []
         try:
             await backends.start()
@@ -156,6 +158,7 @@ class Node:
                 recover_orphans=not b.distributed, distributed=b.distributed,
                 leader_ttl=s.leader_ttl, member_ttl=s.member_ttl, shard_count=s.shard_count,
                 retention_hours=s.retention_hours, max_interruptions=s.max_interruptions,
+                orphan_age=s.blob_orphan_age,
             ),
             relay=b.dispatch if isinstance(b.dispatch, Relay) else None,
         )  # fmt: skip

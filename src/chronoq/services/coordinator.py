@@ -23,6 +23,9 @@ leases and record their outcomes first.
 
 **purge** (every ``purge_every``) applies retention.
 
+**orphans** (every ``orphan_age / 4``, at most 10 min) deletes offloaded payloads older
+than ``orphan_age`` whose job row never came (``services.orphans``).
+
 **relay** (only with a run queue in front of the store, ``--dispatch``; every
 ``relay_every`` and at each RUNS hint) sends the store's outbox: every QUEUED run
 that has no message in the queue yet (``ports.dispatch.Relay``).
@@ -60,6 +63,7 @@ from chronoq.ports.dispatch import Dispatch, ReapParams, Relay
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import ASSIGN, RUNS, Notifier
 from chronoq.services.base import Backoff, Loop, log
+from chronoq.services.orphans import OrphanSweep
 
 T = TypeVar("T")
 
@@ -80,6 +84,8 @@ class CoordinatorConfig:
     shard_count: int = 256
     retention_hours: float = 168.0
     """Finished runs and jobs older than this are deleted (0 = keep forever)."""
+    orphan_age: float = 3600.0
+    """Payload objects without a job are deleted once older than this, seconds (0 = never)."""
     purge_every: float = 600.0
     max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
     """Passed to ``reap_lost``: how often a fire may be cut off before it is DEAD."""
@@ -117,6 +123,7 @@ class Coordinator:
         self._dispatch = dispatch
         self._jobs = jobs
         self._blob = blob
+        self._orphans = OrphanSweep(jobs, blob, clock, min_age=config.orphan_age)
         self._notifier = notifier
         self._coordination = coordination
         self._clock = clock
@@ -173,6 +180,8 @@ class Coordinator:
             relay = Loop("coordinator-relay", self._relay_tick, self._clock)
             self._notifier.subscribe(RUNS, relay.wakeup.set)  # reaped or new runs to send
             self._loops.append(relay)
+        if c.orphan_age > 0:
+            self._loops.append(Loop("coordinator-orphans", self._orphan_tick, self._clock))
         purge = Loop("coordinator-purge", self._purge_tick, self._clock)
         self._loops.append(purge)
         for loop in self._loops[:-1]:
@@ -335,3 +344,9 @@ class Coordinator:
         if keys:
             log.info("coordinator: retention removed %d finished jobs", len(keys))
         return self._config.purge_every
+
+    async def _orphan_tick(self) -> float:
+        """Leader only: collect payload objects whose job insert never happened."""
+        if self.is_leader:
+            await self._orphans.sweep()
+        return min(max(self._config.orphan_age / 4, 0.5), 600.0)

@@ -2,7 +2,9 @@
 
 Order matters for "nothing accepted is lost, nothing points nowhere": big
 payloads are put in the blob store first (durably), then the rows are
-written through the writer; only then does the caller answer 201.
+written through the writer; only then does the caller answer 201. Objects whose rows
+never come (a crash in between, a failed insert) are deleted by the leader's orphan
+sweep (``services.orphans``); the blob store counts its own calls (``blob_metrics``).
 """
 
 from __future__ import annotations
@@ -72,20 +74,29 @@ class Ingest:
         )
 
     async def _offload(self, items: list[tuple[Job, JobSpec]]) -> None:
-        try:
-            await asyncio.gather(
-                *(self.blob.put(blob_key(job), spec.payload.encode()) for job, spec in items)
-            )
-        except Exception as exc:
-            raise UnavailableError(f"the payload store is unavailable: {exc}") from exc
-        self.metrics.s3_operations.labels("upload").inc(len(items))
+        """Put every payload, or none: 503 (``UnavailableError``) and no row if one fails."""
+        keys = [blob_key(job) for job, _spec in items]
+        results = await asyncio.gather(
+            *(
+                self.blob.put(key, spec.payload.encode())
+                for key, (_job, spec) in zip(keys, items, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is None:
+            return
+        # No insert was attempted, so the objects that did get put are nobody's: remove
+        # them now (best effort; the leader's orphan sweep collects whatever is left).
+        put = [key for key, result in zip(keys, results, strict=True) if result is None]
+        await asyncio.gather(*(self.blob.delete(key) for key in put), return_exceptions=True)
+        raise UnavailableError(f"the payload store is unavailable: {failed}") from failed
 
     async def load_payload(self, job: Job) -> str:
         """The original payload of a job, fetched back from the blob store if offloaded."""
         if job.payload is not None or job.payload_ref is None:
             return job.payload or ""
         data = await self.blob.get(blob_key(job))
-        self.metrics.s3_operations.labels("download").inc()
         return data.decode()
 
 

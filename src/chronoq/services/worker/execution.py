@@ -19,9 +19,14 @@ from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import BLOB_REF_PREFIX, ClaimedRun, RunOutcome
 from chronoq.domain.retry import RetryPolicy, attempts_left
 from chronoq.domain.states import RunStatus, outcome_status
+from chronoq.errors import UnavailableError
 from chronoq.executors.base import ExecutionRequest, ExecutionResult, Executor, ExecutorRegistry
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
+from chronoq.services.base import Backoff, log
+
+BLOB_BACKOFF = Backoff(first=0.2, cap=5.0)
+"""Between downloads of a payload while the blob store is unavailable (``_load_payload``)."""
 
 StartGate = Callable[[], Awaitable[datetime | None]]
 """Records the run as started; its start instant, or None: the run must not execute."""
@@ -162,13 +167,32 @@ def _count(ctx: ExecutionContext, status: RunStatus) -> None:
 
 
 async def _load_payload(ctx: ExecutionContext, run: ClaimedRun) -> str:
+    """The payload, fetched from the blob store if offloaded.
+
+    While the blob store is unavailable the download is retried here, with capped
+    exponential backoff (``BLOB_BACKOFF``), for as long as it takes: the run is held
+    under its lease (heartbeats go on) and not started, so no attempt is used. A
+    cancel or a lost lease ends it like any run; at shutdown it is handed back
+    unstarted (QUEUED again, same attempt). Only a missing object (``NotFoundError``,
+    which the put-before-insert order rules out) or a corrupt one fails the attempt.
+    """
     if run.payload is not None:
         return run.payload
     if run.payload_ref is None:
         raise ValueError("the job has neither a payload nor a payload reference")
-    data = await ctx.blob.get(run.payload_ref.removeprefix(BLOB_REF_PREFIX))
-    ctx.metrics.s3_operations.labels("download").inc()
-    return data.decode()
+    key = run.payload_ref.removeprefix(BLOB_REF_PREFIX)
+    failures = 0
+    while True:
+        try:
+            data = await ctx.blob.get(key)
+        except UnavailableError as exc:
+            failures += 1
+            if failures == 1 or failures % 20 == 0:
+                log.warning("worker: payload of run %s unavailable (%d tries), retrying: %s",
+                            run.run_id, failures, exc)  # fmt: skip
+            await ctx.clock.sleep(BLOB_BACKOFF.delay(failures))
+            continue
+        return data.decode()
 
 
 async def _run_executor(executor: Executor, request: ExecutionRequest) -> ExecutionResult:
