@@ -50,6 +50,9 @@ class FinishedRuns:
         self.seed = seed
         for value in (SEED_SUCCESS, SEED_FAILED):
             seed.labels(value)  # exported at 0 from the start, so rate() finds them
+        for status in RunStatus:  # likewise: a series born at 5 shows no rate for its first 5
+            if status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                detailed.labels(status.value)
         self._children: dict[str, _FinishedRun] = {}
         """One pair of labelled children per status: ``labels()`` is on every run's path."""
 
