@@ -1,5 +1,6 @@
-"""The SubmissionLog contract, on every adapter: in-memory (on a ``FakeClock``) and real
-PostgreSQL (the server's clock).
+"""The SubmissionLog contract, on every adapter: in-memory (on a ``FakeClock``), real
+PostgreSQL (the server's clock) and a real Redis started by the test (its clock: a
+hold is the idle time of a pending stream entry).
 
 Time passes differently per adapter, so every test that needs a hold to run out
 polls with a deadline (``LogHarness.eventually``): each poll advances the fake
@@ -21,6 +22,7 @@ import pytest
 from chronoq.domain.jobs import Job
 from chronoq.errors import ValidationError
 from chronoq.ports.submissions import LoggedJob, SubmissionLog
+from tests.support.redis_server import redis_factory  # noqa: F401 - a fixture
 
 from .helpers import make_job
 
@@ -66,7 +68,7 @@ def _memory_log(clock: Any) -> SubmissionLog:
     return log
 
 
-@pytest.fixture(params=["memory", "postgres"])
+@pytest.fixture(params=["memory", "postgres", "redis"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[LogHarness]:
     if request.param == "memory":
         from chronoq.testing import FakeClock
@@ -75,13 +77,20 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[LogHarness]:
         log = _memory_log(clock)
         await log.start()
         h = LogHarness("memory", log, log, lambda: clock.advance(STEP), [log])
-    else:
+    elif request.param == "postgres":
         from chronoq.adapters.postgres import PostgresSubmissionLog
 
         dsn = request.getfixturevalue("pg_database")
         one, two = PostgresSubmissionLog(dsn), PostgresSubmissionLog(dsn)
         await asyncio.gather(one.start(), two.start())
         h = LogHarness("postgres", one, two, lambda: asyncio.sleep(STEP), [one, two])
+    else:
+        from chronoq.adapters.redis.submissions import RedisSubmissionLog
+
+        server = request.getfixturevalue("redis_factory")(durable=False)
+        first, second = (RedisSubmissionLog.from_url(server.url) for _ in range(2))
+        await asyncio.gather(first.start(), second.start())
+        h = LogHarness("redis", first, second, lambda: asyncio.sleep(STEP), [first, second])
     try:
         yield h
     finally:
@@ -268,3 +277,119 @@ async def test_postgres_refuses_text_it_cannot_hold_as_validation_error(
         assert jobs_of(await log.read("writer-1", 10, hold=LONG)) == [good]
     finally:
         await log.close()
+
+
+# -- Redis only --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_logs(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    """A durable server (AOF, appendfsync always) and a function opening logs on it."""
+    from chronoq.adapters.redis.submissions import RedisSubmissionLog
+
+    server = request.getfixturevalue("redis_factory")()
+    opened: list[RedisSubmissionLog] = []
+
+    async def open_log(url: str = server.url) -> RedisSubmissionLog:
+        log = RedisSubmissionLog.from_url(url)
+        await log.start()
+        opened.append(log)
+        return log
+
+    yield server, open_log
+    for log in opened:
+        await log.close()
+
+
+async def test_redis_keeps_every_appended_entry_across_a_crash(redis_logs: Any) -> None:
+    """appendfsync always: what ``append`` returned for is in the AOF when Redis is
+    SIGKILLed, held entries stay held (the pending list is in the AOF too), and the
+    same client works again once Redis is back."""
+    server, open_log = redis_logs
+    log = await open_log()
+    jobs = [make_job() for _ in range(300)]
+    for chunk in range(0, 300, 100):
+        await log.append(jobs[chunk : chunk + 100])
+    held = await log.read("writer-1", 10, hold=LONG)
+    await log.ack([e.entry_id for e in held[:5]])
+
+    server.kill()
+    from chronoq.errors import UnavailableError
+
+    with pytest.raises(UnavailableError):
+        await asyncio.wait_for(log.append([make_job()]), DEADLINE)  # the api answers 503
+    server.start()
+
+    async def readable() -> list[LoggedJob]:
+        try:
+            got: list[LoggedJob] = await log.read("writer-2", 1000, hold=LONG)
+            return got
+        except UnavailableError:  # still loading the AOF
+            return []
+
+    deadline = time.monotonic() + DEADLINE
+    rest = await readable()
+    while not rest and time.monotonic() < deadline:
+        await asyncio.sleep(STEP)
+        rest = await readable()
+    assert jobs_of(rest) == jobs[10:]  # the 5 held ones are still held for writer-1
+    assert await log.get_job(jobs[7].user_id, jobs[7].job_id) == jobs[7]
+    assert await log.get_job(jobs[2].user_id, jobs[2].job_id) is None  # acknowledged
+
+
+async def test_redis_append_of_a_big_batch_is_one_unit(redis_logs: Any) -> None:
+    _server, open_log = redis_logs
+    log = await open_log()
+    jobs = [make_job() for _ in range(2500)]  # over one script call's chunk
+    await log.append(jobs)
+    assert jobs_of(await log.read("writer-1", 5000, hold=LONG)) == jobs
+    with pytest.raises(ValidationError):
+        await log.append(
+            [make_job() for _ in range(1500)] + [replace(make_job(), payload="\udc80")]
+        )
+    assert await log.read("writer-2", 5000, hold=0) == []  # nothing of the refused batch
+
+
+async def test_redis_key_prefixes_are_separate_logs(redis_logs: Any) -> None:
+    server, open_log = redis_logs
+    blue, green = (
+        await open_log(server.url + "?key=blue"),
+        await open_log(server.url + "?key=green"),
+    )
+    job = make_job()
+    await blue.append([job])
+    assert await green.read("writer-1", 10, hold=LONG) == []
+    assert await green.get_job(job.user_id, job.job_id) is None
+    assert jobs_of(await blue.read("writer-1", 10, hold=LONG)) == [job]
+
+
+async def test_redis_an_entry_that_is_not_a_job_moves_to_the_dead_stream(redis_logs: Any) -> None:
+    import redis.asyncio as aioredis
+
+    server, open_log = redis_logs
+    log = await open_log()
+    good = make_job()
+    raw = aioredis.Redis.from_url(server.url)
+    try:
+        await raw.xadd(log.stream, {"k": "x", "j": b'{"not": "a job"}'})
+        await log.append([good])
+        assert jobs_of(await log.read("writer-1", 10, hold=LONG)) == [good]
+        assert await raw.xlen(log.dead) == 1
+        assert await log.read("writer-2", 10, hold=0) == []  # it is not delivered again
+    finally:
+        await raw.aclose()
+
+
+async def test_redis_unreachable_at_start_is_one_line_naming_the_setting() -> None:
+    from chronoq.adapters.redis.submissions import RedisSubmissionLog
+    from chronoq.errors import ConfigError, UnavailableError
+    from chronoq.runtime.servers.base import free_port
+
+    log = RedisSubmissionLog.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(UnavailableError, match="--ingest") as caught:
+        await asyncio.wait_for(log.start(), DEADLINE)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(UnavailableError):
+        await log.append([make_job()])  # never started
+    with pytest.raises(ConfigError, match="--ingest"):
+        RedisSubmissionLog.from_url("redis://127.0.0.1:6379/x")
