@@ -206,6 +206,15 @@ class Client:
         """The job's runs, newest first (``GET /v1/jobs/{id}/runs``)."""
         return _items(self._object("GET", _job_path(job_id) + "/runs"))
 
+    def run_output(self, job_id: str, run_id: str) -> str:
+        """A run's whole output (``GET /v1/jobs/{id}/runs/{run_id}/output``); run lists
+        carry only its start (``output_truncated``)."""
+        path = _job_path(job_id) + "/runs/" + quote(run_id, safe="") + "/output"
+        response = self._send("GET", path)
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.text
+
     def cancel(self, job_id: str) -> Json:
         """Cancel a job (``DELETE /v1/jobs/{id}``); returns it with status ``CANCELLED``."""
         return self._object("DELETE", _job_path(job_id))

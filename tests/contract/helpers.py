@@ -192,6 +192,11 @@ async def run_by_id(store: Store, job: Job, run_id: str) -> Run:
     return run
 
 
+async def output_of(store: Store, job: Job, run_id: str) -> str | None:
+    """A run's whole output (lists carry only its start)."""
+    return await store.read_output(job.user_id, job.job_id, run_id, 0, 10**9)
+
+
 async def job_now(store: Store, job: Job) -> Job:
     found = await store.get_job(job.user_id, job.job_id)
     assert found is not None

@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 
-from chronoq.domain.jobs import RunOutcome
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS, RunOutcome
 from chronoq.domain.states import RunStatus
 from chronoq.errors import ValidationError
 from chronoq.ports.store import Store
@@ -21,6 +21,7 @@ from .helpers import (
     claim_runs,
     make_job,
     outcome,
+    output_of,
     run_by_id,
     submit_and_lease,
 )
@@ -48,7 +49,9 @@ async def test_untrusted_output_and_error_text_read_back_as_the_cleaned_text(
     assert await store.complete_runs([ended]) == [True]
 
     run = await run_by_id(store, job, claimed.run_id)
-    assert run.output == stored
+    assert await output_of(store, job, claimed.run_id) == stored
+    assert run.output == stored[:LIST_OUTPUT_CHARS]  # a list carries the start only
+    assert run.output_truncated is (len(stored) > LIST_OUTPUT_CHARS)
     assert run.error_message == stored
     assert run.status is RunStatus.FAILED
 
@@ -70,7 +73,7 @@ async def test_outcomes_with_untrusted_text_are_recorded_together_in_one_call(
 
     by_job = {j.job_id: j for j in jobs}
     for c, (_, stored) in zip(claimed, texts, strict=True):
-        assert (await run_by_id(store, by_job[c.job_id], c.run_id)).output == stored
+        assert await output_of(store, by_job[c.job_id], c.run_id) == stored
 
 
 def _uncleaned(clean: RunOutcome, text: str) -> RunOutcome:

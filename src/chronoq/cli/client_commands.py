@@ -310,6 +310,20 @@ def runs(job_id: str, url: str, user: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("job_id")
+@click.argument("run_id")
+@_client_options
+def output(job_id: str, run_id: str, url: str, user: str, as_json: bool) -> None:
+    """Print a run's whole output (run lists show only its start)."""
+    with _api(url, user) as client:
+        text = client.run_output(job_id, run_id)
+    if as_json:
+        _print_json({"job_id": job_id, "run_id": run_id, "output": text})
+        return
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@click.command()
+@click.argument("job_id")
 @_client_options
 def cancel(job_id: str, url: str, user: str, as_json: bool) -> None:
     """Cancel a job (a running shell run is killed); exit 1 if it had already finished."""
@@ -326,4 +340,4 @@ def cancel(job_id: str, url: str, user: str, as_json: bool) -> None:
         click.echo(f"Cancelled job {cancelled.get('job_id', job_id)} ({status})")
 
 
-CLIENT_COMMANDS: tuple[click.Command, ...] = (submit, jobs, job, runs, cancel)
+CLIENT_COMMANDS: tuple[click.Command, ...] = (submit, jobs, job, runs, output, cancel)

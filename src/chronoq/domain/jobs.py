@@ -9,7 +9,7 @@ I/O; the stores persist them and the services move them through the states of
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from chronoq.domain.states import JobStatus, RunStatus
@@ -87,6 +87,23 @@ class Run:
     lease_until: datetime | None = None
     interruptions: int = 0
     """Earlier attempts of this fire that were INTERRUPTED (not the job's failures)."""
+    output_truncated: bool = False
+    """``output`` is only the start of the stored output (run lists cut it at
+    ``LIST_OUTPUT_CHARS``); ``JobStore.read_output`` has the rest."""
+
+
+LIST_OUTPUT_CHARS = 2048
+"""Characters of each run's output that a run list carries: a page of 1,000 runs stays
+bounded (≤ 2,048 characters each, up to 6 JSON bytes per control character) however
+large outputs are. The whole output is read in slices (``JobStore.read_output``)."""
+
+
+def output_cut(run: Run, chars: int) -> Run:
+    """``run`` with its output cut to ``chars`` characters and marked so, if longer. Stores
+    fetch ``chars + 1`` characters at most, which is enough to know."""
+    if run.output is None or len(run.output) <= chars:
+        return run
+    return replace(run, output=run.output[:chars], output_truncated=True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

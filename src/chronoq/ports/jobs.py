@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from chronoq.domain.jobs import Job, Run
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Job, Run
 from chronoq.domain.states import JobStatus
 
 
@@ -92,9 +92,22 @@ class JobStore(Protocol):
         """The user's jobs, oldest first, after the cursor (ValidationError if it is bad)."""
         ...
 
-    async def list_runs(self, user_id: str, job_id: str, limit: int = 100) -> list[Run]:
+    async def list_runs(
+        self, user_id: str, job_id: str, limit: int = 100, *, output_chars: int = LIST_OUTPUT_CHARS
+    ) -> list[Run]:
         """The job's runs, newest fire first and within a fire newest attempt first
-        (empty if the job is not the user's)."""
+        (empty if the job is not the user's). Each run's output is cut to its first
+        ``output_chars`` characters (``Run.output_truncated`` says so): the store never
+        loads whole outputs for a list (``domain.jobs.LIST_OUTPUT_CHARS``)."""
+        ...
+
+    async def read_output(
+        self, user_id: str, job_id: str, run_id: str, start: int, count: int
+    ) -> str | None:
+        """Characters ``start`` .. ``start + count - 1`` (0-based) of the run's output:
+        shorter (or empty) past its end, ``""`` if it has none yet. None if the run is
+        not this job's or the job not this user's. Reading a large output slice by slice
+        keeps the memory of a download bounded."""
         ...
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:

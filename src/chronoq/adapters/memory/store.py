@@ -25,7 +25,14 @@ from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
 from chronoq.domain.clock import check_aware
 from chronoq.domain.fires import next_fire
 from chronoq.domain.ids import new_id
-from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.jobs import (
+    LIST_OUTPUT_CHARS,
+    ClaimedRun,
+    Job,
+    Run,
+    RunOutcome,
+    output_cut,
+)
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_AT_SHUTDOWN,
@@ -99,13 +106,24 @@ class MemoryStore(MemoryOutbox):
         cursor = str(items[-1][0]) if more and items else None
         return JobPage(items=[job for _, job in items], next_cursor=cursor)
 
-    async def list_runs(self, user_id: str, job_id: str, limit: int = 100) -> list[Run]:
+    async def list_runs(
+        self, user_id: str, job_id: str, limit: int = 100, *, output_chars: int = LIST_OUTPUT_CHARS
+    ) -> list[Run]:
         row = self._own(user_id, job_id)
         if row is None:
             return []
         runs = [self._tables.runs[run_id] for run_id in row.runs]
         runs.sort(key=lambda r: (r.scheduled_for, r.attempt), reverse=True)
-        return [r.to_run() for r in runs[: max(limit, 0)]]
+        return [output_cut(r.to_run(), output_chars) for r in runs[: max(limit, 0)]]
+
+    async def read_output(
+        self, user_id: str, job_id: str, run_id: str, start: int, count: int
+    ) -> str | None:
+        row = self._own(user_id, job_id)
+        if row is None or run_id not in row.runs:
+            return None
+        output = self._tables.runs[run_id].output or ""
+        return output[start : start + count]
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now = check_aware(now, "now")

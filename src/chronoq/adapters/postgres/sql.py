@@ -58,9 +58,15 @@ LIST_JOBS = (
     " ORDER BY seq LIMIT $5"
 )
 
-LIST_RUNS = (
-    "SELECT " + RUN_COLUMNS + " FROM job_runs WHERE job_id = $1 AND user_id = $2"
+LIST_RUNS = (  # left(): a list never detoasts whole outputs (PostgreSQL slices them)
+    "SELECT "
+    + RUN_COLUMNS.replace(" output,", " left(output, $4),")
+    + " FROM job_runs WHERE job_id = $1 AND user_id = $2"
     " ORDER BY scheduled_for DESC, attempt DESC LIMIT $3"
+)
+READ_OUTPUT = (
+    "SELECT coalesce(substr(output, $4, $5), '') FROM job_runs"
+    " WHERE run_id = $1 AND job_id = $2 AND user_id = $3"
 )
 
 # -- the picker ------------------------------------------------------------------------------

@@ -60,7 +60,14 @@ from chronoq.adapters.postgres.rows import (
     run_from_record,
 )
 from chronoq.domain.fires import next_fire
-from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.jobs import (
+    LIST_OUTPUT_CHARS,
+    ClaimedRun,
+    Job,
+    Run,
+    RunOutcome,
+    output_cut,
+)
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_AT_SHUTDOWN,
@@ -144,12 +151,27 @@ class PostgresStore(PostgresOutbox):
         cursor = str(rows[-1][0]) if more and rows else None
         return JobPage(items=[job_from_record(r, 1) for r in rows], next_cursor=cursor)
 
-    async def list_runs(self, user_id: str, job_id: str, limit: int = 100) -> list[Run]:
+    async def list_runs(
+        self, user_id: str, job_id: str, limit: int = 100, *, output_chars: int = LIST_OUTPUT_CHARS
+    ) -> list[Run]:
         if not is_id(job_id):
             return []
         with translated("list_runs"):
-            rows = await self._connected().fetch(sql.LIST_RUNS, job_id, user_id, limit)
-        return [run_from_record(r) for r in rows]
+            rows = await self._connected().fetch(
+                sql.LIST_RUNS, job_id, user_id, limit, output_chars + 1
+            )
+        return [output_cut(run_from_record(r), output_chars) for r in rows]
+
+    async def read_output(
+        self, user_id: str, job_id: str, run_id: str, start: int, count: int
+    ) -> str | None:
+        if not (is_id(job_id) and is_id(run_id)):
+            return None
+        with translated("read_output"):
+            text: str | None = await self._connected().fetchval(
+                sql.READ_OUTPUT, run_id, job_id, user_id, start + 1, count
+            )
+        return text
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now = aware(now, "now")

@@ -17,7 +17,7 @@ from chronoq.adapters.sqlite.rows import CLAIMED_COLUMNS, claimed_from_row
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.fires import next_fire
 from chronoq.domain.ids import new_id
-from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, Run, RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     OUTCOME_STATUSES,
@@ -224,19 +224,26 @@ _END_BY_OUTCOME = (
 )
 
 
+OUTPUT_HEAD_CHARS = LIST_OUTPUT_CHARS + 1
+"""Characters of an output kept in ``job_runs`` (migration 003); a longer output is kept
+whole in ``run_outputs`` as well, so lists never read it."""
+_KEEP_WHOLE_OUTPUT = "INSERT OR REPLACE INTO run_outputs (run_id, output) VALUES (?, ?)"
+
+
 def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
     """Record one outcome if the run is still RUNNING under (worker, attempt); whether it was."""
     status = outcome.status
     if status is RunStatus.RETRY_SCHEDULED and _job_cancelled(conn, outcome.run_id):
         status = RunStatus.CANCELLED  # no retry for a cancelled job
     completed_us = to_micros(outcome.completed_at)
+    output = outcome.output
     row = conn.execute(
         _END_BY_OUTCOME,
         (
             status.value,
             to_micros(outcome.started_at),
             completed_us,
-            outcome.output,
+            None if output is None else output[:OUTPUT_HEAD_CHARS],
             outcome.exit_code,
             outcome.error_message,
             outcome.run_id,
@@ -246,6 +253,8 @@ def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
     ).fetchone()
     if row is None:
         return False  # stale: the lease moved on; nothing changed
+    if output is not None and len(output) > OUTPUT_HEAD_CHARS:
+        conn.execute(_KEEP_WHOLE_OUTPUT, (outcome.run_id, output))
     job_id, user_id, scheduled_for, interruptions = row
     if status is RunStatus.RETRY_SCHEDULED:
         retry_at = to_micros(outcome.retry_at or outcome.completed_at)

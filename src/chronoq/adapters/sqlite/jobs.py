@@ -12,7 +12,7 @@ from typing import Any
 
 from chronoq.adapters.sqlite.rows import JOB_COLUMNS, RUN_COLUMNS, job_from_row, run_from_row
 from chronoq.domain.clock import from_micros, to_micros
-from chronoq.domain.jobs import Job, Run
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Job, Run, output_cut
 from chronoq.domain.states import JOB_TERMINAL
 from chronoq.errors import ConflictError, ValidationError
 from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
@@ -101,13 +101,30 @@ def list_jobs(conn: sqlite3.Connection, params: ListJobsParams, after: int) -> J
     return JobPage(items=[job_from_row(r[1:]) for r in rows], next_cursor=cursor)
 
 
-def list_runs(conn: sqlite3.Connection, user_id: str, job_id: str, limit: int) -> list[Run]:
+def list_runs(
+    conn: sqlite3.Connection, user_id: str, job_id: str, limit: int, output_chars: int
+) -> list[Run]:
+    # job_runs holds only the head of each output (migration 003): a list never reads a
+    # whole one, so it can show at most LIST_OUTPUT_CHARS of each.
     rows = conn.execute(
         f"SELECT {RUN_COLUMNS} FROM job_runs WHERE job_id = ? AND user_id = ?"
         " ORDER BY scheduled_for DESC, attempt DESC LIMIT ?",
         (job_id, user_id, limit),
     ).fetchall()
-    return [run_from_row(r) for r in rows]
+    chars = min(output_chars, LIST_OUTPUT_CHARS)
+    return [output_cut(run_from_row(r), chars) for r in rows]
+
+
+def read_output(
+    conn: sqlite3.Connection, user_id: str, job_id: str, run_id: str, start: int, count: int
+) -> str | None:
+    row = conn.execute(
+        "SELECT coalesce(substr(coalesce(o.output, r.output), ?, ?), '') FROM job_runs r"
+        " LEFT JOIN run_outputs o ON o.run_id = r.run_id"
+        " WHERE r.run_id = ? AND r.job_id = ? AND r.user_id = ?",
+        (start + 1, count, run_id, job_id, user_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def cancel_job(

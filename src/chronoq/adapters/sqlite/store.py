@@ -32,7 +32,7 @@ from chronoq.adapters.sqlite import lost as lost_tx
 from chronoq.adapters.sqlite.migrations import migrate
 from chronoq.adapters.sqlite.thread import SqliteThread
 from chronoq.domain.clock import from_micros, to_micros
-from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, Job, Run, RunOutcome
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
     ClaimDueParams,
@@ -87,8 +87,17 @@ class SqliteStore:
         after = jobs_tx.decode_cursor(params.cursor)
         return await self._run(lambda c: jobs_tx.list_jobs(c, params, after))
 
-    async def list_runs(self, user_id: str, job_id: str, limit: int = 100) -> list[Run]:
-        return await self._run(lambda c: jobs_tx.list_runs(c, user_id, job_id, limit))
+    async def list_runs(
+        self, user_id: str, job_id: str, limit: int = 100, *, output_chars: int = LIST_OUTPUT_CHARS
+    ) -> list[Run]:
+        return await self._run(lambda c: jobs_tx.list_runs(c, user_id, job_id, limit, output_chars))
+
+    async def read_output(
+        self, user_id: str, job_id: str, run_id: str, start: int, count: int
+    ) -> str | None:
+        return await self._run(
+            lambda c: jobs_tx.read_output(c, user_id, job_id, run_id, start, count)
+        )
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now_us = to_micros(now)

@@ -53,6 +53,11 @@ def create_app(deps: ApiDeps) -> Starlette:
         Route("/v1/jobs/{job_id}", _guard(routes_jobs.get_job), methods=["GET"]),
         Route("/v1/jobs/{job_id}", _guard(routes_jobs.cancel_job), methods=["DELETE"]),
         Route("/v1/jobs/{job_id}/runs", _guard(routes_jobs.list_runs), methods=["GET"]),
+        Route(
+            "/v1/jobs/{job_id}/runs/{run_id}/output",
+            _guard(routes_jobs.run_output),
+            methods=["GET"],
+        ),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.deps = deps

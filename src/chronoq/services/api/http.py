@@ -83,14 +83,15 @@ def user_of(request: Request) -> str:
     return user
 
 
-def job_id_of(raw: str | None) -> str:
-    """A canonical job id, or 400 — a malformed id never reaches the store."""
+def job_id_of(raw: str | None, *, field: str = "id") -> str:
+    """A canonical job (or run) id, or 400 — a malformed id never reaches the store."""
+    what = field.replace("_", " ") if field != "id" else "job id"
     if not raw:
-        raise InvalidJobId("a job id is required", field="id")
+        raise InvalidJobId(f"a {what} is required", field=field)
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise InvalidJobId(f"invalid job id {raw[:80]!r}: expected a UUID", field="id") from None
+        raise InvalidJobId(f"invalid {what} {raw[:80]!r}: expected a UUID", field=field) from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

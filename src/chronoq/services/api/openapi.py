@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.services.api.schemas import (
     MAX_BATCH,
@@ -53,7 +54,13 @@ _JOB = {
     "properties": {
         "job_id": {"type": "string", "format": "uuid"},
         "project_id": {"type": "string"},
-        "payload": {"type": "string"},
+        "payload": _nullable(
+            "string",
+            description="null in lists when offloaded (payload_offloaded): GET /v1/jobs/{id}"
+            " returns it",
+        ),
+        "payload_offloaded": {"type": "boolean", "description": "kept in the blob store"},
+        "payload_size": {"type": "integer", "minimum": 0, "description": "bytes (UTF-8)"},
         "status": {"enum": [s.value for s in JobStatus]},
         "cron_schedule": _nullable("string"),
         "timezone": _nullable("string"),
@@ -100,7 +107,14 @@ _RUN = {
         "triggered_at": _TIME,
         "started_at": _nullable("string", format="date-time"),
         "completed_at": _nullable("string", format="date-time"),
-        "output": _nullable("string"),
+        "output": _nullable(
+            "string",
+            description=f"in lists, the first {LIST_OUTPUT_CHARS} characters at most",
+        ),
+        "output_truncated": {
+            "type": "boolean",
+            "description": "output is cut here; GET …/runs/{run_id}/output streams it whole",
+        },
         "exit_code": _nullable("integer"),
         "worker_id": _nullable("string"),
         "error_message": _nullable("string"),
@@ -133,6 +147,7 @@ _USER = {
 }
 _UUID = {"type": "string", "format": "uuid", "minLength": 1}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _UUID}
+_RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _UUID}
 _LIST_QUERY = [
     {"name": "status", "in": "query", "required": False,
      "schema": {"enum": [s.value for s in JobStatus]}},
@@ -227,6 +242,17 @@ def openapi_document() -> dict[str, Any]:
         "/v1/jobs/{job_id}/runs": {
             "get": _op("A job's runs, newest first", (200, runs), (400, 401, 404),
                        parameters=[_JOB_ID, _LIST_QUERY[-1]])
+        },
+        "/v1/jobs/{job_id}/runs/{run_id}/output": {
+            "get": {
+                **_op("A run's whole output, streamed as text", (200, {}), (400, 401, 404),
+                      parameters=[_JOB_ID, _RUN_ID]),
+                "responses": {
+                    "200": {"description": "the output (empty if none yet)",
+                            "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    **_errors(400, 401, 404),
+                },
+            }
         },
     }  # fmt: skip
     components.update(

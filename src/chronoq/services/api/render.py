@@ -13,11 +13,14 @@ def _t(value: datetime | None) -> str | None:
     return None if value is None else format_rfc3339(value)
 
 
-def job_v1(job: Job, payload: str) -> dict[str, Any]:
+def job_v1(job: Job, payload: str | None) -> dict[str, Any]:
+    """``payload`` None: an offloaded payload a list leaves out (``payload_offloaded``)."""
     return {
         "job_id": job.job_id,
         "project_id": job.project_id,
         "payload": payload,
+        "payload_offloaded": job.payload_ref is not None,
+        "payload_size": job.payload_size,
         "status": job.status.value,
         "cron_schedule": job.cron_schedule,
         "timezone": job.timezone,
@@ -63,6 +66,7 @@ def run_v1(run: Run) -> dict[str, Any]:
         "started_at": _t(run.started_at),
         "completed_at": _t(run.completed_at),
         "output": run.output,
+        "output_truncated": run.output_truncated,
         "exit_code": run.exit_code,
         "worker_id": run.worker_id,
         "error_message": run.error_message,

@@ -1,8 +1,11 @@
-"""``/v1`` job routes: create, batch create, list, get, cancel, runs."""
+"""``/v1`` job routes: create, batch create, list, get, cancel, runs, a run's output."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
 from chronoq.domain.jobs import Job
 from chronoq.domain.states import JobStatus
@@ -80,7 +83,9 @@ async def list_jobs(request: Request) -> JSONResponse:
             limit=_limit(query.get("limit")),
         )
     )
-    items = [job_v1(job, await deps.ingest.load_payload(job)) for job in page.items]
+    # Offloaded payloads (each up to max_body_bytes) stay in the blob store: a page of
+    # 1,000 jobs must not fetch 1,000 objects. GET /v1/jobs/{id} returns them.
+    items = [job_v1(job, job.payload) for job in page.items]
     return JSONResponse({"items": items, "next_cursor": cursors.seal(user, page.next_cursor)})
 
 
@@ -110,6 +115,35 @@ async def list_runs(request: Request) -> JSONResponse:
     job = await owned_job(deps, user, request.path_params["job_id"])
     runs = await deps.store.list_runs(user, job.job_id, _limit(request.query_params.get("limit")))
     return JSONResponse({"items": [run_v1(run) for run in runs]})
+
+
+OUTPUT_CHUNK_CHARS = 65_536
+"""Characters read from the store per slice of a streamed output (bounded memory)."""
+
+
+async def run_output(request: Request) -> Response:
+    """The whole output of one run, streamed as text in slices read from the store."""
+    deps = deps_of(request)
+    user = user_of(request)
+    job = await owned_job(deps, user, request.path_params["job_id"])
+    run_id = job_id_of(request.path_params["run_id"], field="run_id")
+    first = await deps.store.read_output(user, job.job_id, run_id, 0, OUTPUT_CHUNK_CHARS)
+    if first is None:
+        raise NotFoundError("no such run")
+
+    async def slices() -> AsyncIterator[bytes]:
+        chunk, start = first, 0
+        while chunk:
+            yield chunk.encode()
+            if len(chunk) < OUTPUT_CHUNK_CHARS:
+                return
+            start += len(chunk)
+            chunk = (
+                await deps.store.read_output(user, job.job_id, run_id, start, OUTPUT_CHUNK_CHARS)
+                or ""
+            )
+
+    return StreamingResponse(slices(), media_type="text/plain; charset=utf-8")
 
 
 def _status(raw: str | None) -> JobStatus | None:
