@@ -15,9 +15,14 @@ Contract, for every adapter (tests/contract/test_runqueue.py):
   with ``deliveries`` one higher. ``receive`` waits at most ``wait`` seconds for a
   first message (long poll) and returns at most ``limit``.
 * ``extend`` pushes the hold of messages still in hand (a run heartbeating); an unknown
-  or expired receipt is ignored.
+  receipt is ignored, and so is one of a message received again since (memory, Redis;
+  SQS may still honour a superseded receipt handle, moto does).
 * ``ack`` deletes messages for good; unknown receipts are fine.
 * Order is best effort (SQS standard queues reorder); nobody relies on it.
+* Dead letters: a message already received ``max_receives`` times (an adapter setting)
+  is not delivered again; the receive that would have been one too many moves it to a
+  dead-letter queue, which ``drain_dead`` empties (at most once: a run lost there is
+  still QUEUED in the store and is re-derived from it).
 
 Redis Streams: a stream and a consumer group; ``hold`` is the pending entry's idle time
 (``XAUTOCLAIM`` takes over a dead consumer's entries), ``extend`` is ``XCLAIM ...
@@ -70,6 +75,10 @@ class RunQueue(Protocol):
 
     async def ack(self, receipts: Sequence[str]) -> None:
         """Delete these messages for good."""
+        ...
+
+    async def drain_dead(self, limit: int) -> list[str]:
+        """Remove and return up to ``limit`` run ids from the dead-letter queue."""
         ...
 
     async def depth(self) -> int:

@@ -7,6 +7,7 @@
 * Builders that run any role in-process on those adapters (``chronoq.testing.roles``).
 """
 
+from chronoq.adapters.memory.runqueue import MemoryRunQueue as MemoryRunQueue
 from chronoq.adapters.memory.store import MemoryStore
 from chronoq.adapters.memory.submissions import MemorySubmissionLog
 from chronoq.testing.clock import FakeClock, settle

@@ -1,0 +1,382 @@
+"""The RunQueue contract (chronoq.ports.runqueue), on every adapter: in memory (on a
+``FakeClock``), Redis Streams (a private ``redis-server`` per test) and SQS (moto's
+server for the session, a fresh queue per test).
+
+Time passes differently per adapter, so every test that needs a hold to run out polls
+with a deadline (``QueueHarness.eventually``): each poll advances the fake clock by a
+step (memory) or waits a step of real time. ``HOLD`` is 1 s (SQS visibility is whole
+seconds); ``LONG`` is a hold that must not run out during a test. Queues stay small:
+moto slows down with queue depth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from chronoq.errors import ConfigError, UnavailableError
+from chronoq.ports.runqueue import Delivery, RunQueue
+from chronoq.testing import FakeClock, MemoryRunQueue
+from tests.support.redis_server import RedisFactory, redis_factory  # noqa: F401 - a fixture
+from tests.support.sqs_server import sqs_factory, sqs_server, sqs_url  # noqa: F401 - fixtures
+
+T = TypeVar("T")
+
+HOLD = 1.0
+LONG = 60.0
+STEP = 0.05
+DEADLINE = 15.0
+
+
+@dataclass(slots=True)
+class QueueHarness:
+    kind: str
+    queue: RunQueue
+    make: Callable[[int], Awaitable[RunQueue]]
+    """Another started client of a fresh queue with this ``max_receives`` (or, with 0,
+    of the same queue as ``queue``)."""
+    clock: FakeClock | None
+    opened: list[RunQueue] = field(default_factory=list)
+
+    def now(self) -> float:
+        return self.clock.monotonic() if self.clock else time.monotonic()
+
+    async def tick(self) -> None:
+        if self.clock:
+            await self.clock.advance(STEP)
+        else:
+            await asyncio.sleep(STEP)
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro``, letting the fake clock run meanwhile (a receive that waits)."""
+        task = asyncio.ensure_future(coro)
+        while not task.done():
+            await asyncio.wait({task}, timeout=0.01)
+            if self.clock and not task.done():
+                await self.clock.advance(STEP)
+        return task.result()
+
+    async def eventually(self, probe: Callable[[], Awaitable[T]]) -> T:
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            value = await probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                pytest.fail(f"condition not met within {DEADLINE} s")
+            await self.tick()
+
+    async def other(self) -> RunQueue:
+        """A second client of the same queue (memory: the same object)."""
+        return await self.make(0)
+
+
+@pytest.fixture(params=["memory", "redis", "sqs"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[QueueHarness]:
+    opened: list[RunQueue] = []
+    clock: FakeClock | None = None
+
+    async def started(queue: RunQueue) -> RunQueue:
+        await queue.start()
+        opened.append(queue)
+        return queue
+
+    if request.param == "memory":
+        clock = FakeClock()
+        first = MemoryRunQueue(clock)
+
+        async def make(max_receives: int) -> RunQueue:
+            if not max_receives:
+                return first
+            return await started(MemoryRunQueue(clock, max_receives=max_receives))
+
+    elif request.param == "redis":
+        from chronoq.adapters.redis import run_queue as redis_queue
+
+        server = request.getfixturevalue("redis_factory")(durable=False)
+        first = redis_queue(server.url)
+
+        async def make(max_receives: int) -> RunQueue:
+            key = f"&key=q{len(opened)}" if max_receives else ""
+            url = f"{server.url}?max_receives={max_receives or 5}{key}"
+            return await started(redis_queue(url))
+
+    else:
+        from chronoq.adapters.sqs import run_queue as sqs_queue
+
+        server = request.getfixturevalue("sqs_server")
+        url = sqs_url(server)
+        first = sqs_queue(url)
+
+        async def make(max_receives: int) -> RunQueue:
+            return await started(sqs_queue(sqs_url(server, max_receives) if max_receives else url))
+
+    await started(first)
+    try:
+        yield QueueHarness(request.param, first, make, clock, opened)
+    finally:
+        for queue in opened:
+            await queue.close()
+
+
+async def receive_all(h: QueueHarness, queue: RunQueue, count: int, hold: float) -> list[Delivery]:
+    """Receive until ``count`` messages came (SQS may hand out fewer per call)."""
+    got: list[Delivery] = []
+
+    async def probe() -> bool:
+        got.extend(await queue.receive("c1", count - len(got), wait=0, hold=hold))
+        return len(got) >= count
+
+    await h.eventually(probe)
+    return got
+
+
+async def test_send_receive_ack(harness: QueueHarness) -> None:
+    h = harness
+    await h.queue.send(["r1", "r2", "r3"])
+    got = await receive_all(h, h.queue, 3, HOLD)
+    assert sorted(d.run_id for d in got) == ["r1", "r2", "r3"]
+    assert [d.deliveries for d in got] == [1, 1, 1]
+    assert len({d.receipt for d in got}) == 3
+    await h.queue.ack([d.receipt for d in got])
+    assert await h.eventually(lambda: _is(h.queue.depth(), 0))
+    later = h.now() + 2 * HOLD
+    while h.now() < later:  # acknowledged for good: nothing comes back after the hold
+        assert await h.queue.receive("c1", 10, wait=0, hold=HOLD) == []
+        await h.tick()
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def test_unacknowledged_comes_back_after_hold(harness: QueueHarness) -> None:
+    h = harness
+    other = await h.other()
+    await h.queue.send(["r1"])
+    [first] = await receive_all(h, h.queue, 1, HOLD)
+    assert await other.receive("c2", 10, wait=0, hold=HOLD) == []  # hidden meanwhile
+    again = await h.eventually(lambda: other.receive("c2", 10, wait=0, hold=HOLD))
+    assert [(d.run_id, d.deliveries) for d in again] == [("r1", 2)]
+    assert again[0].receipt != first.receipt
+
+
+async def test_extend_keeps_it_hidden(harness: QueueHarness) -> None:
+    h = harness
+    other = await h.other()
+    await h.queue.send(["r1"])
+    [held] = await receive_all(h, h.queue, 1, HOLD)
+    until = h.now() + 3 * HOLD
+    while h.now() < until:  # heartbeating: three holds pass, nobody else gets it
+        await h.queue.extend([held.receipt], HOLD)
+        for _ in range(6):
+            assert await other.receive("c2", 10, wait=0, hold=HOLD) == []
+            await h.tick()
+    again = await h.eventually(lambda: other.receive("c2", 10, wait=0, hold=HOLD))
+    assert [(d.run_id, d.deliveries) for d in again] == [("r1", 2)]
+
+
+async def test_extend_with_a_superseded_receipt_is_ignored(harness: QueueHarness) -> None:
+    h = harness
+    if h.kind == "sqs":
+        pytest.skip("SQS may honour a superseded receipt handle (moto does)")
+    other = await h.other()
+    await h.queue.send(["r1"])
+    [stale] = await receive_all(h, h.queue, 1, HOLD)
+    [taken] = await h.eventually(lambda: other.receive("c2", 10, wait=0, hold=HOLD))
+    await h.queue.extend([stale.receipt], LONG)  # must not hide it from a third receiver
+    third = await h.eventually(lambda: other.receive("c3", 10, wait=0, hold=HOLD))
+    assert [(d.run_id, d.deliveries) for d in third] == [("r1", 3)]
+    assert taken.deliveries == 2
+
+
+async def test_two_consumers_never_hold_one_message_at_once(harness: QueueHarness) -> None:
+    h = harness
+    other = await h.other()
+    runs = [f"r{i}" for i in range(20)]
+    await h.queue.send(runs)
+    seen: list[str] = []
+
+    async def both() -> bool:
+        batches = await asyncio.gather(
+            h.queue.receive("c1", 3, wait=0, hold=LONG), other.receive("c2", 3, wait=0, hold=LONG)
+        )
+        seen.extend(d.run_id for batch in batches for d in batch)
+        return len(seen) >= len(runs)
+
+    await h.eventually(both)
+    assert sorted(seen) == sorted(runs)  # each exactly once while held
+
+
+async def test_unknown_receipts_are_fine(harness: QueueHarness) -> None:
+    h = harness
+    await h.queue.send(["r1"])
+    [held] = await receive_all(h, h.queue, 1, LONG)
+    junk = ["nonsense", "0-1/1/c1", "99.1", "x" * 40]
+    await h.queue.extend(junk, HOLD)
+    await h.queue.ack(junk)
+    await h.queue.ack([held.receipt])
+    await h.queue.ack([held.receipt])  # twice: still fine
+    assert await h.eventually(lambda: _is(h.queue.depth(), 0))
+
+
+async def test_wait_bounds_receive(harness: QueueHarness) -> None:
+    h = harness
+    start = h.now()
+    assert await h.run(h.queue.receive("c1", 5, wait=1.0, hold=HOLD)) == []
+    took = h.now() - start
+    assert 0.9 <= took < 4.0, took
+    start = h.now()
+    assert await h.queue.receive("c1", 5, wait=0, hold=HOLD) == []
+    assert h.now() - start < 1.0
+    # A message sent during a long wait ends it early.
+    start = h.now()
+    waiting = asyncio.ensure_future(h.run(h.queue.receive("c1", 5, wait=5.0, hold=HOLD)))
+    await asyncio.sleep(0.2)
+    await h.queue.send(["r1"])
+    got = await waiting
+    assert [d.run_id for d in got] == ["r1"]
+    assert h.now() - start < 4.5
+
+
+async def test_dead_letter_after_max_receives(harness: QueueHarness) -> None:
+    h = harness
+    queue = await h.make(2)
+    await queue.send(["r1", "r2"])
+    counts: list[int] = []
+
+    async def redelivered() -> bool:
+        for delivery in await queue.receive("c1", 10, wait=0, hold=HOLD):
+            if delivery.run_id == "r1":
+                counts.append(delivery.deliveries)
+            else:
+                await queue.ack([delivery.receipt])  # r2 is done on its first delivery
+        return len(counts) >= 2
+
+    await h.eventually(redelivered)
+    assert counts == [1, 2]
+    dead: list[str] = []
+
+    async def drained() -> bool:
+        assert await queue.receive("c1", 10, wait=0, hold=HOLD) == []  # never a third time
+        dead.extend(await queue.drain_dead(10))
+        return bool(dead)
+
+    await h.eventually(drained)
+    assert dead == ["r1"]
+    assert await queue.drain_dead(10) == []
+    assert await h.eventually(lambda: _is(queue.depth(), 0))
+
+
+async def test_depth_counts_waiting_and_in_flight(harness: QueueHarness) -> None:
+    h = harness
+    assert await h.queue.depth() == 0
+    await h.queue.send(["r1", "r2", "r3"])
+    assert await h.eventually(lambda: _is(h.queue.depth(), 3))
+    [held] = await receive_all(h, h.queue, 1, LONG)
+    assert await h.queue.depth() == 3
+    await h.queue.ack([held.receipt])
+    assert await h.eventually(lambda: _is(h.queue.depth(), 2))
+
+
+# -- the brokers' own failures (not memory) ------------------------------------------------
+
+
+@pytest.fixture(params=["redis", "sqs"])
+def broker(request: pytest.FixtureRequest) -> tuple[Any, Callable[[], RunQueue]]:
+    """A private server (killed and restarted by the test) and a factory of queues on it."""
+    if request.param == "redis":
+        from chronoq.adapters.redis import run_queue as redis_queue
+
+        server = request.getfixturevalue("redis_factory")(durable=False)
+        return server, lambda: redis_queue(server.url)
+    from chronoq.adapters.sqs import run_queue as sqs_queue
+
+    server = request.getfixturevalue("sqs_factory")()
+    url = sqs_url(server)
+    return server, lambda: sqs_queue(url)
+
+
+async def test_broker_restarted_empty_works_again(
+    broker: tuple[Any, Callable[[], RunQueue]],
+) -> None:
+    """The seed's TestSQSRestart: the broker dies and comes back without its queue."""
+    server, make = broker
+    queue = make()
+    await queue.start()
+    try:
+        await queue.send(["before"])
+        server.kill()
+        with pytest.raises(UnavailableError):
+            await queue.send(["while-down"])
+        server.start()
+        await poll_ok(lambda: queue.send(["after"]))  # the queue (or group) is created again
+        got = await queue.receive("c1", 10, wait=1, hold=HOLD)
+        assert [(d.run_id, d.deliveries) for d in got] == [("after", 1)]
+        await queue.ack([d.receipt for d in got])
+        fresh = make()  # and a node starting now finds a working queue
+        await fresh.start()
+        await fresh.send(["later"])
+        assert [d.run_id for d in await queue.receive("c2", 10, wait=1, hold=HOLD)] == ["later"]
+        await fresh.close()
+    finally:
+        await queue.close()
+
+
+async def poll_ok(call: Callable[[], Awaitable[None]]) -> None:
+    """``call`` until it stops raising UnavailableError (a pooled connection may still
+    point at the dead server once)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        try:
+            await call()
+            return
+        except UnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(STEP)
+
+
+async def test_unreachable_broker_is_unavailable_at_start(
+    broker: tuple[Any, Callable[[], RunQueue]],
+) -> None:
+    server, make = broker
+    server.kill()
+    queue = make()
+    started = time.monotonic()
+    with pytest.raises(UnavailableError, match="dispatch"):
+        await queue.start()
+    assert time.monotonic() - started < 15
+    await queue.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqs://",
+        "sqs://bad.name?endpoint=http://127.0.0.1:1",
+        "sqs://q/path",
+        "sqs://q?endpoint=ftp://127.0.0.1:1",
+        "sqs://q?endpoint=http://127.0.0.1:99999",
+        "sqs://q?region=Mars",
+        "sqs://q?max_receives=0",
+        "sqs://q?max_receives=1001",
+        "sqs://q?visibility=3",
+        "sqs://" + "q" * 76,
+        "redis://127.0.0.1:1/0?max_receives=x",
+        "redis://127.0.0.1:1/0?bogus=1",
+    ],
+)
+def test_bad_url_is_one_line_config_error(url: str) -> None:
+    from chronoq.adapters import redis, sqs
+
+    factory = sqs.run_queue if url.startswith("sqs") else redis.run_queue
+    with pytest.raises(ConfigError) as caught:
+        factory(url)
+    message = str(caught.value)
+    assert message.startswith("dispatch:") and "\n" not in message
