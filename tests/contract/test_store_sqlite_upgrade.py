@@ -16,7 +16,7 @@ from chronoq.adapters.sqlite import SqliteStore
 from chronoq.domain.clock import to_micros
 from chronoq.domain.states import LOST_TO_LEASE, JobStatus, RunStatus
 
-from .helpers import T0, at, job_now, make_job, reap, runs_of
+from .helpers import T0, at, job_now, make_job, output_of, reap, runs_of
 
 
 def _old_database(path: Path, job_id: str, user_id: str) -> None:
@@ -67,3 +67,36 @@ async def test_an_old_database_migrates_and_its_in_flight_run_counts_as_started(
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
     conn.close()
     assert versions[:2] == [1, 2]  # 002 applied on top of 001
+
+
+async def test_long_outputs_written_before_migration_003_are_read_whole(tmp_path: Path) -> None:
+    job = make_job(status=JobStatus.COMPLETED, next_fire_at=None)
+    path = tmp_path / "old.sqlite"
+    _old_database(path, job.job_id, job.user_id)
+    long, short = "é" * 5000 + "end", "fits"
+    with sqlite3.connect(path) as conn:  # runs finished under schema 001: outputs inline
+        conn.execute(
+            "UPDATE job_runs SET status = 'COMPLETED', output = ?, lease_owner = NULL",
+            (long,),
+        )
+        conn.execute(
+            "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+            " triggered_at, available_at, output) VALUES ('short-run', ?, ?, ?, 2,"
+            " 'FAILED', ?, ?, ?)",
+            (job.job_id, job.user_id, to_micros(at(1)), to_micros(T0), to_micros(T0), short),
+        )
+    conn.close()
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        listed = {run.run_id: run for run in await runs_of(store, job)}
+        assert listed["old-run"].output_truncated and len(listed["old-run"].output or "") == 2048
+        assert not listed["short-run"].output_truncated
+        assert await output_of(store, job, "old-run") == long
+        assert await output_of(store, job, "short-run") == short
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:  # the row keeps only the head; the whole is aside
+        (head,) = conn.execute("SELECT length(output) FROM job_runs WHERE run_id = 'old-run'")
+        assert head == (2049,)
+    conn.close()
