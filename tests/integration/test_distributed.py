@@ -214,7 +214,7 @@ def test_buffered_ingestion_through_a_writer_process(dsn: str, processes: Proces
         assert r.status_code == 201, r.text
         job_id = r.json()["job_id"]
         # Accepted and readable, but no writer yet: it must not run.
-        assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "PENDING"
+        assert api.get(f"/v1/jobs/{job_id}").json()["status"] == "ACCEPTED"
         assert not wait_for(lambda: completed(api.get(f"/v1/jobs/{job_id}/runs")
                                               .json()["items"]), 1.5)  # fmt: skip
         processes.start("writer", "writer", "--node-id", "writer-1", *common)

@@ -24,6 +24,10 @@ class JobStatus(StrEnum):
     """No fires until resumed (reserved for the pause API)."""
     CANCELLED = "CANCELLED"
     """Terminal: cancelled by its owner; no further fires; a running run is killed."""
+    ACCEPTED = "ACCEPTED"
+    """Buffered ingestion only (``--ingest log`` / ``redis://``): durably in the submission
+    log, not yet moved into the store by a writer. Never stored: the api shows it when it
+    reads a job from the log; the job is PENDING once a writer has moved it."""
 
 
 JOB_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})

@@ -61,7 +61,12 @@ _JOB = {
         ),
         "payload_offloaded": {"type": "boolean", "description": "kept in the blob store"},
         "payload_size": {"type": "integer", "minimum": 0, "description": "bytes (UTF-8)"},
-        "status": {"enum": [s.value for s in JobStatus]},
+        "status": {
+            "enum": [s.value for s in JobStatus],
+            "description": "ACCEPTED: with buffered ingestion (--ingest log or redis://), the"
+            " job is durably in the submission log and not yet in the store; GET"
+            " /v1/jobs/{id} shows it, lists do not (docs/api.md)",
+        },
         "cron_schedule": _nullable("string"),
         "timezone": _nullable("string"),
         "next_fire_at": _nullable("string", format="date-time"),

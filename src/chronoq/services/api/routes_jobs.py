@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -33,11 +34,17 @@ def deps_of(request: Request) -> ApiDeps:
 
 
 async def owned_job(deps: ApiDeps, user: str, raw_id: str | None) -> Job:
-    """The caller's job, or 404 — the same answer for others' jobs and missing ones."""
+    """The caller's job, or 404 — the same answer for others' jobs and missing ones.
+
+    With a submission log, the log is asked first: an entry leaves it only once its job
+    is in the store, so log-then-store never misses a job a writer is moving (the other
+    order could), and a job still in the log (ACCEPTED) reads while the store is down."""
     job_id = job_id_of(raw_id)
+    if deps.submissions is not None:
+        logged = await deps.submissions.get_job(user, job_id)
+        if logged is not None:  # accepted, not moved in yet
+            return replace(logged, status=JobStatus.ACCEPTED)
     job = await deps.store.get_job(user, job_id)
-    if job is None and deps.submissions is not None:  # accepted, not moved in yet
-        job = await deps.submissions.get_job(user, job_id)
     if job is None:
         raise NotFoundError(NOT_FOUND)
     return job
