@@ -53,8 +53,9 @@ RECEIVE_WAIT = 1.0
 PUBLISH_AHEAD = 5.0
 """Runs are sent this long before they are available (the longest picker look-ahead);
 workers claim that far ahead and start each run at its ``available_at``."""
-SETTLE = 2.0
-"""The relay leaves runs younger than this to the picker that is sending them now."""
+SETTLE = 0.5
+"""The relay leaves never-sent runs triggered less than this ago to the picker that is
+sending them right now (one relay period: fewer duplicate messages, none lost)."""
 REPUBLISH_AFTER = 60.0
 """A run still QUEUED this long after its message was sent is sent again (the message
 was lost: a broker restarted without it, a dead-letter queue took it)."""
@@ -113,12 +114,14 @@ class QueuedDispatch:
 
     async def claim_due(self, params: ClaimDueParams) -> list[Run]:
         runs = await self._store.claim_due(params)
-        if runs:
+        soon = params.now + self._ahead  # later ones are the relay's when they come near
+        ids = [r.run_id for r in runs if r.available_at <= soon]
+        if ids:
             try:
-                await self._publish([r.run_id for r in runs], params.now)
+                await self._publish(ids, params.now)
             except Exception as exc:  # committed runs stand; the relay sends them
                 log.warning("dispatch: sending %d new runs failed (%s); the relay will",
-                            len(runs), exc)  # fmt: skip
+                            len(ids), exc)  # fmt: skip
         return runs
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
@@ -132,6 +135,15 @@ class QueuedDispatch:
         if await self._queue.depth() == 0:
             republish = now  # an empty broker holds no message for any QUEUED run
         sent = 0
+        dead = await self._queue.drain_dead(self._batch)
+        if dead:
+            # Received too often without an ack (receivers died before claiming, or the
+            # store was down). Only a hint: the store decides DEAD (the lost-run rule
+            # counts interruptions of STARTED runs). A run still QUEUED needs a message;
+            # one that is not is acknowledged by the worker that receives it.
+            log.warning("dispatch: %d dead-lettered messages sent again", len(dead))
+            await self._publish(dead, now)
+            sent += len(dead)
         while True:
             ids = await self._store.unpublished_runs(
                 OutboxParams(
