@@ -1,14 +1,20 @@
-"""The Coordination contract, on every adapter: in-process memory and real PostgreSQL.
+"""The Coordination contract, on every adapter: in-process memory, real PostgreSQL and
+a real etcd.
 
-Leases are short (``TTL`` = 0.3 s) where a test needs one to lapse, and every wait
-is a deadline-bounded poll. PostgreSQL cases get a fresh database (``pg_database``).
+Leases are short (``TTL`` = 0.3 s) where a test needs one to lapse (etcd raises its
+leases to its minimum, 2 s), and every wait is a deadline-bounded poll. PostgreSQL
+cases get a fresh database (``pg_database``); etcd cases a fresh key prefix on one
+etcd per module (``etcd_server``), and the etcd-only tests at the end their own etcd
+where they stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -16,12 +22,17 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
+from chronoq.adapters.etcd import EtcdCoordination, parse_etcd_url
+from chronoq.adapters.etcd import coordination as etcd_coordination
 from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.postgres.coordination import PostgresCoordination
 from chronoq.adapters.postgres.notify import PostgresNotifier
-from chronoq.errors import UnavailableError, ValidationError
+from chronoq.errors import ConfigError, UnavailableError, ValidationError
 from chronoq.ports.coordination import Coordination, Leadership, Member, ShardAssignment
+from chronoq.runtime.servers.etcd import cluster_url, etcd_cluster
 from chronoq.testing import FakeClock
+from tests.support.etcd_server import etcd_server, require_etcd, running_etcd  # noqa: F401
+from tests.support.waiting import wait_for as wait_for_sync
 
 from .conftest import CONNECT_TIMEOUT
 
@@ -44,7 +55,7 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = D
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture(params=["memory", "postgres"])
+@pytest.fixture(params=["memory", "postgres", "etcd"])
 async def make(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], Awaitable[Any]]]:
     """A factory of started coordination objects sharing ONE state (memory: the same
     object; PostgreSQL: separate pools on the same fresh database)."""
@@ -54,6 +65,15 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], Awa
 
         async def factory() -> Any:
             return shared
+
+    elif request.param == "etcd":
+        url = request.getfixturevalue("etcd_server").url + f"/t{uuid.uuid4().hex[:12]}"
+
+        async def factory() -> Any:
+            coordination = etcd_coordination(url)
+            await coordination.start()
+            made.append(coordination)
+            return coordination
 
     else:
         dsn = request.getfixturevalue("pg_database")
@@ -437,3 +457,163 @@ async def _no_leader(coord: Coordination) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+# -- etcd only -------------------------------------------------------------------------------
+
+
+async def test_etcd_racing_candidates_never_share_an_epoch(request: pytest.FixtureRequest) -> None:
+    url = request.getfixturevalue("etcd_server").url + f"/race{uuid.uuid4().hex[:8]}"
+    coords = [etcd_coordination(url) for _ in range(3)]
+    await asyncio.gather(*(c.start() for c in coords))
+    won: list[Leadership] = []
+    try:
+        for _ in range(25):  # each round: all three at once on a free lease, the winner resigns
+            leases = await asyncio.gather(
+                *(c.try_lead(f"n{i}", LONG) for i, c in enumerate(coords))
+            )
+            winners = [lease for lease in leases if lease is not None]
+            assert len(winners) == 1, winners  # never two holders of one term
+            won.append(winners[0])
+            # the losers see the winner; a renewal by the winner keeps its epoch
+            assert await coords[0].leader() == winners[0]
+            winner = winners[0].holder
+            again = await coords[int(winner[1:])].try_lead(winner, LONG)
+            assert again is not None and again.epoch == winners[0].epoch
+            await coords[int(winner[1:])].resign(winner)
+    finally:
+        await asyncio.gather(*(c.close() for c in coords))
+    epochs = [lease.epoch for lease in won]
+    assert epochs == list(range(1, len(won) + 1)), epochs  # one per term, none skipped
+    assert len({lease.holder for lease in won}) > 1  # the lease really changed hands
+
+
+async def test_etcd_epochs_keep_growing_across_restarts_and_leaders(tmp_path: Any) -> None:
+    """etcd SIGKILLed and restarted on its data dir: both counters survive, and so does a
+    live leader's lease (etcd restores leases): its term goes on, nobody else takes it."""
+    leader_epochs: list[int] = []
+    assignment_epochs: list[int] = []
+    with running_etcd(tmp_path / "etcd") as server:
+        for round_ in range(3):
+            coord = etcd_coordination(server.url)
+            await coord.start()
+            try:
+                lease = await _lead(coord, f"leader-{round_}")
+                leader_epochs.append(lease.epoch)
+                for owners in ({0: "p1", 1: "p2"}, {}):
+                    epoch = await coord.assign_shards(lease.holder, lease.epoch, owners)
+                    assert epoch is not None
+                    assignment_epochs.append(epoch)
+                server.kill()  # a crash with the term live
+                server.start()
+                assert await coord.leader() == lease  # the key and its lease came back
+                assert await coord.try_lead("intruder", LONG) is None
+                renewed = await coord.try_lead(lease.holder, LONG)
+                assert renewed is not None and renewed.epoch == lease.epoch
+                assert await coord.assignments() == {}
+                await coord.resign(lease.holder)
+            finally:
+                await coord.close()
+    assert leader_epochs == [1, 2, 3]
+    assert assignment_epochs == sorted(set(assignment_epochs)), assignment_epochs
+    # the first assignment epoch is seeded from the clock (ms): above any older store fence
+    assert assignment_epochs[0] > 1_700_000_000_000
+
+
+async def test_etcd_unreachable_is_an_unavailable_error_quickly(tmp_path: Any) -> None:
+    closed = etcd_coordination("etcd://127.0.0.1:1/x?timeout=0.5")
+    began = time.monotonic()
+    with pytest.raises(UnavailableError, match="coordination"):
+        await closed.start()
+    assert time.monotonic() - began < 2
+    with pytest.raises(UnavailableError):
+        await closed.try_lead("a", LONG)  # not started
+
+    # A listener that never answers (a hung etcd): bounded by the timeout, not forever.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        hung = etcd_coordination(f"etcd://127.0.0.1:{silent.getsockname()[1]}?timeout=0.5")
+        began = time.monotonic()
+        with pytest.raises(UnavailableError):
+            await hung.start()
+        assert time.monotonic() - began < 2
+        await hung.close()
+
+    with running_etcd(tmp_path / "etcd") as server:
+        coord = etcd_coordination(server.url + "?timeout=0.5")
+        await coord.start()
+        try:
+            assert await _lead(coord, "a")
+            server.kill()
+            for call in (
+                coord.try_lead("a", LONG),
+                coord.leader(),
+                coord.members(ttl=LONG),
+                coord.heartbeat(Member(member_id="m", role="picker")),
+                coord.assign_shards("a", 1, {0: "p"}),
+                coord.assignment_of("p"),
+            ):
+                began = time.monotonic()
+                with pytest.raises(UnavailableError):
+                    await call
+                assert time.monotonic() - began < 2
+            server.start()  # back: the same coordination object works again
+            lease = await eventually(lambda: coord.try_lead("a", LONG))
+            assert lease.epoch == 1
+        finally:
+            await coord.close()
+            await coord.close()  # twice is fine
+
+
+async def test_etcd_fails_over_between_endpoints(tmp_path: Any) -> None:
+    """A URL naming three members: the leading etcd member SIGKILLed, the coordination
+    goes on through the others (the same term, the same epochs)."""
+    require_etcd()
+    members = etcd_cluster(tmp_path, 3)
+    try:
+        for member in members:
+            member.start()
+        assert wait_for_sync(lambda: all(m.healthy() for m in members), 30)
+        (chief,) = [m for m in members if m.is_leader()]
+        others = [m for m in members if m is not chief]
+        # The etcd leader first in the URL: the client talks to it until it dies.
+        coord = etcd_coordination(cluster_url([chief, *others], "fo") + "?timeout=1")
+        await coord.start()
+        try:
+            lease = await _lead(coord, "a")
+            epoch = await coord.assign_shards("a", lease.epoch, {0: "p1"})
+            chief.kill()
+            renewed = await eventually(lambda: _quiet(coord.try_lead("a", LONG)), within=20)
+            assert renewed.epoch == lease.epoch
+            newer = await coord.assign_shards("a", lease.epoch, {0: "p2"})
+            assert newer is not None and epoch is not None and newer > epoch
+            assert await coord.assignments() == {0: ("p2", newer)}
+        finally:
+            await coord.close()
+    finally:
+        for member in members:
+            member.kill()
+
+
+def test_etcd_urls_are_checked_at_load() -> None:
+    for bad in ("etcd://", "etcd://host", "etcd://h:0", "etcd://h:99999", "etcd://h:1?x=1",
+                "etcd://h:1?timeout=abc", "etcd://h:1,h2/p", "http://h:1",
+                "etcd://h:1?member_lease=1"):  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            etcd_coordination(bad)
+        message = str(caught.value)
+        assert message.startswith("coordination") and "\n" not in message, message
+    parsed = parse_etcd_url("etcd://a:1,b:2/some/prefix?timeout=3&member_lease=30")
+    assert parsed.endpoints == ("http://a:1", "http://b:2")
+    assert (parsed.prefix, parsed.timeout, parsed.member_lease) == ("some/prefix", 3.0, 30.0)
+    assert parse_etcd_url("etcd://a:1").prefix == "chronoq"
+    assert isinstance(etcd_coordination("etcd://a:1"), EtcdCoordination)  # no connection yet
+
+
+async def _quiet(call: Awaitable[T]) -> T | None:
+    """``call``'s value, or None while the backend is unavailable (for ``eventually``)."""
+    try:
+        return await call
+    except UnavailableError:
+        return None
