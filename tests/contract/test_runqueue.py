@@ -181,6 +181,21 @@ async def test_extend_keeps_it_hidden(harness: QueueHarness) -> None:
     assert [(d.run_id, d.deliveries) for d in again] == [("r1", 2)]
 
 
+async def test_extend_can_shorten_the_hold(harness: QueueHarness) -> None:
+    """A worker that received a run too early hides it only until it is due."""
+    h = harness
+    other = await h.other()
+    await h.queue.send(["r1", "r2"])
+    held = await receive_all(h, h.queue, 2, LONG)
+    by_run = {d.run_id: d for d in held}
+    await h.queue.extend([by_run["r1"].receipt], 0)  # visible again at once
+    await h.queue.extend([by_run["r2"].receipt], HOLD)  # visible again after HOLD
+    first = await other.receive("c2", 10, wait=0, hold=LONG)
+    assert [(d.run_id, d.deliveries) for d in first] == [("r1", 2)]
+    second = await h.eventually(lambda: other.receive("c2", 10, wait=0, hold=LONG))
+    assert [(d.run_id, d.deliveries) for d in second] == [("r2", 2)]
+
+
 async def test_extend_with_a_superseded_receipt_is_ignored(harness: QueueHarness) -> None:
     h = harness
     if h.kind == "sqs":

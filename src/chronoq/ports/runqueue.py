@@ -70,7 +70,8 @@ class RunQueue(Protocol):
         ...
 
     async def extend(self, receipts: Sequence[str], hold: float) -> None:
-        """Hide these messages for another ``hold`` seconds from now."""
+        """Hide these messages for ``hold`` seconds from now: longer or shorter than the
+        receive's hold (0 = visible again at once). Redis caps it at the receivers' hold."""
         ...
 
     async def ack(self, receipts: Sequence[str]) -> None:

@@ -10,9 +10,10 @@ run ids of dead letters.
   over). ``deliveries`` is the entry's delivery count in the pending list. An entry
   already delivered ``max_receives`` times is moved to the dead stream instead (in
   the same script, so two receivers never both see it).
-* A receipt is ``id/count/consumer``: ``extend`` resets the idle time
-  (``XCLAIM … JUSTID``, which keeps the count) only while the entry is still that
-  consumer's at that count, so a superseded receipt never steals an entry back.
+* A receipt is ``id/count/consumer``: ``extend`` sets the idle time (``XCLAIM … IDLE
+  … JUSTID``, which keeps the count) to the receivers' hold minus the new hold, only
+  while the entry is still that consumer's at that count, so a superseded receipt never
+  steals an entry back. A hold longer than the receivers' counts as theirs.
 * ``ack`` is ``XACK`` + ``XDEL``; ``depth`` is ``XLEN`` (waiting and in flight).
 
 Redis is not the truth (the store is): a server restarted empty has no stream and no
@@ -73,13 +74,13 @@ end
 return out
 """
 
-# ARGV: group, then (id, consumer, count) triples: reset the idle time of each entry
-# still held by that consumer at that delivery count.
+# ARGV: group, idle ms, then (id, consumer, count) triples: set the idle time of each
+# entry still held by that consumer at that delivery count.
 _EXTEND = """
-for i = 2, #ARGV, 3 do
+for i = 3, #ARGV, 3 do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
   if p[1] and p[1][2] == ARGV[i + 1] and p[1][4] == tonumber(ARGV[i + 2]) then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[i + 1], 0, ARGV[i], 'JUSTID')
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[i + 1], 0, ARGV[i], 'IDLE', ARGV[2], 'JUSTID')
   end
 end
 return 0
@@ -122,6 +123,8 @@ class RedisRunQueue:
         self._dead = f"{prefix}:runq:dead"
         self._max_receives = max_receives
         self._client: aioredis.Redis | None = None
+        self._receive_hold = 0.0
+        """The hold of this process's receives: what ``extend`` counts from."""
 
     @classmethod
     def from_url(cls, url: str) -> RedisRunQueue:
@@ -208,6 +211,7 @@ class RedisRunQueue:
             raise ValidationError(f"limit must be >= 0, got {limit!r}", field="limit")
         if not (0 <= hold < math.inf):
             raise ValidationError(f"hold must be finite seconds >= 0, got {hold!r}", field="hold")
+        self._receive_hold = hold
         if limit == 0:
             return []
         args: list[str | int] = [GROUP, consumer, int(hold * 1000), limit, self._max_receives]
@@ -236,13 +240,16 @@ class RedisRunQueue:
     async def extend(self, receipts: Sequence[str], hold: float) -> None:
         if not (0 <= hold < math.inf):
             raise ValidationError(f"hold must be finite seconds >= 0, got {hold!r}", field="hold")
-        # The hold is every receiver's XAUTOCLAIM min-idle; resetting the idle time restarts it.
-        args: list[str] = [GROUP]
+        # Receivers take an entry over once it is idle for their hold (XAUTOCLAIM min-idle),
+        # so an idle time of (that hold - hold) leaves it hidden for ``hold`` more seconds;
+        # a hold beyond the receivers' counts as theirs (idle times never go negative).
+        idle = max(0, int((self._receive_hold - hold) * 1000))
+        args: list[str] = [GROUP, str(idle)]
         for receipt in receipts:
             entry, count, consumer = [*receipt.split("/", 2), "", ""][:3]
             if entry and count.isdigit() and consumer:
                 args += [entry, consumer, count]
-        if len(args) > 1:
+        if len(args) > 2:
             await self._call(lambda: self._extend([self._stream], args))
 
     async def ack(self, receipts: Sequence[str]) -> None:
