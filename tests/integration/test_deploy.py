@@ -163,7 +163,7 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
 
 def test_every_metric_the_dashboard_queries_is_exported_and_lint_clean() -> None:
     metrics = Metrics()  # what every process exports; the leader adds the cluster sample
-    metrics.cluster.sample = ClusterSample(1, 2, 3, 0.5, {"worker": 1})
+    metrics.cluster.sample = ClusterSample(1, 2, 3, 0.5, {"worker": 1}, queue_messages=4)
     text = generate_latest(metrics.registry).decode()
     exported = set()  # families by their TYPE lines (labelled ones may have no series yet)
     for name, kind in re.findall(r"^# TYPE (\w+) (\w+)$", text, re.M):

@@ -12,8 +12,9 @@ Gauges of the cluster's state (docs/backends/prometheus.md): ``coordinator_leade
 ``picker_shards_owned`` (every picker), ``worker_runs_held`` (every worker), and, from the
 leading coordinator only (``ClusterView``: other processes export none, so ``sum`` never
 counts twice), ``dispatch_backlog{state="due|queued|running"}``,
-``dispatch_oldest_due_age_seconds`` and ``cluster_members_alive{member_role}`` (not
-``role``: scrape configs label each target with its ``role``).
+``dispatch_oldest_due_age_seconds``, ``cluster_members_alive{member_role}`` (not
+``role``: scrape configs label each target with its ``role``) and, with a run queue,
+``dispatch_queue_messages``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class ClusterSample:
     """Seconds since the oldest unclaimed due fire was due (0: none)."""
     members: Mapping[str, int] = field(default_factory=dict)
     """role -> live members, as the leader sees them."""
+    queue_messages: int | None = None
+    """Messages in the run queue's broker, waiting or in flight (None: no queue)."""
 
 
 class ClusterView(Collector):
@@ -126,6 +129,12 @@ class ClusterView(Collector):
         for role, count in sorted(s.members.items()):
             members.add_metric([role], count)
         yield members
+        if s.queue_messages is not None:
+            yield GaugeMetricFamily(
+                "dispatch_queue_messages",
+                "Messages in the run queue's broker (Redis, SQS), waiting or in flight",
+                value=s.queue_messages,
+            )
 
 
 _LATENCY_BUCKETS = (

@@ -10,9 +10,10 @@ what costs a store query, sampled by the leader:
 * ``ClusterSampler`` runs on every coordinator; while its coordinator leads it
   reads ``JobStore.backlog`` and the live members every ``every`` seconds into
   ``Metrics.cluster`` (``dispatch_backlog``, ``dispatch_oldest_due_age_seconds``,
-  ``cluster_members_alive``); while it does not, it exports none of them, so one
-  cluster shows one set of numbers whichever coordinator leads. One leader-only
-  query per period keeps the cost off the store's hot path.
+  ``cluster_members_alive``, and with a queued dispatch (``--dispatch redis://|sqs://``)
+  ``dispatch_queue_messages``, the broker's ``RunQueue.depth``); while it does not, it
+  exports none of them, so one cluster shows one set of numbers whichever coordinator
+  leads. One leader-only query per period keeps the cost off the store's hot path.
 
 (``picker_shards_owned`` is set by the picker itself when it reads its assignment.)
 """
@@ -20,14 +21,24 @@ what costs a store query, sampled by the leader:
 from __future__ import annotations
 
 from collections import Counter
+from typing import Protocol, runtime_checkable
 
 from chronoq.domain.clock import Clock
 from chronoq.observability.metrics import ClusterSample, Metrics
 from chronoq.ports.coordination import Coordination
 from chronoq.ports.jobs import JobStore
+from chronoq.ports.runqueue import RunQueue
 from chronoq.services.base import Loop
 from chronoq.services.coordinator import Coordinator
 from chronoq.services.worker import Worker
+
+
+@runtime_checkable
+class Queued(Protocol):
+    """A dispatch with a run queue in front of the store (``adapters.queue``)."""
+
+    @property
+    def queue(self) -> RunQueue: ...
 
 
 def watch_coordinator(metrics: Metrics, coordinator: Coordinator) -> None:
@@ -51,8 +62,10 @@ class ClusterSampler:
         metrics: Metrics,
         *,
         member_ttl: float,
+        dispatch: object = None,
         every: float = 2.0,
     ) -> None:
+        """``dispatch``: the node's, to sample its broker's depth when it is ``Queued``."""
         self._coordinator = coordinator
         self._jobs = jobs
         self._coordination = coordination
@@ -60,6 +73,7 @@ class ClusterSampler:
         self._metrics = metrics
         self._member_ttl = member_ttl
         self._every = every
+        self._queue = dispatch.queue if isinstance(dispatch, Queued) else None
         self._loop = Loop("cluster-gauges", self._tick, clock)
 
     async def start(self) -> None:
@@ -77,6 +91,7 @@ class ClusterSampler:
         try:
             backlog = await self._jobs.backlog(now)
             members = await self._coordination.members(ttl=self._member_ttl)
+            depth = None if self._queue is None else await self._queue.depth()
         except Exception:
             self._metrics.cluster.sample = None  # stale numbers would look like a steady state
             raise
@@ -87,5 +102,6 @@ class ClusterSampler:
             running=backlog.running,
             oldest_due_age=0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0),
             members=Counter(m.role for m in members),
+            queue_messages=depth,
         )
         return self._every
