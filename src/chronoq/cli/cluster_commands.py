@@ -30,12 +30,17 @@ def cluster() -> None:
 @click.option("--coordinators", default=2, show_default=True)
 @click.option("--writers", default=0, show_default=True,
               help="Writer processes; > 0 switches the api to --ingest log.")  # fmt: skip
+@click.option("--ingest", default="log", show_default=True,
+              help="With --writers, the submission log: log (PostgreSQL) or"
+                   " redis://host:port/db.")  # fmt: skip
 @click.option("--port", "base_port", default=8080, show_default=True, help="First API port.")
 @click.option("--store", default=None, help="postgresql://...; default: a private PostgreSQL.")
 @click.option("--arg", "extra", multiple=True, help="Extra option for every process, repeatable.")
 @_FOLDER
 def cluster_up(folder: Path, store: str | None, extra: tuple[str, ...], **counts: Any) -> None:
     """Start every role as its own process and supervise them (Ctrl-C stops all)."""
+    if counts["ingest"] != "log" and not counts["writers"]:
+        raise click.ClickException("--ingest needs --writers (nobody would move the jobs)")
     plan = ClusterPlan(folder=folder, store=store, extra=list(extra), **counts)
     node = Cluster(plan)
     try:

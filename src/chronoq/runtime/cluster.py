@@ -69,6 +69,8 @@ class ClusterPlan:
     coordinators: int = 2
     writers: int = 0
     """With writers, the api processes log submissions and the writers move them."""
+    ingest: str = "log"
+    """The submission log with writers: ``log`` (PostgreSQL) or ``redis://host:port/db``."""
     base_port: int = 8080
     extra: list[str] = field(default_factory=list)
 
@@ -107,7 +109,7 @@ class Cluster:
         p = self.plan
         shared = ["--store", self.store, "--data-dir", str(self.folder / "data"), *p.extra]
         if p.writers:
-            shared += ["--ingest", "log"]
+            shared += ["--ingest", p.ingest]
         members = []
         counts = (
             ("coordinator", p.coordinators), ("writer", p.writers), ("picker", p.pickers),
