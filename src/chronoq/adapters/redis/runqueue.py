@@ -1,8 +1,8 @@
 """``RedisRunQueue``: the RunQueue port on a Redis stream with one consumer group.
 
-Keys (``{p}`` is the URL's ``key`` prefix): ``{p}:runq`` is the stream (one entry per
-message, field ``run``), read by the group ``workers``; ``{p}:runq:dead`` holds the
-run ids of dead letters.
+Keys (``P`` is the URL's ``key`` prefix): ``P:{runq}`` is the stream (one entry per
+message, field ``run``), read by the group ``workers``; ``P:{runq}:dead`` holds the
+run ids of dead letters (one hash tag: a script touches both, also on a Redis Cluster).
 
 * ``receive`` first takes over entries whose holder went quiet (``XAUTOCLAIM`` with
   min-idle = ``hold``, so every receiver of one queue uses the same hold), then reads
@@ -119,8 +119,8 @@ class RedisRunQueue:
     def __init__(self, url: str, *, prefix: str = "chronoq", max_receives: int = 5) -> None:
         self._url = url
         self._where = f"{urlsplit(url).hostname}:{urlsplit(url).port or 6379}"
-        self._stream = f"{prefix}:runq"
-        self._dead = f"{prefix}:runq:dead"
+        self._stream = f"{prefix}:{{runq}}"
+        self._dead = f"{prefix}:{{runq}}:dead"
         self._max_receives = max_receives
         self._client: aioredis.Redis | None = None
         self._receive_hold = 0.0
