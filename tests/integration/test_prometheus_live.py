@@ -3,8 +3,10 @@
 One process per role (api, coordinator, picker, worker) over a private PostgreSQL, each
 serving ``/metrics`` (the api on its port, the others on ``--metrics-port``); Debian's
 ``prometheus`` scrapes them every second with the role-labelled layout of
-deploy/prometheus.yml. Twice: runs dispatched through the store's run table, and
-through a Redis run queue (``--dispatch redis://``, a private redis-server). Load:
+deploy/prometheus.yml. Twice: jobs written by the api and runs dispatched through the
+store's run table; then jobs buffered in the submission log and moved by a writer
+process (``--ingest log``) and runs sent through a Redis run queue (``--dispatch
+redis://``, a private redis-server). Load:
 immediate jobs, an every-second recurring job, failing ``cmd:exit 1`` jobs (retried
 once) and a large payload (blob upload and download). Then every query of
 deploy/grafana/dashboards/chronoq.json must return data through Prometheus's HTTP API,
@@ -60,8 +62,8 @@ MAY_BE_ZERO = {
 }
 """Panels that show trouble or a backlog: data, but 0 in a healthy cluster. Every other
 panel must show activity (a value above 0) from the load."""
-QUEUE_ONLY = {"Run queue messages (broker)"}
-"""Panels with data only when runs go through a run queue (``--dispatch``)."""
+QUEUED_ONLY = {"Run queue messages (broker)", "Submissions moved /s (writer)"}
+"""Panels with data only with a run queue (``--dispatch``) and a writer (``--ingest``)."""
 
 
 class Cluster:
@@ -71,8 +73,9 @@ class Cluster:
         self.root = root
         self.common = ["--store", dsn, "--blob-dir", str(root / "blobs"), *FAST]
         if dispatch:
-            self.common += ["--dispatch", dispatch]
+            self.common += ["--dispatch", dispatch, "--ingest", "log"]
         self.queued = bool(dispatch)
+        self.roles = ("api", "coordinator", "picker", "worker", "writer")[: 5 if dispatch else 4]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
 
@@ -102,7 +105,7 @@ class Cluster:
             proc.wait()
 
 
-@pytest.fixture(params=["store", "redis"])
+@pytest.fixture(params=["store", "queued"])
 def cluster(
     request: pytest.FixtureRequest,
     tmp_path: Path,
@@ -113,7 +116,7 @@ def cluster(
         dsn = create_database(postgres.dsn, f"t_{uuid.uuid4().hex[:10]}")
         nodes = Cluster(tmp_path, dsn, dispatch)
         try:
-            for role in ("api", "coordinator", "picker", "worker"):
+            for role in nodes.roles:
                 nodes.start(role)
             yield nodes
         finally:
@@ -159,7 +162,7 @@ def test_every_dashboard_query_returns_data_from_a_live_cluster(
     assert scraped, f"{prometheus.targets_health()}\n{log_tail(prometheus.log_path)}"
     _load(f"http://127.0.0.1:{cluster.ports['api']}")
 
-    queries = [(t, e) for t, e in dashboard_queries() if cluster.queued or t not in QUEUE_ONLY]
+    queries = [(t, e) for t, e in dashboard_queries() if cluster.queued or t not in QUEUED_ONLY]
     missing: dict[str, str] = {}
 
     def all_have_data() -> bool:
@@ -182,15 +185,14 @@ def test_every_dashboard_query_returns_data_from_a_live_cluster(
 
     # The panels show the cluster as it is, not just something.
     up = _values(prometheus, 'sum by (role) (up{role!=""})', "role")
-    assert up == {"api": 1, "coordinator": 1, "picker": 1, "worker": 1}, up
+    assert up == dict.fromkeys(cluster.roles, 1), up
     leaders = _values(prometheus, 'coordinator_leader{role="coordinator"}', "instance")
     assert list(leaders.values()) == [1.0], leaders
     shards = _values(prometheus, 'picker_shards_owned{role="picker"}', "instance")
     assert list(shards.values()) == [SHARDS], shards
     members = _values(prometheus, "cluster_members_alive", "member_role")
-    assert {role: members.get(role) for role in ("api", "coordinator", "picker", "worker")} == {
-        "api": 1, "coordinator": 1, "picker": 1, "worker": 1,
-    }, members  # fmt: skip
+    alive = {role: members.get(role) for role in cluster.roles}
+    assert alive == dict.fromkeys(cluster.roles, 1), members
     statuses = _values(prometheus, "sum by (status) (runs_finished_total)", "status")
     assert {"COMPLETED", "FAILED", "RETRY_SCHEDULED"} <= {s for s, v in statuses.items() if v}
     blob = _values(prometheus, 'sum by (role, operation) (s3_operations_total{role=~"api|worker"})'

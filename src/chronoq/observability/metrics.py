@@ -199,6 +199,12 @@ class Metrics:
             "runs_reaped", "Runs of lost workers ended (membership expired or lease expired)",
             registry=r,
         )  # fmt: skip
+        self.submissions_moved = Counter(
+            "submissions_moved",
+            "Submission-log entries a writer took out of the log: stored (or dropped, counted"
+            " in submissions_dropped too)",
+            registry=r,
+        )
         self.submissions_dropped = Counter(
             "submissions_dropped",
             "Submission-log entries the store refused for good (logged, acknowledged)",

@@ -206,6 +206,7 @@ class SubmissionMover:
         await self._insert(entries)
         await self._submissions.ack([e.entry_id for e in entries])
         self._carried = []
+        self._metrics.submissions_moved.inc(len(entries))
         self._notifier.publish(FIRES)
         return 0.0 if len(entries) >= self._batch else _MOVE_IDLE
 
