@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,19 @@ def revision(response: Any) -> int:
     return int(response.get("header", {}).get("revision", 0))
 
 
+class _QuietRequests(logging.Filter):
+    """Drops httpx's INFO line per request to these endpoints: the coordination makes
+    several every second, and failures surface as ``UnavailableError`` anyway."""
+
+    def __init__(self, endpoints: Sequence[str]) -> None:
+        super().__init__()
+        self._endpoints = tuple(endpoints)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (len(args) > 1 and str(args[1]).startswith(self._endpoints))
+
+
 class EtcdClient:
     """JSON-gateway requests with endpoint failover; ``open`` before use, ``close`` after."""
 
@@ -136,16 +150,19 @@ class EtcdClient:
         self._timeout = timeout
         self._http: httpx.AsyncClient | None = None
         self._current = 0
+        self._quiet = _QuietRequests(self._endpoints)
 
     async def open(self) -> None:
         if self._http is None:
             limits = httpx.Limits(max_connections=16, max_keepalive_connections=8)
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(self._timeout), limits=limits)
+            logging.getLogger("httpx").addFilter(self._quiet)
         await self.call("/v3/maintenance/status", {})  # reachable and serving, or raise
 
     async def close(self) -> None:
         http, self._http = self._http, None
         if http is not None:
+            logging.getLogger("httpx").removeFilter(self._quiet)
             await http.aclose()
 
     async def call(self, path: str, body: dict[str, Any]) -> Any:

@@ -1,0 +1,314 @@
+"""Chaos with ``--coordination etcd://``: the cluster of role processes coordinates through
+a private etcd while the store stays the private PostgreSQL.
+
+* the leading COORDINATOR SIGKILLed three times: a new leader (a higher epoch, read from
+  etcd) within seconds each time;
+* etcd itself SIGKILLed and restarted on its data dir, twice: work resumes;
+* on a three-member etcd cluster, the LEADING etcd member SIGKILLed and restarted, twice,
+  then the whole etcd cluster SIGKILLed and restarted.
+
+After each scenario I1–I7 hold, and two stronger checks: every probe fire started exactly
+once (nothing here kills a picker or a worker, so there is no excuse for a second start),
+and every leader epoch the coordinators logged was held by ONE node, in growing order.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chronoq.runtime.servers.etcd import EtcdServer, cluster_url, etcd_cluster
+from tests.support import postgres as support_postgres
+from tests.support.etcd_server import require_etcd
+from tests.support.times import at, utcnow
+from tests.support.waiting import wait_for
+
+from . import conftest as chaos_conftest
+from . import invariants
+from .conftest import Chaos
+from .harness import (
+    LEADER_TTL,
+    MEMBER_TTL,
+    SETTLE,
+    Api,
+    ChaosPostgres,
+    Db,
+    JobBook,
+    Ledger,
+    Supervisor,
+    hold,
+    seed_for,
+)
+
+pytestmark = pytest.mark.chaos
+
+PREFIX = "chaos"
+FAILOVER_LIMIT = 10.0
+OUTAGE = 3.0
+"""How long etcd stays down each time (seconds): two leader ttls."""
+_ETCD_GAP = 10.0
+"""Dispatch may be impaired after etcd comes back: the leader's new term re-assigns and
+re-fences, and pickers re-read their assignment (invariants: impaired windows)."""
+
+
+class EtcdDb(Db):
+    """``Db`` with the cluster state (leader, members, assignment) read from etcd."""
+
+    def __init__(self, dsn: str, endpoints: list[str]) -> None:
+        super().__init__(dsn)
+        self.endpoints = endpoints
+
+    def _range(self, key: str, prefix: bool = False) -> list[tuple[str, Any]] | None:
+        body: dict[str, str] = {"key": _b64(key)}
+        if prefix:
+            body["range_end"] = _b64(key[:-1] + chr(ord(key[-1]) + 1))
+        for endpoint in self.endpoints:
+            try:
+                response = httpx.post(f"http://{endpoint}/v3/kv/range", json=body, timeout=1.0)
+                answer = response.json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            if response.status_code != 200 or "error" in answer:
+                continue  # this member cannot serve now: ask the next one
+            return [(base64.b64decode(kv["key"]).decode(),
+                     json.loads(base64.b64decode(kv["value"])))
+                    for kv in answer.get("kvs", ())]  # fmt: skip
+        return None
+
+    def leader(self) -> tuple[str, int] | None:
+        found = self._range(f"{PREFIX}/leader")
+        return (found[0][1]["holder"], int(found[0][1]["epoch"])) if found else None
+
+    def live_members(self, role: str) -> dict[str, int]:
+        """Members of ``role`` that wrote a heartbeat within the member ttl (one machine:
+        the writers' clocks are ours)."""
+        since = datetime.now(UTC) - timedelta(seconds=MEMBER_TTL)
+        out = {}
+        for key, value in self._range(f"{PREFIX}/members/", prefix=True) or ():
+            beat = datetime.fromisoformat(value["heartbeat_at"])
+            if value["role"] == role and beat > since:
+                out[key.rsplit("/", 1)[1]] = int(value["pid"])
+        return out
+
+    def assignment(self) -> dict[str, set[int]]:
+        found = self._range(f"{PREFIX}/assignment")
+        owners: dict[str, set[int]] = {}
+        for shard, owner in found[0][1]["owners"].items() if found else ():
+            owners.setdefault(owner, set()).add(int(shard))
+        return owners
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@contextlib.contextmanager
+def etcd_chaos(
+    request: pytest.FixtureRequest, pg: ChaosPostgres, template: str, tmp_path: Path,
+    etcds: list[EtcdServer],
+) -> Iterator[Chaos]:  # fmt: skip
+    """The ``chaos`` fixture's world, with every role coordinating through ``etcds``."""
+    for server in etcds:
+        server.start(timeout=30)
+    assert wait_for(lambda: all(s.healthy() for s in etcds), 30), "etcd not healthy"
+    database = f"chaos_{uuid.uuid4().hex[:12]}"
+    dsn = support_postgres.create_database(pg.dsn, database, template=template)
+    db = EtcdDb(dsn, [s.endpoint for s in etcds])
+    seed = seed_for(int(request.node.get_closest_marker("chaos").kwargs["seed"]))
+    sup = Supervisor(tmp_path / "cluster", dsn, db, seed)
+    book = JobBook()
+    ctx = Chaos(pg=pg, database=database, db=db, sup=sup, ledger=Ledger(tmp_path / "ledger.txt"),
+                book=book, api=Api(sup, book))  # fmt: skip
+    chaos_conftest._LIVE.append(ctx)
+    try:
+        yield ctx
+    finally:
+        chaos_conftest._LIVE.remove(ctx)
+        sup.close()
+        ctx.ledger.kill_leftovers()
+        ctx.api.close()
+        for server in etcds:
+            server.kill()
+        support_postgres.drop_database(pg.dsn, database)
+
+
+@pytest.fixture
+def etcd_marks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Teach the invariant checker the etcd faults this module notes."""
+    monkeypatch.setitem(invariants._IMPAIRING, ("etcd-kill", "-"), OUTAGE + _ETCD_GAP)
+    monkeypatch.setitem(invariants._IMPAIRING, ("etcd-start", "-"), _ETCD_GAP)
+
+
+def _coordination(url: str) -> tuple[str, ...]:
+    return ("--coordination", url)
+
+
+def _load(chaos: Chaos, rounds: int = 1) -> None:
+    for _ in range(rounds):
+        chaos.api.submit(payload=chaos.ledger.probe(0.2))
+        chaos.api.submit(payload=chaos.ledger.probe(0.2), next_fire_at=at(1.5))
+
+
+def _start_load(chaos: Chaos) -> None:
+    for schedule in ("@every 1s", "@every 2s", "*/2 * * * * *"):
+        assert chaos.api.submit(payload=chaos.ledger.probe(0.1), cron_schedule=schedule)
+
+
+def _check(chaos: Chaos) -> None:
+    chaos.sup.wait_cluster()
+    cutoff = utcnow()
+    hold(SETTLE)
+    report = chaos.settle_and_check(cutoff, timeout=45)
+    print(report)
+    assert report.ok, report
+    started = Counter((e.job_id, e.scheduled_for) for e in chaos.ledger.read())
+    twice = {fire: n for fire, n in started.items() if n > 1}
+    assert not twice, f"fires started more than once: {twice}"
+    assert len(started) > 20, "the load did not run"
+    _check_terms(chaos)
+
+
+_TERM = re.compile(r"coordinator (\S+): leader at epoch (\d+)")
+
+
+def _check_terms(chaos: Chaos) -> None:
+    """Every leader epoch logged by a coordinator was held by one node only, and a node's
+    terms only grow."""
+    holders: dict[int, set[str]] = {}
+    for member in chaos.sup.by_role("coordinator"):
+        epochs = [int(m[2]) for m in _TERM.finditer(member.log.read_text(errors="replace"))]
+        assert epochs == sorted(epochs), (member.name, epochs)
+        for epoch in epochs:
+            holders.setdefault(epoch, set()).add(member.name)
+    shared = {epoch: names for epoch, names in holders.items() if len(names) > 1}
+    assert not shared, f"two leaders under one epoch: {shared}"
+    assert holders, "no coordinator logged a term"
+
+
+def _resumes(chaos: Chaos, within: float = 20.0) -> None:
+    """Work resumes: the cluster is whole again and a new one-shot job runs."""
+    chaos.sup.wait_cluster()
+    job = chaos.api.submit(payload=chaos.ledger.probe(0.1))
+    assert job, "the API refused a job"
+    ran = wait_for(lambda: chaos.executions(job.job_id), within, interval=0.1)
+    assert ran, f"a job submitted after etcd came back did not run within {within}s"
+
+
+def _wait_member(chaos: Chaos, name: str) -> None:
+    """Until the restarted ``name`` heartbeats in etcd (it started all its roles)."""
+    up = wait_for(lambda: name in chaos.db.live_members("coordinator"), 30)
+    assert up, f"{name} did not come back"
+
+
+def _any_leader(servers: list[EtcdServer]) -> bool:
+    return any(s.is_leader() for s in servers)
+
+
+def _kill_etcd(chaos: Chaos, servers: list[EtcdServer], what: str) -> None:
+    chaos.sup.note("etcd-kill", what)
+    for server in servers:
+        server.kill()
+
+
+def _start_etcd(chaos: Chaos, servers: list[EtcdServer], what: str) -> None:
+    for server in servers:
+        server.start(timeout=30)
+    chaos.sup.note("etcd-start", what)
+
+
+@pytest.mark.chaos(seed=81)
+def test_etcd_leader_coordinator_killed_and_etcd_restarted(
+    request: pytest.FixtureRequest, pg: ChaosPostgres, pg_template: str, tmp_path: Path,
+    etcd_marks: None,
+) -> None:  # fmt: skip
+    require_etcd()
+    server = EtcdServer(tmp_path / "etcd", fast=True)
+    with etcd_chaos(request, pg, pg_template, tmp_path, [server]) as chaos:
+        extra = _coordination(f"{server.url}/{PREFIX}")
+        chaos.cluster(extra, api=1, coordinator=3, picker=2, worker=2)
+        _start_load(chaos)
+
+        failovers, epochs = [], []
+        for _ in range(3):
+            _load(chaos, 3)
+            leader = wait_for(chaos.db.leader, 10)
+            assert leader, "no leader"
+            killed = chaos.sup.kill(leader[0])
+
+            def replaced(old: tuple[str, int] = leader) -> tuple[str, int] | None:
+                now = chaos.db.leader()
+                return now if now and now[0] != old[0] and now[1] > old[1] else None
+
+            new = wait_for(replaced, FAILOVER_LIMIT + 5, interval=0.02)
+            assert new, f"no new leader after killing {leader[0]}"
+            failovers.append(round(time.time() - killed.at, 2))
+            epochs.append(new[1])
+            chaos.sup.start(leader[0])
+            _wait_member(chaos, leader[0])
+
+        for _ in range(2):  # etcd SIGKILLed and restarted on its data dir
+            _load(chaos, 2)
+            before = wait_for(chaos.db.leader, 10)
+            assert before
+            _kill_etcd(chaos, [server], "etcd")
+            hold(OUTAGE)
+            _start_etcd(chaos, [server], "etcd")
+            after = wait_for(chaos.db.leader, 15)
+            assert after and after[1] >= before[1], (before, after)
+            epochs.append(after[1])
+            _resumes(chaos)
+
+        print(f"etcd: failover after SIGKILL of the leader (leader ttl {LEADER_TTL}s): "
+              f"{failovers} s; epochs {epochs}")  # fmt: skip
+        assert max(failovers) < FAILOVER_LIMIT, failovers
+        assert epochs == sorted(epochs), f"epochs must only grow: {epochs}"
+        _check(chaos)
+
+
+@pytest.mark.chaos(seed=82)
+def test_etcd_cluster_leading_member_killed_and_cluster_restarted(
+    request: pytest.FixtureRequest, pg: ChaosPostgres, pg_template: str, tmp_path: Path,
+    etcd_marks: None,
+) -> None:  # fmt: skip
+    require_etcd()
+    members = etcd_cluster(tmp_path / "etcd", 3)
+    with etcd_chaos(request, pg, pg_template, tmp_path, members) as chaos:
+        extra = _coordination(cluster_url(members, PREFIX) + "?timeout=1")
+        chaos.cluster(extra, api=1, coordinator=2, picker=2, worker=2)
+        _start_load(chaos)
+
+        for _ in range(2):  # the leading etcd member SIGKILLed, then restarted
+            _load(chaos, 3)
+            found = wait_for(lambda: [m for m in members if m.is_leader()], 15)
+            assert found, "no etcd leader"
+            (chief,) = found
+            _kill_etcd(chaos, [chief], f"etcd {chief.member} (the etcd leader)")
+            others = [m for m in members if m is not chief]
+            assert wait_for(functools.partial(_any_leader, others), 15), "no new etcd leader"
+            assert wait_for(chaos.db.leader, 15), "no chronoq leader on the surviving members"
+            _load(chaos, 2)
+            _start_etcd(chaos, [chief], f"etcd {chief.member}")
+            assert wait_for(lambda: all(m.healthy() for m in members), 15)
+            _resumes(chaos)
+
+        _load(chaos, 2)
+        _kill_etcd(chaos, members, "etcd cluster")  # every member at once
+        hold(OUTAGE)
+        _start_etcd(chaos, members, "etcd cluster")
+        assert wait_for(lambda: all(m.healthy() for m in members), 30)
+        _resumes(chaos)
+        _load(chaos, 2)
+        _check(chaos)
