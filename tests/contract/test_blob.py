@@ -21,7 +21,7 @@ from chronoq.adapters.memory.blob import MemoryBlobStore
 from chronoq.adapters.s3 import blob_store
 from chronoq.errors import NotFoundError
 from chronoq.ports.blob import BlobStore
-from tests.support.s3_server import aws_env, s3_server, s3_url  # noqa: F401 - fixtures
+from tests.support.s3_server import aws_env_fixture, s3_server_fixture, s3_url  # noqa: F401
 
 
 @pytest.fixture(params=["fs", "memory", "s3"])

@@ -7,6 +7,8 @@
   nothing, so the machine's own ~/.aws never leaks into a test.
 * ``s3_factory`` (function): private servers a test may stop, kill and restart; every
   one is stopped at the end.
+* Import the fixtures by their function names (``s3_server_fixture``...); pytest knows
+  them by the short names.
 * ``s3_url(server, **options)``: a fresh bucket per call, so tests never share objects.
 """
 
@@ -39,8 +41,8 @@ def s3_url(server: SeaweedS3Server, prefix: str = "chronoq", **options: str) -> 
     return server.url(f"t-{uuid.uuid4().hex[:20]}", prefix, **options)
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3Server]:
+@pytest.fixture(scope="session", name="s3_server")
+def s3_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3Server]:
     server = new_server(tmp_path_factory.mktemp("seaweedfs"))
     try:
         server.start()
@@ -49,8 +51,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3Ser
         server.stop()
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+@pytest.fixture(name="aws_env")
+def aws_env_fixture(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for name, value in S3_ENV.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
@@ -58,8 +60,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return dict(S3_ENV)
 
 
-@pytest.fixture
-def s3_factory(tmp_path: Path) -> Iterator[Callable[[], SeaweedS3Server]]:
+@pytest.fixture(name="s3_factory")
+def s3_factory_fixture(tmp_path: Path) -> Iterator[Callable[[], SeaweedS3Server]]:
     servers: list[SeaweedS3Server] = []
 
     def make() -> SeaweedS3Server:
