@@ -4,7 +4,8 @@ A private PostgreSQL (the store) and a private redis-server (AOF, ``appendfsync
 always``); an api logging submissions to Redis, two writer processes, a coordinator, a
 picker and a worker. PostgreSQL is stopped, 1,000 jobs are submitted (every one 201),
 a job still in the log reads as ACCEPTED; PostgreSQL is started again and every job
-runs exactly once (run rows in the store), and the log is drained.
+runs exactly once (run rows in the store), and the log is drained. With Redis down,
+stored jobs still read and submissions are refused (503).
 """
 
 from __future__ import annotations
@@ -148,6 +149,12 @@ def test_jobs_submitted_while_postgres_is_down_all_run_exactly_once(
     with make_client(url, user) as api:
         job = api.get(f"/v1/jobs/{job_ids[17]}").json()
         assert job["status"] == "COMPLETED"
+
+        redis_server.kill()  # the log is down: stored jobs still read, submissions are 503
+        assert api.get(f"/v1/jobs/{job_ids[3]}").json()["status"] == "COMPLETED"
+        assert api.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 503  # might be in the log
+        r = api.post("/v1/jobs", json={"project_id": "ingest", "payload": "late"})
+        assert r.status_code == 503, r.text
 
 
 def _log_length(server: RedisServer) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from starlette.responses import Response, StreamingResponse
 
 from chronoq.domain.jobs import Job
 from chronoq.domain.states import JobStatus
-from chronoq.errors import NotFoundError, ValidationError
+from chronoq.errors import NotFoundError, UnavailableError, ValidationError
 from chronoq.ports.jobs import ListJobsParams
 from chronoq.ports.notify import CANCEL, FIRES
 from chronoq.services.api.cursors import CursorSeal
@@ -38,13 +38,21 @@ async def owned_job(deps: ApiDeps, user: str, raw_id: str | None) -> Job:
 
     With a submission log, the log is asked first: an entry leaves it only once its job
     is in the store, so log-then-store never misses a job a writer is moving (the other
-    order could), and a job still in the log (ACCEPTED) reads while the store is down."""
+    order could), and a job still in the log (ACCEPTED) reads while the store is down.
+    With the log down, a stored job still reads; a missing one is 503, not a false 404."""
     job_id = job_id_of(raw_id)
+    log_down: UnavailableError | None = None
     if deps.submissions is not None:
-        logged = await deps.submissions.get_job(user, job_id)
-        if logged is not None:  # accepted, not moved in yet
-            return replace(logged, status=JobStatus.ACCEPTED)
+        try:
+            logged = await deps.submissions.get_job(user, job_id)
+        except UnavailableError as exc:
+            log_down = exc
+        else:
+            if logged is not None:  # accepted, not moved in yet
+                return replace(logged, status=JobStatus.ACCEPTED)
     job = await deps.store.get_job(user, job_id)
+    if job is None and log_down is not None:
+        raise log_down  # it may be waiting in the log
     if job is None:
         raise NotFoundError(NOT_FOUND)
     return job
