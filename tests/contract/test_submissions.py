@@ -393,3 +393,18 @@ async def test_redis_unreachable_at_start_is_one_line_naming_the_setting() -> No
         await log.append([make_job()])  # never started
     with pytest.raises(ConfigError, match="--ingest"):
         RedisSubmissionLog.from_url("redis://127.0.0.1:6379/x")
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["aof-always", "no-aof"])
+async def test_redis_warns_at_start_when_appends_would_not_survive_a_crash(
+    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture, durable: bool
+) -> None:
+    from chronoq.adapters.redis.submissions import RedisSubmissionLog
+
+    server = request.getfixturevalue("redis_factory")(durable=durable)
+    log = RedisSubmissionLog.from_url(server.url)
+    with caplog.at_level("WARNING", logger="chronoq.redis"):
+        await log.start()
+    await log.close()
+    warned = [r.getMessage() for r in caplog.records if "appendfsync" in r.getMessage()]
+    assert bool(warned) is not durable, warned

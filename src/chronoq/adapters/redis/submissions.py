@@ -279,19 +279,27 @@ def _is_entry_id(entry_id: object) -> bool:
 
 
 async def _warn_unless_durable(client: aioredis.Redis) -> None:
-    """An api answers 201 after ``append``: without an fsync per write, a crash of Redis
-    loses jobs already answered. Managed Redis may refuse CONFIG: then say nothing."""
+    """An api answers 201 after ``append``: without an fsync per write a crash of Redis,
+    and with eviction a full Redis, loses jobs already answered. Managed Redis may refuse
+    CONFIG: then say nothing."""
+    config: dict[str, str] = {}
     try:
-        config: dict[Any, Any] = await client.config_get("append*")
+        for pattern in ("append*", "maxmemory-policy"):
+            reply: dict[Any, Any] = await client.config_get(pattern)
+            config.update({_text(k): _text(v) for k, v in reply.items()})
     except ResponseError:
         return
-    aof = config.get(b"appendonly", config.get("appendonly"))
-    fsync = config.get(b"appendfsync", config.get("appendfsync"))
-    if aof not in (b"yes", "yes") or fsync not in (b"always", "always"):
+    if config.get("appendonly") != "yes" or config.get("appendfsync") != "always":
         log.warning(
             "%s: Redis has appendonly=%s appendfsync=%s: jobs answered 201 can be lost if"
             " Redis crashes (docs/backends/redis.md: appendonly yes, appendfsync always)",
-            SETTING, _text(aof), _text(fsync),
+            SETTING, config.get("appendonly"), config.get("appendfsync"),
+        )  # fmt: skip
+    if config.get("maxmemory-policy", "noeviction") != "noeviction":
+        log.warning(
+            "%s: Redis has maxmemory-policy=%s: a full Redis evicts accepted jobs"
+            " (docs/backends/redis.md: maxmemory-policy noeviction)",
+            SETTING, config["maxmemory-policy"],
         )  # fmt: skip
 
 
