@@ -41,6 +41,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chronoq.adapters.redis.client import parse_redis_url
+from chronoq.adapters.redis.submission_scripts import ACK, APPEND, READ
 from chronoq.domain.jobs import Job
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.submissions import LoggedJob
@@ -57,74 +58,6 @@ _CHUNK = 1000
 """Jobs per append script call (Lua's argument stack is bounded)."""
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Job)
-
-# A shebang script is refused up front when Redis is out of memory (never half-run).
-_APPEND = """#!lua
-for i = 1, #ARGV, 2 do
-  local id = redis.call('XADD', KEYS[1], '*', 'k', ARGV[i], 'j', ARGV[i + 1])
-  redis.call('HSET', KEYS[2], ARGV[i], id)
-end
-return #ARGV / 2
-"""
-
-_READ = """#!lua
-local stream, group, me, limit = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
-redis.pcall('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
-local due = {}
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
-  local info = {}
-  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-  if info['pending'] > 0 then
-    local hold = tonumber(string.match(info['name'], '|(%d+)$')) or 0
-    local rows = redis.call('XPENDING', stream, group, 'IDLE', hold, '-', '+', limit, info['name'])
-    for _, p in ipairs(rows) do due[#due + 1] = p[1] end
-  elseif info['name'] ~= me then
-    redis.call('XGROUP', 'DELCONSUMER', stream, group, info['name'])
-  end
-end
-local function split(id)
-  local ms, seq = string.match(id, '(%d+)-(%d+)')
-  return tonumber(ms), tonumber(seq)
-end
-table.sort(due, function(a, b)
-  local am, as = split(a)
-  local bm, bs = split(b)
-  if am ~= bm then return am < bm end
-  return as < bs
-end)
-local out = {}
-for first = 1, math.min(#due, limit), 500 do
-  local ids = {}
-  for i = first, math.min(first + 499, #due, limit) do ids[#ids + 1] = due[i] end
-  for _, e in ipairs(redis.call('XCLAIM', stream, group, me, 0, unpack(ids))) do
-    if type(e) == 'table' then out[#out + 1] = e end
-  end
-end
-if #out < limit then
-  local r = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', limit - #out,
-                       'STREAMS', stream, '>')
-  if r then for _, e in ipairs(r[1][2]) do out[#out + 1] = e end end
-end
-return out
-"""
-
-_ACK = """#!lua
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  local e = redis.call('XRANGE', KEYS[1], id, id)
-  if #e > 0 then
-    local f = e[1][2]
-    for j = 1, #f, 2 do
-      if f[j] == 'k' and redis.call('HGET', KEYS[2], f[j + 1]) == id then
-        redis.call('HDEL', KEYS[2], f[j + 1])
-      end
-    end
-  end
-  redis.pcall('XACK', KEYS[1], ARGV[1], id)
-  redis.call('XDEL', KEYS[1], id)
-end
-return #ARGV - 1
-"""
 
 
 class RedisSubmissionLog:
@@ -163,7 +96,7 @@ class RedisSubmissionLog:
             raise UnavailableError(
                 f"{SETTING}: Redis at {self._url} is unreachable: {exc}"
             ) from exc
-        scripts = {"append": _APPEND, "read": _READ, "ack": _ACK}
+        scripts = {"append": APPEND, "read": READ, "ack": ACK}
         self._scripts = {name: client.register_script(src) for name, src in scripts.items()}
         self._client = client
 
@@ -186,7 +119,7 @@ class RedisSubmissionLog:
             pipe = self._connected().pipeline(transaction=True)
             for first in range(0, len(args), 2 * _CHUNK):
                 chunk = args[first : first + 2 * _CHUNK]
-                pipe.eval(_APPEND, 2, self.stream, self.index, *chunk)
+                pipe.eval(APPEND, 2, self.stream, self.index, *chunk)
             with _translated("append submissions"):
                 await pipe.execute()
             return
