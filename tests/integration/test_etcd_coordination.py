@@ -4,8 +4,8 @@ store and a private etcd.
 * every role in one process runs a job, and the coordination state is in etcd (the
   leader key, the members, the assignment), none of it in PostgreSQL's tables;
 * a second worker under a live node id is refused (the twin check reads etcd);
-* a bad URL is a one-line ConfigError naming ``coordination``, an unreachable etcd a
-  one-line error naming it, and neither touches the store.
+* a bad URL is a one-line ConfigError naming ``coordination`` (before anything
+  connects), an unreachable etcd a one-line UnavailableError naming it.
 """
 
 from __future__ import annotations

@@ -36,8 +36,10 @@ NOT_FOUND = 5
 """gRPC status of ``etcdserver: requested lease not found``."""
 
 
-class EtcdError(Exception):
-    """An error etcd answered that is about the request (not the cluster's health)."""
+class EtcdError(UnavailableError):
+    """An error etcd answered about the request itself (a lease not found, ...), not about
+    the cluster's health. Callers handle the ones they expect; any other one reaches the
+    caller as the ``UnavailableError`` it also is (nothing was changed)."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)

@@ -58,7 +58,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chronoq.adapters.etcd.client import EtcdClient, EtcdError, EtcdUrl, get, kvs, put, same
+from chronoq.adapters.etcd.client import (
+    NOT_FOUND,
+    EtcdClient,
+    EtcdError,
+    EtcdUrl,
+    get,
+    kvs,
+    put,
+    same,
+)
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.coordination import Leadership, Member, ShardAssignment
 
@@ -118,10 +127,15 @@ class EtcdCoordination:
         value = current.json()
         expires_at = max(sent + timedelta(seconds=granted), _parse(value["expires_at"]))
         lease = Leadership(holder=value["holder"], epoch=int(value["epoch"]), expires_at=expires_at)
-        ok, _ = await self._client.txn(
-            [same(self._leader_key, "CREATE", current.create_revision)],
-            [put(self._leader_key, _lease_json(lease), current.lease)],
-        )
+        try:
+            ok, _ = await self._client.txn(
+                [same(self._leader_key, "CREATE", current.create_revision)],
+                [put(self._leader_key, _lease_json(lease), current.lease)],
+            )
+        except EtcdError as exc:  # the lease ran out just after the keepalive
+            if exc.code != NOT_FOUND:
+                raise
+            return None
         return lease if ok else None
 
     async def _acquire(self, candidate: str, ttl: float, counter: Any) -> Leadership | None:
@@ -167,7 +181,9 @@ class EtcdCoordination:
         lease = await self._member_lease(member.member_id)
         try:
             answer = await self._client.call("/v3/kv/put", put(key, value, lease)["request_put"])
-        except EtcdError:  # the lease expired (e.g. a long etcd outage): a new one
+        except EtcdError as exc:  # the lease expired (e.g. a long etcd outage): a new one
+            if exc.code != NOT_FOUND:
+                raise
             self._member_leases.pop(member.member_id, None)
             lease = await self._member_lease(member.member_id)
             answer = await self._client.call("/v3/kv/put", put(key, value, lease)["request_put"])
