@@ -1,5 +1,7 @@
 """The BlobStore contract (ports/blob.py), run against every adapter: the folder, memory
-and S3 (a real SeaweedFS started for the session, tests/support/s3_server.py).
+and S3 (a real SeaweedFS started for the session, tests/support/s3_server.py). The last
+tests pair every blob store with every job store (``store``: SQLite, PostgreSQL,
+memory): the leader's orphan sweep and retention delete exactly the right objects.
 
 Objects are immutable bytes by key: ``put`` is durable before it returns, ``get``
 returns exactly what was put (any bytes, NUL and invalid UTF-8 included) or raises
@@ -9,19 +11,34 @@ safe twice; ``list_objects`` pages through keys in order, with their write times
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from chronoq.adapters.fs import FsBlobStore
+from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.memory.blob import MemoryBlobStore
 from chronoq.adapters.s3 import blob_store
+from chronoq.domain.clock import Clock, SystemClock
+from chronoq.domain.ids import new_id
+from chronoq.domain.jobs import BLOB_REF_PREFIX, Job
+from chronoq.domain.retry import RetryPolicy
+from chronoq.domain.states import RunStatus
 from chronoq.errors import NotFoundError
+from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
+from chronoq.ports.store import Store
+from chronoq.services.coordinator import Coordinator, CoordinatorConfig
+from chronoq.services.orphans import OrphanSweep
 from tests.support.s3_server import aws_env_fixture, s3_server_fixture, s3_url  # noqa: F401
+from tests.support.waiting import poll
+
+from .helpers import T0, claim_due, claim_runs, make_job, outcome
 
 
 @pytest.fixture(params=["fs", "memory", "s3"])
@@ -95,3 +112,67 @@ async def test_list_pages_through_keys_in_order_with_write_times(blob: BlobStore
     assert await blob.list_objects("nothing-here/") == []
     await blob.delete(keys[0])
     assert keys[0] not in [e.key for e in await blob.list_objects("payloads/")]
+
+
+# -- the blob store with a job store: orphan sweep and retention (every pair) ----------------
+
+
+class _HourLater:
+    """A clock an hour ahead: every object just put is an hour old to the sweep."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(hours=1)
+
+
+def _job_with_blob() -> Job:
+    job = make_job(payload=None)
+    return dataclasses.replace(job, payload_ref=f"{BLOB_REF_PREFIX}payloads/{job.job_id}")
+
+
+async def test_the_orphan_sweep_deletes_old_payloads_no_job_references_and_nothing_else(
+    blob: BlobStore, store: Store
+) -> None:
+    referenced = _job_with_blob()
+    await store.insert_jobs([referenced])
+    orphans = [f"payloads/{new_id()}" for _ in range(5)]
+    foreign = ["payloads/not-a-job-id", f"elsewhere/{new_id()}"]
+    for k in [f"payloads/{referenced.job_id}", *orphans, *foreign]:
+        await blob.put(k, b"x")
+
+    young = OrphanSweep(store, blob, SystemClock(), min_age=600)
+    assert await young.sweep() == 0  # too young to be orphans: a row may still come
+
+    sweep = OrphanSweep(store, blob, cast(Clock, _HourLater()), min_age=600, page=2)
+    assert await sweep.sweep() == len(orphans)  # paged through, two keys at a time
+    left = [e.key for e in await blob.list_objects("")]
+    assert sorted(left) == sorted([f"payloads/{referenced.job_id}", *foreign])
+    assert await sweep.sweep() == 0  # and again from the start: the referenced one stays
+
+
+async def test_retention_deletes_a_purged_jobs_payload(blob: BlobStore, store: Store) -> None:
+    done = _job_with_blob()
+    await store.insert_jobs([done])
+    await blob.put(f"payloads/{done.job_id}", b"payload")
+    await claim_due(store, T0)
+    [claimed] = await claim_runs(store, "w1", T0, limit=10)
+    assert await store.complete_runs([outcome(claimed, RunStatus.COMPLETED)]) == [True]
+
+    config = CoordinatorConfig(
+        node_id="n1", lease_seconds=30, retry=RetryPolicy(), recover_orphans=False,
+        retention_hours=1, purge_every=0.05, orphan_age=0,
+    )  # fmt: skip
+    coordinator = Coordinator(
+        store, store, blob, MemoryNotifier(), MemoryCoordination(), SystemClock(), Metrics(),
+        config,
+    )  # fmt: skip
+    await coordinator.start()
+    try:
+
+        async def gone() -> bool:
+            return await store.get_job(done.user_id, done.job_id) is None and not any(
+                e.key == f"payloads/{done.job_id}" for e in await blob.list_objects("payloads/")
+            )
+
+        assert await poll(gone, 10), "retention must delete the job and then its blob"
+    finally:
+        await coordinator.stop()
