@@ -6,6 +6,7 @@ relay, an emptied broker is rebuilt from the store, a held run's message stays h
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,6 +38,18 @@ class FlakyQueue(MemoryRunQueue):
     """A MemoryRunQueue whose next ``fail_sends`` sends fail (the broker is down)."""
 
     fail_sends = 0
+    hang: asyncio.Event | None = None
+    """Set: ``extend`` and ``ack`` wait for it (a broker that hangs)."""
+
+    async def extend(self, receipts: Sequence[str], hold: float) -> None:
+        if self.hang is not None:
+            await self.hang.wait()
+        await super().extend(receipts, hold)
+
+    async def ack(self, receipts: Sequence[str]) -> None:
+        if self.hang is not None:
+            await self.hang.wait()
+        await super().ack(receipts)
 
     async def send(self, run_ids: Sequence[str]) -> None:
         if self.fail_sends:
@@ -72,12 +85,14 @@ class Rig:
 
     async def claim(self, worker: str = "w1", limit: int = 100) -> list[ClaimedRun]:
         now = self.now()
-        return await self.dispatch.claim_runs(
+        claimed = await self.dispatch.claim_runs(
             ClaimRunsParams(
                 worker_id=worker, now=now, horizon=now + timedelta(seconds=0.5),
                 lease_until=now + timedelta(seconds=LEASE), limit=limit,
             )
         )  # fmt: skip
+        await self.dispatch.settled()  # its acks and extends, done in the background
+        return claimed
 
 
 async def _status(rig: Rig, run_id: str) -> RunStatus:
@@ -116,6 +131,7 @@ async def test_a_claimed_fire_is_sent_at_once_and_leased_through_its_message(rig
     assert await rig.claim("w2") == []  # the message is held by w1
     done = outcome(claimed, RunStatus.COMPLETED, worker_id="w1", started_at=rig.now())
     assert await rig.dispatch.complete_runs([done]) == [True]
+    await rig.dispatch.settled()
     assert await rig.queue.depth() == 0  # acknowledged with the outcome
 
 
@@ -131,6 +147,7 @@ async def test_a_duplicate_delivery_leases_nothing_and_is_acknowledged(rig: Rig)
     # A late duplicate after the run ended: acknowledged, executes nothing.
     done = outcome(claimed[0], RunStatus.COMPLETED, worker_id="w1", started_at=rig.now())
     await rig.dispatch.complete_runs([done])
+    await rig.dispatch.settled()
     await rig.queue.send([run_id])
     assert await rig.claim("w2") == []
     assert await rig.queue.depth() == 0
@@ -205,11 +222,13 @@ async def test_extend_keeps_a_running_runs_message_hidden(rig: Rig) -> None:
         await rig.clock.advance(20)
         until = rig.now() + timedelta(seconds=LEASE)
         renewal = await rig.dispatch.extend_leases("w1", [run_id], until)
+        await rig.dispatch.settled()
         assert renewal.held == [run_id]
         assert await rig.claim("w2") == []  # never redelivered while it heartbeats
 
     done = outcome(claimed, RunStatus.COMPLETED, worker_id="w1", started_at=rig.now())
     assert await rig.dispatch.complete_runs([done]) == [True]
+    await rig.dispatch.settled()
     assert await rig.queue.depth() == 0
 
 
@@ -221,6 +240,23 @@ async def test_without_extension_the_redelivery_leases_nothing(rig: Rig) -> None
     assert await rig.claim("w2") == []  # redelivered, but the run is RUNNING: acked
     assert await rig.queue.depth() == 0
     assert await _status(rig, run_id) is RunStatus.RUNNING
+
+
+async def test_a_hanging_broker_never_delays_heartbeats_or_outcomes(rig: Rig) -> None:
+    run_id = await rig.fire()
+    (claimed,) = await rig.claim("w1")
+    rig.queue.hang = asyncio.Event()
+
+    until = rig.now() + timedelta(seconds=LEASE)
+    renewal = await asyncio.wait_for(rig.dispatch.extend_leases("w1", [run_id], until), 5)
+    assert renewal.held == [run_id]
+    done = outcome(claimed, RunStatus.COMPLETED, worker_id="w1", started_at=rig.now())
+    assert await asyncio.wait_for(rig.dispatch.complete_runs([done]), 5) == [True]
+    assert await _status(rig, run_id) is RunStatus.COMPLETED
+
+    rig.queue.hang.set()  # the broker answers again: the ack lands
+    await rig.dispatch.settled()
+    assert await rig.queue.depth() == 0
 
 
 @pytest.mark.parametrize("how", ["reaped", "released"])

@@ -20,18 +20,21 @@ of the store's run table. The store stays the source of truth (DESIGN §3).
   from a dead worker is the store's (the reaper requeues, the relay re-sends); a
   message redelivered meanwhile finds the run not QUEUED and is acknowledged.
 * Broker errors after a store commit are logged, never raised: what was committed
-  stands, and the relay repairs what the broker missed.
+  stands, and the relay repairs what the broker missed. Extends and acks run in the
+  background (bounded in time and number), so a slow or dead broker never delays a
+  heartbeat or an outcome: a late heartbeat would cost a run its lease.
 
 Instants are the caller's; this adapter reads no clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
 from chronoq.ports.dispatch import (
@@ -61,6 +64,10 @@ REPUBLISH_AFTER = 60.0
 was lost: a broker restarted without it, a dead-letter queue took it)."""
 MANY_DELIVERIES = 5
 """A message received more often than this is logged: its holders keep dying."""
+SIDE_TIMEOUT = 10.0
+"""Longest a background extend/ack may take (a broker that hangs, not refuses)."""
+MAX_SIDE_CALLS = 64
+"""Background broker calls in flight at most; more are dropped (the broker is down)."""
 
 
 class OutboxStore(Dispatch, Outbox, Protocol):
@@ -92,6 +99,8 @@ class QueuedDispatch:
         """The message in hand for each run this process leased (run id -> receipt)."""
         self._hold = 30.0
         """Seconds a held message stays hidden: the lease length of the last claim."""
+        self._side: set[asyncio.Task[None]] = set()
+        """Extends and acks in flight: never awaited by the store's path (see ``_later``)."""
 
     @property
     def queue(self) -> RunQueue:
@@ -102,6 +111,10 @@ class QueuedDispatch:
         await self._queue.start()
 
     async def close(self) -> None:
+        if self._side:  # acks of the last outcomes: a moment to finish, then dropped
+            await asyncio.wait(set(self._side), timeout=2.0)
+            for task in set(self._side):
+                task.cancel()
         try:
             await self._queue.close()
         finally:
@@ -192,10 +205,10 @@ class QueuedDispatch:
         for run_id, available_at in result.waiting.items():
             delivery = first.pop(run_id)
             wait = max((available_at - params.now).total_seconds(), 0.0)
-            await self._quietly("extend", self._queue.extend([delivery.receipt], wait))
+            self._later("extend", self._queue.extend([delivery.receipt], wait))
         spent += [d.receipt for d in first.values()]  # not claimable: duplicate or stale
         if spent:
-            await self._quietly("ack", self._queue.ack(spent))
+            self._later("ack", self._queue.ack(spent))
         return result.claimed
 
     async def next_available_at(self) -> datetime | None:
@@ -211,33 +224,48 @@ class QueuedDispatch:
         kept = set(renewal.held)
         held = [self._receipts[r] for r in renewal.held if r in self._receipts]
         if held:
-            await self._quietly("extend", self._queue.extend(held, self._hold))
-        await self._let_go([r for r in run_ids if r not in kept])  # not ours any more
+            self._later("extend", self._queue.extend(held, self._hold))
+        self._let_go([r for r in run_ids if r not in kept])  # not ours any more
         return renewal
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         applied = await self._store.complete_runs(outcomes)
         # Applied or not, the message is spent: a run that is not ours any more was
         # requeued (and is sent again by the relay) or belongs to another worker.
-        await self._let_go([o.run_id for o in outcomes])
+        self._let_go([o.run_id for o in outcomes])
         return applied
 
     async def release_runs(self, params: ReleaseParams) -> int:
         count = await self._store.release_runs(params)
-        await self._let_go(list(params.run_ids))  # requeued runs are unpublished again
+        self._let_go(list(params.run_ids))  # requeued runs are unpublished again
         return count
 
     async def reap_lost(self, params: ReapParams) -> int:
         return await self._store.reap_lost(params)
 
-    async def _let_go(self, run_ids: Sequence[str]) -> None:
+    async def settled(self) -> None:
+        """Wait until the background extends and acks in flight are done (for tests)."""
+        while self._side:
+            await asyncio.wait(set(self._side))
+
+    def _let_go(self, run_ids: Sequence[str]) -> None:
         receipts = [r for r in (self._receipts.pop(i, None) for i in run_ids) if r is not None]
         if receipts:
-            await self._quietly("ack", self._queue.ack(receipts))
+            self._later("ack", self._queue.ack(receipts))
 
-    async def _quietly(self, what: str, call: Awaitable[None]) -> None:
-        """Await a broker call whose failure must not undo a store commit: log it."""
+    def _later(self, what: str, call: Coroutine[Any, Any, None]) -> None:
+        """Run a broker call in the background. Extends and acks only save redeliveries
+        (a redelivered message finds its run not QUEUED), so a slow or dead broker must
+        never delay the store's path: a late heartbeat would cost the run its lease."""
+        if len(self._side) >= MAX_SIDE_CALLS:
+            call.close()
+            return
+        task = asyncio.create_task(self._quietly(what, call), name=f"runqueue-{what}")
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def _quietly(self, what: str, call: Coroutine[Any, Any, None]) -> None:
         try:
-            await call
+            await asyncio.wait_for(call, SIDE_TIMEOUT)
         except Exception as exc:
             log.warning("dispatch: %s on the run queue failed (%s); the store decides", what, exc)

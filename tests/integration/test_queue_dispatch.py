@@ -1,0 +1,106 @@
+"""Queued dispatch end to end (``--dispatch redis://`` and ``sqs://``): real role processes
+over a private PostgreSQL (the chaos harness: supervisor, probe ledger, invariant
+checker), with a private Redis or moto SQS server.
+
+* immediate, scheduled and recurring jobs run once each, and every run went through
+  the broker (the store marked it published);
+* the seed's TestSQSRestart, and the same for Redis: the broker is crashed with jobs
+  pending (some running, some due while it is down) and comes back EMPTY; every job
+  still runs, none twice — the relay rebuilds the queue from the store.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.chaos import conftest as chaos_fixtures
+from tests.chaos.conftest import Chaos
+from tests.chaos.harness import SETTLE, Accepted, hold
+from tests.support.times import at, utcnow
+
+from . import test_queue_dispatch_brokers as broker_fixtures
+from .test_queue_dispatch_brokers import Broker
+
+# The fixtures these tests use (pytest finds fixtures by module attribute).
+chaos, pg, pg_template = chaos_fixtures.chaos, chaos_fixtures.pg, chaos_fixtures.pg_template
+broker, redis_factory = broker_fixtures.broker, broker_fixtures.redis_factory
+sqs_factory = broker_fixtures.sqs_factory
+
+pytestmark = [pytest.mark.slow]
+
+ROLES = {"api": 1, "coordinator": 1, "picker": 1, "worker": 2}
+
+
+def start_cluster(chaos: Chaos, broker: Broker) -> None:
+    chaos.cluster(extra=("--dispatch", broker.url), **ROLES)
+
+
+def executions_per_fire(chaos: Chaos) -> Counter[tuple[str, object]]:
+    return Counter((e.job_id, e.scheduled_for) for e in chaos.ledger.read())
+
+
+def assert_each_ran_once(chaos: Chaos, jobs: list[Accepted]) -> None:
+    per_fire = executions_per_fire(chaos)
+    twice = {k: n for k, n in per_fire.items() if n > 1}
+    assert not twice, f"fires executed more than once: {twice}"
+    ran = {job_id for job_id, _ in per_fire}
+    missing = [j.job_id for j in jobs if j.job_id not in ran]
+    assert not missing, f"jobs that never ran: {missing}\n{chaos.sup.log_tails()}"
+
+
+def submit(chaos: Chaos, **spec: object) -> Accepted:
+    accepted = chaos.api.submit(**spec)
+    assert accepted is not None, chaos.sup.log_tails()
+    return accepted
+
+
+def test_immediate_scheduled_and_recurring_jobs_run_once_each(chaos: Chaos, broker: Broker) -> None:
+    start_cluster(chaos, broker)
+    immediate = [submit(chaos, payload=chaos.ledger.probe(0.1)) for _ in range(5)]
+    scheduled = [
+        submit(chaos, payload=chaos.ledger.probe(0.1), next_fire_at=at(1.5 + 0.5 * i))
+        for i in range(5)
+    ]
+    recurring = submit(chaos, payload=chaos.ledger.probe(0), cron_schedule="@every 1s")
+    hold(6)  # the recurring job fires a few times
+    cutoff = utcnow()
+    hold(1)
+
+    report = chaos.settle_and_check(cutoff, timeout=45)
+    assert report.ok, report
+    assert_each_ran_once(chaos, [*immediate, *scheduled, recurring])
+    fires = [k for k in executions_per_fire(chaos) if k[0] == recurring.job_id]
+    assert len(fires) >= 4, fires
+
+
+def test_broker_restarted_empty_with_jobs_pending_runs_all_once(
+    chaos: Chaos, broker: Broker
+) -> None:
+    """The seed's TestSQSRestart (and the same for Redis)."""
+    start_cluster(chaos, broker)
+    running = [submit(chaos, payload=chaos.ledger.probe(3.0)) for _ in range(3)]
+    hold(1)  # these hold messages in hand while the broker dies
+    pending = [
+        submit(chaos, payload=chaos.ledger.probe(0.1), next_fire_at=at(1.5 + 0.2 * i))
+        for i in range(10)
+    ]  # fired (and their runs created) while the broker is down
+    broker.crash()
+    chaos.sup.note("kill", broker.kind, "broker")
+    hold(4)
+    broker.restart()
+    restarted = utcnow()
+    chaos.sup.note("start", broker.kind, "broker")
+    later = [submit(chaos, payload=chaos.ledger.probe(0.1)) for _ in range(3)]
+    cutoff = utcnow()
+    hold(SETTLE / 2)
+
+    report = chaos.settle_and_check(cutoff, timeout=60)
+    assert report.ok, report
+    assert_each_ran_once(chaos, [*running, *pending, *later])
+    # Dispatch really goes through the broker: nothing due while it was down started
+    # before it was back.
+    ids = {j.job_id for j in pending}
+    early = [e for e in chaos.ledger.read() if e.job_id in ids and e.started < restarted]
+    assert not early, early
