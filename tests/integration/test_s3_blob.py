@@ -72,8 +72,8 @@ class Bucket:
         self.client.put_object(Bucket=self.name, Key=self.base + key, Body=data)
 
 
-@pytest.fixture
-def buckets() -> Iterator[Callable[[SeaweedS3Server, str], Bucket]]:
+@pytest.fixture(name="buckets")
+def buckets_fixture() -> Iterator[Callable[[SeaweedS3Server, str], Bucket]]:
     """``buckets(server, url)``: a ``Bucket``, its client closed at the end of the test."""
     made: list[Bucket] = []
 
