@@ -110,12 +110,12 @@ def test_jobs_submitted_while_postgres_is_down_all_run_exactly_once(
     with make_client(url, user) as api:
         assert api.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 503  # not a false 404
 
-    def submit(i: int) -> tuple[int, str]:
-        with make_client(url, user) as api:
-            r = api.post("/v1/jobs", json={"project_id": "ingest", "payload": f"job-{i}"})
+    with make_client(url, user) as shared, ThreadPoolExecutor(8) as pool:  # a client is thread-safe
+
+        def submit(i: int) -> tuple[int, str]:
+            r = shared.post("/v1/jobs", json={"project_id": "ingest", "payload": f"job-{i}"})
             return r.status_code, r.json().get("job_id", r.text)
 
-    with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(submit, range(JOBS)))
     assert [code for code, _ in answers] == [201] * JOBS, answers[:5]
     job_ids = [job_id for _, job_id in answers]
