@@ -18,7 +18,7 @@ import pytest
 from tests.support.metrics import metric_sum, parse_metrics, scrape
 from tests.support.waiting import wait_for
 
-from .helpers import Guard, assert_error, list_jobs, make_client, new_user
+from .helpers import Guard, assert_error, create, list_jobs, make_client, new_user
 from .test_untrusted_output import postgres_dsn  # noqa: F401  (a module fixture)
 
 if TYPE_CHECKING:
@@ -311,6 +311,61 @@ def test_a_nul_in_a_batch_item_names_the_item(guard: Guard) -> None:
 def test_a_nul_in_the_project_filter_is_400(guard: Guard) -> None:
     r = guard.client.get("/v1/jobs", params={"project_id": "p\u0000"})
     assert_error(r, 400, "validation_error", "project_id")
+
+
+def test_a_project_filter_longer_than_any_project_id_is_400(guard: Guard) -> None:
+    r = guard.client.get("/v1/jobs", params={"project_id": "p" * 201})
+    assert_error(r, 400, "validation_error", "project_id")
+    assert guard.client.get("/v1/jobs", params={"project_id": "p" * 200}).status_code == 200
+
+
+def test_an_empty_cursor_is_the_first_page(server: ServerHandle) -> None:
+    with make_client(server.url, new_user("cursor")) as client:
+        job = create(client, project_id="p", payload="x", next_fire_at="2099-01-01T00:00:00Z")
+        r = client.get("/v1/jobs", params={"cursor": ""})
+    assert r.status_code == 200, r.text
+    assert [item["job_id"] for item in r.json()["items"]] == [job["job_id"]]
+
+
+@pytest.mark.parametrize("route", CREATE_ROUTES)
+def test_max_retries_is_a_json_integer_3_point_0_included(server: ServerHandle, route: str) -> None:
+    with make_client(server.url, new_user("retries")) as client:
+        ok = client.post(route, json={"project_id": "p", "payload": "x", "max_retries": 3.0})
+        assert ok.status_code == 201, ok.text
+        job_id = ok.json()["job_id"]
+        assert client.get(f"/v1/jobs/{job_id}").json()["max_retries"] == 3
+        for bad in (3.5, 1e300, -1.0, 101):
+            r = client.post(route, json={"project_id": "p", "payload": "x", "max_retries": bad})
+            assert_error(r, 400, "validation_error", "max_retries")
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"timezone": "Europe/Berlin", "cron_schedule": None}, "timezone"),
+        ({"timezone": "posixrules", "cron_schedule": "* * * * *"}, "timezone"),
+        ({"timezone": "Not/AZone", "cron_schedule": "* * * * *"}, "timezone"),
+    ],
+)
+def test_a_timezone_needs_a_cron_and_a_known_name(
+    guard: Guard, spec: dict[str, Any], field: str
+) -> None:
+    r = guard.client.post("/v1/jobs", json={"project_id": "p", "payload": "x", **spec})
+    assert_error(r, 400, "validation_error", field)
+    guard.assert_nothing_stored()
+
+
+def test_the_schema_lists_exactly_the_accepted_timezones(server: ServerHandle) -> None:
+    timezone = _document(server)["components"]["schemas"]["JobIn"]["properties"]["timezone"]
+    (names,) = [branch["enum"] for branch in timezone["anyOf"] if "enum" in branch]
+    assert "Europe/Berlin" in names and "UTC" in names and "posixrules" not in names
+    with make_client(server.url, new_user("zones")) as client:
+        for name in names[:: max(1, len(names) // 25)]:  # a spread of the list
+            r = client.post(
+                "/v1/jobs", json={"project_id": "p", "payload": "x", "cron_schedule": "@daily",
+                                  "timezone": name},
+            )  # fmt: skip
+            assert r.status_code == 201, (name, r.text)
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import MAXYEAR, UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Final, Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -124,6 +124,18 @@ class Schedule(Protocol):
         ``None`` when the schedule has no later fire.
         """
         ...
+
+
+@lru_cache(maxsize=1)
+def known_timezones() -> frozenset[str]:
+    """Every timezone a job may name: the IANA keys this installation has (the ``tzdata``
+    package, a dependency, and the system's), without host-dependent files. The OpenAPI
+    document lists exactly these, so the schema and the validation agree."""
+    return frozenset(
+        name
+        for name in available_timezones()
+        if _ZONE_KEY.fullmatch(name) is not None and name not in _NOT_ZONES
+    )
 
 
 def validate_timezone(name: str) -> str:
@@ -385,7 +397,7 @@ def _transition(low: datetime, high: datetime, zone: tzinfo) -> datetime:
 
 def _load_zone(name: str) -> tzinfo:
     message = f"unknown timezone {name!r}: expected an IANA name such as 'Europe/Berlin'"
-    if not isinstance(name, str) or _ZONE_KEY.fullmatch(name) is None or name in _NOT_ZONES:
+    if not isinstance(name, str) or name not in known_timezones():
         raise ScheduleError(message, field="timezone")
     try:
         return ZoneInfo(name)

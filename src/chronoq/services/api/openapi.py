@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS
+from chronoq.domain.schedules import known_timezones
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.services.api.schemas import (
     MAX_BATCH,
@@ -41,12 +42,17 @@ JOB_IN_CONSTRAINTS: dict[str, dict[str, Any]] = {
     "cron_schedule": {
         "minLength": 1,
         "pattern": _ASCII_NOT_BLANK,
-        "description": "cron (5 or 6 fields), @every <Go duration>, @hourly...; ASCII",
+        "description": "cron (5 or 6 fields), @every <Go duration>, @hourly...; ASCII. The"
+        " server checks the cron syntax itself (JSON Schema cannot state it): an expression"
+        " it cannot parse is a 400 naming cron_schedule",
     },
     "next_fire_at": {"format": "date-time", "pattern": _RFC3339},
-    "max_retries": {"minimum": 0, "maximum": MAX_RETRIES},
+    "max_retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
     "timeout_seconds": {"minimum": MIN_TIMEOUT, "maximum": MAX_TIMEOUT},
-    "timezone": {"minLength": 1, "pattern": _ASCII_NOT_BLANK, "description": "IANA name"},
+    "timezone": {
+        "enum": sorted(known_timezones()),
+        "description": "IANA name; only with a cron_schedule",
+    },
 }
 _JOB = {
     "type": "object",
@@ -159,8 +165,8 @@ _LIST_QUERY = [
     {"name": "project_id", "in": "query", "required": False,
      "schema": {"type": "string", "maxLength": MAX_ID_LEN, "pattern": _NO_NUL}},
     {"name": "cursor", "in": "query", "required": False,
-     "description": "next_cursor of the previous page (opaque)",
-     "schema": {"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"}},
+     "description": "next_cursor of the previous page (opaque); absent or empty: the first",
+     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}},
     {"name": "limit", "in": "query", "required": False,
      "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
 ]  # fmt: skip
@@ -185,7 +191,13 @@ def _constrain(job_in: dict[str, Any], batch_in: dict[str, Any]) -> None:
         schema = properties[name]
         target = next((b for b in schema.get("anyOf", []) if b.get("type") != "null"), schema)
         target.update(extra)
-    job_in["dependentRequired"] = {"timezone": ["cron_schedule"]}
+    # A timezone (not null) needs a cron_schedule (not null): dependentRequired would count
+    # an explicit null as present.
+    job_in["if"] = {"required": ["timezone"], "properties": {"timezone": {"type": "string"}}}
+    job_in["then"] = {
+        "required": ["cron_schedule"],
+        "properties": {"cron_schedule": {"type": "string"}},
+    }
     batch_in["properties"]["jobs"].update(minItems=1, maxItems=MAX_BATCH)
 
 

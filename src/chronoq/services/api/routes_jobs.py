@@ -21,6 +21,7 @@ from chronoq.services.api.schemas import (
     BATCH_DECODER,
     JOB_DECODER,
     MAX_BATCH,
+    MAX_ID_LEN,
     decode,
     to_spec,
 )
@@ -174,6 +175,10 @@ def _status(raw: str | None) -> JobStatus | None:
 def _project_filter(raw: str | None) -> str | None:
     if raw is not None and "\x00" in raw:
         raise ValidationError("project_id must not contain a NUL character", field="project_id")
+    if raw is not None and len(raw) > MAX_ID_LEN:
+        raise ValidationError(
+            f"project_id must be at most {MAX_ID_LEN} characters", field="project_id"
+        )
     return raw or None
 
 

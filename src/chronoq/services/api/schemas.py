@@ -31,7 +31,8 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     payload: str
     cron_schedule: str | None = None
     next_fire_at: str | None = None
-    max_retries: int | None = None
+    max_retries: float | None = None
+    """A JSON integer; ``3.0`` is the integer 3, as JSON Schema's ``integer`` says."""
     timeout_seconds: float | None = None
     timezone: str | None = None
 
@@ -153,15 +154,19 @@ def _time(value: str | None, prefix: str) -> datetime | None:
         ) from None
 
 
-def _retries(value: int | None, prefix: str) -> int:
+def _retries(value: float | None, prefix: str) -> int:
     if value is None:
         return 0
+    if not (math.isfinite(value) and value.is_integer()):
+        raise ValidationError(
+            f"max_retries must be an integer, got {value}", field=prefix + "max_retries"
+        )
     if not 0 <= value <= MAX_RETRIES:
         raise ValidationError(
-            f"max_retries must be between 0 and {MAX_RETRIES}, got {value}",
+            f"max_retries must be between 0 and {MAX_RETRIES}, got {value:g}",
             field=prefix + "max_retries",
         )
-    return value
+    return int(value)
 
 
 def _timeout(value: float | None, prefix: str) -> float | None:
