@@ -152,6 +152,7 @@ def test_s3_down_503_and_nothing_stored_small_still_accepted_downloads_wait_for_
         guard.assert_nothing_stored()
         guard.client.close()
 
+        assert api.get(f"/v1/jobs/{job_id}").status_code == 503  # its payload is in S3
         small = create(api, payload="small while S3 is down")["job_id"]
         small_runs = runs_of(api, small, lambda r: r[0]["status"] == "COMPLETED", 15)
         assert small_runs[0]["status"] == "COMPLETED", small_runs
