@@ -3,9 +3,10 @@
 A private PostgreSQL (the store) and a private redis-server (AOF, ``appendfsync
 always``); an api logging submissions to Redis, two writer processes, a coordinator, a
 picker and a worker. PostgreSQL is stopped, 1,000 jobs are submitted (every one 201),
-a job still in the log reads as ACCEPTED; PostgreSQL is started again and every job
-runs exactly once (run rows in the store), and the log is drained. With Redis down,
-stored jobs still read and submissions are refused (503).
+a job still in the log reads as ACCEPTED, Redis is SIGKILLed and restarted (AOF);
+PostgreSQL is started again and every job runs exactly once (run rows in the store),
+and the log is drained. With Redis down, stored jobs still read and submissions are
+refused (503).
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ def test_jobs_submitted_while_postgres_is_down_all_run_exactly_once(
         other = api.get(f"/v1/jobs/{job_ids[17]}", headers={"X-User-ID": "mallory"})
         assert other.status_code == 503  # not in mallory's log: the store (down) decides
     assert _log_length(redis_server) == (JOBS, JOBS)  # all waiting in Redis
+    redis_server.kill()  # a crash of Redis too: appendfsync always kept every 201
+    redis_server.start()
+    assert _log_length(redis_server) == (JOBS, JOBS)
 
     postgres.start()
     done = f"SELECT count(*) FROM job_runs WHERE user_id = '{user}' AND status = 'COMPLETED'"
