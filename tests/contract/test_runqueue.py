@@ -415,3 +415,36 @@ def test_bad_url_is_one_line_config_error(url: str) -> None:
         factory(url)
     message = str(caught.value)
     assert message.startswith("dispatch:") and "\n" not in message
+
+
+async def test_sqs_with_an_endpoint_never_asks_instance_metadata(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No credentials configured and a local endpoint: dummy credentials, and no request
+    to the EC2 instance metadata service (pointed here at a listener that counts)."""
+    from chronoq.adapters.sqs import run_queue as sqs_queue
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_EC2_METADATA_DISABLED"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/chronoq-aws-config")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/chronoq-aws-credentials")
+    asked: list[int] = []
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.append(1)
+        writer.close()
+
+    listener = await asyncio.start_server(count, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", f"http://127.0.0.1:{port}/")
+    queue = sqs_queue(sqs_url(request.getfixturevalue("sqs_server")))
+    try:
+        await queue.start()
+        await queue.send(["r1"])
+        assert [d.run_id for d in await queue.receive("c1", 1, wait=1, hold=HOLD)] == ["r1"]
+    finally:
+        await queue.close()
+        listener.close()
+        await listener.wait_closed()
+    assert asked == []
