@@ -9,7 +9,9 @@ RunQueue in front of a store's Dispatch.
 
 Contract, for every adapter (tests/contract/test_runqueue.py):
 
-* ``send`` is durable in the broker before it returns (all or none).
+* ``send`` is durable in the broker before it returns (all or none on memory and Redis;
+  SQS sends batches of 10, so a failure may leave earlier batches sent: sending a run
+  twice is harmless, the store decides).
 * ``receive`` delivers at least once: a message received is invisible to other
   receivers for ``hold`` seconds; unless acknowledged by then it is delivered again
   with ``deliveries`` one higher. ``receive`` waits at most ``wait`` seconds for a
