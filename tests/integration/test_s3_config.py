@@ -34,6 +34,7 @@ BAD_URLS = {
     "s3://bucket/p?read_timeout=0": "read_timeout",
     "s3://bucket/p?connect_timeout=nan": "connect_timeout",
     "s3://bucket/p?max_attempts=11": "max_attempts",
+    "s3://bucket/p?max_connections=0": "max_connections must be 1-1000",
     "s3://bucket/p?anonymous=maybe": "anonymous must be true or false",
     "s3://bucket/p?addressing=sideways": "addressing",
     "s3://AKIA:secret@bucket/p": "no credentials in the URL",
@@ -59,13 +60,15 @@ def test_options_are_parsed_with_their_defaults() -> None:
         "path", False, False, True,
     )  # fmt: skip
     assert (options.connect_timeout, options.read_timeout, options.max_attempts) == (2, 10, 2)
+    assert options.max_connections == 64
     custom = parse_s3_url(
         "s3://b-1?anonymous=1&imds=true&create_bucket=no&max_attempts=5"
-        "&connect_timeout=0.5&read_timeout=30&addressing=virtual&profile=ops"
+        "&connect_timeout=0.5&read_timeout=30&addressing=virtual&profile=ops&max_connections=8"
     )
     assert (custom.prefix, custom.endpoint, custom.anonymous, custom.imds) == ("", None, True, True)
     assert (custom.create_bucket, custom.max_attempts, custom.addressing) == (False, 5, "virtual")
     assert (custom.connect_timeout, custom.read_timeout, custom.profile) == (0.5, 30.0, "ops")
+    assert custom.max_connections == 8
 
 
 def _up(

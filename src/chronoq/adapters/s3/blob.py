@@ -68,6 +68,7 @@ class S3BlobStore:
             connect_timeout=o.connect_timeout,
             read_timeout=o.read_timeout,
             retries={"max_attempts": o.max_attempts, "mode": "standard"},
+            max_pool_connections=o.max_connections,
             s3={"addressing_style": o.addressing},
             signature_version=UNSIGNED if o.anonymous else None,
         )

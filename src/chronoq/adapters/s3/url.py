@@ -44,10 +44,13 @@ class S3Options:
     read_timeout: float = 10.0
     max_attempts: int = 2
     """botocore's total attempts per call (1 = no retry), standard retry mode."""
+    max_connections: int = 64
+    """HTTP connections kept to S3 (botocore's default, 10, would queue the downloads of
+    a busy worker behind each other)."""
 
 
-_OPTIONS = {"endpoint", "region", "profile", "anonymous", "imds", "create_bucket",
-            "addressing", "connect_timeout", "read_timeout", "max_attempts"}  # fmt: skip
+_OPTIONS = {"endpoint", "region", "profile", "anonymous", "imds", "create_bucket", "addressing",
+            "connect_timeout", "read_timeout", "max_attempts", "max_connections"}  # fmt: skip
 
 
 def parse_s3_url(url: str) -> S3Options:
@@ -90,7 +93,8 @@ def parse_s3_url(url: str) -> S3Options:
         addressing=_choice(opt.get("addressing", "path"), ("path", "virtual"), bad),
         connect_timeout=_seconds(opt, "connect_timeout", 2.0, bad),
         read_timeout=_seconds(opt, "read_timeout", 10.0, bad),
-        max_attempts=_attempts(opt.get("max_attempts", "2"), bad),
+        max_attempts=_count(opt.get("max_attempts", "2"), "max_attempts", 10, bad),
+        max_connections=_count(opt.get("max_connections", "64"), "max_connections", 1000, bad),
     )
 
 
@@ -151,7 +155,7 @@ def _seconds(opt: dict[str, str], name: str, default: float, bad: Bad) -> float:
     return value
 
 
-def _attempts(value: str, bad: Bad) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 10:
-        raise bad(f"max_attempts must be 1-10, not {value!r}")
+def _count(value: str, name: str, most: int, bad: Bad) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= most:
+        raise bad(f"{name} must be 1-{most}, not {value!r}")
     return int(value)
