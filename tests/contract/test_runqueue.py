@@ -448,3 +448,26 @@ async def test_sqs_with_an_endpoint_never_asks_instance_metadata(
         listener.close()
         await listener.wait_closed()
     assert asked == []
+
+
+async def test_redis_full_is_unavailable(redis_factory: RedisFactory) -> None:  # noqa: F811
+    """A Redis out of memory refuses the send: UnavailableError, not a driver error."""
+    import redis.asyncio as aioredis
+
+    from chronoq.adapters.redis import run_queue as redis_queue
+
+    server = redis_factory(durable=False)
+    queue = redis_queue(server.url)
+    await queue.start()
+    admin = aioredis.Redis.from_url(server.url)
+    try:
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", 1)
+        with pytest.raises(UnavailableError, match="maxmemory"):
+            await queue.send(["r1"])
+        await admin.config_set("maxmemory", 0)
+        await queue.send(["r1"])
+        assert [d.run_id for d in await queue.receive("c1", 1, wait=0, hold=HOLD)] == ["r1"]
+    finally:
+        await admin.aclose()
+        await queue.close()

@@ -45,6 +45,14 @@ OP_TIMEOUT = 10.0
 """Seconds any one command may take (beyond a receive's ``wait``) before the server is
 called unavailable."""
 DEFAULT_MAX_RECEIVES = 5
+# Redis full, a replica, failing over: retry later (the store keeps the truth meanwhile).
+_UNAVAILABLE = ("OOM", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS")
+_UNAVAILABLE_ERRORS = (
+    redis_errors.OutOfMemoryError,
+    redis_errors.ReadOnlyError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+)
 
 # Take over idle entries (at most 10 XAUTOCLAIM passes); move the over-delivered ones to
 # the dead stream. Returns {id, run, count} per delivered entry.
@@ -174,6 +182,8 @@ class RedisRunQueue:
                 async with asyncio.timeout(OP_TIMEOUT + extra):
                     return await op()
             except redis_errors.ResponseError as exc:
+                if isinstance(exc, _UNAVAILABLE_ERRORS) or str(exc).startswith(_UNAVAILABLE):
+                    raise UnavailableError(f"{SETTING}: Redis at {self._where}: {exc}") from None
                 if "NOGROUP" not in str(exc) or attempt == 2:
                     raise
             except (
