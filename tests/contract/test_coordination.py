@@ -20,10 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 import pytest
 
 from chronoq.adapters.etcd import EtcdCoordination, parse_etcd_url
 from chronoq.adapters.etcd import coordination as etcd_coordination
+from chronoq.adapters.etcd import etcd_coordination as etcd_coordination_module
 from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.postgres.coordination import PostgresCoordination
 from chronoq.adapters.postgres.notify import PostgresNotifier
@@ -468,10 +470,10 @@ async def test_etcd_racing_candidates_never_share_an_epoch(request: pytest.Fixtu
     await asyncio.gather(*(c.start() for c in coords))
     won: list[Leadership] = []
     try:
+        rng = random.Random(8)
         for _ in range(25):  # each round: all three at once on a free lease, the winner resigns
-            leases = await asyncio.gather(
-                *(c.try_lead(f"n{i}", LONG) for i, c in enumerate(coords))
-            )
+            order = rng.sample(range(3), 3)  # who sends first changes from round to round
+            leases = await asyncio.gather(*(coords[i].try_lead(f"n{i}", LONG) for i in order))
             winners = [lease for lease in leases if lease is not None]
             assert len(winners) == 1, winners  # never two holders of one term
             won.append(winners[0])
@@ -599,15 +601,17 @@ async def test_etcd_fails_over_between_endpoints(tmp_path: Any) -> None:
 def test_etcd_urls_are_checked_at_load() -> None:
     for bad in ("etcd://", "etcd://host", "etcd://h:0", "etcd://h:99999", "etcd://h:1?x=1",
                 "etcd://h:1?timeout=abc", "etcd://h:1,h2/p", "http://h:1",
-                "etcd://h:1?member_lease=1"):  # fmt: skip
+                "etcd://h:1?member_lease=1", "etcd://h:1?keep_revisions=5"):  # fmt: skip
         with pytest.raises(ConfigError) as caught:
             etcd_coordination(bad)
         message = str(caught.value)
         assert message.startswith("coordination") and "\n" not in message, message
-    parsed = parse_etcd_url("etcd://a:1,b:2/some/prefix?timeout=3&member_lease=30")
+    parsed = parse_etcd_url("etcd://a:1,b:2/some/prefix?timeout=3&member_lease=30&keep_revisions=0")
     assert parsed.endpoints == ("http://a:1", "http://b:2")
     assert (parsed.prefix, parsed.timeout, parsed.member_lease) == ("some/prefix", 3.0, 30.0)
-    assert parse_etcd_url("etcd://a:1").prefix == "chronoq"
+    assert parsed.keep_revisions == 0
+    default = parse_etcd_url("etcd://a:1")
+    assert (default.prefix, default.timeout, default.keep_revisions) == ("chronoq", 2.0, 10_000)
     assert isinstance(etcd_coordination("etcd://a:1"), EtcdCoordination)  # no connection yet
 
 
@@ -617,3 +621,43 @@ async def _quiet(call: Awaitable[T]) -> T | None:
         return await call
     except UnavailableError:
         return None
+
+
+async def test_etcd_the_leader_compacts_the_history(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats and renewals are etcd revisions that etcd keeps until compacted: the
+    leader compacts, keeping ``keep_revisions``."""
+    server = request.getfixturevalue("etcd_server")
+    coord = etcd_coordination(server.url + f"/c{uuid.uuid4().hex[:8]}?keep_revisions=100")
+    await coord.start()
+    try:
+        await _lead(coord, "a")
+        for _ in range(150):
+            await coord.heartbeat(Member(member_id="m1", role="worker"))
+        monkeypatch.setattr(etcd_coordination_module, "_COMPACT_EVERY", 0.0)
+        renewed = await coord.try_lead("a", LONG)
+        assert renewed is not None and renewed.epoch == 1
+        newest = await _revision(server)
+        old = await _range_at(server, newest - 120)
+        assert "compacted" in old.get("error", ""), old
+        kept = await _range_at(server, newest - 80)
+        assert "error" not in kept, kept
+        assert [m.member_id for m in await coord.members(ttl=LONG)] == ["m1"]
+    finally:
+        await coord.close()
+
+
+async def _revision(server: Any) -> int:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(server.client_url + "/v3/kv/range", json={"key": "eA=="})
+    return int(answer.json()["header"]["revision"])
+
+
+async def _range_at(server: Any, revision: int) -> dict[str, Any]:
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            server.client_url + "/v3/kv/range", json={"key": "eA==", "revision": str(revision)}
+        )
+    result: dict[str, Any] = answer.json()
+    return result

@@ -54,6 +54,8 @@ class EtcdUrl:
     """Every key of this coordination starts with ``<prefix>/``."""
     timeout: float
     member_lease: float
+    keep_revisions: int
+    """History the leader leaves when it compacts etcd (0: never compacts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ class KeyValue:
 
 
 def parse_etcd_url(url: str) -> EtcdUrl:
-    """``etcd://host:port[,host:port...][/prefix][?timeout=S&member_lease=S]``."""
+    """``etcd://host:port[,host:port...][/prefix][?timeout=S&member_lease=S&keep_revisions=N]``."""
     parts = urlsplit(url)
     if parts.scheme != "etcd" or not parts.netloc:
         raise ConfigError(f"{SETTING}: {url!r} is not an etcd://host:port[/prefix] URL")
@@ -83,12 +85,17 @@ def parse_etcd_url(url: str) -> EtcdUrl:
     if not prefix.isascii() or not prefix.isprintable() or " " in prefix:
         raise ConfigError(f"{SETTING}: the key prefix in {url!r} must be printable ASCII")
     options = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-    unknown = set(options) - {"timeout", "member_lease"}
+    unknown = set(options) - {"timeout", "member_lease", "keep_revisions"}
     if unknown:
         raise ConfigError(f"{SETTING}: unknown option(s) {sorted(unknown)} in {url!r}")
     timeout = _seconds(options.get("timeout", "2"), "timeout", url, low=0.05)
     member_lease = _seconds(options.get("member_lease", "60"), "member_lease", url, low=2)
-    return EtcdUrl(tuple(endpoints), prefix, timeout, member_lease)
+    keep = options.get("keep_revisions", "10000")
+    if not keep.isdigit() or not (keep == "0" or 100 <= int(keep) <= 10**9):
+        raise ConfigError(
+            f"{SETTING}: keep_revisions must be 0 or 100-1e9, got {keep!r} in {url!r}"
+        )
+    return EtcdUrl(tuple(endpoints), prefix, timeout, member_lease, int(keep))
 
 
 def _seconds(raw: str, name: str, url: str, *, low: float) -> float:
@@ -152,6 +159,8 @@ class EtcdClient:
         self._timeout = timeout
         self._http: httpx.AsyncClient | None = None
         self._current = 0
+        self.revision = 0
+        """The newest store revision any answer carried (for compaction)."""
         self._quiet = _QuietRequests(self._endpoints)
 
     async def open(self) -> None:
@@ -185,7 +194,9 @@ class EtcdClient:
             error = answer.get("error") if isinstance(answer, dict) else None
             if response.status_code == 200 and not error:
                 self._current = index
-                return answer.get("result", answer) if path.endswith("keepalive") else answer
+                answer = answer.get("result", answer) if path.endswith("keepalive") else answer
+                self.revision = max(self.revision, revision(answer))
+                return answer
             code = int(answer.get("code", 0)) if isinstance(answer, dict) else 0
             if code in (3, NOT_FOUND, 9):  # invalid argument, not found, failed precondition
                 raise EtcdError(code, str(error))
@@ -227,6 +238,10 @@ class EtcdClient:
         except EtcdError as exc:
             if exc.code != NOT_FOUND:
                 raise
+
+    async def compact(self, before: int) -> None:
+        """Drop the history older than revision ``before`` (the current values stay)."""
+        await self.call("/v3/kv/compaction", {"revision": str(before)})
 
     async def delete(self, key: str) -> None:
         await self.call("/v3/kv/deleterange", {"key": b64(key)})

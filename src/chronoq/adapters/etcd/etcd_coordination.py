@@ -51,6 +51,7 @@ by a lost reply expires by itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -73,6 +74,8 @@ from chronoq.ports.coordination import Leadership, Member, ShardAssignment
 
 _ATTEMPTS = 5
 """Compare-and-set retries when another writer changed a key between read and write."""
+_COMPACT_EVERY = 300.0
+"""Seconds between the leader's compactions of etcd's history (see ``_compact``)."""
 
 
 class EtcdCoordination:
@@ -86,6 +89,7 @@ class EtcdCoordination:
         self._assignment_key, self._members_prefix = f"{p}/assignment", f"{p}/members/"
         self._member_leases: dict[str, tuple[int, float]] = {}
         """member id -> (its lease, when this process last renewed it; monotonic)."""
+        self._compacted_at = time.monotonic()
         self._seen: dict[str, tuple[int, float]] = {}
         """member id -> (mod_revision, when this reader first saw it; monotonic)."""
 
@@ -111,6 +115,7 @@ class EtcdCoordination:
                     return None
                 renewed = await self._renew(current)
                 if renewed is not None:
+                    await self._compact()
                     return renewed
                 continue  # our term just ended: start a new one
             won = await self._acquire(candidate, ttl, _first(counter))
@@ -137,6 +142,21 @@ class EtcdCoordination:
                 raise
             return None
         return lease if ok else None
+
+    async def _compact(self) -> None:
+        """Every member heartbeat and lease renewal is a new etcd revision, and etcd keeps
+        every revision until compacted (the quota then fills: 2 GB by default, in days).
+        So the leader compacts every few minutes, keeping the last ``keep_revisions``; a
+        failure only waits for the next time (and etcd's own auto-compaction may be on)."""
+        keep = self._url.keep_revisions
+        now = time.monotonic()
+        if not keep or now - self._compacted_at < _COMPACT_EVERY:
+            return
+        self._compacted_at = now
+        if self._client.revision > keep:
+            # Compacted further already, or etcd busy: next time.
+            with contextlib.suppress(UnavailableError):
+                await self._client.compact(self._client.revision - keep)
 
     async def _acquire(self, candidate: str, ttl: float, counter: Any) -> Leadership | None:
         epoch = 1 + (int(counter.value) if counter is not None else 0)
