@@ -138,7 +138,7 @@ def test_job_as_the_server_user_cannot_read_its_environ(unprivileged_base: Path)
     here = Path(__file__).resolve()
     if any(not (d.stat().st_mode & 0o001) for d in here.parents):
         pytest.skip(f"nobody cannot reach the checkout ({here.parent} has a private parent)")
-    server = _ServerAs(unprivileged_base / "srv", *ids, env=SECRETS)
+    server = _ServerAs(unprivileged_base / "srv", *ids, env={**SECRETS, "CHRONOQ_SHELL_USER": ""})
     try:
         server.start()
         run = _run_output(server.url, "cmd:tr '\\0' '\\n' </proc/$PPID/environ")

@@ -29,9 +29,15 @@ def chronoq_argv(*args: str, python: str = sys.executable) -> list[str]:
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without ``CHRONOQ_*`` (a child sees only what a test sets),
-    unbuffered output, then ``extra``."""
+    unbuffered output, then ``extra``.
+
+    As root, ``CHRONOQ_SHELL_USER=root``: test jobs write marker files into pytest's
+    private (0700) folders, which ``nobody`` (the default job user of a root server) could
+    not reach. The tests of ``--shell-user`` pass ``CHRONOQ_SHELL_USER=""`` (the default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONOQ_")}
     env["PYTHONUNBUFFERED"] = "1"
+    if os.geteuid() == 0:
+        env["CHRONOQ_SHELL_USER"] = "root"
     env.update(extra or {})
     return env
 

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "port": 8080,
     "data_dir": Path(".chronoq"),
     "shell": None,
+    "shell_user": "",
     "echo_delay": 0.0,
     "worker_concurrency": 4096,
     "default_timeout": 3600.0,
@@ -72,6 +73,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_PORT": "9000",
         "CHRONOQ_DATA_DIR": "/tmp/chronoq-data",
         "CHRONOQ_SHELL": "true",
+        "CHRONOQ_SHELL_USER": "nobody",
         "CHRONOQ_ECHO_DELAY": "0.25",
         "CHRONOQ_WORKER_CONCURRENCY": "16",
         "CHRONOQ_DEFAULT_TIMEOUT": "60",
@@ -109,6 +111,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.port == 9000
     assert s.data_dir == Path("/tmp/chronoq-data")
     assert s.shell is True
+    assert s.shell_user == "nobody"
     assert s.echo_delay == 0.25
     assert s.worker_concurrency == 16
     assert s.default_timeout == 60.0

@@ -49,6 +49,7 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--shell/--no-shell", "shell", default=None,
                  help="Allow cmd: jobs (default: only when listening on loopback)"
                       f" [env: {env_name('shell')}]."),
+    _opt("shell_user", "User cmd: jobs run as (default: nobody when root, else yours)."),
     _opt("echo_delay", "Seconds an echo job pretends to work (default 0).", type=float),
     _opt("worker_concurrency", "Runs one worker holds at once (default 4096).", type=int),
     _opt("default_timeout", "Timeout of jobs without timeout_seconds (default 3600).",

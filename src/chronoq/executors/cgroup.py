@@ -142,7 +142,7 @@ class RunGroup:
         """Runs in the child between fork and exec: join the cgroup, die with the parent."""
         if self._procs_fd >= 0:
             os.write(self._procs_fd, str(os.getpid()).encode())
-        _set_pdeathsig()
+        set_pdeathsig()
 
     def started(self, pid: int) -> None:
         if self._procs_fd >= 0:
@@ -171,7 +171,7 @@ class RunGroup:
             self._owner.tell(f"-{self.pgid}\n")
 
 
-def _set_pdeathsig() -> None:
+def set_pdeathsig() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() == 1:  # the worker died before prctl took effect

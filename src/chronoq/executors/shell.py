@@ -11,6 +11,8 @@ Shell jobs are remote code execution by design (DESIGN §8), so every run gets:
   ``CHRONOQ_JOB_ID``, ``CHRONOQ_RUN_ID``, ``CHRONOQ_ATTEMPT`` and
   ``CHRONOQ_SCHEDULED_FOR`` as its environment;
 * a fresh temporary working directory, removed afterwards;
+* with ``run_as`` (``identity.py``, ``--shell-user``), another user: the child drops
+  to it right before ``exec``; its working directory is its own and ``HOME``;
 * output as text by ``decode_output``: invalid UTF-8 becomes U+FFFD and NUL ``␀``,
   so any bytes a job prints can be stored.
 
@@ -49,6 +51,7 @@ import shutil
 import signal
 import tempfile
 from asyncio.subprocess import DEVNULL, STDOUT, Process
+from collections.abc import Callable
 
 from chronoq.domain.text import decode_output
 from chronoq.executors.base import (
@@ -57,7 +60,8 @@ from chronoq.executors.base import (
     ExecutionResult,
     timeout_message,
 )
-from chronoq.executors.cgroup import RunGroup, containment
+from chronoq.executors.cgroup import RunGroup, containment, set_pdeathsig
+from chronoq.executors.identity import RunAs
 
 __all__ = ["ShellExecutor"]
 
@@ -68,6 +72,7 @@ class ShellExecutor:
     ``kill_grace``: seconds between SIGTERM and SIGKILL on timeout or cancellation.
     ``drain_grace``: seconds to wait for the output pipe to close once the group is killed.
     ``workdir_root``: where per-run directories are made (default: the system temp dir).
+    ``run_as``: the user jobs run as (None: this process's user).
     """
 
     prefix = "cmd:"
@@ -81,6 +86,7 @@ class ShellExecutor:
         drain_grace: float = 1.0,
         workdir_root: str | None = None,
         max_processes: int = 256,
+        run_as: RunAs | None = None,
     ) -> None:
         if kill_grace < 0 or drain_grace < 0:
             raise ValueError("kill_grace and drain_grace must be >= 0")
@@ -96,6 +102,7 @@ class ShellExecutor:
         self.kill_grace = kill_grace
         self.drain_grace = drain_grace
         self.workdir_root = workdir_root
+        self.run_as = run_as
         self.containment = containment()  # decides and logs the mode once per process
 
     async def execute(self, request: ExecutionRequest) -> ExecutionResult:
@@ -105,6 +112,8 @@ class ShellExecutor:
             if not await request.begin():
                 return NOT_STARTED
             workdir = tempfile.mkdtemp(prefix="chronoq-run-", dir=self.workdir_root)
+            if self.run_as is not None:  # 0700, now the job user's alone
+                os.chown(workdir, self.run_as.uid, self.run_as.gid)
             try:
                 return await self._run(script, request, workdir)
             finally:
@@ -145,6 +154,11 @@ class ShellExecutor:
     async def _spawn(
         self, script: str, request: ExecutionRequest, workdir: str, write_fd: int, run: RunGroup
     ) -> Process:
+        env = request.run_environment()
+        preexec = run.preexec
+        if self.run_as is not None:
+            env.update(HOME=workdir, USER=self.run_as.name, LOGNAME=self.run_as.name)
+            preexec = _as_user(run, self.run_as)
         async with self._spawning:
             proc = await asyncio.create_subprocess_exec(
                 self.shell,
@@ -154,9 +168,9 @@ class ShellExecutor:
                 stdout=write_fd,
                 stderr=STDOUT,
                 cwd=workdir,
-                env=request.run_environment(),
+                env=env,
                 start_new_session=True,
-                preexec_fn=run.preexec,
+                preexec_fn=preexec,
             )
             run.started(proc.pid)
             await asyncio.sleep(0)  # let timers (lease heartbeats) run between spawns
@@ -290,3 +304,15 @@ def _result(returncode: int, output: str, timed_out: bool, timeout: float) -> Ex
     else:
         error = f"exit status {returncode}"
     return ExecutionResult(succeeded=False, output=output, exit_code=returncode, error=error)
+
+
+def _as_user(run: RunGroup, user: RunAs) -> Callable[[], None]:
+    """The child's last steps before exec: join the run's cgroup as root, become ``user``,
+    then ask again to die with the worker (a change of credentials clears that)."""
+
+    def preexec() -> None:
+        run.preexec()
+        user.drop_privileges()
+        set_pdeathsig()
+
+    return preexec

@@ -67,6 +67,11 @@ class Settings:
     """Allow ``cmd:`` jobs. Unset (auto): on only when ``host`` is a loopback address
     (``127.0.0.0/8``, ``::1``, ``localhost``). The variable takes ``1 true yes on``,
     ``0 false no off`` or ``auto`` (any case)."""
+    shell_user: str = ""
+    """The user ``cmd:`` jobs run as, in a fresh working directory of theirs. Empty: ``nobody``
+    when Chronoq runs as root (so a job cannot read the database, the blobs or
+    ``/proc/<server>/environ``), else Chronoq's own user (only root can switch). ``root``
+    keeps jobs root when Chronoq is root: an explicit choice."""
     echo_delay: float = 0.0
     """Seconds an echo job (a payload with no known prefix) pretends to work (the seed
     slept; 0 = no-op); ≥ 0."""

@@ -6,7 +6,8 @@ the kernel then refuses ``/proc/<pid>/environ``, ``/proc/<pid>/mem`` and
 included, and writes no core dump that would hold secrets. A ``cmd:`` job running
 as an unprivileged user therefore cannot read the server's environment through
 ``/proc/$PPID/environ``. A job running as root still can (root has the
-capability): see ``docs/guarantees.md`` for what ``--shell-user`` will add.
+capability), which is why a root server runs jobs as ``nobody`` (``--shell-user``,
+``executors/identity.py``).
 
 The flag survives ``fork`` but is reset by ``execve`` of a normal binary, so job
 processes are themselves dumpable; only the server is protected.

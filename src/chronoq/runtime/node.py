@@ -10,6 +10,7 @@ drains, the backends close).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
 import math
 import os
@@ -26,7 +27,8 @@ from chronoq import failpoints
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.retry import RetryPolicy
 from chronoq.errors import ConfigError
-from chronoq.executors import default_registry, scrubbed_environment
+from chronoq.executors import ShellExecutor, default_registry, scrubbed_environment
+from chronoq.executors.identity import resolve_shell_user
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.coordination import LEASE_OWNER, Member
 from chronoq.ports.dispatch import Relay
@@ -178,6 +180,14 @@ class Node:
         )  # fmt: skip
         return [self._heartbeat(b, "picker"), picker]
 
+    def _shell(self) -> ShellExecutor | None:
+        """The ``cmd:`` executor, running jobs as ``--shell-user`` (nobody when root)."""
+        if not self.settings.shell_enabled:
+            return None
+        run_as = resolve_shell_user(self.settings.shell_user)
+        log.info("shell jobs run as %s", run_as.name if run_as else getpass.getuser())
+        return ShellExecutor(run_as=run_as)
+
     def _worker(self, b: Backends, retry: RetryPolicy) -> list[Service]:
         s = self.settings
         # Distributed: the lease owner is the membership id plus this process's incarnation,
@@ -186,7 +196,9 @@ class Node:
         worker_id = self._lease_owner() if b.distributed else self.node_id
         worker = Worker(
             b.dispatch, b.blob, b.notifier, self.clock, self.metrics,
-            default_registry(shell_enabled=s.shell_enabled, echo_delay=s.echo_delay),
+            default_registry(
+                shell_enabled=s.shell_enabled, echo_delay=s.echo_delay, shell=self._shell()
+            ),
             WorkerConfig(
                 worker_id=worker_id, concurrency=s.worker_concurrency,
                 lease_seconds=s.lease_seconds, lookahead=s.lookahead,
