@@ -53,8 +53,8 @@ class Settings:
     still the truth (docs/backends/). A queue needs a PostgreSQL store."""
     coordination: str = ""
     """Leadership, membership and shard assignment: empty = the store's (PostgreSQL
-    leases, or in-process when embedded); ``etcd://host:port`` (docs/backends/etcd.md)
-    needs a PostgreSQL store."""
+    leases, or in-process when embedded); ``etcd://host:port[,host:port…][/prefix]``
+    (docs/backends/etcd.md) needs a PostgreSQL store."""
     host: str = "127.0.0.1"
     """Address the HTTP API listens on."""
     port: int = 8080
