@@ -50,7 +50,8 @@ class Settings:
     dispatch: str = ""
     """How runs reach workers: empty = the store's own run table; ``redis://host:port/db``
     (Redis Streams) or ``sqs://queue?endpoint=…&region=…`` carry run ids, with the store
-    still the truth (docs/backends/). A queue needs a PostgreSQL store."""
+    still the truth (docs/backends/); ``max_receives=N`` (default 5) deliveries before a
+    message is dead-lettered. A queue needs a PostgreSQL store."""
     coordination: str = ""
     """Leadership, membership and shard assignment: empty = the store's (PostgreSQL
     leases, or in-process when embedded); ``etcd://host:port[,host:port…][/prefix]``
