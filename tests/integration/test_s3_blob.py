@@ -7,11 +7,16 @@
   was down completes once S3 is back, on attempt 1, although ``max_retries`` is 0;
 * an object put by an api killed between put and insert (failpoint ``after_blob_put``)
   is collected by the leader once older than ``--blob-orphan-age``; objects a job
-  references, and keys that are not ``payloads/<uuid>``, never are.
+  references, and keys that are not ``payloads/<uuid>``, never are;
+* S3 hung (SIGSTOP: connections accepted, never answered): 503 within the URL's
+  timeouts, nothing stored.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -203,3 +208,28 @@ def test_the_leader_collects_an_object_orphaned_by_a_crash_and_never_a_reference
     assert sorted(bucket.listing()) == sorted(
         [f"payloads/{kept}", "payloads/not-a-job-id", elsewhere]
     )
+
+
+def test_a_hung_s3_answers_503_within_the_timeouts_and_stores_nothing(
+    server_factory: ServerFactory, s3_factory: Callable[[], SeaweedS3Server], buckets: Buckets
+) -> None:
+    s3 = s3_factory()
+    url = s3_url(s3, read_timeout="1", connect_timeout="1", max_attempts="2")
+    srv = server_factory("--blob", url, env=S3_ENV)
+    bucket = buckets(s3, url)
+    assert s3.process is not None
+    os.killpg(s3.process.pid, signal.SIGSTOP)  # accepts connections, never answers
+    try:
+        guard = Guard(srv)
+        began = time.monotonic()
+        r = guard.client.post("/v1/jobs", json={"project_id": "it", "payload": big_payload("h")})
+        took = time.monotonic() - began
+        assert r.status_code == 503, r.text
+        assert took < 8, f"2 attempts of 1 s timeouts (+ backoff) took {took:.1f} s"
+        guard.assert_nothing_stored()
+        guard.client.close()
+    finally:
+        os.killpg(s3.process.pid, signal.SIGCONT)
+    with make_client(srv.url, new_user("s3back")) as api:
+        job_id = create(api, payload=big_payload("back"))["job_id"]
+    assert bucket.listing() == [f"payloads/{job_id}"]

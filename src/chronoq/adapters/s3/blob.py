@@ -7,11 +7,12 @@ identity...) — except the EC2 instance metadata service, which is never probed
 the URL says ``imds=true``: a machine that is not on EC2 would otherwise wait seconds on
 169.254.169.254 before "no credentials".
 
-"S3 down" must fail fast, so connect/read timeouts are short and botocore retries once
-(standard mode); every failure but "no such key" comes out as ``UnavailableError``
-(retry later; nothing changed), a missing key as ``NotFoundError``. At start the
-bucket is checked and created if missing (``create_bucket=false``: it must exist);
-problems there are one-line errors naming the setting ``blob``.
+"S3 down" must fail fast, so connect/read timeouts are short, botocore retries once
+(standard mode) and every call has an overall deadline; every failure but "no such
+key" comes out as ``UnavailableError`` (retry later; nothing changed), a missing key
+as ``NotFoundError``. At start the bucket is checked and created if missing
+(``create_bucket=false``: it must exist); problems there are one-line errors naming the
+setting ``blob``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class S3BlobStore:
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._base = f"{options.prefix}/" if options.prefix else ""
+        self._deadline = options.max_attempts * (options.connect_timeout + options.read_timeout) + 1
+        """Seconds any one call may take, retries included (plus a second of backoff)."""
 
     @property
     def where(self) -> str:
@@ -79,7 +82,11 @@ class S3BlobStore:
                     "s3", region_name=region, endpoint_url=o.endpoint, config=config
                 )
             )
-            await self._ensure_bucket(region)
+            try:
+                async with asyncio.timeout(2 * self._deadline):
+                    await self._ensure_bucket(region)
+            except TimeoutError:
+                raise UnavailableError(f"{SETTING}: {self.where} does not answer") from None
         except BaseException:
             self._client = None
             await stack.aclose()
@@ -175,7 +182,11 @@ class S3BlobStore:
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str, key: str) -> Any:
         try:
-            yield
+            # botocore's timeouts do not bound everything (an upload to a server that
+            # accepts connections but never answers waits on "100 Continue" forever):
+            # every call also has an overall deadline.
+            async with asyncio.timeout(self._deadline):
+                yield
         except ClientError as exc:
             code, status = _code(exc)
             if operation == "get" and code in _NOT_FOUND:
