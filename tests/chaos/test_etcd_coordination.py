@@ -196,6 +196,41 @@ def _check_terms(chaos: Chaos) -> None:
     shared = {epoch: names for epoch, names in holders.items() if len(names) > 1}
     assert not shared, f"two leaders under one epoch: {shared}"
     assert holders, "no coordinator logged a term"
+    _check_one_leader_at_a_time(chaos)
+
+
+_LEADS = re.compile(
+    r"^(\S+ \S+) INFO chronoq: coordinator (\S+): leader at epoch (\d+)$"
+    r"|^(\S+ \S+) WARNING chronoq: coordinator (\S+): not leader any more \(epoch (\d+)\)"
+)
+
+
+def _check_one_leader_at_a_time(chaos: Chaos) -> None:
+    """From the coordinators' logs (a term starts at "leader at epoch", ends at "not leader
+    any more") and the fault log (a SIGKILL ends it): never two nodes leading at once.
+    Conservative: a start is logged after the lease was taken, an end after the node had
+    already stopped acting."""
+    events: list[tuple[float, int, str, str]] = []  # (time, 0 = end / 1 = start, node, what)
+    for member in chaos.sup.by_role("coordinator"):
+        for line in member.log.read_text(errors="replace").splitlines():
+            found = _LEADS.match(line)
+            if found is None:
+                continue
+            stamp, node, epoch = found[1] or found[4], found[2] or found[5], found[3] or found[6]
+            when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time
+            leads = found[1] is not None
+            events.append((when, int(leads), node, f"{'leads' if leads else 'ends'} {epoch}"))
+    for fault in chaos.sup.faults:
+        if fault.role == "coordinator" and fault.action in ("SIGKILL", "SIGTERM"):
+            events.append((fault.at, 0, fault.target, fault.action))
+    assert sum(e[1] for e in events) >= 1, "no term found in the coordinators' logs"
+    acting: dict[str, str] = {}
+    for _, start, node, what in sorted(events):
+        if start:
+            acting[node] = what
+            assert len(acting) == 1, f"two leaders acting at once: {acting}"
+        else:
+            acting.pop(node, None)
 
 
 def _resumes(chaos: Chaos, within: float = 20.0) -> None:

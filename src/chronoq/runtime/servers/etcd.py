@@ -90,7 +90,8 @@ class EtcdServer(LocalServer):
                 body = json.load(answer)
         except (OSError, ValueError):
             return None
-        return {"member_id": str(body["header"]["member_id"]), "leader": str(body["leader"])}
+        # No "leader" field while an election runs (etcd omits zero values).
+        return {"member_id": str(body["header"]["member_id"]), "leader": str(body.get("leader", 0))}
 
     def is_leader(self) -> bool:
         status = self.status()
