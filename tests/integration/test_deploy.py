@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -26,6 +27,7 @@ from chronoq.cli.main import main as cli
 from chronoq.observability.metrics import ClusterSample, Metrics
 from chronoq.runtime.config import Settings, env_name
 from chronoq.runtime.node import ROLES
+from chronoq.runtime.wiring import postgres_backends
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "chronoq.json"
@@ -36,9 +38,23 @@ PROMQL_WORDS = {"rate", "sum", "max", "by", "histogram_quantile", "up"}
 """Functions, keywords and Prometheus's own series: not metrics Chronoq must export."""
 
 
-def _compose() -> dict[str, Any]:
+def _compose(*overrides: str) -> dict[str, Any]:
+    """docker-compose.yml, with ``overrides`` merged as Compose merges them: a service's
+    mappings (``environment``, ``depends_on``) key by key, anything else replaced."""
     data: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    for name in overrides:
+        extra = yaml.safe_load((DEPLOY / name).read_text())
+        for service, fields in extra["services"].items():
+            merged = data["services"].setdefault(service, {})
+            for key, value in fields.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged[key] = value
     return data
+
+
+SEED = "docker-compose.seed.yml"
 
 
 def dashboard() -> dict[str, Any]:
@@ -55,14 +71,18 @@ def dashboard_queries() -> list[tuple[str, str]]:
     ]
 
 
-def test_every_chronoq_service_runs_a_real_command_with_real_settings() -> None:
-    services = _compose()["services"]
+@pytest.mark.parametrize("overrides", [(), (SEED,)])
+def test_every_chronoq_service_runs_a_real_command_with_real_settings(
+    overrides: tuple[str, ...],
+) -> None:
+    services = _compose(*overrides)["services"]
     chronoq = {name: s for name, s in services.items() if "build" in s}
     assert {"migrate", "api-1", "coordinator-1", "picker-1", "worker"} <= set(chronoq)
     for name, service in chronoq.items():
         command = service["command"][0]
         assert command in cli.commands, f"{name}: no such command {command!r}"
-        unknown = {k for k in service["environment"] if k not in SETTINGS}
+        # AWS_*: the standard credential variables the S3 and SQS clients read
+        unknown = {k for k in service["environment"] if k not in SETTINGS and k[:4] != "AWS_"}
         assert not unknown, f"{name}: unknown settings {unknown}"
         assert service["environment"]["CHRONOQ_STORE"].startswith("postgresql://")
 
@@ -84,10 +104,36 @@ def test_prometheus_scrapes_every_role_on_the_port_it_listens_on() -> None:
             assert relabel["target_label"] == "role"
             assert sd["port"] == metrics_port
             scraped.update(dict.fromkeys(sd["names"], relabel["replacement"]))
+    services = _compose(SEED)["services"]  # the base stack plus the seed's writers
     running = {n: s["command"][0] for n, s in services.items() if "build" in s and n != "migrate"}
     assert set(scraped) == set(running), f"scraped {set(scraped)}, running {set(running)}"
     for name, command in running.items():
         assert scraped[name] == command, f"{name} runs {command} but is labelled {scraped[name]}"
+
+
+def test_the_seed_stack_gives_every_role_the_seed_s_backends() -> None:
+    """docker-compose.seed.yml: every role process gets the S3, SQS, Redis and etcd URLs,
+    each naming a service of the merged file, and the wiring accepts them as they are."""
+    services = _compose(SEED)["services"]
+    roles = {n: s for n, s in services.items() if "build" in s and n != "migrate"}
+    assert "writer" in roles and roles["writer"]["command"] == ["writer"]
+    for name, service in roles.items():
+        env = service["environment"]
+        for variable, scheme in [("CHRONOQ_BLOB", "s3://"), ("CHRONOQ_DISPATCH", "sqs://"),
+                                 ("CHRONOQ_INGEST", "redis://"),
+                                 ("CHRONOQ_COORDINATION", "etcd://")]:  # fmt: skip
+            assert env[variable].startswith(scheme), (name, variable)
+        for value in env.values():
+            if "://" not in value:
+                continue
+            named = [] if value.startswith(("s3://", "sqs://")) else [value]  # bucket, queue
+            endpoints = [*named, *parse_qs(urlsplit(value).query).get("endpoint", [])]
+            for host in (urlsplit(url).hostname for url in endpoints):
+                assert host in services, f"{name}: {host} is not a service"
+        settings = Settings.load(env)
+        backends = postgres_backends(settings)  # builds every adapter; connects to nothing
+        assert backends.coordination.__class__.__name__.startswith("Etcd")
+        assert backends.submissions is not None
 
 
 def test_promtool_accepts_the_prometheus_config() -> None:

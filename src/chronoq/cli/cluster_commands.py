@@ -11,6 +11,7 @@ import click
 
 from chronoq.errors import ChronoqError
 from chronoq.runtime.cluster import Cluster, ClusterPlan, read_state
+from chronoq.runtime.stack import parse_with
 
 _FOLDER = click.option(
     "--folder", type=click.Path(path_type=Path), default=Path(".chronoq-cluster"),
@@ -36,12 +37,24 @@ def cluster() -> None:
 @click.option("--port", "base_port", default=8080, show_default=True, help="First API port.")
 @click.option("--store", default=None, help="postgresql://...; default: a private PostgreSQL.")
 @click.option("--arg", "extra", multiple=True, help="Extra option for every process, repeatable.")
+@click.option("--with", "with_", default="", metavar="s3,sqs,redis,etcd",
+              help="Start these backends next to the roles (the seed's stack): S3 payloads"
+                   " (SeaweedFS), SQS dispatch (moto), Redis submission log (and dispatch"
+                   " without sqs; 2 writers unless --writers), etcd coordination.")  # fmt: skip
 @_FOLDER
-def cluster_up(folder: Path, store: str | None, extra: tuple[str, ...], **counts: Any) -> None:
+def cluster_up(
+    folder: Path, store: str | None, extra: tuple[str, ...], with_: str, **counts: Any
+) -> None:
     """Start every role as its own process and supervise them (Ctrl-C stops all)."""
+    try:
+        backends = parse_with(with_)
+    except ChronoqError as exc:
+        raise click.ClickException(str(exc)) from None
+    if "redis" in backends and not counts["writers"]:
+        counts["writers"] = 2  # the seed's Kafka -> writer path
     if counts["ingest"] != "log" and not counts["writers"]:
         raise click.ClickException("--ingest needs --writers (nobody would move the jobs)")
-    plan = ClusterPlan(folder=folder, store=store, extra=list(extra), **counts)
+    plan = ClusterPlan(folder=folder, store=store, extra=list(extra), backends=backends, **counts)
     node = Cluster(plan)
     try:
         node.start()
@@ -49,6 +62,8 @@ def cluster_up(folder: Path, store: str | None, extra: tuple[str, ...], **counts
         node.stop()
         raise click.ClickException(str(exc)) from None
     click.echo(f"store: {node.store}")
+    for name, endpoint in node.stack.endpoints().items():
+        click.echo(f"  {name:<15} {endpoint}  log {node.stack.servers[name].log_path}")
     for member in node.members:
         where = f"http://127.0.0.1:{member.port}" if member.port else ""
         click.echo(f"  {member.name:<15} pid {member.pid:<8} {where}  log {member.log}")
@@ -64,17 +79,22 @@ def cluster_up(folder: Path, store: str | None, extra: tuple[str, ...], **counts
 
 @cluster.command(name="status")
 @click.option("--store", default=None, help="postgresql://...; default: from the cluster folder.")
+@click.option("--coordination", default=None,
+              help="etcd://host:port when the roles use etcd; default: from the cluster"
+                   " folder, else the store's.")  # fmt: skip
 @_FOLDER
-def cluster_status(folder: Path, store: str | None) -> None:
-    """Show roles, the leader, shard owners and dispatch lag."""
+def cluster_status(folder: Path, store: str | None, coordination: str | None) -> None:
+    """Show roles, the leader, shard owners, dispatch lag and each backend's health."""
     state = read_state(folder)
     url = store or (str(state["store"]) if state else None)
     if not url:
         raise click.UsageError(f"no --store and no running cluster in {folder}")
+    if coordination is None:
+        coordination = str(state.get("coordination") or "") if state else ""
     from chronoq.cli.cluster_status import gather, render
 
     try:
-        snapshot = asyncio.run(gather(url))
+        snapshot = asyncio.run(gather(url, coordination))
     except ChronoqError as exc:
         click.echo(f"chronoq: {exc}", err=True)
         sys.exit(1)

@@ -12,6 +12,7 @@ from rich.table import Table
 from chronoq.ports.coordination import Leadership, Member
 from chronoq.ports.jobs import Backlog
 from chronoq.runtime.config import Settings
+from chronoq.runtime.stack import health_of
 from chronoq.runtime.wiring import postgres_backends
 
 _MEMBER_TTL = 3.0
@@ -27,8 +28,9 @@ class Snapshot:
     backlog: Backlog
 
 
-async def gather(url: str) -> Snapshot:
-    backends = postgres_backends(Settings(store=url))
+async def gather(url: str, coordination: str = "") -> Snapshot:
+    """The cluster as its store and its coordination (PostgreSQL's, or etcd) see it."""
+    backends = postgres_backends(Settings(store=url, coordination=coordination))
     await backends.jobs.start()
     await backends.coordination.start()
     try:
@@ -71,3 +73,16 @@ def render(snap: Snapshot, state: dict[str, object] | None) -> None:
     )
     if state:
         console.print(f"cluster state from {state.get('store')}")
+        render_backends(console, state)
+
+
+def render_backends(console: Console, state: dict[str, object]) -> None:
+    """One line per backend ``cluster up --with`` started: reachable and healthy, or not."""
+    backends = state.get("backends")
+    if not isinstance(backends, dict) or not backends:
+        return
+    table = Table("backend", "address", "health")
+    for name, (ok, detail) in health_of(backends.items()).items():
+        colour = "green" if ok else "red"
+        table.add_row(name, str(backends[name]), f"[{colour}]{detail}[/{colour}]")
+    console.print(table)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from chronoq.errors import ConfigError
 from chronoq.runtime.pgserver import PrivatePostgres, free_port
+from chronoq.runtime.stack import LocalStack
 
 STATE_FILE = "cluster.json"
 _RESTART_BACKOFF = (0.5, 1.0, 2.0, 5.0)
@@ -73,6 +74,8 @@ class ClusterPlan:
     """The submission log with writers: ``log`` (PostgreSQL) or ``redis://host:port/db``."""
     base_port: int = 8080
     extra: list[str] = field(default_factory=list)
+    backends: tuple[str, ...] = ()
+    """``--with``: seed-shaped backends started next to the roles (``runtime.stack``)."""
 
 
 class Cluster:
@@ -80,6 +83,7 @@ class Cluster:
         self.plan = plan
         self.folder = plan.folder.resolve()
         self.postgres: PrivatePostgres | None = None
+        self.stack = LocalStack(self.folder / "backends", plan.backends)
         self.members: list[Member] = []
         self._stopping = False
 
@@ -93,6 +97,7 @@ class Cluster:
     def start(self) -> None:
         require_asyncpg()
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.stack.start()  # first: a missing program stops everything before it starts
         if not self.plan.store:
             self.postgres = PrivatePostgres(self.folder / "postgres")
             self.postgres.start()
@@ -107,9 +112,11 @@ class Cluster:
 
     def _plan_members(self) -> list[Member]:
         p = self.plan
-        shared = ["--store", self.store, "--data-dir", str(self.folder / "data"), *p.extra]
-        if p.writers:
+        backends = self.stack.role_args(writers=p.writers)
+        shared = ["--store", self.store, "--data-dir", str(self.folder / "data"), *backends]
+        if p.writers and "--ingest" not in backends:
             shared += ["--ingest", p.ingest]
+        shared += p.extra
         members = []
         counts = (
             ("coordinator", p.coordinators), ("writer", p.writers), ("picker", p.pickers),
@@ -135,8 +142,9 @@ class Cluster:
         Path(member.log).parent.mkdir(parents=True, exist_ok=True)
         with open(member.log, "ab") as log:
             member.process = subprocess.Popen(
-                member.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+                member.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.stack.role_env()},
+            )  # fmt: skip
         member.pid = member.process.pid
         member.started_at = time.monotonic()
 
@@ -206,10 +214,16 @@ class Cluster:
                 member.process.wait()
         if self.postgres is not None:
             self.postgres.destroy()
+        self.stack.stop()
         (self.folder / STATE_FILE).unlink(missing_ok=True)
 
     def write_state(self) -> None:
-        state = {"store": self.store, "members": [m.public() for m in self.members]}
+        state = {
+            "store": self.store,
+            "backends": self.stack.endpoints(),
+            "coordination": self.stack.coordination_url(),
+            "members": [m.public() for m in self.members],
+        }
         (self.folder / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
