@@ -69,7 +69,7 @@ def test_immediate_scheduled_and_recurring_jobs_run_once_each(chaos: Chaos, brok
     hold(1)
 
     report = chaos.settle_and_check(cutoff, timeout=45)
-    assert report.ok, report
+    assert report.ok, str(report)
     assert_each_ran_once(chaos, [*immediate, *scheduled, recurring])
     fires = [k for k in executions_per_fire(chaos) if k[0] == recurring.job_id]
     assert len(fires) >= 4, fires
@@ -97,7 +97,7 @@ def test_broker_restarted_empty_with_jobs_pending_runs_all_once(
     hold(SETTLE / 2)
 
     report = chaos.settle_and_check(cutoff, timeout=60)
-    assert report.ok, report
+    assert report.ok, str(report)
     assert_each_ran_once(chaos, [*running, *pending, *later])
     # Dispatch really goes through the broker: nothing due while it was down started
     # before it was back.

@@ -3,12 +3,13 @@ of the store's run table. The store stays the source of truth (DESIGN §3).
 
 * **Outbox.** The run table is the outbox (``ports.dispatch.Outbox``): a QUEUED run
   is "unpublished" until a message naming it was sent. ``claim_due`` sends the new
-  runs at once (the fast path) and marks them; the leader's ``relay`` (every half
-  second, ``services.coordinator``) sends whatever is still unpublished: a send that
-  failed, a process that died between the store commit and the send, a retry's next
-  attempt coming due, a run requeued by ``reap_lost``/``release_runs``. It also sends
-  again runs published long ago (``republish_after``) or into a broker that is now
-  empty (``depth() == 0``): an emptied broker is rebuilt from the store.
+  runs at once, in the background (the fast path), and marks them; the leader's
+  ``relay`` (every half second, ``services.coordinator``) sends whatever is still
+  unpublished: a send that failed, a process that died between the store commit and
+  the send, a retry's next attempt coming due, a run requeued by
+  ``reap_lost``/``release_runs``. It also sends again runs published long ago
+  (``republish_after``) or into a broker that is now empty (``depth() == 0``): an
+  emptied broker is rebuilt from the store.
 * **Claiming.** ``claim_runs`` receives messages (a short long poll) and leases
   exactly the runs they name, with compare-and-set in the store
   (``claim_runs_by_id``). A message whose run is not QUEUED (a duplicate delivery, a
@@ -20,9 +21,10 @@ of the store's run table. The store stays the source of truth (DESIGN §3).
   from a dead worker is the store's (the reaper requeues, the relay re-sends); a
   message redelivered meanwhile finds the run not QUEUED and is acknowledged.
 * Broker errors after a store commit are logged, never raised: what was committed
-  stands, and the relay repairs what the broker missed. Extends and acks run in the
-  background (bounded in time and number), so a slow or dead broker never delays a
-  heartbeat or an outcome: a late heartbeat would cost a run its lease.
+  stands, and the relay repairs what the broker missed. The fast path's sends, the
+  extends and the acks run in the background (bounded in time and number), so a slow
+  or dead broker never holds up a picker (its recurring fires would be coalesced), a
+  heartbeat (the run would lose its lease) or an outcome.
 
 Instants are the caller's; this adapter reads no clock.
 """
@@ -51,8 +53,9 @@ from chronoq.ports.runqueue import Delivery, RunQueue
 
 log = logging.getLogger("chronoq")
 
-RECEIVE_WAIT = 1.0
-"""Longest a ``claim_runs`` waits for a first message (a long poll, not a spin)."""
+RECEIVE_WAIT = 2.0
+"""Longest a ``claim_runs`` waits for a first message (a long poll, not a spin; a
+message arriving ends it at once, and a worker's stop cancels it)."""
 PUBLISH_AHEAD = 5.0
 """Runs are sent this long before they are available (the longest picker look-ahead);
 workers claim that far ahead and start each run at its ``available_at``."""
@@ -62,6 +65,9 @@ sending them right now (one relay period: fewer duplicate messages, none lost)."
 REPUBLISH_AFTER = 60.0
 """A run still QUEUED this long after its message was sent is sent again (the message
 was lost: a broker restarted without it, a dead-letter queue took it)."""
+BROKER_CHECK_EVERY = 2.0
+"""The relay asks the broker for its depth and dead letters at most this often (the
+store's outbox it reads every pass): moto and SQS bill and slow down per call."""
 MANY_DELIVERIES = 5
 """A message received more often than this is logged: its holders keep dying."""
 SIDE_TIMEOUT = 10.0
@@ -95,12 +101,15 @@ class QueuedDispatch:
         self._settle = timedelta(seconds=settle)
         self._republish_after = timedelta(seconds=republish_after)
         self._batch = batch
+        self._check_every = timedelta(seconds=BROKER_CHECK_EVERY)
         self._receipts: dict[str, str] = {}
         """The message in hand for each run this process leased (run id -> receipt)."""
         self._hold = 30.0
         """Seconds a held message stays hidden: the lease length of the last claim."""
+        self._checked_at: datetime | None = None
+        """When the relay last asked the broker for its depth and dead letters."""
         self._side: set[asyncio.Task[None]] = set()
-        """Extends and acks in flight: never awaited by the store's path (see ``_later``)."""
+        """Sends, extends and acks in flight: never awaited by the store's path (``_later``)."""
 
     @property
     def queue(self) -> RunQueue:
@@ -130,11 +139,10 @@ class QueuedDispatch:
         soon = params.now + self._ahead  # later ones are the relay's when they come near
         ids = [r.run_id for r in runs if r.available_at <= soon]
         if ids:
-            try:
-                await self._publish(ids, params.now)
-            except Exception as exc:  # committed runs stand; the relay sends them
-                log.warning("dispatch: sending %d new runs failed (%s); the relay will",
-                            len(ids), exc)  # fmt: skip
+            # In the background: a slow or dead broker must not hold the picker up (its
+            # recurring jobs' next fires would be coalesced). Committed runs stand; a send
+            # that fails or is dropped is the relay's.
+            self._later("send", self._publish(ids, params.now))
         return runs
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
@@ -145,18 +153,13 @@ class QueuedDispatch:
     async def relay(self, now: datetime) -> int:
         """Send every QUEUED run that needs a message (``ports.dispatch.Relay``)."""
         republish = now - self._republish_after
-        if await self._queue.depth() == 0:
-            republish = now  # an empty broker holds no message for any QUEUED run
         sent = 0
-        dead = await self._queue.drain_dead(self._batch)
-        if dead:
-            # Received too often without an ack (receivers died before claiming, or the
-            # store was down). Only a hint: the store decides DEAD (the lost-run rule
-            # counts interruptions of STARTED runs). A run still QUEUED needs a message;
-            # one that is not is acknowledged by the worker that receives it.
-            log.warning("dispatch: %d dead-lettered messages sent again", len(dead))
-            await self._publish(dead, now)
-            sent += len(dead)
+        checked = self._checked_at
+        if checked is None or not timedelta(0) <= now - checked < self._check_every:
+            if await self._queue.depth() == 0:
+                republish = now  # an empty broker holds no message for any QUEUED run
+            sent += await self._resend_dead(now)
+            self._checked_at = now
         while True:
             ids = await self._store.unpublished_runs(
                 OutboxParams(
@@ -171,6 +174,17 @@ class QueuedDispatch:
             sent += len(ids)
             if len(ids) < self._batch:
                 return sent
+
+    async def _resend_dead(self, now: datetime) -> int:
+        """Dead letters: messages received too often without an ack (receivers died
+        before claiming, or the store was down). Only a hint: the store decides DEAD (the
+        lost-run rule counts interruptions of STARTED runs). A run still QUEUED needs a
+        message; one that is not is acknowledged by the worker that receives it."""
+        dead = await self._queue.drain_dead(self._batch)
+        if dead:
+            log.warning("dispatch: %d dead-lettered messages sent again", len(dead))
+            await self._publish(dead, now)
+        return len(dead)
 
     async def _publish(self, run_ids: list[str], now: datetime) -> None:
         await self._queue.send(run_ids)  # durable before it returns
@@ -244,7 +258,7 @@ class QueuedDispatch:
         return await self._store.reap_lost(params)
 
     async def settled(self) -> None:
-        """Wait until the background extends and acks in flight are done (for tests)."""
+        """Wait until the background broker calls in flight are done (for tests)."""
         while self._side:
             await asyncio.wait(set(self._side))
 
@@ -254,9 +268,9 @@ class QueuedDispatch:
             self._later("ack", self._queue.ack(receipts))
 
     def _later(self, what: str, call: Coroutine[Any, Any, None]) -> None:
-        """Run a broker call in the background. Extends and acks only save redeliveries
-        (a redelivered message finds its run not QUEUED), so a slow or dead broker must
-        never delay the store's path: a late heartbeat would cost the run its lease."""
+        """Run a broker call in the background, logged if it fails: the store's path never
+        waits for the broker (see the module docstring). Dropped when too many are in
+        flight (the broker is down): the relay and the store's compare-and-set cover it."""
         if len(self._side) >= MAX_SIDE_CALLS:
             call.close()
             return
