@@ -4,6 +4,7 @@ checker), with a private Redis or moto SQS server.
 
 * immediate, scheduled and recurring jobs run once each, and every run went through
   the broker (the store marked it published);
+* duplicate (late), unknown and forged messages are consumed and execute nothing;
 * the seed's TestSQSRestart, and the same for Redis: the broker is crashed with jobs
   pending (some running, some due while it is down) and comes back EMPTY; every job
   still runs, none twice — the relay rebuilds the queue from the store.
@@ -11,14 +12,21 @@ checker), with a private Redis or moto SQS server.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 
+from chronoq.adapters.queue import run_queue
+from chronoq.ports.runqueue import RunQueue
 from tests.chaos import conftest as chaos_fixtures
 from tests.chaos.conftest import Chaos
 from tests.chaos.harness import SETTLE, Accepted, hold
 from tests.support.times import at, utcnow
+from tests.support.waiting import wait_for
 
 from . import test_queue_dispatch_brokers as broker_fixtures
 from .test_queue_dispatch_brokers import Broker
@@ -30,6 +38,7 @@ sqs_factory = broker_fixtures.sqs_factory
 
 pytestmark = [pytest.mark.slow]
 
+T = TypeVar("T")
 ROLES = {"api": 1, "coordinator": 1, "picker": 1, "worker": 2}
 
 
@@ -73,6 +82,44 @@ def test_immediate_scheduled_and_recurring_jobs_run_once_each(chaos: Chaos, brok
     assert_each_ran_once(chaos, [*immediate, *scheduled, recurring])
     fires = [k for k in executions_per_fire(chaos) if k[0] == recurring.job_id]
     assert len(fires) >= 4, fires
+
+
+def broker_call(url: str, call: Callable[[RunQueue], Awaitable[T]]) -> T:
+    """One call on the broker's RunQueue from the test process (a private client)."""
+
+    async def run() -> T:
+        queue: RunQueue = run_queue(url)
+        await queue.start()
+        try:
+            return await call(queue)
+        finally:
+            await queue.close()
+
+    return asyncio.run(run())
+
+
+def test_duplicate_stale_and_forged_messages_execute_nothing(chaos: Chaos, broker: Broker) -> None:
+    """At-least-once delivery, end to end: messages naming finished runs (a duplicate
+    delivered late), unknown runs and garbage are consumed and acknowledged; nothing
+    executes again (RELIABILITY S2: a forged queue message never executes)."""
+    start_cluster(chaos, broker)
+    jobs = [submit(chaos, payload=chaos.ledger.probe(0)) for _ in range(4)]
+    assert wait_for(lambda: len(chaos.ledger.read()) == len(jobs), 30), chaos.sup.log_tails()
+    report = chaos.settle_and_check(utcnow(), timeout=30)
+    assert report.ok, str(report)
+    finished = [str(r[0]) for r in chaos.db.fetch("SELECT run_id FROM job_runs")]
+    assert len(finished) == len(jobs)
+    forged = [str(uuid.uuid4()), "not-a-run", "'; DROP TABLE job_runs; --"]
+
+    broker_call(broker.url, lambda q: q.send([*finished, *finished, *forged]))
+
+    assert wait_for(lambda: broker_call(broker.url, lambda q: q.depth()) == 0, 30), (
+        "the workers consume and acknowledge every message\n" + chaos.sup.log_tails()
+    )
+    assert len(chaos.ledger.read()) == len(jobs)  # nothing executed again
+    statuses = {r[0] for r in chaos.db.fetch("SELECT status FROM job_runs")}
+    assert statuses == {"COMPLETED"}
+    assert chaos.db.fetchval("SELECT count(*) FROM job_runs") == len(jobs)
 
 
 def test_broker_restarted_empty_with_jobs_pending_runs_all_once(
