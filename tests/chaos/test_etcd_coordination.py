@@ -319,7 +319,7 @@ def test_etcd_cluster_leading_member_killed_and_cluster_restarted(
     etcd_marks: None,
 ) -> None:  # fmt: skip
     require_etcd()
-    members = etcd_cluster(tmp_path / "etcd", 3)
+    members = etcd_cluster(tmp_path / "etcd", 3, fast=True)
     with etcd_chaos(request, pg, pg_template, tmp_path, members) as chaos:
         extra = _coordination(cluster_url(members, PREFIX) + "?timeout=1")
         chaos.cluster(extra, api=1, coordinator=2, picker=2, worker=2)

@@ -572,7 +572,7 @@ async def test_etcd_fails_over_between_endpoints(tmp_path: Any) -> None:
     """A URL naming three members: the leading etcd member SIGKILLed, the coordination
     goes on through the others (the same term, the same epochs)."""
     require_etcd()
-    members = etcd_cluster(tmp_path, 3)
+    members = etcd_cluster(tmp_path, 3, fast=True)
     try:
         for member in members:
             member.start()

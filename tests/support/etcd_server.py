@@ -29,8 +29,10 @@ def require_etcd() -> None:
 
 @contextlib.contextmanager
 def running_etcd(folder: Path, **kwargs: object) -> Iterator[EtcdServer]:
-    """A started ``EtcdServer`` in ``folder``; killed afterwards."""
+    """A started ``EtcdServer`` in ``folder`` (``--unsafe-no-fsync`` unless ``fast=False``);
+    killed afterwards."""
     require_etcd()
+    kwargs.setdefault("fast", True)  # --unsafe-no-fsync: tests only
     server = EtcdServer(folder, **kwargs)  # type: ignore[arg-type]
     try:
         server.start(timeout=30)

@@ -24,7 +24,7 @@ class EtcdServer(LocalServer):
 
     def __init__(
         self, folder: Path, *, member: str = "default", client_port: int | None = None,
-        peer_port: int | None = None, cluster: dict[str, str] | None = None, fast: bool = True,
+        peer_port: int | None = None, cluster: dict[str, str] | None = None, fast: bool = False,
     ) -> None:  # fmt: skip
         super().__init__(folder)
         self.name = f"etcd-{member}" if cluster else "etcd"
@@ -98,7 +98,7 @@ class EtcdServer(LocalServer):
         return status is not None and status["member_id"] == status["leader"]
 
 
-def etcd_cluster(folder: Path, size: int, *, fast: bool = True) -> list[EtcdServer]:
+def etcd_cluster(folder: Path, size: int, *, fast: bool = False) -> list[EtcdServer]:
     """``size`` members (not started) that form one cluster, each in ``folder/<name>``."""
     names = [f"m{i + 1}" for i in range(size)]
     ports = {name: (free_port(), free_port()) for name in names}
