@@ -4,6 +4,7 @@ checker), with a private Redis or moto SQS server.
 
 * immediate, scheduled and recurring jobs run once each, and every run went through
   the broker (the store marked it published);
+* a killed worker's run becomes its next attempt, sent again and run elsewhere;
 * duplicate (late), unknown and forged messages are consumed and execute nothing;
 * the seed's TestSQSRestart, and the same for Redis: the broker is crashed with jobs
   pending (some running, some due while it is down) and comes back EMPTY; every job
@@ -120,6 +121,31 @@ def test_duplicate_stale_and_forged_messages_execute_nothing(chaos: Chaos, broke
     statuses = {r[0] for r in chaos.db.fetch("SELECT status FROM job_runs")}
     assert statuses == {"COMPLETED"}
     assert chaos.db.fetchval("SELECT count(*) FROM job_runs") == len(jobs)
+
+
+def test_a_killed_workers_run_becomes_its_next_attempt_elsewhere(
+    chaos: Chaos, broker: Broker
+) -> None:
+    """Redelivery maps onto attempts through the store: the dead worker's run is reaped
+    (INTERRUPTED), its next attempt is a new QUEUED run that the relay sends, and the
+    other worker runs it; the dead worker's message, back after its hold, runs nothing."""
+    start_cluster(chaos, broker)
+    job = submit(chaos, payload=chaos.ledger.probe(3.0))
+    assert wait_for(lambda: len(chaos.executions(job.job_id)) == 1, 30), chaos.sup.log_tails()
+    holder = chaos.db.fetchval(
+        "SELECT worker_id FROM job_runs WHERE job_id = $1::uuid AND status = 'RUNNING'",
+        job.job_id,
+    )
+    chaos.sup.kill(str(holder).partition("#")[0])
+
+    def ended() -> bool:
+        return any(r["status"] == "COMPLETED" for r in chaos.runs(job.job_id))
+
+    assert wait_for(ended, 40), chaos.sup.log_tails()
+    runs = chaos.runs(job.job_id)
+    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "INTERRUPTED"), (2, "COMPLETED")]
+    assert runs[1]["worker_id"] != holder
+    assert sorted(e.attempt for e in chaos.executions(job.job_id)) == [1, 2]
 
 
 def test_broker_restarted_empty_with_jobs_pending_runs_all_once(
