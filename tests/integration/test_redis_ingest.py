@@ -105,6 +105,10 @@ def test_jobs_submitted_while_postgres_is_down_all_run_exactly_once(
         processes.start(name, name.split("-")[0], "--node-id", name, *common)
     url = f"http://127.0.0.1:{port}"
     assert wait_for(lambda: _healthy(url), 30), processes.logs()
+    # Every role running (a role refuses to start on an unreachable store, by design).
+    everyone = {"api-1", "coordinator", "picker", "worker", "writer-1", "writer-2"}
+    members = "SELECT member_id FROM members"
+    assert wait_for(lambda: everyone <= set(_sql(dsn, members).split()), 30), processes.logs()
     user = new_user("ingest")
 
     postgres.stop()
