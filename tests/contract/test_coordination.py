@@ -490,6 +490,32 @@ async def test_etcd_racing_candidates_never_share_an_epoch(request: pytest.Fixtu
     assert len({lease.holder for lease in won}) > 1  # the lease really changed hands
 
 
+async def test_etcd_expires_at_is_never_after_the_lease_can_pass(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``expires_at`` is a lower bound of the real (etcd's) expiry: another candidate can
+    only take over after it, and at least the ttl asked for (etcd rounds up to whole
+    seconds and to its minimum) — so a leader trusting its term until then is safe."""
+    url = request.getfixturevalue("etcd_server").url + f"/x{uuid.uuid4().hex[:8]}"
+    one, two = etcd_coordination(url), etcd_coordination(url)
+    await asyncio.gather(one.start(), two.start())
+    try:
+        asked = datetime.now(UTC)
+        first = await _lead(one, "a", 1.2)
+        assert first.expires_at - asked >= timedelta(seconds=1.2)
+        await asyncio.sleep(0.5)  # renew half-way: the lease moves on
+        renewed = await _lead(one, "a", 1.2)
+        assert renewed.epoch == first.epoch and renewed.expires_at > first.expires_at
+        taken = await eventually(lambda: two.try_lead("b", LONG))
+        took_at = datetime.now(UTC)
+        assert taken.epoch == first.epoch + 1
+        assert took_at >= renewed.expires_at, (took_at, renewed.expires_at)
+        # ... and not much later: etcd checks for expired leases every 0.5 s
+        assert took_at - renewed.expires_at < timedelta(seconds=2.5)
+    finally:
+        await asyncio.gather(one.close(), two.close())
+
+
 async def test_etcd_epochs_keep_growing_across_restarts_and_leaders(tmp_path: Any) -> None:
     """etcd SIGKILLed and restarted on its data dir: both counters survive, and so does a
     live leader's lease (etcd restores leases): its term goes on, nobody else takes it."""
