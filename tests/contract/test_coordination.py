@@ -516,6 +516,31 @@ async def test_etcd_expires_at_is_never_after_the_lease_can_pass(
         await asyncio.gather(one.close(), two.close())
 
 
+async def test_etcd_liveness_does_not_compare_clocks(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member whose clock is an hour behind is live while it heartbeats, and dead once it
+    stops: liveness is when a READER saw its key change, not the writer's timestamp."""
+    url = request.getfixturevalue("etcd_server").url + f"/k{uuid.uuid4().hex[:8]}"
+    writer, reader = etcd_coordination(url), etcd_coordination(url)
+    await asyncio.gather(writer.start(), reader.start())
+    try:
+        skewed = datetime.now(UTC) - timedelta(hours=1)
+        monkeypatch.setattr(etcd_coordination_module, "_now", lambda: skewed)
+        await writer.heartbeat(Member(member_id="late", role="worker"))
+        (seen,) = await reader.members("worker", ttl=TTL)
+        assert seen.heartbeat_at == skewed  # shown as written, not used to judge
+        assert await eventually(lambda: _none_live(reader, TTL))
+        await writer.heartbeat(Member(member_id="late", role="worker"))
+        assert [m.member_id for m in await reader.members("worker", ttl=TTL)] == ["late"]
+    finally:
+        await asyncio.gather(writer.close(), reader.close())
+
+
+async def _none_live(coord: Coordination, ttl: float) -> bool:
+    return not await coord.members(ttl=ttl)
+
+
 async def test_etcd_epochs_keep_growing_across_restarts_and_leaders(tmp_path: Any) -> None:
     """etcd SIGKILLed and restarted on its data dir: both counters survive, and so does a
     live leader's lease (etcd restores leases): its term goes on, nobody else takes it."""
