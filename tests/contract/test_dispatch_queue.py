@@ -17,6 +17,7 @@ from chronoq.adapters.memory import MemoryStore
 from chronoq.adapters.memory.runqueue import MemoryRunQueue
 from chronoq.adapters.postgres import PostgresStore
 from chronoq.adapters.queue import QueuedDispatch, queued_dispatch
+from chronoq.adapters.queue.dispatch import REPUBLISH_AFTER
 from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.states import RunStatus
 from chronoq.errors import ConfigError, UnavailableError
@@ -208,10 +209,10 @@ async def test_a_lost_message_is_sent_again_after_the_republish_age(rig: Rig) ->
     (entry,) = [k for k, m in rig.queue._messages.items() if m.run_id == lost]
     del rig.queue._messages[entry]  # the broker lost one message but is not empty
 
-    await rig.clock.advance(30)
+    await rig.clock.advance(REPUBLISH_AFTER / 2)
     assert await rig.dispatch.relay(rig.now()) == 0
-    await rig.clock.advance(31)
-    assert await rig.dispatch.relay(rig.now()) == 2  # both still QUEUED a minute on
+    await rig.clock.advance(REPUBLISH_AFTER / 2 + 1)
+    assert await rig.dispatch.relay(rig.now()) == 2  # both still QUEUED that long after
     assert sorted(c.run_id for c in await rig.claim("w1")) == sorted([lost, kept])
     assert await rig.queue.depth() == 2  # kept's first message was a duplicate: acked
 

@@ -62,9 +62,12 @@ workers claim that far ahead and start each run at its ``available_at``."""
 SETTLE = 0.5
 """The relay leaves never-sent runs triggered less than this ago to the picker that is
 sending them right now (one relay period: fewer duplicate messages, none lost)."""
-REPUBLISH_AFTER = 60.0
-"""A run still QUEUED this long after its message was sent is sent again (the message
-was lost: a broker restarted without it, a dead-letter queue took it)."""
+REPUBLISH_AFTER = 120.0
+"""A run still QUEUED this long after its message was sent is sent again: the last
+resort for a broker that lost some messages but not all (an empty broker is caught by
+its depth within seconds, dead letters are drained). Not shorter: while workers are
+saturated, runs wait QUEUED with their message in the broker, and each pass of this
+rule adds one more message per waiting run."""
 BROKER_CHECK_EVERY = 2.0
 """The relay asks the broker for its depth and dead letters at most this often (the
 store's outbox it reads every pass): moto and SQS bill and slow down per call."""
