@@ -206,6 +206,23 @@ class Client:
         """The job's runs, newest first (``GET /v1/jobs/{id}/runs``)."""
         return _items(self._object("GET", _job_path(job_id) + "/runs"))
 
+    def preview(
+        self,
+        cron_schedule: str,
+        *,
+        timezone: str | None = None,
+        count: int = 10,
+        after: datetime | None = None,
+    ) -> Json:
+        """The next ``count`` fires of a schedule, in words, DST transitions marked
+        (``GET /v1/schedules/preview``); an invalid schedule is a ``ValidationError``."""
+        params: dict[str, Any] = {"cron_schedule": cron_schedule, "count": count}
+        if timezone is not None:
+            params["timezone"] = timezone
+        if after is not None:
+            params["after"] = format_rfc3339(after)
+        return self._object("GET", "/v1/schedules/preview", params=params)
+
     def run_output(self, job_id: str, run_id: str) -> str:
         """A run's whole output (``GET /v1/jobs/{id}/runs/{run_id}/output``); run lists
         carry only its start (``output_truncated``)."""

@@ -84,8 +84,11 @@ def test_large_shell_script_is_offloaded_and_runs(server: ServerHandle) -> None:
             hashlib.sha256(job["payload"].encode()).hexdigest()
             == hashlib.sha256(payload.encode()).hexdigest()
         )
+        # a list never fetches offloaded payloads (bounded responses): it says where they are
         listed = api.get("/v1/jobs").json()["items"]
-        assert [j["payload"] for j in listed if j["job_id"] == job_id] == [payload]
+        (item,) = [j for j in listed if j["job_id"] == job_id]
+        assert (item["payload"], item["payload_offloaded"]) == (None, True)
+        assert item["payload_size"] == len(payload.encode())
 
 
 def test_2kib_plain_payload_is_echoed_in_full(server: ServerHandle) -> None:
@@ -100,7 +103,11 @@ def test_2kib_plain_payload_is_echoed_in_full(server: ServerHandle) -> None:
         )
         runs = wait_runs(api, job_id, _terminal, 10, "a terminal run")
         assert runs[0]["status"] == "COMPLETED", runs
-        assert runs[0]["output"] == "Success: " + payload
+        expected = "Success: " + payload  # over a list's 2,048 characters: read it whole
+        assert runs[0]["output_truncated"] is True
+        assert runs[0]["output"] == expected[:2048]
+        whole = api.get(f"/v1/jobs/{job_id}/runs/{runs[0]['run_id']}/output")
+        assert whole.status_code == 200 and whole.text == expected
         assert api.get("/job", params={"id": job_id}).json()["payload"] == payload
 
 

@@ -6,6 +6,7 @@ import click
 
 from chronoq.cli.client_commands import CLIENT_COMMANDS
 from chronoq.cli.cluster_commands import CLUSTER_COMMANDS
+from chronoq.cli.preview_command import preview_command
 from chronoq.cli.server_commands import SERVER_COMMANDS
 
 
@@ -15,5 +16,5 @@ def main() -> None:
     """Chronoq: a distributed job scheduler."""
 
 
-for _command in (*SERVER_COMMANDS, *CLUSTER_COMMANDS, *CLIENT_COMMANDS):
+for _command in (*SERVER_COMMANDS, *CLUSTER_COMMANDS, *CLIENT_COMMANDS, preview_command):
     main.add_command(_command)

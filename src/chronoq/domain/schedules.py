@@ -235,6 +235,16 @@ class CronSchedule:
         except OverflowError:
             return None
 
+    def explain(self) -> str:
+        """The fields in English (cronsim's wording), without the timezone."""
+        return self._fields.explain()
+
+    def matches_wall(self, wall: datetime) -> bool:
+        """Whether naive wall time ``wall`` is one the fields ask for (a fire moved to a
+        DST transition is not)."""
+        whole = wall.replace(microsecond=0, tzinfo=None, fold=0)
+        return self._fields.next_wall(whole - _ONE_SECOND) == whole
+
     def _next_in_zone(self, a: datetime, zone: tzinfo) -> datetime | None:
         local = a.astimezone(zone)
         cursor = local.replace(tzinfo=None, fold=0)
@@ -310,6 +320,10 @@ class _CronFields:
         self._first = time(self._hours[0], self._minutes[0], self._seconds[0])
         if self.next_wall(datetime(1999, 12, 31, 23, 59, 59)) is None:
             raise ScheduleError(f"invalid {_FIELD} {text!r}: it never fires", field=_FIELD)
+
+    def explain(self) -> str:
+        text: str = self._sim.explain()
+        return text
 
     def next_wall(self, after: datetime) -> datetime | None:
         """First naive wall time matching the fields strictly after naive ``after``.

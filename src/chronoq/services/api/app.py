@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronoq.errors import ChronoqError
 from chronoq.observability.metrics import Metrics
-from chronoq.services.api import routes_jobs, routes_seed
+from chronoq.services.api import routes_jobs, routes_schedules, routes_seed
 from chronoq.services.api.browser import HostAllowlist
 from chronoq.services.api.cursors import CursorSeal
 from chronoq.services.api.deps import ApiDeps
@@ -53,6 +53,11 @@ def create_app(deps: ApiDeps) -> Starlette:
         Route("/v1/jobs/{job_id}", _guard(routes_jobs.get_job), methods=["GET"]),
         Route("/v1/jobs/{job_id}", _guard(routes_jobs.cancel_job), methods=["DELETE"]),
         Route("/v1/jobs/{job_id}/runs", _guard(routes_jobs.list_runs), methods=["GET"]),
+        Route(
+            "/v1/schedules/preview",
+            _guard(routes_schedules.schedule_preview),
+            methods=["GET"],
+        ),
         Route(
             "/v1/jobs/{job_id}/runs/{run_id}/output",
             _guard(routes_jobs.run_output),

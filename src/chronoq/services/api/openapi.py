@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS
+from chronoq.domain.preview import GAP, MAX_PREVIEW, OFFSET_CHANGE, REPEATED
 from chronoq.domain.schedules import known_timezones
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.services.api.schemas import (
@@ -172,6 +173,45 @@ _LIST_QUERY = [
 ]  # fmt: skip
 
 
+_PREVIEW_QUERY = [
+    {"name": "cron_schedule", "in": "query", "required": True,
+     "schema": {**JOB_IN_CONSTRAINTS["cron_schedule"], "type": "string"}},
+    {"name": "timezone", "in": "query", "required": False,
+     "schema": {"type": "string", "enum": sorted(known_timezones())}},
+    {"name": "count", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PREVIEW, "default": 10}},
+    {"name": "after", "in": "query", "required": False,
+     "description": "start after this instant (default: now)",
+     "schema": {"type": "string", "format": "date-time", "pattern": _RFC3339}},
+]  # fmt: skip
+_PREVIEW = {
+    "type": "object",
+    "required": ["cron_schedule", "timezone", "description", "fires"],
+    "properties": {
+        "cron_schedule": {"type": "string"},
+        "timezone": {"type": "string"},
+        "description": {"type": "string", "description": "the schedule in words"},
+        "fires": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["at", "local", "dst"],
+                "properties": {
+                    "at": _TIME,
+                    "local": {"type": "string", "description": "wall time with its offset"},
+                    "dst": {
+                        "enum": [GAP, REPEATED, OFFSET_CHANGE, None],
+                        "description": "gap: the wall time does not exist that day (spring"
+                        " forward), fired at the transition; repeated: it occurs twice (fall"
+                        " back); offset_change: the UTC offset changed since the previous fire",
+                    },
+                },
+            },
+        },
+    },
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -259,6 +299,10 @@ def openapi_document() -> dict[str, Any]:
         "/v1/jobs/{job_id}/runs": {
             "get": _op("A job's runs, newest first", (200, runs), (400, 401, 404),
                        parameters=[_JOB_ID, _LIST_QUERY[-1]])
+        },
+        "/v1/schedules/preview": {
+            "get": _op("The next fires of a schedule, in words, DST marked", (200, _PREVIEW),
+                       (400, 401), parameters=_PREVIEW_QUERY)
         },
         "/v1/jobs/{job_id}/runs/{run_id}/output": {
             "get": {
