@@ -4,12 +4,14 @@ a private etcd while the store stays the private PostgreSQL.
 * the leading COORDINATOR SIGKILLed three times: a new leader (a higher epoch, read from
   etcd) within seconds each time;
 * etcd itself SIGKILLed and restarted on its data dir, twice: work resumes;
-* on a three-member etcd cluster, the LEADING etcd member SIGKILLed and restarted, twice,
-  then the whole etcd cluster SIGKILLed and restarted.
+* on a three-member etcd cluster, the LEADING etcd member SIGKILLed (Chronoq goes on
+  through the others) and restarted, twice;
+* the whole three-member cluster SIGKILLed and restarted, then a coordinator failover.
 
-After each scenario I1–I7 hold, and two stronger checks: every probe fire started exactly
+After each scenario I1–I7 hold, and stronger checks: every probe fire started exactly
 once (nothing here kills a picker or a worker, so there is no excuse for a second start),
-and every leader epoch the coordinators logged was held by ONE node, in growing order.
+every leader epoch the coordinators logged was held by ONE node, in growing order, and
+the coordinators' logs never show two of them leading at once.
 """
 
 from __future__ import annotations
@@ -264,86 +266,132 @@ def _start_etcd(chaos: Chaos, servers: list[EtcdServer], what: str) -> None:
     chaos.sup.note("etcd-start", what)
 
 
+def _kill_leading_coordinator(chaos: Chaos, times: int) -> None:
+    """SIGKILL the coordinator holding the leader key ``times`` times; each time a new one
+    (a higher epoch) within ``FAILOVER_LIMIT``; the killed one restarted."""
+    failovers, epochs = [], []
+    for _ in range(times):
+        _load(chaos, 3)
+        leader = wait_for(chaos.db.leader, 10)
+        assert leader, "no leader"
+        killed = chaos.sup.kill(leader[0])
+
+        def replaced(old: tuple[str, int] = leader) -> tuple[str, int] | None:
+            now = chaos.db.leader()
+            return now if now and now[0] != old[0] and now[1] > old[1] else None
+
+        new = wait_for(replaced, FAILOVER_LIMIT + 5, interval=0.02)
+        assert new, f"no new leader after killing {leader[0]}"
+        failovers.append(round(time.time() - killed.at, 2))
+        epochs.append(new[1])
+        chaos.sup.start(leader[0])
+        _wait_member(chaos, leader[0])
+    print(f"etcd: failover after SIGKILL of the leader (leader ttl {LEADER_TTL}s): "
+          f"{failovers} s; epochs {epochs}")  # fmt: skip
+    assert max(failovers) < FAILOVER_LIMIT, failovers
+    assert epochs == sorted(set(epochs)), f"epochs must only grow: {epochs}"
+
+
+def _restart_etcd(chaos: Chaos, servers: list[EtcdServer], what: str, times: int) -> None:
+    """SIGKILL every one of ``servers`` at once, keep them down for ``OUTAGE``, restart them
+    on their data dirs; work resumes, and the leader epoch never goes back."""
+    epochs = []
+    for _ in range(times):
+        _load(chaos, 2)
+        before = wait_for(chaos.db.leader, 10)
+        assert before, "no leader"
+        _kill_etcd(chaos, servers, what)
+        hold(OUTAGE)
+        _start_etcd(chaos, servers, what)
+        assert wait_for(lambda: all(m.healthy() for m in servers), 30), f"{what} not healthy"
+        after = wait_for(chaos.db.leader, 15)
+        assert after and after[1] >= before[1], (before, after)
+        epochs.append(after[1])
+        _resumes(chaos)
+    assert epochs == sorted(epochs), f"epochs must never go back: {epochs}"
+
+
+def _kill_leading_member(chaos: Chaos, members: list[EtcdServer], times: int) -> None:
+    """SIGKILL the etcd cluster's leader member; the others elect a new one and Chronoq
+    goes on through them; the member is restarted and the cluster is whole again."""
+    for _ in range(times):
+        _load(chaos, 3)
+        found = wait_for(lambda: [m for m in members if m.is_leader()], 15)
+        assert found, "no etcd leader"
+        (chief,) = found
+        _kill_etcd(chaos, [chief], f"etcd {chief.member} (the etcd leader)")
+        others = [m for m in members if m is not chief]
+        assert wait_for(functools.partial(_any_leader, others), 15), "no new etcd leader"
+        assert wait_for(chaos.db.leader, 15), "no chronoq leader on the surviving members"
+        _resumes(chaos)  # while the killed member is still down
+        _start_etcd(chaos, [chief], f"etcd {chief.member}")
+        assert wait_for(lambda: all(m.healthy() for m in members), 15)
+
+
+def _single(tmp_path: Path) -> list[EtcdServer]:
+    return [EtcdServer(tmp_path / "etcd", fast=True)]
+
+
+def _three(tmp_path: Path) -> list[EtcdServer]:
+    return etcd_cluster(tmp_path / "etcd", 3, fast=True)
+
+
 @pytest.mark.chaos(seed=81)
-def test_etcd_leader_coordinator_killed_and_etcd_restarted(
+def test_etcd_leading_coordinator_sigkilled(
     request: pytest.FixtureRequest, pg: ChaosPostgres, pg_template: str, tmp_path: Path,
     etcd_marks: None,
 ) -> None:  # fmt: skip
     require_etcd()
-    server = EtcdServer(tmp_path / "etcd", fast=True)
-    with etcd_chaos(request, pg, pg_template, tmp_path, [server]) as chaos:
-        extra = _coordination(f"{server.url}/{PREFIX}")
-        chaos.cluster(extra, api=1, coordinator=3, picker=2, worker=2)
+    servers = _single(tmp_path)
+    with etcd_chaos(request, pg, pg_template, tmp_path, servers) as chaos:
+        chaos.cluster(_coordination(cluster_url(servers, PREFIX)),
+                      api=1, coordinator=3, picker=2, worker=2)  # fmt: skip
         _start_load(chaos)
-
-        failovers, epochs = [], []
-        for _ in range(3):
-            _load(chaos, 3)
-            leader = wait_for(chaos.db.leader, 10)
-            assert leader, "no leader"
-            killed = chaos.sup.kill(leader[0])
-
-            def replaced(old: tuple[str, int] = leader) -> tuple[str, int] | None:
-                now = chaos.db.leader()
-                return now if now and now[0] != old[0] and now[1] > old[1] else None
-
-            new = wait_for(replaced, FAILOVER_LIMIT + 5, interval=0.02)
-            assert new, f"no new leader after killing {leader[0]}"
-            failovers.append(round(time.time() - killed.at, 2))
-            epochs.append(new[1])
-            chaos.sup.start(leader[0])
-            _wait_member(chaos, leader[0])
-
-        for _ in range(2):  # etcd SIGKILLed and restarted on its data dir
-            _load(chaos, 2)
-            before = wait_for(chaos.db.leader, 10)
-            assert before
-            _kill_etcd(chaos, [server], "etcd")
-            hold(OUTAGE)
-            _start_etcd(chaos, [server], "etcd")
-            after = wait_for(chaos.db.leader, 15)
-            assert after and after[1] >= before[1], (before, after)
-            epochs.append(after[1])
-            _resumes(chaos)
-
-        print(f"etcd: failover after SIGKILL of the leader (leader ttl {LEADER_TTL}s): "
-              f"{failovers} s; epochs {epochs}")  # fmt: skip
-        assert max(failovers) < FAILOVER_LIMIT, failovers
-        assert epochs == sorted(epochs), f"epochs must only grow: {epochs}"
+        _kill_leading_coordinator(chaos, 3)
         _check(chaos)
 
 
 @pytest.mark.chaos(seed=82)
-def test_etcd_cluster_leading_member_killed_and_cluster_restarted(
+def test_etcd_sigkilled_and_restarted_on_its_data_dir(
     request: pytest.FixtureRequest, pg: ChaosPostgres, pg_template: str, tmp_path: Path,
     etcd_marks: None,
 ) -> None:  # fmt: skip
     require_etcd()
-    members = etcd_cluster(tmp_path / "etcd", 3, fast=True)
-    with etcd_chaos(request, pg, pg_template, tmp_path, members) as chaos:
-        extra = _coordination(cluster_url(members, PREFIX) + "?timeout=1")
-        chaos.cluster(extra, api=1, coordinator=2, picker=2, worker=2)
+    servers = _single(tmp_path)
+    with etcd_chaos(request, pg, pg_template, tmp_path, servers) as chaos:
+        chaos.cluster(_coordination(cluster_url(servers, PREFIX)),
+                      api=1, coordinator=2, picker=2, worker=2)  # fmt: skip
         _start_load(chaos)
+        _restart_etcd(chaos, servers, "etcd", 2)
+        _check(chaos)
 
-        for _ in range(2):  # the leading etcd member SIGKILLed, then restarted
-            _load(chaos, 3)
-            found = wait_for(lambda: [m for m in members if m.is_leader()], 15)
-            assert found, "no etcd leader"
-            (chief,) = found
-            _kill_etcd(chaos, [chief], f"etcd {chief.member} (the etcd leader)")
-            others = [m for m in members if m is not chief]
-            assert wait_for(functools.partial(_any_leader, others), 15), "no new etcd leader"
-            assert wait_for(chaos.db.leader, 15), "no chronoq leader on the surviving members"
-            _load(chaos, 2)
-            _start_etcd(chaos, [chief], f"etcd {chief.member}")
-            assert wait_for(lambda: all(m.healthy() for m in members), 15)
-            _resumes(chaos)
 
-        _load(chaos, 2)
-        _kill_etcd(chaos, members, "etcd cluster")  # every member at once
-        hold(OUTAGE)
-        _start_etcd(chaos, members, "etcd cluster")
-        assert wait_for(lambda: all(m.healthy() for m in members), 30)
-        _resumes(chaos)
-        _load(chaos, 2)
+@pytest.mark.chaos(seed=83)
+def test_etcd_leading_member_sigkilled(
+    request: pytest.FixtureRequest, pg: ChaosPostgres, pg_template: str, tmp_path: Path,
+    etcd_marks: None,
+) -> None:  # fmt: skip
+    require_etcd()
+    members = _three(tmp_path)
+    with etcd_chaos(request, pg, pg_template, tmp_path, members) as chaos:
+        chaos.cluster(_coordination(cluster_url(members, PREFIX) + "?timeout=1"),
+                      api=1, coordinator=2, picker=2, worker=2)  # fmt: skip
+        _start_load(chaos)
+        _kill_leading_member(chaos, members, 2)
+        _check(chaos)
+
+
+@pytest.mark.chaos(seed=84)
+def test_etcd_cluster_sigkilled_and_restarted(
+    request: pytest.FixtureRequest, pg: ChaosPostgres, pg_template: str, tmp_path: Path,
+    etcd_marks: None,
+) -> None:  # fmt: skip
+    require_etcd()
+    members = _three(tmp_path)
+    with etcd_chaos(request, pg, pg_template, tmp_path, members) as chaos:
+        chaos.cluster(_coordination(cluster_url(members, PREFIX) + "?timeout=1"),
+                      api=1, coordinator=2, picker=2, worker=2)  # fmt: skip
+        _start_load(chaos)
+        _restart_etcd(chaos, members, "etcd cluster", 1)
+        _kill_leading_coordinator(chaos, 1)  # and a failover after the restart
         _check(chaos)
