@@ -28,6 +28,7 @@ from chronoq.ports.dispatch import (
     Relay,
     ReleaseParams,
 )
+from chronoq.ports.runqueue import Delivery
 from chronoq.testing import FakeClock
 
 from .helpers import T0, make_job, outcome
@@ -39,6 +40,8 @@ class FlakyQueue(MemoryRunQueue):
     """A MemoryRunQueue whose next ``fail_sends`` sends fail (the broker is down)."""
 
     fail_sends = 0
+    slow_receive = 0.0
+    """Fake seconds each ``receive`` takes (a long poll, a slow broker)."""
     hang: asyncio.Event | None = None
     """Set: ``extend`` and ``ack`` wait for it (a broker that hangs)."""
 
@@ -51,6 +54,13 @@ class FlakyQueue(MemoryRunQueue):
         if self.hang is not None:
             await self.hang.wait()
         await super().ack(receipts)
+
+    async def receive(
+        self, consumer: str, limit: int, *, wait: float, hold: float
+    ) -> list[Delivery]:
+        if self.slow_receive:
+            await self._clock.advance(self.slow_receive)  # type: ignore[attr-defined]
+        return await super().receive(consumer, limit, wait=wait, hold=hold)
 
     async def send(self, run_ids: Sequence[str]) -> None:
         if self.hang is not None:
@@ -107,6 +117,16 @@ async def _status(rig: Rig, run_id: str) -> RunStatus:
     return RunStatus(value)
 
 
+async def _lease_until(rig: Rig, run_id: str) -> datetime:
+    if isinstance(rig.store, MemoryStore):
+        value = rig.store._db().runs[run_id].lease_until
+    else:
+        conn = rig.store._connected()
+        value = await conn.fetchval("SELECT lease_until FROM job_runs WHERE run_id = $1", run_id)
+    assert value is not None
+    return value
+
+
 @pytest.fixture(params=["memory", "postgres"])
 async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     clock = FakeClock(T0)
@@ -115,7 +135,7 @@ async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     else:
         store = PostgresStore(request.getfixturevalue("pg_database"), min_size=1, max_size=4)
     queue = FlakyQueue(clock, max_receives=3)
-    dispatch = QueuedDispatch(store, queue, receive_wait=0.0)
+    dispatch = QueuedDispatch(store, queue, receive_wait=0.0, clock=clock)
     await dispatch.start()
     try:
         yield Rig(clock, store, queue, dispatch)
@@ -137,6 +157,17 @@ async def test_a_claimed_fire_is_sent_at_once_and_leased_through_its_message(rig
     assert await rig.dispatch.complete_runs([done]) == [True]
     await rig.dispatch.settled()
     assert await rig.queue.depth() == 0  # acknowledged with the outcome
+
+
+async def test_a_slow_receive_still_leases_for_a_whole_lease(rig: Rig) -> None:
+    run_id = await rig.fire()
+    rig.queue.slow_receive = LEASE - 1  # the caller's lease had nearly run out meanwhile
+
+    (claimed,) = await rig.claim("w1")
+
+    assert claimed.run_id == run_id
+    lease_until = await _lease_until(rig, run_id)
+    assert lease_until == rig.now() + timedelta(seconds=LEASE)  # from the end of the wait
 
 
 async def test_a_duplicate_delivery_leases_nothing_and_is_acknowledged(rig: Rig) -> None:

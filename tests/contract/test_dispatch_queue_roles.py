@@ -71,7 +71,7 @@ class Rig:
 async def rig() -> AsyncIterator[Rig]:
     async with Stack() as stack:
         queue = MemoryRunQueue(stack.clock)
-        dispatch = QueuedDispatch(stack.store, queue)
+        dispatch = QueuedDispatch(stack.store, queue, clock=stack.clock)
         await dispatch.start()
         built = Rig(stack, queue, dispatch)
         try:

@@ -26,7 +26,10 @@ of the store's run table. The store stays the source of truth (DESIGN §3).
   or dead broker never holds up a picker (its recurring fires would be coalesced), a
   heartbeat (the run would lose its lease) or an outcome.
 
-Instants are the caller's; this adapter reads no clock.
+Instants are the caller's, with one exception: a receive may wait (a long poll, a slow
+broker), so ``claim_runs`` moves the caller's instants (now, horizon, lease) forward by
+the time it waited, read on ``clock``. (Leasing with the instants of before the wait
+gave runs a lease that had nearly run out: the reaper took them back at once.)
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
 from chronoq.ports.dispatch import (
     ClaimDueParams,
@@ -96,8 +100,11 @@ class QueuedDispatch:
         settle: float = SETTLE,
         republish_after: float = REPUBLISH_AFTER,
         batch: int = 1000,
+        clock: Clock | None = None,
     ) -> None:
+        """``clock``: the roles' clock (how long a receive waited; see the module doc)."""
         self._store = store
+        self._clock = clock or SystemClock()
         self._queue = queue
         self._wait = receive_wait
         self._ahead = timedelta(seconds=publish_ahead)
@@ -204,6 +211,10 @@ class QueuedDispatch:
         )
         if not deliveries:
             return []
+        waited = self._clock.now() - params.now
+        if waited > timedelta(0):  # the lease starts now, not when the receive began
+            params = replace(params, now=params.now + waited, horizon=params.horizon + waited,
+                             lease_until=params.lease_until + waited)  # fmt: skip
         first: dict[str, Delivery] = {}
         spent: list[str] = []  # receipts to acknowledge: they lease nothing
         for delivery in deliveries:
