@@ -26,10 +26,18 @@ from chronoq.ports.dispatch import ClaimedById, ClaimRunsParams, OutboxParams
 T = TypeVar("T")
 
 UNPUBLISHED = (
-    "SELECT run_id FROM job_runs WHERE status = 'QUEUED' AND available_at <= $1"
-    " AND ((published_at IS NULL AND triggered_at < $2) OR published_at < $3)"
-    " ORDER BY available_at LIMIT $4"
+    "SELECT run_id FROM ("
+    " (SELECT run_id, available_at FROM job_runs WHERE status = 'QUEUED'"
+    " AND published_at IS NULL AND available_at <= $1 AND triggered_at < $2"
+    " ORDER BY available_at LIMIT $4)"
+    " UNION ALL"
+    " (SELECT run_id, available_at FROM job_runs WHERE $3::timestamptz IS NOT NULL"
+    " AND status = 'QUEUED' AND published_at < $3 AND available_at <= $1"
+    " ORDER BY available_at LIMIT $4)"
+    ") due ORDER BY available_at LIMIT $4"
 )
+"""Never sent (the partial index ``runs_unpublished``), then, only when asked (``$3`` not
+NULL: a one-time filter skips the scan otherwise), sent long ago and still QUEUED."""
 MARK_PUBLISHED = (
     "WITH ready AS (SELECT run_id FROM job_runs WHERE run_id = ANY($1::uuid[])"
     " AND status = 'QUEUED' ORDER BY run_id FOR NO KEY UPDATE SKIP LOCKED)"

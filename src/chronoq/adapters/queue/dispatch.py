@@ -162,10 +162,11 @@ class QueuedDispatch:
 
     async def relay(self, now: datetime) -> int:
         """Send every QUEUED run that needs a message (``ports.dispatch.Relay``)."""
-        republish = now - self._republish_after
+        republish: datetime | None = None  # sent runs are looked at only with the broker
         sent = 0
         checked = self._checked_at
         if checked is None or not timedelta(0) <= now - checked < self._check_every:
+            republish = now - self._republish_after
             if await self._queue.depth() == 0:
                 republish = now  # an empty broker holds no message for any QUEUED run
             sent += await self._resend_dead(now)

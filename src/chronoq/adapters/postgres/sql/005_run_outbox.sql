@@ -7,6 +7,11 @@
 -- that lost its messages). Without --dispatch the column stays NULL and unread.
 ALTER TABLE job_runs ADD COLUMN published_at timestamptz;
 
+-- The relay's every-half-second question, "which QUEUED runs were never sent", must not
+-- cost a scan of every QUEUED run while workers are saturated (all of those were sent).
+CREATE INDEX runs_unpublished ON job_runs (available_at)
+    WHERE status = 'QUEUED' AND published_at IS NULL;
+
 -- Entering QUEUED again (reap_lost / release_runs requeue an unstarted run under the
 -- same run id) means the earlier message is spent: clear published_at here, once, so
 -- every path that requeues a run (today's and future ones) makes it unpublished.
