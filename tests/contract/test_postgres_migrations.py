@@ -105,6 +105,7 @@ INDEXES = {
     "runs_one_terminal_per_fire": ("job_runs", True, "(job_id, scheduled_for) WHERE"),
     "runs_queued": ("job_runs", False, "(available_at) WHERE (status = 'QUEUED'::text)"),
     "runs_running": ("job_runs", False, "(lease_until) WHERE (status = 'RUNNING'::text)"),
+    "runs_unpublished": ("job_runs", False, "(available_at) WHERE ((status = 'QUEUED'::text)"),
     "schema_migrations_pkey": ("schema_migrations", True, "(version)"),
     "fence_epoch_pkey": ("fence_epoch", True, "(singleton)"),
     "fenced_shards_pkey": ("fenced_shards", True, "(shard_id)"),
