@@ -19,7 +19,10 @@ from chronoq.domain.states import RUN_TERMINAL, RunStatus
 from .conftest import CONNECT_TIMEOUT, create_database, drop_database, dsn_for
 from .helpers import T0, make_job
 
-TABLES = {"jobs", "job_runs", "fence_epoch", "fenced_shards", "schema_migrations"}
+TABLES = {
+    "jobs", "job_runs", "fence_epoch", "fenced_shards", "schema_migrations",
+    "api_tokens",  # 006: --auth token
+}  # fmt: skip
 """The store's tables (other ports' migrations add theirs: coordination, submissions)."""
 
 COLUMNS = {
@@ -73,6 +76,15 @@ COLUMNS = {
         "held_by": "text",
         "held_until": "timestamp with time zone",
     },
+    "api_tokens": {  # 006: --auth token
+        "token_id": "text",
+        "token_hash": "bytea",
+        "user_id": "text",
+        "allow_shell": "boolean",
+        "created_at": "timestamp with time zone",
+        "expires_at": "timestamp with time zone",
+        "revoked_at": "timestamp with time zone",
+    },
     "schema_migrations": {
         "version": "integer",
         "name": "text",
@@ -92,6 +104,7 @@ NOT_NULL = {
     "fence_epoch": {"singleton", "epoch"},
     "fenced_shards": {"shard_id", "owner", "epoch"},
     "submissions": {"seq", "job_id", "user_id", "body", "submitted_at"},
+    "api_tokens": {"token_id", "token_hash", "user_id", "allow_shell", "created_at"},
 }  # fmt: skip
 
 INDEXES = {
@@ -110,6 +123,8 @@ INDEXES = {
     "fence_epoch_pkey": ("fence_epoch", True, "(singleton)"),
     "fenced_shards_pkey": ("fenced_shards", True, "(shard_id)"),
     "fenced_shards_owner": ("fenced_shards", False, "(owner, epoch, shard_id)"),
+    "api_tokens_pkey": ("api_tokens", True, "(token_id)"),
+    "api_tokens_hash": ("api_tokens", True, "(token_hash)"),
 }
 TERMINAL = tuple(sorted(s.value for s in RUN_TERMINAL))
 NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)

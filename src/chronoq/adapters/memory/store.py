@@ -22,6 +22,7 @@ from datetime import datetime
 from chronoq.adapters.memory import store_inputs, store_runs
 from chronoq.adapters.memory.store_outbox import MemoryOutbox
 from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
+from chronoq.adapters.memory.store_tokens import MemoryTokens
 from chronoq.domain.clock import check_aware
 from chronoq.domain.fires import next_fire
 from chronoq.domain.ids import new_id
@@ -54,7 +55,7 @@ from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 _FINISHED_RUN = frozenset(RunStatus) - {RunStatus.QUEUED, RunStatus.RUNNING}
 
 
-class MemoryStore(MemoryOutbox):
+class MemoryStore(MemoryOutbox, MemoryTokens):
     """The Store port in dictionaries (see the module docstring)."""
 
     def __init__(self) -> None:

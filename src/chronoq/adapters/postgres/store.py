@@ -59,6 +59,7 @@ from chronoq.adapters.postgres.rows import (
     job_from_record,
     run_from_record,
 )
+from chronoq.adapters.postgres.tokens import PostgresTokens
 from chronoq.domain.fires import next_fire
 from chronoq.domain.jobs import (
     LIST_OUTPUT_CHARS,
@@ -94,7 +95,7 @@ transaction is ended by the server (``idle_in_transaction_session_timeout``)."""
 _RUNNING = RunStatus.RUNNING.value
 
 
-class PostgresStore(PostgresOutbox):
+class PostgresStore(PostgresOutbox, PostgresTokens):
     """The distributed Store. ``dsn``: ``postgresql://user:password@host:port/database``."""
 
     def __init__(

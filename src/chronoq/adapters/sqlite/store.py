@@ -31,6 +31,7 @@ from chronoq.adapters.sqlite import jobs as jobs_tx
 from chronoq.adapters.sqlite import lost as lost_tx
 from chronoq.adapters.sqlite.migrations import migrate
 from chronoq.adapters.sqlite.thread import SqliteThread
+from chronoq.adapters.sqlite.tokens import SqliteTokens
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, Job, Run, RunOutcome
 from chronoq.errors import ValidationError
@@ -46,7 +47,7 @@ from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 T = TypeVar("T")
 
 
-class SqliteStore:
+class SqliteStore(SqliteTokens):
     """The embedded ``Store``. ``path`` is the database file (created if missing)."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
