@@ -15,7 +15,9 @@ from typing import Any
 from bench import report
 from bench.distributed import ClusterProfile
 from bench.embedded import EmbeddedProfile
+from bench.floor import RATIO, ratios, run_order
 from bench.model import DEFAULT_FUTURE_SIZES, ClusterSize, ScenarioRun, Settings
+from bench.pgembedded import PgEmbeddedProfile
 from bench.scenarios import DEFAULTS, SCENARIOS
 from bench.server import server_help
 from bench.target import Profile, Scenario
@@ -81,6 +83,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable, help="interpreter that runs chronoq up")
     p.add_argument("--keep-data", action="store_true", help="keep the servers' temp data dirs")
     p.add_argument("--no-uvloop", action="store_true")
+    p.add_argument(
+        "--pg-store",
+        action="store_true",
+        help="embedded: chronoq up --store on a private PostgreSQL (fsync on), a fresh database"
+        " per run (needed for the floor scenario)",
+    )
     _distributed_arguments(p)
     args = p.parse_args(argv)
     known = _available(args.profile)
@@ -90,6 +98,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [s for s in args.scenario_list if s not in known]
     if unknown:
         p.error(f"unknown scenario(s) for --profile {args.profile}: {', '.join(unknown)}")
+    if "floor" in args.scenario_list and args.profile == "embedded" and not args.pg_store:
+        p.error("the floor scenario runs on PostgreSQL: add --pg-store (or --profile distributed)")
     if args.profile == "distributed" and args.url:
         p.error("--url is for the embedded profile; the distributed profile starts its own")
     return args
@@ -165,7 +175,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         future_jobs=args.future_jobs,
         failover_rounds=args.failover_rounds,
         pg_sample_s=args.pg_sample,
-        pg_statements=args.pg_statements,
+        pg_statements=args.pg_statements or "floor" in args.scenario_list,
         warmup_jobs=args.warmup_jobs,
     )
 
@@ -185,6 +195,8 @@ def server_args(args: argparse.Namespace) -> list[str]:
 def make_profile(args: argparse.Namespace, settings: Settings, extra: list[str]) -> Profile:
     if args.profile == "distributed":
         return ClusterProfile(settings, extra)
+    if args.pg_store:
+        return PgEmbeddedProfile(settings, args.python, extra)
     return EmbeddedProfile(settings, args.python, extra, args.url, args.server_pid)
 
 
@@ -216,10 +228,13 @@ async def run_scenarios(
     profile: Profile, names: Sequence[str], settings: Settings
 ) -> dict[str, list[ScenarioRun]]:
     collected: dict[str, list[ScenarioRun]] = {}
-    for name in names:
+
+    def repeats_of(name: str) -> int:
+        return settings.repeat if SCENARIOS[name].repeat == "each" else 1
+
+    for name, indices, repeats in run_order(names, repeats_of):  # batch, floor alternate
         scenario = SCENARIOS[name]
-        repeats = settings.repeat if scenario.repeat == "each" else 1
-        for index in range(repeats):
+        for index in indices:
             _say(f"{name} run {index + 1}/{repeats} ...")
             started = time.perf_counter()
             for run in await run_once(profile, scenario, settings):
@@ -250,6 +265,8 @@ async def run_all(args: argparse.Namespace) -> tuple[Profile, dict[str, Any]]:
     try:
         async with profile.session():
             collected = await run_scenarios(profile, args.scenario_list, settings)
+            if pairs := ratios(collected):  # Chronoq / floor, pair by pair
+                collected[RATIO] = pairs
     except asyncio.CancelledError:
         if terminated:
             _say("SIGTERM: stopped")

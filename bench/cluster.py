@@ -22,6 +22,7 @@ import asyncpg
 
 from bench.cpu import CpuSample, trees_cpu
 from bench.model import ScenarioRun, Settings
+from bench.pgwork import add_statement_metrics, pg_work
 from bench.postgres import BenchPostgres
 from bench.server import healthy
 from bench.target import Completion, CounterPair, RunTimes
@@ -221,7 +222,8 @@ class ClusterTarget:
         activity = ActivitySampler(self.db, s.pg_sample_s) if s.pg_sample_s > 0 else None
         task = asyncio.create_task(activity.run()) if activity is not None else None
         try:
-            yield
+            async with pg_work(self.db, run):  # statements, buffers per job
+                yield
             if s.pg_statements:
                 run.raw["pg_statements"] = await self._statements(jobs)
         finally:
@@ -280,6 +282,7 @@ class ClusterTarget:
         run.raw["api_processes"] = len(self.api_ports)
         run.add("PostgreSQL WAL bytes per job", delta["wal_bytes"] / jobs, "B")
         run.add("PostgreSQL write transactions per job", delta["write_transactions"] / jobs, "tx")
+        add_statement_metrics(run, jobs)
 
     def annotate(self, run: ScenarioRun) -> None:
         run.raw["cluster_ready_s"] = self.ready_s

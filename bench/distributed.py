@@ -25,8 +25,10 @@ import asyncpg
 from bench import api
 from bench.cluster import ClusterTarget, option_value
 from bench.cpu import cpu_between
+from bench.floor import FLOOR, FloorTarget, floor_target
 from bench.load import close_connections, drive, open_connections
 from bench.model import Settings
+from bench.pgwork import observer_pool
 from bench.postgres import BenchPostgres, bench_postgres
 from bench.target import Scenario
 from chronoq.runtime.cluster import Cluster, ClusterPlan
@@ -46,7 +48,7 @@ async def bench_cluster(
         coordinators=size.coordinators, base_port=free_port_range(size.api), extra=list(extra),
     )  # fmt: skip
     cluster = Cluster(plan)
-    db = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    db = await observer_pool(dsn)  # as bench_observer: kept out of statements per job
     failed = False
     try:
         started = time.perf_counter()
@@ -138,8 +140,15 @@ class ClusterProfile:
                 self.pg = None
 
     @contextlib.asynccontextmanager
-    async def target(self, scenario: Scenario) -> AsyncIterator[ClusterTarget]:
+    async def target(self, scenario: Scenario) -> AsyncIterator[ClusterTarget | FloorTarget]:
         assert self.pg is not None, "target() outside session()"
+        if scenario.name == FLOOR:  # the floor queue on a fresh database (bench.floor)
+            size = self.settings.cluster
+            async with floor_target(
+                self.pg, self.settings, fronts=size.api, workers=size.workers
+            ) as floor:
+                yield floor
+            return
         async with bench_cluster(self.pg, self.settings, self.server_args) as target:
             print(
                 f"[bench]   cluster settled in {target.ready_s:.1f}s", file=sys.stderr, flush=True

@@ -19,6 +19,7 @@ from typing import Any
 from bench import api
 from bench.cluster_scenarios import failover, future
 from bench.cpu import CpuSample, cpu_between
+from bench.floor import floor
 from bench.httpclient import Connection
 from bench.load import close_connections, drive, open_connections
 from bench.measure import GOAL_ZERO, connect, host_header, throughput, wait_all_done
@@ -299,6 +300,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("ceiling", ceiling, needs_target=False),
         Scenario("http", http),
         Scenario("batch", batch),
+        Scenario("floor", floor),
         Scenario("latency", latency),
         Scenario("firelag", firelag),
         Scenario("future", future, profiles=CLUSTER, repeat="inside"),
