@@ -62,7 +62,9 @@ Json = dict[str, Any]
 
 
 class Client:
-    """A connection to one Chronoq server, acting as one user (``X-User-ID``).
+    """A connection to one Chronoq server, acting as one user: ``token`` (a server with
+    ``--auth token``: sent as ``Authorization: Bearer``, the token decides the user) or
+    ``user_id`` (sent as ``X-User-ID``, what a server in header mode trusts).
 
     Thread-safe for concurrent calls (httpx's client is); close it with
     :meth:`close` or use it as a context manager.
@@ -74,6 +76,7 @@ class Client:
         user_id: str = "default",
         timeout: float = 10.0,
         *,
+        token: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         import httpx
@@ -82,12 +85,12 @@ class Client:
 
         self.url = url.rstrip("/")
         self.user_id = user_id
+        headers = {"X-User-ID": user_id, "User-Agent": f"chronoq-client/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token.strip()}"
         try:
             self._http = httpx.Client(
-                base_url=self.url,
-                timeout=timeout,
-                transport=transport,
-                headers={"X-User-ID": user_id, "User-Agent": f"chronoq-client/{__version__}"},
+                base_url=self.url, timeout=timeout, transport=transport, headers=headers
             )
         except httpx.InvalidURL as exc:
             raise ValidationError(f"invalid server URL {url!r}: {exc}", field="url") from exc

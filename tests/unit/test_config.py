@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "port": 8080,
     "data_dir": Path(".chronoq"),
     "shell": None,
+    "auth": "",
+    "shell_users": "",
     "shell_user": "",
     "echo_delay": 0.0,
     "worker_concurrency": 4096,
@@ -74,6 +76,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_DATA_DIR": "/tmp/chronoq-data",
         "CHRONOQ_SHELL": "true",
         "CHRONOQ_SHELL_USER": "nobody",
+        "CHRONOQ_AUTH": "token",
+        "CHRONOQ_SHELL_USERS": "alice,bob",
         "CHRONOQ_ECHO_DELAY": "0.25",
         "CHRONOQ_WORKER_CONCURRENCY": "16",
         "CHRONOQ_DEFAULT_TIMEOUT": "60",
@@ -112,6 +116,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.data_dir == Path("/tmp/chronoq-data")
     assert s.shell is True
     assert s.shell_user == "nobody"
+    assert (s.auth, s.auth_mode, s.shell_users) == ("token", "token", "alice,bob")
     assert s.echo_delay == 0.25
     assert s.worker_concurrency == 16
     assert s.default_timeout == 60.0
@@ -327,3 +332,22 @@ def test_shell_auto_follows_the_host() -> None:
         Settings.load({"CHRONOQ_SHELL": "auto", "CHRONOQ_HOST": "0.0.0.0"}).shell_enabled is False
     )
     assert Settings.load({"CHRONOQ_SHELL": "auto"}).shell_enabled is True
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_auth_defaults_to_header_on_loopback(host: str) -> None:
+    assert Settings(host=host).auth_mode == "header"
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "sched.example"])
+def test_auth_must_be_chosen_off_loopback(host: str) -> None:
+    with pytest.raises(ConfigError, match="--auth token") as refused:
+        Settings(host=host).auth_mode  # noqa: B018 - the property raises
+    assert "\n" not in str(refused.value)  # one line
+    assert Settings(host=host, auth="header").auth_mode == "header"
+    assert Settings(host=host, auth="token").auth_mode == "token"
+
+
+def test_unknown_auth_mode_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="auth must be header or token"):
+        Settings.load({"CHRONOQ_AUTH": "basic"})

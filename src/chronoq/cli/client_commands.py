@@ -3,9 +3,11 @@
 They talk to a running server over HTTP (``--url``, ``$CHRONOQ_URL``) as one
 user (``--user``, ``$CHRONOQ_USER``, default ``demo``: ``DEFAULT_USER``, the user
 of the README's curl lines and Python example, so a new user sees the jobs they
-made there). Output is a table, or the server's JSON with ``--json``. An API
-error prints one line to stderr and exits 1; a usage error exits 2. ``cancel``
-of a job that had already finished or been cancelled says so and exits 1.
+made there), or with a token (``--token``, ``$CHRONOQ_TOKEN``) against a server
+with ``--auth token``, where the token decides the user. Output is a table, or the
+server's JSON with ``--json``. An API error prints one line to stderr and exits 1;
+a usage error exits 2. ``cancel`` of a job that had already finished or been
+cancelled says so and exits 1.
 """
 
 from __future__ import annotations
@@ -39,9 +41,17 @@ _FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
 
 def _client_options(command: F) -> F:
-    """``--url``, ``--user`` and ``--json``, shared by every client command."""
+    """``--url``, ``--user``, ``--token`` and ``--json``, shared by every client command."""
     command = click.option(
         "--json", "as_json", is_flag=True, help="Print the server's JSON instead of a table."
+    )(command)
+    command = click.option(
+        "--token",
+        envvar="CHRONOQ_TOKEN",
+        default=None,
+        expose_value=False,
+        callback=_remember_token,
+        help="API token (a server with --auth token); sent as 'Authorization: Bearer'.",
     )(command)
     command = click.option(
         "--user",
@@ -60,11 +70,17 @@ def _client_options(command: F) -> F:
     return command
 
 
+def _remember_token(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    """``--token`` is kept on the context, so no command signature has to carry it."""
+    ctx.meta["chronoq.token"] = value
+
+
 @contextmanager
 def _api(url: str, user: str) -> Iterator[Client]:
     """A client whose errors become a one-line ``Error: ...`` and exit status 1."""
+    token = click.get_current_context().meta.get("chronoq.token")
     try:
-        with Client(url, user_id=user) as client:
+        with Client(url, user_id=user, token=token) as client:
             yield client
     except ChronoqError as exc:
         if isinstance(exc, ValidationError) and exc.field == "url":  # from Client(), not the server

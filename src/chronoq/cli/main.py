@@ -8,6 +8,7 @@ from chronoq.cli.client_commands import CLIENT_COMMANDS
 from chronoq.cli.cluster_commands import CLUSTER_COMMANDS
 from chronoq.cli.preview_command import preview_command
 from chronoq.cli.server_commands import SERVER_COMMANDS
+from chronoq.cli.token_commands import TOKEN_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,5 +17,11 @@ def main() -> None:
     """Chronoq: a distributed job scheduler."""
 
 
-for _command in (*SERVER_COMMANDS, *CLUSTER_COMMANDS, *CLIENT_COMMANDS, preview_command):
+for _command in (
+    *SERVER_COMMANDS,
+    *TOKEN_COMMANDS,
+    *CLUSTER_COMMANDS,
+    *CLIENT_COMMANDS,
+    preview_command,
+):
     main.add_command(_command)

@@ -49,6 +49,10 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--shell/--no-shell", "shell", default=None,
                  help="Allow cmd: jobs (default: only when listening on loopback)"
                       f" [env: {env_name('shell')}]."),
+    _opt("auth", "token (bearer tokens from 'chronoq token create') or header (X-User-ID, behind"
+         " a gateway); default header on loopback, required elsewhere.",
+         type=click.Choice(["header", "token"])),
+    _opt("shell_users", "Header mode off loopback: users allowed cmd: jobs, comma-separated."),
     _opt("shell_user", "User cmd: jobs run as (default: nobody when root, else yours)."),
     _opt("echo_delay", "Seconds an echo job pretends to work (default 0).", type=float),
     _opt("worker_concurrency", "Runs one worker holds at once (default 4096).", type=int),

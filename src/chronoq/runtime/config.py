@@ -68,6 +68,16 @@ class Settings:
     """Allow ``cmd:`` jobs. Unset (auto): on only when ``host`` is a loopback address
     (``127.0.0.0/8``, ``::1``, ``localhost``). The variable takes ``1 true yes on``,
     ``0 false no off`` or ``auto`` (any case)."""
+    auth: str = ""
+    """How the API knows who calls (docs/auth.md): ``token`` (``Authorization: Bearer``
+    tokens made by ``chronoq token create``; ``X-User-ID`` is ignored), ``header``
+    (``X-User-ID`` as sent: a loopback listener, or behind a gateway that authenticates
+    and sets it), or empty (auto): ``header`` when ``host`` is a loopback address; on any
+    other address the api refuses to start until one is chosen."""
+    shell_users: str = ""
+    """Header mode, off loopback: the users allowed to submit ``cmd:`` jobs,
+    comma-separated (token mode: tokens made with ``--allow-shell``). On a loopback
+    listener every user may when shell jobs are on."""
     shell_user: str = ""
     """The user ``cmd:`` jobs run as, in a fresh working directory of theirs. Empty: ``nobody``
     when Chronoq runs as root (so a job cannot read the database, the blobs or
@@ -163,6 +173,7 @@ class Settings:
                 f"{name} {getattr(self, name).split(':')[0]}:// needs a PostgreSQL store"
                 " (--store postgresql://...)",
             )
+        _check(self.auth in ("", "header", "token"), "auth must be header or token")
         _check(self.leader_ttl >= 0.5, "leader_ttl must be >= 0.5 seconds")
         _check(self.member_ttl >= 0.5, "member_ttl must be >= 0.5 seconds")
         _check(
@@ -208,6 +219,20 @@ class Settings:
     def shell_enabled(self) -> bool:
         """``cmd:`` is on when configured so, or by default on a loopback listener only."""
         return self.shell if self.shell is not None else is_loopback(self.host)
+
+    @property
+    def auth_mode(self) -> str:
+        """``header`` or ``token`` for the api: ``auth``, or ``header`` on a loopback
+        ``host``; a ``ConfigError`` on any other address without an explicit choice."""
+        if self.auth:
+            return self.auth
+        if is_loopback(self.host):
+            return "header"
+        raise ConfigError(
+            f"the API would listen on {self.host}, not a loopback address, with nothing"
+            " checking who calls: start it with --auth token (bearer tokens, docs/auth.md)"
+            " or --auth header (only behind a gateway that authenticates and sets X-User-ID)"
+        )
 
     @classmethod
     def load(

@@ -34,10 +34,12 @@ from chronoq.ports.coordination import LEASE_OWNER, Member
 from chronoq.ports.dispatch import Relay
 from chronoq.ports.notify import SUBMISSIONS
 from chronoq.ports.submissions import SubmissionLog
-from chronoq.runtime.config import Settings
+from chronoq.ports.tokens import TokenStore
+from chronoq.runtime.config import Settings, is_loopback
 from chronoq.runtime.hardening import forbid_dumping
 from chronoq.runtime.wiring import Backends, build_backends
 from chronoq.services.api import ApiDeps, create_app, create_metrics_app
+from chronoq.services.api.auth import Authenticator
 from chronoq.services.api.ingest import Ingest
 from chronoq.services.assignment import AssignmentFollower
 from chronoq.services.base import Service, log
@@ -229,6 +231,7 @@ class Node:
         """The HTTP listener of this node (api, or /metrics without it), bound; None if none."""
         s = self.settings
         if "api" in self.roles:
+            s.auth_mode  # noqa: B018 - refuses an unauthenticated API off loopback, first
             return bind_listener(s.host, s.port)
         if s.metrics_port:
             return bind_listener(s.host, s.metrics_port)
@@ -246,6 +249,7 @@ class Node:
                     submissions=b.submissions,
                     max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,
                     allowed_hosts=api_hosts(s), cursor_key=cursor_key(s),
+                    auth=authenticator(s, b, self.clock),
                 )
             )  # fmt: skip
         elif listener is not None:
@@ -264,9 +268,9 @@ class Node:
         )  # fmt: skip
         s = self.settings
         log.info(
-            "chronoq %s on http://%s:%d (store %s, shell jobs %s)",
+            "chronoq %s on http://%s:%d (store %s, shell jobs %s, auth %s)",
             "+".join(self.roles), host, port, "PostgreSQL" if s.distributed else s.data_dir,
-            "on" if s.shell_enabled else "off",
+            "on" if s.shell_enabled else "off", s.auth_mode if "api" in self.roles else "-",
         )  # fmt: skip
         await _Server(config).serve(sockets=[listener])
 
@@ -311,6 +315,20 @@ def api_hosts(settings: Settings) -> frozenset[str]:
     if settings.host not in ("0.0.0.0", "::", ""):
         hosts.add(settings.host)
     return frozenset(hosts)
+
+
+def authenticator(settings: Settings, b: Backends, clock: Clock) -> Authenticator:
+    """The api's ``Authenticator``: ``--auth`` (or header on loopback), the store's tokens,
+    who may submit ``cmd:`` jobs (``services.api.auth``)."""
+    mode = settings.auth_mode
+    tokens = b.jobs if isinstance(b.jobs, TokenStore) else None
+    if mode == "token" and tokens is None:
+        raise ConfigError("--auth token needs a store that keeps tokens (SQLite or PostgreSQL)")
+    users = frozenset(u.strip() for u in settings.shell_users.split(",") if u.strip())
+    return Authenticator(
+        mode, clock=clock, shell_enabled=settings.shell_enabled,
+        loopback=is_loopback(settings.host), tokens=tokens, shell_users=users,
+    )  # fmt: skip
 
 
 def cursor_key(settings: Settings) -> bytes | None:

@@ -36,6 +36,7 @@ from chronoq.ports.dispatch import Dispatch
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import Notifier
 from chronoq.ports.submissions import SubmissionLog
+from chronoq.ports.tokens import TokenStore
 from chronoq.runtime.config import Settings
 
 
@@ -211,6 +212,24 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+class TokenAdmin(TokenStore, _Lifecycle, Protocol):
+    """A store opened for ``chronoq token`` (start it, then use its ``TokenStore`` side)."""
+
+
+def token_store(store: str | None, data_dir: Path) -> TokenAdmin:
+    """The store whose API tokens ``chronoq token`` manages: PostgreSQL, or the embedded
+    SQLite file. The data-dir lock is NOT taken: the command runs beside a live server,
+    and SQLite in WAL mode lets a second process write between the server's commits."""
+    settings = Settings(store=store, data_dir=data_dir)
+    if settings.distributed:
+        assert store is not None
+        admin: TokenAdmin = postgres_backends(settings).jobs  # type: ignore[assignment]
+        return admin
+    path = _sqlite_path(store) or private_dir(data_dir) / "chronoq.db"
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SqliteStore(path, synchronous=settings.sqlite_synchronous)
 
 
 async def migrate_store(url: str) -> None:

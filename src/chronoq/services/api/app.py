@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chronoq.errors import ChronoqError
 from chronoq.observability.metrics import Metrics
 from chronoq.services.api import routes_jobs, routes_schedules, routes_seed
+from chronoq.services.api.auth import Authenticator, authenticate
 from chronoq.services.api.browser import HostAllowlist
 from chronoq.services.api.cursors import CursorSeal
 from chronoq.services.api.deps import ApiDeps
@@ -67,6 +68,9 @@ def create_app(deps: ApiDeps) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.deps = deps
     app.state.cursors = CursorSeal(deps.cursor_key)
+    app.state.auth = deps.auth or Authenticator(
+        "header", clock=deps.clock, shell_enabled=deps.shell_enabled, loopback=True
+    )
     app.add_middleware(HostAllowlist, allowed_hosts=deps.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=deps.metrics)
     return app
@@ -87,11 +91,13 @@ def create_metrics_app(metrics: Metrics) -> Starlette:
 
 
 def _guard(handler: Handler) -> Handler:
-    """Map Chronoq errors to JSON answers; an unexpected error is a logged 500, never a hang."""
+    """Authenticate the caller (``auth``), then map Chronoq errors to JSON answers; an
+    unexpected error is a logged 500, never a hang."""
 
     @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
         try:
+            await authenticate(request)  # every guarded route; 401/429 before any work
             return await handler(request)
         except ChronoqError as exc:
             return error_response(exc)

@@ -9,6 +9,7 @@ from chronoq.observability.metrics import Metrics
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import Notifier
 from chronoq.ports.submissions import SubmissionLog
+from chronoq.services.api.auth import Authenticator
 from chronoq.services.api.ingest import Ingest
 
 
@@ -27,6 +28,8 @@ class ApiDeps:
     allowed_hosts: frozenset[str] = frozenset()
     """Host names served besides the loopback names and the listen address (``*``: any);
     see ``browser.py``."""
+    auth: Authenticator | None = None
+    """Who calls (``auth.py``); None: header mode, ``cmd:`` for anyone when shell_enabled."""
     cursor_key: bytes | None = None
     """Secret that seals list cursors; API processes behind one balancer must share it.
     ``None``: a random key per process (a cursor then lasts as long as the process)."""

@@ -39,7 +39,22 @@ class UnsupportedMediaType(ChronoqError):
 
 
 class Unauthenticated(ChronoqError):
-    """No caller identity (``X-User-ID`` missing)."""
+    """No caller identity: ``X-User-ID`` missing (header mode), or a missing or invalid
+    bearer token (token mode); ``code`` says which (401)."""
+
+    def __init__(self, message: str, *, code: str = "missing_user_id") -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = "X-User-ID" if code == "missing_user_id" else "Authorization"
+
+
+class TooManyFailures(ChronoqError):
+    """Too many failed authentications from one address (429 ``too_many_failures``,
+    with ``Retry-After``: ``retry_after`` seconds)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def error_response(exc: ChronoqError) -> JSONResponse:
@@ -48,8 +63,15 @@ def error_response(exc: ChronoqError) -> JSONResponse:
         status, code = 400, "validation_error"
     if isinstance(exc, ValidationError) and exc.message.startswith("invalid JSON"):
         code = "invalid_json"
+    if isinstance(exc, Unauthenticated):
+        code = exc.code
     body = {"error": {"code": code, "message": str(exc), "field": getattr(exc, "field", None)}}
-    return JSONResponse(body, status_code=status)
+    response = JSONResponse(body, status_code=status)
+    if isinstance(exc, TooManyFailures):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, Unauthenticated) and exc.field == "Authorization":
+        response.headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+    return response
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -65,11 +87,28 @@ _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
     ConflictError: (409, "conflict"),
     PayloadTooLargeError: (413, "payload_too_large"),
     UnsupportedMediaType: (415, "unsupported_media_type"),
+    TooManyFailures: (429, "too_many_failures"),
     UnavailableError: (503, "unavailable"),
 }
 
 
 def user_of(request: Request) -> str:
+    """The caller's user id: as authenticated for this request (``auth.authenticate``,
+    run by the app before every guarded route), else from ``X-User-ID``."""
+    caller = getattr(request.state, "caller", None)
+    if caller is not None:
+        return str(caller.user_id)
+    return header_user(request)
+
+
+def shell_allowed(request: Request, enabled: bool) -> bool:
+    """Whether this request's caller may submit ``cmd:`` jobs (``enabled``: the server's
+    setting, used as is when no caller was authenticated)."""
+    caller = getattr(request.state, "caller", None)
+    return enabled if caller is None else bool(caller.may_run_shell)
+
+
+def header_user(request: Request) -> str:
     """The caller, from exactly one ``X-User-ID`` header (two are a 400: a proxy that
     appends rather than replaces must not let the client's own header through)."""
     values = request.headers.getlist("x-user-id")
@@ -79,7 +118,9 @@ def user_of(request: Request) -> str:
     if not user:
         raise Unauthenticated("the X-User-ID header is required")
     if len(user) > MAX_USER_ID:
-        raise ValidationError(f"X-User-ID is longer than {MAX_USER_ID} characters")
+        raise ValidationError(
+            f"X-User-ID is longer than {MAX_USER_ID} characters", field="X-User-ID"
+        )
     return user
 
 

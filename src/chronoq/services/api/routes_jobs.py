@@ -15,7 +15,13 @@ from chronoq.ports.jobs import ListJobsParams
 from chronoq.ports.notify import CANCEL, FIRES
 from chronoq.services.api.cursors import CursorSeal
 from chronoq.services.api.deps import ApiDeps
-from chronoq.services.api.http import JSONResponse, job_id_of, read_body, user_of
+from chronoq.services.api.http import (
+    JSONResponse,
+    job_id_of,
+    read_body,
+    shell_allowed,
+    user_of,
+)
 from chronoq.services.api.render import job_v1, run_v1
 from chronoq.services.api.schemas import (
     BATCH_DECODER,
@@ -63,7 +69,7 @@ async def create_job(request: Request) -> JSONResponse:
     deps = deps_of(request)
     user = user_of(request)
     item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
-    spec = to_spec(item, user_id=user, shell_enabled=deps.shell_enabled)
+    spec = to_spec(item, user_id=user, shell_enabled=shell_allowed(request, deps.shell_enabled))
     (job,) = await deps.ingest.submit([spec])
     return JSONResponse(job_v1(job, spec.payload), status_code=201)
 
@@ -76,8 +82,9 @@ async def create_batch(request: Request) -> JSONResponse:
         raise ValidationError(
             f"a batch holds 1 to {MAX_BATCH} jobs, got {len(batch.jobs)}", field="jobs"
         )
+    shell = shell_allowed(request, deps.shell_enabled)
     specs = [
-        to_spec(item, user_id=user, shell_enabled=deps.shell_enabled, prefix=f"jobs[{i}].")
+        to_spec(item, user_id=user, shell_enabled=shell, prefix=f"jobs[{i}].")
         for i, item in enumerate(batch.jobs)
     ]
     jobs = await deps.ingest.submit(specs)

@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from chronoq.errors import ValidationError
 from chronoq.ports.jobs import ListJobsParams
-from chronoq.services.api.http import JSONResponse, read_body, user_of
+from chronoq.services.api.http import JSONResponse, read_body, shell_allowed, user_of
 from chronoq.services.api.render import job_seed, job_seed_summary
 from chronoq.services.api.routes_jobs import deps_of, owned_job
 from chronoq.services.api.schemas import JOB_DECODER, decode, to_spec
@@ -21,7 +21,7 @@ async def submit(request: Request) -> Response:
     deps = deps_of(request)
     user = user_of(request)
     item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
-    spec = to_spec(item, user_id=user, shell_enabled=deps.shell_enabled)
+    spec = to_spec(item, user_id=user, shell_enabled=shell_allowed(request, deps.shell_enabled))
     (job,) = await deps.ingest.submit([spec])
     body = b'{"job_id":"' + job.job_id.encode() + _SUBMITTED
     return Response(body, status_code=201, media_type="application/json")

@@ -76,7 +76,10 @@ def to_spec(item: JobIn, *, user_id: str, shell_enabled: bool, prefix: str = "")
         _no_nul(name, getattr(item, name), prefix)
     _text("project_id", item.project_id, prefix)
     if item.payload.startswith(SHELL_PREFIX) and not shell_enabled:
-        raise ForbiddenError("shell jobs (cmd:) are disabled on this server")
+        raise ForbiddenError(
+            "shell jobs (cmd:) are not allowed: this server has them off, or (off loopback)"
+            " this caller is not allowed to run them (docs/auth.md)"
+        )
     schedule = _optional_text("cron_schedule", item.cron_schedule, prefix)
     timezone = _timezone(item.timezone, schedule, prefix)
     if schedule is not None:
