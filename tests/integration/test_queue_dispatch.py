@@ -6,6 +6,7 @@ checker), with a private Redis or moto SQS server.
   the broker (the store marked it published);
 * a killed worker's run becomes its next attempt, sent again and run elsewhere;
 * duplicate (late), unknown and forged messages are consumed and execute nothing;
+* an unreachable broker at start-up is a one-line error naming ``dispatch``;
 * the seed's TestSQSRestart, and the same for Redis: the broker is crashed with jobs
   pending (some running, some due while it is down) and comes back EMPTY; every job
   still runs, none twice — the relay rebuilds the queue from the store.
@@ -14,6 +15,7 @@ checker), with a private Redis or moto SQS server.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -26,6 +28,7 @@ from chronoq.ports.runqueue import RunQueue
 from tests.chaos import conftest as chaos_fixtures
 from tests.chaos.conftest import Chaos
 from tests.chaos.harness import SETTLE, Accepted, hold
+from tests.support.processes import chronoq_argv, clean_env
 from tests.support.times import at, utcnow
 from tests.support.waiting import wait_for
 
@@ -177,3 +180,23 @@ def test_broker_restarted_empty_with_jobs_pending_runs_all_once(
     ids = {j.job_id for j in pending}
     early = [e for e in chaos.ledger.read() if e.job_id in ids and e.started < restarted]
     assert not early, early
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:1/0", "chronoq: dispatch: Redis at 127.0.0.1:1 is unavailable"),
+        ("sqs://q?endpoint=http://127.0.0.1:1&region=us-east-1",
+         "chronoq: dispatch: SQS at http://127.0.0.1:1 is unavailable"),
+    ],
+)  # fmt: skip
+def test_an_unreachable_broker_is_a_one_line_error_at_start(
+    chaos: Chaos, url: str, expected: str
+) -> None:
+    done = subprocess.run(
+        chronoq_argv("worker", "--store", chaos.sup.dsn, "--dispatch", url),
+        capture_output=True, text=True, timeout=60, env=clean_env(),
+    )  # fmt: skip
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("chronoq:")]
+    assert len(errors) == 1 and errors[0].startswith(expected), done.stderr
