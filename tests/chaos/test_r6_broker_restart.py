@@ -6,12 +6,14 @@ and the leader's relay rebuilds an emptied broker), none lost and none executed 
 — the broker's faults never cost a run its lease or an attempt (I1–I7, and no fire in
 the ledger twice). A broker is crashed while down for a while (pickers keep claiming,
 sends fail, runs wait in the store), brought back empty at once, and (Redis) emptied
-while up with FLUSHALL (its stream and consumer group gone).
+while up with FLUSHALL (its stream and consumer group gone). A second scenario adds
+R1's random SIGKILLs (coordinators, pickers, workers) around one broker flush.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -30,6 +32,7 @@ broker, redis_factory = broker_fixtures.broker, broker_fixtures.redis_factory
 sqs_factory = broker_fixtures.sqs_factory
 
 ROUNDS = 3
+LOAD_SECONDS = 20.0
 
 
 def purge(b: Broker) -> None:
@@ -82,3 +85,53 @@ def test_r6_broker_restarted_and_flushed_with_fires_pending(chaos: Chaos, broker
     assert not twice, f"broker faults must never execute a fire twice: {twice}"
     attempts = chaos.db.fetchval("SELECT count(*) FROM job_runs WHERE attempt > 1")
     assert attempts == 0, "no run lost its lease or an attempt to a broker fault"
+
+
+KILL_ROLES = ("coordinator", "picker", "worker")
+
+
+@pytest.mark.chaos(seed=61)
+def test_r6_random_sigkills_with_a_queue_and_one_broker_flush(chaos: Chaos, broker: Broker) -> None:
+    """R1's random SIGKILLs with the queue in between, and the broker emptied once: dead
+    workers' held messages, a new leader's relay, requeued runs re-sent. Duplicates
+    must be explained by the kills (the checker's I3); I1–I7 hold."""
+    chaos.cluster(extra=("--dispatch", broker.url), api=1, coordinator=2, picker=2, worker=2)
+    rng = random.Random(chaos.sup.seed)
+    for schedule in ("@every 1s", "*/2 * * * * *"):
+        job = chaos.api.submit(payload=chaos.ledger.probe(0.2), cron_schedule=schedule,
+                               max_retries=2)  # fmt: skip
+        assert job is not None, chaos.book.summary()
+
+    restarts: list[tuple[float, str]] = []
+    start = time.monotonic()
+    next_kill, flushed = start + 2.0, False
+    while (now := time.monotonic()) < start + LOAD_SECONDS:
+        chaos.api.submit(payload=chaos.ledger.probe(rng.uniform(0.1, 2.0)), max_retries=2)
+        chaos.api.submit(payload=chaos.ledger.probe(0.2), next_fire_at=at(rng.uniform(1, 5)),
+                         max_retries=2)  # fmt: skip
+        if now >= next_kill:
+            fault = chaos.sup.kill_random(KILL_ROLES)
+            restarts.append((now + rng.uniform(1.0, 2.0), fault.target))
+            next_kill = now + rng.uniform(2.5, 3.5)
+        if not flushed and now >= start + LOAD_SECONDS / 2:
+            chaos.sup.note("flush", broker.kind, "broker")
+            broker.flush()
+            flushed = True
+        for due, name in [r for r in restarts if r[0] <= now]:
+            restarts.remove((due, name))
+            chaos.sup.spawn(name)
+        hold(0.3)
+
+    for member in chaos.sup.members.values():
+        if not member.alive:
+            chaos.sup.spawn(member.name)
+    for name in chaos.sup.members:
+        chaos.sup.wait_up(name)
+    chaos.sup.wait_cluster()
+    cutoff = utcnow()
+    hold(SETTLE)
+    report = chaos.settle_and_check(cutoff, timeout=60)
+    print(report)
+    kills = [f for f in chaos.sup.faults if f.action == "SIGKILL"]
+    assert len(kills) >= 4, chaos.sup.fault_log()
+    assert report.ok, str(report)
