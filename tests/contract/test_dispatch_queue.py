@@ -267,6 +267,20 @@ async def test_extend_keeps_a_running_runs_message_hidden(rig: Rig) -> None:
     assert await rig.queue.depth() == 0
 
 
+async def test_a_run_that_could_not_start_lets_its_message_go(rig: Rig) -> None:
+    run_id = await rig.fire()
+    await rig.claim("w1")
+    params = ReapParams(now=rig.now(), retry_at=rig.now(), live_workers=frozenset())
+    assert await rig.dispatch.reap_lost(params) == 1  # w1 was presumed dead meanwhile
+
+    assert await rig.dispatch.mark_started("w1", [run_id], rig.now()) == []
+    await rig.dispatch.settled()
+    assert await rig.queue.depth() == 0  # w1's message is spent; the relay sends anew
+    await rig.clock.advance(1)
+    assert await rig.dispatch.relay(rig.now()) == 1
+    assert [c.run_id for c in await rig.claim("w2")] == [run_id]
+
+
 async def test_without_extension_the_redelivery_leases_nothing(rig: Rig) -> None:
     run_id = await rig.fire()
     await rig.claim("w1")

@@ -244,7 +244,10 @@ class QueuedDispatch:
         return await self._store.next_available_at()
 
     async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
-        return await self._store.mark_started(worker_id, run_ids, at)
+        started = await self._store.mark_started(worker_id, run_ids, at)
+        ours = set(started)
+        self._let_go([r for r in run_ids if r not in ours])  # not ours any more: not run here
+        return started
 
     async def extend_leases(
         self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
