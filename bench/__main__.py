@@ -15,7 +15,7 @@ from typing import Any
 from bench import report
 from bench.distributed import ClusterProfile
 from bench.embedded import EmbeddedProfile
-from bench.floor import RATIO, ratios, run_order
+from bench.floor import ratios, run_order, wants_floor
 from bench.model import DEFAULT_FUTURE_SIZES, ClusterSize, ScenarioRun, Settings
 from bench.pgembedded import PgEmbeddedProfile
 from bench.scenarios import DEFAULTS, SCENARIOS
@@ -98,8 +98,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = [s for s in args.scenario_list if s not in known]
     if unknown:
         p.error(f"unknown scenario(s) for --profile {args.profile}: {', '.join(unknown)}")
-    if "floor" in args.scenario_list and args.profile == "embedded" and not args.pg_store:
-        p.error("the floor scenario runs on PostgreSQL: add --pg-store (or --profile distributed)")
+    if wants_floor(args.scenario_list) and args.profile == "embedded" and not args.pg_store:
+        p.error("the floor runs on PostgreSQL: add --pg-store (or --profile distributed)")
     if args.profile == "distributed" and args.url:
         p.error("--url is for the embedded profile; the distributed profile starts its own")
     return args
@@ -175,7 +175,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         future_jobs=args.future_jobs,
         failover_rounds=args.failover_rounds,
         pg_sample_s=args.pg_sample,
-        pg_statements=args.pg_statements or "floor" in args.scenario_list,
+        pg_statements=args.pg_statements or wants_floor(args.scenario_list),
         warmup_jobs=args.warmup_jobs,
     )
 
@@ -265,8 +265,7 @@ async def run_all(args: argparse.Namespace) -> tuple[Profile, dict[str, Any]]:
     try:
         async with profile.session():
             collected = await run_scenarios(profile, args.scenario_list, settings)
-            if pairs := ratios(collected):  # Chronoq / floor, pair by pair
-                collected[RATIO] = pairs
+            collected.update(ratios(collected))  # Chronoq / floor, pair by pair
     except asyncio.CancelledError:
         if terminated:
             _say("SIGTERM: stopped")

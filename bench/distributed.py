@@ -25,7 +25,7 @@ import asyncpg
 from bench import api
 from bench.cluster import ClusterTarget, option_value
 from bench.cpu import cpu_between
-from bench.floor import FLOOR, FloorTarget, floor_target
+from bench.floor import FLOORS, FloorTarget, floor_target
 from bench.load import close_connections, drive, open_connections
 from bench.model import Settings
 from bench.pgwork import observer_pool
@@ -142,10 +142,10 @@ class ClusterProfile:
     @contextlib.asynccontextmanager
     async def target(self, scenario: Scenario) -> AsyncIterator[ClusterTarget | FloorTarget]:
         assert self.pg is not None, "target() outside session()"
-        if scenario.name == FLOOR:  # the floor queue on a fresh database (bench.floor)
-            size = self.settings.cluster
+        if scenario.name in FLOORS:  # the floor queue on a fresh database (bench.floor)
+            size, name = self.settings.cluster, scenario.name
             async with floor_target(
-                self.pg, self.settings, fronts=size.api, workers=size.workers
+                self.pg, self.settings, fronts=size.api, workers=size.workers, variant=name
             ) as floor:
                 yield floor
             return

@@ -34,7 +34,15 @@ from tests.support.processes import HOST, free_port, log_tail, spawn, stop_group
 
 FLOOR = "floor"
 BATCH = "batch"
-RATIO = "batch / floor"
+FLOORS = {FLOOR: "locked", "floor-lease": "update"}
+"""The floor's variants (scenario name: ``--claim-mode``): ``floor`` claims with row locks
+held while the jobs run (one INSERT + one UPDATE per job); ``floor-lease`` commits the
+claim as ``status = 'running'`` first (one INSERT + two UPDATEs per job)."""
+
+
+def wants_floor(names: Sequence[str]) -> bool:
+    return any(name in FLOORS for name in names)
+
 
 BUSY = (
     "SELECT EXISTS (SELECT 1 FROM floor_jobs WHERE status = 'queued')"
@@ -62,6 +70,7 @@ class FloorTarget:
     pg: BenchPostgres
     db: Any  # asyncpg.Pool, as bench_observer
     settings: Settings
+    variant: str = FLOOR
     host: str = HOST
     kind: str = FLOOR
     server_name: str = FLOOR
@@ -145,8 +154,8 @@ class FloorTarget:
             run.add("idle floor CPU (processes + PostgreSQL)", idle["parts_cores"], "cores")
 
 
-def _plan(dsn: str, folder: Path, fronts: int, workers: int) -> list[FloorProcess]:
-    base = [sys.executable, "-m", "bench.floor_server", "--dsn", dsn]
+def _plan(dsn: str, folder: Path, fronts: int, workers: int, mode: str) -> list[FloorProcess]:
+    base = [sys.executable, "-m", "bench.floor_server", "--dsn", dsn, "--claim-mode", mode]
     if fronts == 0:  # embedded: one process, like chronoq up
         port = free_port(HOST)
         argv = [*base, "--port", str(port), "--workers", str(max(1, workers))]
@@ -165,7 +174,7 @@ def _plan(dsn: str, folder: Path, fronts: int, workers: int) -> list[FloorProces
 
 @contextlib.asynccontextmanager
 async def floor_target(
-    pg: BenchPostgres, settings: Settings, *, fronts: int, workers: int
+    pg: BenchPostgres, settings: Settings, *, fronts: int, workers: int, variant: str = FLOOR
 ) -> AsyncIterator[FloorTarget]:
     """A fresh database with the floor's processes over it, warmed up (``--warmup-jobs``,
     then ``ANALYZE``) and left idle like a cluster; everything stopped and dropped after."""
@@ -173,7 +182,8 @@ async def floor_target(
     folder = pg.folder / "floors" / database
     folder.mkdir(parents=True, exist_ok=True)
     db = await pgwork.observer_pool(dsn)
-    target = FloorTarget(_plan(dsn, folder, fronts, workers), pg, db, settings)
+    plan = _plan(dsn, folder, fronts, workers, FLOORS[variant])
+    target = FloorTarget(plan, pg, db, settings, variant)
     try:
         started = time.perf_counter()
         first, *rest = target.processes  # the first creates the schema: no start-up race
@@ -219,7 +229,8 @@ async def _ready(target: FloorTarget, processes: Sequence[FloorProcess]) -> None
 
 async def floor(target: FloorTarget, s: Settings) -> ScenarioRun:
     """``batch``'s load (same N, batch size, connections, bytes) against the floor."""
-    run = ScenarioRun(FLOOR, raw={"user_id": new_user(FLOOR), "batch_size": s.batch_size})
+    name = target.variant
+    run = ScenarioRun(name, raw={"user_id": new_user(name), "batch_size": s.batch_size})
     requests = api.batch_requests(
         host_header(target), run.raw["user_id"], s.batch_jobs, s.batch_size
     )
@@ -232,17 +243,18 @@ async def floor(target: FloorTarget, s: Settings) -> ScenarioRun:
 def run_order(
     names: Sequence[str], repeats: Callable[[str], int]
 ) -> list[tuple[str, list[int], int]]:
-    """(scenario, run indices, repeats) in run order: ``batch`` and ``floor`` alternate one
+    """(scenario, run indices, repeats) in run order: ``batch`` and the floors alternate one
     run at a time when both are asked for (at the place of the first of them); every other
     scenario runs all its repeats in a row, as listed."""
+    group = [n for n in names if n == BATCH or n in FLOORS]
+    paired = BATCH in group and len(group) > 1
     order: list[tuple[str, list[int], int]] = []
-    paired = BATCH in names and FLOOR in names
     for name in names:
-        if paired and name in (BATCH, FLOOR):
-            if not any(n in (BATCH, FLOOR) for n, _, _ in order):
-                count = max(repeats(BATCH), repeats(FLOOR))
+        if paired and name in group:
+            if name == group[0]:
+                count = max(repeats(n) for n in group)
                 for index in range(count):
-                    order += [(BATCH, [index], count), (FLOOR, [index], count)]
+                    order += [(n, [index], count) for n in group]
             continue
         order.append((name, list(range(repeats(name))), repeats(name)))
     return order
@@ -270,15 +282,18 @@ def _value(run: ScenarioRun, name: str) -> float | None:
     return None
 
 
-def ratios(collected: dict[str, list[ScenarioRun]]) -> list[ScenarioRun]:
-    """One ``batch / floor`` run per pair (the i-th batch with the i-th floor run)."""
-    out = []
-    for chronoq, floor_run in zip(collected.get(BATCH, []), collected.get(FLOOR, []), strict=False):
-        if chronoq.error or floor_run.error:
-            continue
-        run = ScenarioRun(RATIO)
-        for metric, label, goal in RATIOS:
-            a, b = _value(chronoq, metric), _value(floor_run, metric)
-            run.add(label, a / b if a is not None and b else None, "x", goal)
-        out.append(run)
+def ratios(collected: dict[str, list[ScenarioRun]]) -> dict[str, list[ScenarioRun]]:
+    """Per floor variant, ``batch / <variant>``: one run of ratios per pair (the i-th batch
+    run with the i-th floor run)."""
+    out: dict[str, list[ScenarioRun]] = {}
+    for variant in FLOORS:
+        pairs = zip(collected.get(BATCH, []), collected.get(variant, []), strict=False)
+        for chronoq, floor_run in pairs:
+            if chronoq.error or floor_run.error:
+                continue
+            run = ScenarioRun(f"{BATCH} / {variant}")
+            for metric, label, goal in RATIOS:
+                a, b = _value(chronoq, metric), _value(floor_run, metric)
+                run.add(label, a / b if a is not None and b else None, "x", goal)
+            out.setdefault(run.scenario, []).append(run)
     return out

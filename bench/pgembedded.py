@@ -21,7 +21,7 @@ from bench import pgwork
 from bench.cluster import PG_COUNTERS
 from bench.cpu import CpuSample, cpu_between, trees_cpu
 from bench.embedded import ServerTarget
-from bench.floor import FLOOR, FloorTarget, floor_target
+from bench.floor import FLOORS, FloorTarget, floor_target
 from bench.model import ScenarioRun, Settings
 from bench.postgres import BenchPostgres, bench_postgres
 from bench.server import chronoq_server
@@ -108,8 +108,10 @@ class PgEmbeddedProfile:
     @contextlib.asynccontextmanager
     async def target(self, scenario: Scenario) -> AsyncIterator[PgServerTarget | FloorTarget]:
         assert self.pg is not None, "target() outside session()"
-        if scenario.name == FLOOR:
-            async with floor_target(self.pg, self.settings, fronts=0, workers=1) as floor:
+        if scenario.name in FLOORS:
+            async with floor_target(
+                self.pg, self.settings, fronts=0, workers=1, variant=scenario.name
+            ) as floor:
                 yield floor
             return
         database, dsn = await self.pg.create_database()

@@ -47,6 +47,15 @@ STATEMENTS = (
 )
 STATEMENT_KEYS = ("calls", "rows", "dirtied", "backend_written", "wal_bytes", "wal_fpi", "exec_ms")
 
+PER_STATEMENT = (
+    "SELECT queryid, calls, total_exec_time, shared_blks_dirtied, wal_bytes, rows,"
+    " left(regexp_replace(query, '\\s+', ' ', 'g'), 140)"
+    " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+    " WHERE datname = current_database())"
+    " AND userid <> (SELECT oid FROM pg_roles WHERE rolname = 'bench_observer')"
+)
+"""Per statement, for the JSON's breakdown (``pg_work_statements``): where the work went."""
+
 BGWRITER = "SELECT buffers_checkpoint, buffers_clean, buffers_backend FROM pg_stat_bgwriter"
 
 
@@ -72,13 +81,34 @@ async def _snapshot(db: Any) -> dict[str, float]:
     return out
 
 
+_KEYS = ("calls", "exec_ms", "dirtied", "wal_bytes")
+
+
+async def _per_statement(db: Any) -> dict[int, tuple[Any, ...]]:
+    try:
+        return {row[0]: tuple(row[1:]) for row in await db.fetch(PER_STATEMENT)}
+    except asyncpg.UndefinedTableError:
+        return {}
+
+
 @contextlib.asynccontextmanager
 async def pg_work(db: Any, run: ScenarioRun) -> AsyncIterator[None]:
-    """Record the database's work over the block in ``run.raw['pg_work']`` (deltas)."""
-    before = await _snapshot(db)
+    """Record the database's work over the block in ``run.raw['pg_work']`` (deltas), and
+    per statement in ``run.raw['pg_work_statements']`` (the top 15 by execution time)."""
+    before, statements = await _snapshot(db), await _per_statement(db)
     yield
-    after = await _snapshot(db)
+    after, statements_after = await _snapshot(db), await _per_statement(db)
     run.raw["pg_work"] = {k: v - before[k] for k, v in after.items() if k in before}
+    rows = []
+    for queryid, (calls, exec_ms, dirtied, wal, nrows, query) in statements_after.items():
+        old = statements.get(queryid, (0, 0.0, 0, 0, 0, query))
+        if calls - old[0] > 0:
+            deltas = (calls - old[0], exec_ms - old[1], dirtied - old[2], int(wal - old[3]))
+            rows.append(
+                {"query": query, "rows": nrows - old[4], **dict(zip(_KEYS, deltas, strict=True))}
+            )
+    rows.sort(key=lambda r: -r["exec_ms"])
+    run.raw["pg_work_statements"] = rows[:15]
 
 
 def add_work_metrics(run: ScenarioRun, jobs: int, counters: dict[str, int]) -> None:
@@ -90,6 +120,8 @@ def add_work_metrics(run: ScenarioRun, jobs: int, counters: dict[str, int]) -> N
 
 def add_statement_metrics(run: ScenarioRun, jobs: int) -> None:
     """Statements, buffers dirtied and written per job, from ``run.raw['pg_work']``."""
+    for row in run.raw.get("pg_work_statements", []):
+        row.update({f"{k}_per_job": row[k] / jobs for k in _KEYS})
     work = run.raw.get("pg_work", {})
     calls = work.get("calls")
     run.add("PostgreSQL statements per job", calls / jobs if calls is not None else None, "stmt")

@@ -301,6 +301,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("http", http),
         Scenario("batch", batch),
         Scenario("floor", floor),
+        Scenario("floor-lease", floor),
         Scenario("latency", latency),
         Scenario("firelag", firelag),
         Scenario("future", future, profiles=CLUSTER, repeat="inside"),
