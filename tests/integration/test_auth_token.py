@@ -243,3 +243,20 @@ def test_tokens_on_a_postgresql_store(server_factory: ServerFactory, postgres_ds
     assert token_cli(server, "revoke", token[:11], store=postgres_dsn).returncode == 0
     with bearer(server.url, token) as client:
         assert wait_for(lambda: client.get("/v1/jobs").status_code == 401, CACHE_SECONDS + 5)
+
+
+def test_the_openapi_document_declares_the_bearer_scheme(token_server: ServerHandle) -> None:
+    with token_server.client(None) as anonymous:
+        r = anonymous.get("/openapi.json")  # open, like /health and /metrics
+    assert r.status_code == 200, r.text
+    document = r.json()
+    scheme = document["components"]["securitySchemes"]["bearerToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    operations = [op for item in document["paths"].values() for op in item.values()]
+    assert len(operations) >= 10
+    for operation in operations:
+        assert operation["security"] == [{"bearerToken": []}], operation["summary"]
+        assert {"401", "429"} <= set(operation["responses"]), operation["summary"]
+        assert "Retry-After" in operation["responses"]["429"]["headers"]
+        names = {p["name"] for p in operation.get("parameters", [])}
+        assert "X-User-ID" not in names, operation["summary"]

@@ -36,7 +36,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(deps: ApiDeps) -> Starlette:
-    document = openapi_document()
+    auth = deps.auth or Authenticator(
+        "header", clock=deps.clock, shell_enabled=deps.shell_enabled, loopback=True
+    )
+    document = openapi_document(auth.mode)
 
     async def openapi(_request: Request) -> JSONResponse:
         return JSONResponse(document)
@@ -68,9 +71,7 @@ def create_app(deps: ApiDeps) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.deps = deps
     app.state.cursors = CursorSeal(deps.cursor_key)
-    app.state.auth = deps.auth or Authenticator(
-        "header", clock=deps.clock, shell_enabled=deps.shell_enabled, loopback=True
-    )
+    app.state.auth = auth
     app.add_middleware(HostAllowlist, allowed_hosts=deps.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=deps.metrics)
     return app

@@ -157,6 +157,24 @@ _USER = {
     "description": "Exactly one; 1-200 characters, not blank",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN, "pattern": "\\S"},
 }
+SECURITY_SCHEMES = {
+    "bearerToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "cq_ + 43 URL-safe base64 characters",
+        "description": "--auth token: a token from `chronoq token create`; it decides the"
+        " user (X-User-ID is ignored). Missing, malformed, unknown, expired or revoked: 401"
+        " (missing_token / invalid_token); too many failures from one address: 429 with"
+        " Retry-After (docs/auth.md)",
+    },
+    "userHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-User-ID",
+        "description": "--auth header (a loopback listener, or behind a gateway that sets it):"
+        " the X-User-ID parameter of each operation; missing: 401 missing_user_id",
+    },
+}
 _UUID = {"type": "string", "format": "uuid", "minLength": 1}
 _JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": _UUID}
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": _UUID}
@@ -251,7 +269,19 @@ def _op(summary: str, ok: tuple[int, dict[str, Any]], errors: tuple[int, ...], *
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def _token_mode(operation: dict[str, Any]) -> None:
+    """``--auth token``: the bearer token instead of the X-User-ID parameter, and the 429
+    of the failure limit (every operation already declares its 401)."""
+    operation["parameters"] = [p for p in operation["parameters"] if p is not _USER]
+    operation["security"] = [{"bearerToken": []}]
+    operation["responses"]["429"] = {
+        **_json(_ref("Error"), "too many failed authentications from this address"),
+        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    }
+
+
+def openapi_document(auth: str = "header") -> dict[str, Any]:
+    """The document of a server in the ``auth`` mode (``header`` or ``token``)."""
     (job_in, batch_in), components = msgspec.json.schema_components(
         [JobIn, BatchIn], ref_template="#/components/schemas/{name}"
     )
@@ -320,9 +350,13 @@ def openapi_document() -> dict[str, Any]:
         {"Job": _JOB, "SeedJob": _SEED_JOB, "SeedJobSummary": _SEED_SUMMARY, "Run": _RUN,
          "Error": _ERROR}
     )  # fmt: skip
+    if auth == "token":
+        for item in paths.values():
+            for operation in item.values():
+                _token_mode(operation)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Chronoq", "version": "0.1.0"},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
     }
