@@ -19,7 +19,7 @@ import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -86,6 +86,20 @@ def test_immediate_scheduled_and_recurring_jobs_run_once_each(chaos: Chaos, brok
     assert_each_ran_once(chaos, [*immediate, *scheduled, recurring])
     fires = [k for k in executions_per_fire(chaos) if k[0] == recurring.job_id]
     assert len(fires) >= 4, fires
+
+
+def test_a_burst_of_jobs_runs_once_each(chaos: Chaos, broker: Broker) -> None:
+    """Many runs in flight at once: batches of messages, claims by id in batches."""
+    start_cluster(chaos, broker)
+    specs: list[dict[str, Any]] = [{"payload": chaos.ledger.probe(0)} for _ in range(100)]
+    jobs = chaos.api.submit_batch(specs)
+    assert len(jobs) == len(specs), chaos.book.summary()
+    assert wait_for(lambda: len(chaos.ledger.read()) >= len(jobs), 60), (
+        f"{len(chaos.ledger.read())} of {len(jobs)} ran\n" + chaos.sup.log_tails()
+    )
+    report = chaos.settle_and_check(utcnow(), timeout=30)
+    assert report.ok, str(report)
+    assert_each_ran_once(chaos, jobs)
 
 
 def broker_call(url: str, call: Callable[[RunQueue], Awaitable[T]]) -> T:
