@@ -15,7 +15,7 @@ server's message: 400 -> ``ValidationError`` (``ScheduleError`` for a bad
 ``cron_schedule`` or ``timezone``) with ``field``, 403 -> ``ForbiddenError``,
 404 -> ``NotFoundError``, 409 -> ``ConflictError``, 413 ->
 ``PayloadTooLargeError``, 503 or an unreachable server -> ``UnavailableError``,
-anything else -> ``ChronoqError``.
+anything else (401: no or a bad token, 429: too many failed tokens) -> ``ChronoqError``.
 
 httpx is imported when the first ``Client`` is made, so ``import chronoq``
 stays cheap for processes that never talk HTTP.

@@ -161,12 +161,18 @@ def test_token_list_shows_ids_never_secrets(token_server: ServerHandle) -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [(["--expires", "yesterday"], "--expires"), (["--expires", "-5m"], "--expires")],
+    [
+        (["--expires", "yesterday"], "--expires"),
+        (["--expires", "-5m"], "--expires"),
+        (["--expires", "2001-01-01T00:00:00Z"], "--expires"),
+        (["--user", " "], "--user"),
+        (["--user", "u" * 201], "--user"),
+    ],
 )
 def test_token_create_checks_its_options(
     token_server: ServerHandle, options: list[str], message: str
 ) -> None:
-    done = token_cli(token_server, "create", "--user", "x", *options)
+    done = token_cli(token_server, "create", "--user", "x", *options)  # the last --user wins
     assert done.returncode == 2 and message in done.stderr and "cq_" not in done.stdout
 
 
