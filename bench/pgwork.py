@@ -7,9 +7,11 @@ target's ``measuring``):
   every statement (``BEGIN``/``COMMIT`` included: ``track_utility`` is on), / N;
 * *buffers dirtied per job* — ``shared_blks_dirtied`` summed the same way (a buffer is
   counted when a clean page becomes dirty; dirtying it again before it is written is free);
-* *buffers written per job* — ``pg_stat_bgwriter``'s checkpointer + bgwriter + backend
-  writes, server-wide (PostgreSQL 15 has no ``pg_stat_io``): most dirty pages are written
-  by a later checkpoint, so this is small unless a checkpoint fell into the window.
+* *buffers written per job* — the run's backends' own writes (``shared_blks_written``:
+  evictions, bulk-insert rings; exact and per database) plus the checkpointer's and
+  bgwriter's (``pg_stat_bgwriter``, server-wide, reported with a lag; PostgreSQL 15 has no
+  ``pg_stat_io``). Most dirty pages are written by a later checkpoint, so this is small
+  unless the working set outgrows ``shared_buffers`` or a checkpoint fell into the window.
 
 WAL bytes (``pg_current_wal_lsn``) and write transactions come from the targets'
 ``counters()``. The bench's own queries (completion polls, timeline, these snapshots)
@@ -56,7 +58,9 @@ PER_STATEMENT = (
 )
 """Per statement, for the JSON's breakdown (``pg_work_statements``): where the work went."""
 
-BGWRITER = "SELECT buffers_checkpoint, buffers_clean, buffers_backend FROM pg_stat_bgwriter"
+BGWRITER = "SELECT buffers_checkpoint, buffers_clean FROM pg_stat_bgwriter"
+"""Background writes (``buffers_backend`` is left out: the backends' own writes come from
+``pg_stat_statements``, exactly and per database)."""
 
 
 async def observer_pool(dsn: str, *, max_size: int = 4) -> Any:
@@ -72,7 +76,7 @@ async def observer_pool(dsn: str, *, max_size: int = 4) -> Any:
 async def _snapshot(db: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     row = await db.fetchrow(BGWRITER)
-    out["buffers_written"] = float(sum(int(v or 0) for v in row))
+    out["background_written"] = float(sum(int(v or 0) for v in row))
     try:
         row = await db.fetchrow(STATEMENTS)
     except asyncpg.UndefinedTableError:  # pg_stat_statements not loaded
@@ -129,7 +133,9 @@ def add_statement_metrics(run: ScenarioRun, jobs: int) -> None:
     run.add(
         "PostgreSQL buffers dirtied per job", dirtied / jobs if dirtied is not None else None, "buf"
     )
-    written = work.get("buffers_written")
+    written = None
+    if "backend_written" in work:
+        written = work["backend_written"] + work.get("background_written", 0.0)
     run.add(
         "PostgreSQL buffers written per job", written / jobs if written is not None else None, "buf"
     )
