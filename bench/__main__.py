@@ -129,6 +129,15 @@ def _distributed_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--failover-rounds", type=int, default=3, help="kills per role (default 3)")
     g.add_argument(
+        "--backends",
+        type=_backends,
+        default=(),
+        metavar="s3,sqs,redis,etcd",
+        help="also run every scenario, alternately, on the same cluster plus these"
+        " seed-shaped backends (cluster up --with); rows [stack] and ratios to PostgreSQL"
+        " alone",
+    )
+    g.add_argument(
         "--pg-sample",
         type=float,
         default=0.0,
@@ -140,6 +149,16 @@ def _distributed_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="load pg_stat_statements; the JSON gets PostgreSQL's time per statement",
     )
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    from chronoq.errors import ConfigError
+    from chronoq.runtime.stack import parse_with
+
+    try:
+        return parse_with(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -177,6 +196,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         pg_sample_s=args.pg_sample,
         pg_statements=args.pg_statements or wants_floor(args.scenario_list),
         warmup_jobs=args.warmup_jobs,
+        backends=tuple(getattr(args, "backends", ())),
     )
 
 
@@ -235,14 +255,18 @@ async def run_scenarios(
     for name, indices, repeats in run_order(names, repeats_of):  # batch, floor alternate
         scenario = SCENARIOS[name]
         for index in indices:
-            _say(f"{name} run {index + 1}/{repeats} ...")
-            started = time.perf_counter()
-            for run in await run_once(profile, scenario, settings):
-                run.raw.setdefault("scenario_wall_s", time.perf_counter() - started)
-                if scenario.repeat != "inside":
-                    first = run.metrics[0] if run.metrics else None
-                    _say(f"  {first.name} = {first.value}" if first else f"  {run.error}")
-                collected.setdefault(run.scenario, []).append(run)
+            for variant in profile.variants():  # alternately, so drift hits both alike
+                profile.use(variant)
+                label = f" [{variant}]" if variant else ""
+                _say(f"{name}{label} run {index + 1}/{repeats} ...")
+                started = time.perf_counter()
+                for run in await run_once(profile, scenario, settings):
+                    run.raw.setdefault("scenario_wall_s", time.perf_counter() - started)
+                    if scenario.repeat != "inside":
+                        first = run.metrics[0] if run.metrics else None
+                        _say(f"  {first.name} = {first.value}" if first else f"  {run.error}")
+                    key = f"{run.scenario}[{variant}]" if variant else run.scenario
+                    collected.setdefault(key, []).append(run)
     return collected
 
 
@@ -314,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if notes:
         print(notes)
     print(report.render_table(outcome["results"]))
+    ratios = report.render_ratios(outcome["results"])
+    if ratios:
+        print("\n" + ratios)
     path = RESULTS_DIR / f"{started}.json"
     report.write_json(path, document)
     if args.json:

@@ -30,7 +30,7 @@ from chronoq.runtime.cluster import Cluster, Member
 from tests.support.processes import HOST, log_tail, signal_group, spawn
 from tests.support.waiting import poll
 
-ROLES = ("api", "coordinator", "picker", "worker")
+ROLES = ("api", "coordinator", "picker", "worker", "writer")
 POSTGRES = "postgres"
 LEASE_NAME = "chronoq"
 
@@ -181,12 +181,20 @@ class ClusterTarget:
         pg_pid = self.pg.pid
         if pg_pid is not None:
             roots.append(pg_pid)
+        servers = {
+            name: server.process.pid
+            for name, server in self.cluster.stack.servers.items()
+            if server.process is not None
+        }  # the seed-shaped backends (cluster up --with), each its own part
+        roots += servers.values()
         cpu = {pid: user + system for pid, (user, system) in trees_cpu(roots).items()}
         parts = {role: 0.0 for role in ROLES}
         for member in self.members:
             if member.pid is not None:
                 parts[member.role] += cpu.get(member.pid, 0.0)
         parts[POSTGRES] = cpu.get(pg_pid, 0.0) if pg_pid is not None else 0.0
+        for name, pid in servers.items():
+            parts[name] = cpu.get(pid, 0.0)
         return CpuSample(parts)
 
     async def completed(self) -> float:
@@ -266,11 +274,12 @@ class ClusterTarget:
         counters: CounterPair,
     ) -> None:
         cpu_s, cores = cpu["cpu_s"], cpu["cores"]
-        for role in (*ROLES, POSTGRES):
+        parts = (*ROLES, POSTGRES, *self.cluster.stack.servers)  # + cluster up --with servers
+        for role in parts:
             run.add(f"CPU per job: {role}", cpu_s[role] / jobs * 1000, "ms")
         run.add("CPU per job: all roles + PostgreSQL", sum(cpu_s.values()) / jobs * 1000, "ms")
         run.add("CPU per job: load generator", cpu["client_cpu_s"] / jobs * 1000, "ms")
-        for role in (*ROLES, POSTGRES):
+        for role in parts:
             run.add(f"cores: {role}", cores.get(role), "cores")
         run.add("cores: load generator", cpu["client_cores"], "cores")
         run.add("machine busy (avg cores)", cpu["machine_busy_cores"], "cores")
@@ -314,6 +323,9 @@ class ClusterTarget:
     async def settled(self) -> tuple[bool, str]:
         """Leader elected, every shard owned by a live picker and all pickers used, all
         workers and coordinators heartbeating. (ready?, what is missing)."""
+        coordination = self.cluster.stack.coordination_url()
+        if coordination:  # etcd: read it through the Coordination port
+            return await self._settled_via(coordination)
         async with self.db.acquire() as conn:
             leader = await conn.fetchval(
                 "SELECT holder FROM leader_lease WHERE name = $1 AND holder IS NOT NULL"
@@ -328,11 +340,27 @@ class ClusterTarget:
             owners = await conn.fetch(
                 "SELECT owner, count(*) FROM shard_assignments GROUP BY owner"
             )
+        return self._missing(leader, [(r[0], r[1]) for r in live], {r[0]: r[1] for r in owners})
+
+    async def _settled_via(self, coordination: str) -> tuple[bool, str]:
+        from chronoq.cli.cluster_status import gather
+
+        snap = await gather(self.cluster.store, coordination)
+        live = [
+            (m.member_id, m.role)
+            for m in snap.members
+            if m.heartbeat_at is not None
+            and (snap.now - m.heartbeat_at).total_seconds() < self.member_ttl
+        ]
+        return self._missing(snap.leader.holder if snap.leader else None, live, snap.shards)
+
+    def _missing(
+        self, leader: str | None, live: list[tuple[str, str]], owned: dict[str, int]
+    ) -> tuple[bool, str]:
         live_by_role: dict[str, set[str]] = {}
-        for row in live:
-            live_by_role.setdefault(row[1], set()).add(row[0])
+        for member_id, role in live:
+            live_by_role.setdefault(role, set()).add(member_id)
         pickers = {node_id(m) for m in self.of_role("picker") if m.process is not None}
-        owned = {row[0]: row[1] for row in owners}
         missing = []
         if leader is None:
             missing.append("no leader")

@@ -37,15 +37,22 @@ from tests.support.processes import free_port_range
 
 @contextlib.asynccontextmanager
 async def bench_cluster(
-    pg: BenchPostgres, settings: Settings, extra: Sequence[str], *, ready_timeout_s: float = 120.0
+    pg: BenchPostgres,
+    settings: Settings,
+    extra: Sequence[str],
+    *,
+    backends: tuple[str, ...] = (),
+    ready_timeout_s: float = 120.0,
 ) -> AsyncIterator[ClusterTarget]:
-    """A fresh database and a settled cluster over it; everything stopped and dropped after."""
+    """A fresh database and a settled cluster over it (with ``backends`` started next to it,
+    as ``cluster up --with`` does); everything stopped and dropped after."""
     database, dsn = await pg.create_database()
     folder = pg.folder / "clusters" / database
     size = settings.cluster
     plan = ClusterPlan(
         folder=folder, store=dsn, api=size.api, pickers=size.pickers, workers=size.workers,
         coordinators=size.coordinators, base_port=free_port_range(size.api), extra=list(extra),
+        backends=backends, writers=2 if "redis" in backends else 0,
     )  # fmt: skip
     cluster = Cluster(plan)
     db = await observer_pool(dsn)  # as bench_observer: kept out of statements per job
@@ -110,6 +117,10 @@ async def warm_up(target: ClusterTarget, settings: Settings) -> dict[str, Any]:
     return {"jobs": settings.warmup_jobs, "seconds": time.perf_counter() - started}
 
 
+STACK = "stack"
+"""The variant with the seed-shaped backends (``--backends``)."""
+
+
 @dataclass(slots=True)
 class ClusterProfile:
     """A private PostgreSQL (fsync on) for the whole run; a fresh database and cluster,
@@ -120,6 +131,14 @@ class ClusterProfile:
     name: str = "distributed"
     pg: BenchPostgres | None = None
     pg_info: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
+
+    def variants(self) -> tuple[str, ...]:
+        return ("", STACK) if self.settings.backends else ("",)
+
+    def use(self, variant: str) -> None:
+        assert variant in self.variants(), variant
+        self.variant = variant
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
@@ -149,7 +168,10 @@ class ClusterProfile:
             ) as floor:
                 yield floor
             return
-        async with bench_cluster(self.pg, self.settings, self.server_args) as target:
+        backends = self.settings.backends if self.variant == STACK else ()
+        async with bench_cluster(
+            self.pg, self.settings, self.server_args, backends=backends
+        ) as target:
             print(
                 f"[bench]   cluster settled in {target.ready_s:.1f}s", file=sys.stderr, flush=True
             )
@@ -161,6 +183,7 @@ class ClusterProfile:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "backends": list(self.settings.backends),
             "cluster": self.settings.cluster.as_dict(),
             "future_sizes": list(self.settings.future_sizes),
             "postgres": self.pg_info,
@@ -174,4 +197,10 @@ class ClusterProfile:
             f" {pg.get('version', 'PostgreSQL ?').split(',')[0]} with fsync={pg.get('fsync')},"
             f" synchronous_commit={pg.get('synchronous_commit')} (durable);"
             f" shared_buffers={pg.get('shared_buffers')}"
+            + (
+                f"; rows marked [stack]: the same cluster plus {', '.join(self.settings.backends)}"
+                " (cluster up --with), run alternately with the plain one"
+                if self.settings.backends
+                else ""
+            )
         )

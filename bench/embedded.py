@@ -255,6 +255,12 @@ class EmbeddedProfile:
     def session(self) -> contextlib.AbstractAsyncContextManager[None]:
         return nothing()
 
+    def variants(self) -> tuple[str, ...]:
+        return ("",)
+
+    def use(self, variant: str) -> None:
+        assert variant == "", variant
+
     @contextlib.asynccontextmanager
     async def target(self, scenario: Scenario) -> AsyncIterator[ServerTarget]:
         async with self._endpoint() as endpoint:

@@ -106,4 +106,8 @@ class Settings:
     pg_sample_s: float = 0.0
     pg_statements: bool = False
     idle_s: float = 2.0
+    backends: tuple[str, ...] = ()
+    """``--backends``: every distributed run is made twice, alternately: on PostgreSQL alone
+    and with these seed-shaped backends (``chronoq cluster up --with``); rows of the second
+    are keyed ``scenario[stack]``."""
     warmup_jobs: int = 5_000

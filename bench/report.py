@@ -60,6 +60,22 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
 
 
+def render_ratios(results: dict[str, dict[str, Any]]) -> str:
+    """For every ``scenario[variant]``: each metric's median over the base scenario's."""
+    lines = []
+    for key, result in results.items():
+        if not key.endswith("]") or "[" not in key:
+            continue
+        base_key, variant = key[:-1].split("[", 1)
+        base = {row["metric"]: row["median"] for row in results.get(base_key, {}).get("rows", [])}
+        for row in result["rows"]:
+            ref = base.get(row["metric"])
+            if ref and row["median"] is not None:
+                lines.append(f"{base_key}  {row['metric']}: {variant} / base ="
+                             f" {row['median'] / ref:.2f}x")  # fmt: skip
+    return "\n".join(lines)
+
+
 def render_table(results: dict[str, dict[str, Any]]) -> str:
     header = ("scenario", "metric", "value", "unit", "goal", "result", "runs")
     lines: list[tuple[str, ...]] = [header]

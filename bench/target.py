@@ -147,6 +147,13 @@ class Profile(Protocol):
 
     def target(self, scenario: Scenario) -> contextlib.AbstractAsyncContextManager[Target]: ...
 
+    def variants(self) -> tuple[str, ...]:
+        """Names of the set-ups each run is made on, alternately ("" = the profile's own);
+        ``use`` picks the one the next ``target`` builds."""
+        ...
+
+    def use(self, variant: str) -> None: ...
+
     def describe(self) -> dict[str, Any]:
         """Facts about the profile for the JSON document."""
         ...
