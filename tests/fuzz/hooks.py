@@ -39,7 +39,8 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
     match = _CRON_FIELD.fullmatch(field or "")
     if match is None:
         return True
-    body = case.body if isinstance(case.body, dict) else {}
+    # the body of a submission, or the query of GET /v1/schedules/preview
+    body = case.body if isinstance(case.body, dict) else (case.query or {})
     item = body.get("jobs", [{}])[int(match.group(1))] if match.group(1) else body
     return not _cron_invalid(item.get("cron_schedule"), item.get("timezone"))
 

@@ -542,3 +542,17 @@ def test_detailed_run_statuses_are_kept_under_runs_finished(server: ServerHandle
         labels["status"] for n, labels, _ in parse_metrics(text) if n == "jobs_executed_total"
     }
     assert executed == {"success", "failed"}, executed
+
+
+@pytest.mark.parametrize("blank", ["\u001f\u00a0", "\u0085", " \t"])
+def test_blank_means_the_same_to_the_schema_and_the_validation(
+    server: ServerHandle, guard: Guard, blank: str
+) -> None:
+    """Python's ``strip()`` blanks (U+001F, U+0085...) are what the schema's pattern refuses:
+    ECMA-262's ``\\s`` would have let the fuzzer call them schema-valid."""
+    pattern = _document(server)["components"]["schemas"]["JobIn"]["properties"]["project_id"]
+    assert re.search(pattern["pattern"], blank) is None
+    assert re.search(pattern["pattern"], blank + "x") is not None
+    r = guard.client.post("/v1/jobs", json={"project_id": blank, "payload": "x"})
+    assert_error(r, 400, "validation_error", "project_id")
+    guard.assert_nothing_stored()

@@ -341,4 +341,6 @@ def test_body_under_the_limit_is_accepted(small_server: ServerHandle) -> None:
     with make_client(small_server.url, new_user("val")) as client:
         r = client.post("/v1/jobs", json={"project_id": "p", "payload": "w" * 3000})
         assert r.status_code == 201, r.text
-        assert [j["payload"] for j in list_jobs(client)] == ["w" * 3000]
+        (listed,) = list_jobs(client)  # offloaded: a list says so, the job itself has it
+        assert (listed["payload"], listed["payload_offloaded"]) == (None, True)
+        assert client.get(f"/v1/jobs/{listed['job_id']}").json()["payload"] == "w" * 3000

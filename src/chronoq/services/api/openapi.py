@@ -27,7 +27,13 @@ def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
 
 _TIME = {"type": "string", "format": "date-time"}
 _NO_NUL = "^[^\\u0000]*$"
-_NOT_BLANK = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+# What Python's str.strip() removes (validation's "blank"), spelled out: ECMA-262's \s, the
+# regex dialect of JSON Schema, differs (it lacks U+001C-U+001F and U+0085, adds U+FEFF).
+_SPACE = (
+    "\\t\\n\\u000b\\f\\r\\u001c-\\u001f \\u0085\\u00a0\\u1680\\u2000-\\u200a"
+    "\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+_NOT_BLANK = f"^[^\\u0000]*[^{_SPACE}\\u0000][^\\u0000]*$"
 _RFC3339 = (
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?"
     "([Zz]|[+-][0-9]{2}:[0-9]{2})$"
@@ -155,7 +161,12 @@ _USER = {
     "in": "header",
     "required": True,
     "description": "Exactly one; 1-200 characters, not blank",
-    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LEN, "pattern": "\\S"},
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ID_LEN,
+        "pattern": f"[^{_SPACE}]",
+    },
 }
 SECURITY_SCHEMES = {
     "bearerToken": {
