@@ -11,11 +11,15 @@ import time
 
 import pytest
 
-from tests.support.times import at, utcnow
+from tests.support.times import utcnow
 from tests.support.waiting import wait_for
 
 from .conftest import Chaos
-from .harness import LEASE, LOOKAHEAD, MEMBER_TTL, REAP_INTERVAL, hold
+from .harness import LEASE, MEMBER_TTL, hold
+from .seed_scenarios import (
+    no_picker_no_fire_then_exactly_one,
+    worker_killed_mid_job_completes_as_attempt_2,
+)
 
 MEMBER_REAP = 1.0  # the leader's reap pass in distributed mode (services/coordinator.py)
 
@@ -24,59 +28,14 @@ pytestmark = pytest.mark.chaos
 
 @pytest.mark.chaos(seed=1)
 def test_seed_chaos_1_no_picker_no_fire_then_exactly_one(chaos: Chaos) -> None:
-    """Seed chaos 1: a fire due while no picker lives does not run; after restart it runs once."""
     chaos.cluster(api=1, coordinator=1, picker=1, worker=1)
-    job = chaos.api.submit(payload=chaos.ledger.probe(0.2), next_fire_at=at(4.0))
-    assert job is not None, chaos.book.summary()
-    chaos.sup.kill("picker-1")
-    assert (job.next_fire_at - utcnow()).total_seconds() > LOOKAHEAD, "killed too late"
-
-    def ran() -> bool:
-        return bool(chaos.runs(job.job_id) or chaos.executions(job.job_id))
-
-    past_due = (job.next_fire_at - utcnow()).total_seconds() + 2.0
-    assert not wait_for(ran, past_due, interval=0.1), (
-        f"the fire ran with no picker alive: {chaos.runs(job.job_id)}"
-    )
-
-    chaos.sup.start("picker-1")
-    chaos.sup.wait_cluster()
-    assert wait_for(lambda: len(chaos.executions(job.job_id)) >= 1, 15), chaos.runs(job.job_id)
-    cutoff = utcnow()
-    report = chaos.settle_and_check(cutoff)
-    assert report.ok, report
-    runs = chaos.runs(job.job_id)
-    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "COMPLETED")], runs
-    assert len(chaos.executions(job.job_id)) == 1
+    no_picker_no_fire_then_exactly_one(chaos)
 
 
 @pytest.mark.chaos(seed=2)
 def test_seed_chaos_2_worker_killed_mid_job_completes_as_attempt_2(chaos: Chaos) -> None:
-    """Seed chaos 2: the worker dies mid-job; after its restart attempt 2 completes, once."""
     chaos.cluster(api=1, coordinator=1, picker=1, worker=1)
-    job = chaos.api.submit(payload=chaos.ledger.probe(8.0))
-    assert job is not None, chaos.book.summary()
-    assert wait_for(lambda: chaos.executions(job.job_id), 15), chaos.runs(job.job_id)
-    hold(1.0)  # mid-job
-    chaos.sup.kill("worker-1")
-    chaos.sup.start("worker-1")
-
-    def completed() -> bool:
-        return any(r["status"] == "COMPLETED" for r in chaos.runs(job.job_id))
-
-    assert wait_for(completed, LEASE + REAP_INTERVAL + 8.0 + 10.0, interval=0.2), chaos.runs(
-        job.job_id
-    )
-    runs = chaos.runs(job.job_id)
-    assert [(r["attempt"], r["status"]) for r in runs] == [
-        (1, "INTERRUPTED"),
-        (2, "COMPLETED"),
-    ], runs
-    assert (runs[0]["error_message"] or "").startswith("interrupted:"), runs
-    assert sorted(e.attempt for e in chaos.executions(job.job_id)) == [1, 2]
-    report = chaos.settle_and_check(utcnow())
-    assert report.ok, report
-    assert report.stats["duplicates_after_kill"] == 1, report
+    worker_killed_mid_job_completes_as_attempt_2(chaos)
 
 
 @pytest.mark.chaos(seed=3)

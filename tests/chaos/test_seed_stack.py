@@ -24,12 +24,14 @@ from chronoq.runtime.servers.s3 import SeaweedS3Server
 from chronoq.runtime.servers.sqs import SqsServer
 from tests.support.etcd_server import require_etcd
 from tests.support.s3_server import aws_env_fixture, s3_factory_fixture, s3_url  # noqa: F401
-from tests.support.times import at, utcnow
-from tests.support.waiting import wait_for
 
 from .conftest import Chaos
 from .etcd_world import PREFIX, etcd_chaos
-from .harness import LEASE, LOOKAHEAD, REAP_INTERVAL, ChaosPostgres, hold
+from .harness import ChaosPostgres
+from .seed_scenarios import (
+    no_picker_no_fire_then_exactly_one,
+    worker_killed_mid_job_completes_as_attempt_2,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -77,51 +79,9 @@ def stack(
 
 @pytest.mark.chaos(seed=91)
 def test_seed_chaos_1_on_the_stack_no_picker_no_fire_then_exactly_one(stack: Chaos) -> None:
-    chaos = stack
-    job = chaos.api.submit(payload=big(chaos.ledger.probe(0.2)), next_fire_at=at(6.0))
-    assert job is not None, chaos.book.summary()
-    chaos.sup.kill("picker-1")
-    assert (job.next_fire_at - utcnow()).total_seconds() > LOOKAHEAD, "killed too late"
-
-    def ran() -> bool:
-        return bool(chaos.runs(job.job_id) or chaos.executions(job.job_id))
-
-    past_due = (job.next_fire_at - utcnow()).total_seconds() + 2.0
-    assert not wait_for(ran, past_due, interval=0.1), (
-        f"the fire ran with no picker alive: {chaos.runs(job.job_id)}"
-    )
-    chaos.sup.start("picker-1")
-    chaos.sup.wait_cluster()
-    assert wait_for(lambda: len(chaos.executions(job.job_id)) >= 1, 20), chaos.runs(job.job_id)
-    report = chaos.settle_and_check(utcnow())
-    assert report.ok, report
-    runs = chaos.runs(job.job_id)
-    assert [(r["attempt"], r["status"]) for r in runs] == [(1, "COMPLETED")], runs
-    assert len(chaos.executions(job.job_id)) == 1
+    no_picker_no_fire_then_exactly_one(stack, big, due_in=6.0)
 
 
 @pytest.mark.chaos(seed=92)
 def test_seed_chaos_2_on_the_stack_worker_killed_mid_job(stack: Chaos) -> None:
-    chaos = stack
-    job = chaos.api.submit(payload=big(chaos.ledger.probe(8.0)))
-    assert job is not None, chaos.book.summary()
-    assert wait_for(lambda: chaos.executions(job.job_id), 20), chaos.runs(job.job_id)
-    hold(1.0)  # mid-job
-    chaos.sup.kill("worker-1")
-    chaos.sup.start("worker-1")
-
-    def completed() -> bool:
-        return any(r["status"] == "COMPLETED" for r in chaos.runs(job.job_id))
-
-    assert wait_for(completed, LEASE + REAP_INTERVAL + 8.0 + 15.0, interval=0.2), chaos.runs(
-        job.job_id
-    )
-    runs = chaos.runs(job.job_id)
-    assert [(r["attempt"], r["status"]) for r in runs] == [
-        (1, "INTERRUPTED"),
-        (2, "COMPLETED"),
-    ], runs
-    assert sorted(e.attempt for e in chaos.executions(job.job_id)) == [1, 2]
-    report = chaos.settle_and_check(utcnow())
-    assert report.ok, report
-    assert report.stats["duplicates_after_kill"] == 1, report
+    worker_killed_mid_job_completes_as_attempt_2(stack, big, slack=15.0)

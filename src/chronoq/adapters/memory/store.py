@@ -273,7 +273,7 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
             row = db.jobs[run.job_id]
             if row.job.status is JobStatus.PENDING:
                 db.update_job(row, status=JobStatus.RUNNING, updated_at=now)
-            claimed.append(_claimed(run, row.job))
+            claimed.append(run.claimed(row.job))
         return claimed
 
     async def next_available_at(self) -> datetime | None:
@@ -379,19 +379,3 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
                 interruptions=run.interruptions,
             )
         )
-
-
-def _claimed(run: RunRow, job: Job) -> ClaimedRun:
-    return ClaimedRun(
-        run_id=run.run_id,
-        job_id=run.job_id,
-        attempt=run.attempt,
-        scheduled_for=run.scheduled_for,
-        available_at=run.available_at,
-        payload=job.payload,
-        payload_ref=job.payload_ref,
-        timeout_seconds=job.timeout_seconds,
-        max_retries=job.max_retries,
-        recurring=job.recurring,
-        interruptions=run.interruptions,
-    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from chronoq.adapters.memory.store_tables import RunRow, Tables
+from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.clock import check_aware
-from chronoq.domain.jobs import ClaimedRun, Job
+from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.ports.dispatch import ClaimedById, ClaimRunsParams, OutboxParams
 
@@ -73,22 +73,6 @@ class MemoryOutbox:
             row = db.jobs[run.job_id]
             if row.job.status is JobStatus.PENDING:
                 db.update_job(row, status=JobStatus.RUNNING, updated_at=now)
-            claimed.append(_claimed(run, row.job))
+            claimed.append(run.claimed(row.job))
         waiting = {r.run_id: r.available_at for r in queued if r.available_at > horizon}
         return ClaimedById(claimed=claimed, waiting=waiting)
-
-
-def _claimed(run: RunRow, job: Job) -> ClaimedRun:
-    return ClaimedRun(
-        run_id=run.run_id,
-        job_id=run.job_id,
-        attempt=run.attempt,
-        scheduled_for=run.scheduled_for,
-        available_at=run.available_at,
-        payload=job.payload,
-        payload_ref=job.payload_ref,
-        timeout_seconds=job.timeout_seconds,
-        max_retries=job.max_retries,
-        recurring=job.recurring,
-        interruptions=run.interruptions,
-    )

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from chronoq.domain.jobs import Job, Run
+from chronoq.domain.jobs import ClaimedRun, Job, Run
 from chronoq.domain.states import RUN_TERMINAL, RunStatus, transition
 
 Fire = tuple[str, datetime]
@@ -82,6 +82,22 @@ class RunRow:
     @property
     def fire(self) -> Fire:
         return (self.job_id, self.scheduled_for)
+
+    def claimed(self, job: Job) -> ClaimedRun:
+        """This run as a worker holds it, with what it needs from its job."""
+        return ClaimedRun(
+            run_id=self.run_id,
+            job_id=self.job_id,
+            attempt=self.attempt,
+            scheduled_for=self.scheduled_for,
+            available_at=self.available_at,
+            payload=job.payload,
+            payload_ref=job.payload_ref,
+            timeout_seconds=job.timeout_seconds,
+            max_retries=job.max_retries,
+            recurring=job.recurring,
+            interruptions=self.interruptions,
+        )
 
     def to_run(self) -> Run:
         return Run(
