@@ -36,9 +36,12 @@ received too often.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from chronoq.errors import ValidationError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,3 +90,13 @@ class RunQueue(Protocol):
     async def depth(self) -> int:
         """Messages waiting or in flight (approximate), for the dispatch backlog gauge."""
         ...
+
+
+def check_receive(consumer: str, limit: int, hold: float) -> None:
+    """What every adapter's ``receive`` refuses (``ValidationError`` naming the argument)."""
+    if not isinstance(consumer, str) or not consumer:
+        raise ValidationError("consumer must be a non-empty string", field="consumer")
+    if limit < 0:
+        raise ValidationError(f"limit must be >= 0, got {limit!r}", field="limit")
+    if not (0 <= hold < math.inf):
+        raise ValidationError(f"hold must be finite seconds >= 0, got {hold!r}", field="hold")

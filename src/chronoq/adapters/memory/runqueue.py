@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from chronoq.domain.clock import Clock
 from chronoq.errors import UnavailableError, ValidationError
-from chronoq.ports.runqueue import Delivery
+from chronoq.ports.runqueue import Delivery, check_receive
 
 
 @dataclass(slots=True)
@@ -72,11 +72,7 @@ class MemoryRunQueue:
     async def receive(
         self, consumer: str, limit: int, *, wait: float, hold: float
     ) -> list[Delivery]:
-        if not isinstance(consumer, str) or not consumer:
-            raise ValidationError("consumer must be a non-empty string", field="consumer")
-        if limit < 0:
-            raise ValidationError(f"limit must be >= 0, got {limit!r}", field="limit")
-        _check_hold(hold)
+        check_receive(consumer, limit, hold)
         deadline = self._clock.monotonic() + max(0.0, wait)
         while True:
             self._check_open()

@@ -35,7 +35,7 @@ import redis.exceptions as redis_errors
 
 from chronoq.adapters.redis.client import parse_redis_url
 from chronoq.errors import ConfigError, UnavailableError, ValidationError
-from chronoq.ports.runqueue import Delivery
+from chronoq.ports.runqueue import Delivery, check_receive
 
 T = TypeVar("T")
 
@@ -215,12 +215,7 @@ class RedisRunQueue:
     async def receive(
         self, consumer: str, limit: int, *, wait: float, hold: float
     ) -> list[Delivery]:
-        if not isinstance(consumer, str) or not consumer:
-            raise ValidationError("consumer must be a non-empty string", field="consumer")
-        if limit < 0:
-            raise ValidationError(f"limit must be >= 0, got {limit!r}", field="limit")
-        if not (0 <= hold < math.inf):
-            raise ValidationError(f"hold must be finite seconds >= 0, got {hold!r}", field="hold")
+        check_receive(consumer, limit, hold)
         self._receive_hold = hold
         if limit == 0:
             return []

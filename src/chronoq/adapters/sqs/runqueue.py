@@ -31,7 +31,7 @@ from botocore import exceptions as boto_errors
 
 from chronoq.adapters.sqs.url import SETTING, SqsUrl, parse_sqs_url
 from chronoq.errors import ConfigError, UnavailableError, ValidationError
-from chronoq.ports.runqueue import Delivery
+from chronoq.ports.runqueue import Delivery, check_receive
 
 T = TypeVar("T")
 
@@ -172,10 +172,7 @@ class SqsRunQueue:
     async def receive(
         self, consumer: str, limit: int, *, wait: float, hold: float
     ) -> list[Delivery]:
-        if not isinstance(consumer, str) or not consumer:
-            raise ValidationError("consumer must be a non-empty string", field="consumer")
-        if limit < 0:
-            raise ValidationError(f"limit must be >= 0, got {limit!r}", field="limit")
+        check_receive(consumer, limit, hold)
         visibility = _check_hold(hold)
         seconds = min(20, math.floor(max(0.0, wait)))
         taken: list[Delivery] = []
