@@ -64,6 +64,7 @@ COLUMNS = {
         "interruptions": "integer",
         "cancel_requested": "boolean",
         "published_at": "timestamp with time zone",  # 005: the run queue's outbox
+        "output_ref": "text",  # 007: an offloaded output's blob reference
     },
     "fence_epoch": {"singleton": "boolean", "epoch": "bigint"},
     "fenced_shards": {"shard_id": "integer", "owner": "text", "epoch": "bigint"},

@@ -90,6 +90,9 @@ class Run:
     output_truncated: bool = False
     """``output`` is only the start of the stored output (run lists cut it at
     ``LIST_OUTPUT_CHARS``); ``JobStore.read_output`` has the rest."""
+    output_ref: str | None = None
+    """The whole output is in the blob store (``BLOB_REF_PREFIX`` + ``outputs/<run_id>-<attempt>``);
+    ``output`` is then only its head (``OUTPUT_HEAD_CHARS``) and the run lists as truncated."""
 
 
 LIST_OUTPUT_CHARS = 2048
@@ -98,9 +101,23 @@ bounded (≤ 2,048 characters each, up to 6 JSON bytes per control character) ho
 large outputs are. The whole output is read in slices (``JobStore.read_output``)."""
 
 
+OUTPUT_HEAD_CHARS = LIST_OUTPUT_CHARS + 1
+"""Characters of an offloaded output kept inline: enough for a list to show and mark cut."""
+
+OUTPUTS = "outputs/"
+"""Where workers put run outputs above ``output_offload_bytes``: ``outputs/<run_id>-<attempt>``."""
+
+
+def output_key(run_id: str, attempt: int) -> str:
+    """The blob key of an offloaded output of this attempt."""
+    return f"{OUTPUTS}{run_id}-{attempt}"
+
+
 def output_cut(run: Run, chars: int) -> Run:
-    """``run`` with its output cut to ``chars`` characters and marked so, if longer. Stores
-    fetch ``chars + 1`` characters at most, which is enough to know."""
+    """``run`` with its output cut to ``chars`` characters and marked so, if longer (or
+    offloaded). Stores fetch ``chars + 1`` characters at most, which is enough to know."""
+    if run.output_ref is not None:
+        return replace(run, output=(run.output or "")[:chars], output_truncated=True)
     if run.output is None or len(run.output) <= chars:
         return run
     return replace(run, output=run.output[:chars], output_truncated=True)
@@ -139,6 +156,8 @@ class RunOutcome:
     error_message: str | None
     retry_at: datetime | None = None
     """When ``status`` is RETRY_SCHEDULED: when attempt + 1 becomes available."""
+    output_ref: str | None = None
+    """Set when the whole output was put to the blob store: ``output`` is then its head."""
 
     def __post_init__(self) -> None:
         # Untrusted text: made storable the same way for every store (domain.text).

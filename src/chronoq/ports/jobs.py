@@ -107,7 +107,14 @@ class JobStore(Protocol):
         """Characters ``start`` .. ``start + count - 1`` (0-based) of the run's output:
         shorter (or empty) past its end, ``""`` if it has none yet. None if the run is
         not this job's or the job not this user's. Reading a large output slice by slice
-        keeps the memory of a download bounded."""
+        keeps the memory of a download bounded. An offloaded output (``output_ref``) has
+        only its head here."""
+        ...
+
+    async def output_ref(self, user_id: str, job_id: str, run_id: str) -> str | None:
+        """The blob reference of the run's offloaded output (``BLOB_REF_PREFIX`` + key), or
+        None: the output is inline (``read_output``), or the run is not this job's, or the
+        job not this user's (the same answer: nothing to tell them apart)."""
         ...
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
@@ -128,12 +135,19 @@ class JobStore(Protocol):
     async def purge_finished(self, before: datetime, limit: int = 1000) -> list[str]:
         """Retention: delete up to ``limit`` finished runs (anything but QUEUED/RUNNING)
         completed before ``before``, then finished jobs (COMPLETED, FAILED, CANCELLED)
-        last updated before it that have no runs left. Returns the payload references of
-        the deleted jobs, whose blobs the caller removes. Recurring jobs stay; only their
+        last updated before it that have no runs left. Returns the blob references of what
+        it deleted — the deleted runs' offloaded outputs (``output_ref``) and the deleted
+        jobs' payloads — whose blobs the caller removes. Recurring jobs stay; only their
         old runs go."""
         ...
 
     async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
         """Those of ``job_ids`` that are jobs in the store, whoever owns them (the leader's
         orphan-blob sweep; never user-facing). Strings that are not job ids are absent."""
+        ...
+
+    async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
+        """The output references (``Run.output_ref``) recorded on those of ``run_ids`` that
+        exist, whoever owns them (the leader's orphan sweep of ``outputs/``; never
+        user-facing). Strings that are not run ids are ignored."""
         ...

@@ -126,6 +126,12 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
         output = self._tables.runs[run_id].output or ""
         return output[start : start + count]
 
+    async def output_ref(self, user_id: str, job_id: str, run_id: str) -> str | None:
+        row = self._own(user_id, job_id)
+        if row is None or run_id not in row.runs:
+            return None
+        return self._tables.runs[run_id].output_ref
+
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now = check_aware(now, "now")
         row = self._own(user_id, job_id)
@@ -165,7 +171,11 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
             for r in db.runs.values()
             if r.status in _FINISHED_RUN and r.completed_at is not None and r.completed_at < before
         )
+        refs: list[str] = []
         for run_id in list(itertools.islice(old_runs, max(limit, 0))):
+            ref = db.runs[run_id].output_ref
+            if ref is not None:
+                refs.append(ref)
             db.delete_run(run_id)
         old_jobs = (
             row.job.job_id
@@ -173,11 +183,16 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
             if row.job.status in JOB_TERMINAL and row.job.updated_at < before and not row.runs
         )
         gone = [db.delete_job(job_id) for job_id in list(itertools.islice(old_jobs, limit))]
-        return [job.payload_ref for job in gone if job.payload_ref is not None]
+        return refs + [job.payload_ref for job in gone if job.payload_ref is not None]
 
     async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
         jobs = self._db().jobs
         return {job_id for job_id in job_ids if job_id in jobs}
+
+    async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
+        runs = self._db().runs
+        refs = (runs[i].output_ref for i in run_ids if i in runs)
+        return {ref for ref in refs if ref is not None}
 
     def _own(self, user_id: str, job_id: str) -> JobRow | None:
         row = self._db().jobs.get(job_id)

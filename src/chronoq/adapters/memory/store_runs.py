@@ -85,6 +85,7 @@ def complete(tables: Tables, outcome: RunOutcome) -> bool:
     run.started_at = outcome.started_at
     run.completed_at = outcome.completed_at
     run.output = outcome.output
+    run.output_ref = outcome.output_ref
     run.exit_code = outcome.exit_code
     run.error_message = outcome.error_message
     run.lease_owner = run.lease_until = None

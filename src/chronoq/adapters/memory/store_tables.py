@@ -76,6 +76,7 @@ class RunRow:
     interruptions: int = 0
     cancel_requested: bool = False
     queue_version: int = 0
+    output_ref: str | None = None
     published_at: datetime | None = None
     """The outbox (``store_outbox``): when a message naming this QUEUED run was sent."""
 
@@ -117,6 +118,7 @@ class RunRow:
             error_message=self.error_message,
             lease_until=self.lease_until,
             interruptions=self.interruptions,
+            output_ref=self.output_ref,
         )
 
 

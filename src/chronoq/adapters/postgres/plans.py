@@ -139,6 +139,8 @@ class Completion:
     def __init__(self, jobs: JobStates) -> None:
         self._jobs = jobs
         self._ended: list[tuple[Any, ...]] = []
+        self._refs: list[str | None] = []
+        """Each ended run's ``output_ref`` (``$19``: after the jobs' columns)."""
         self._retries: list[tuple[Any, ...]] = []
 
     def add(self, outcome: RunOutcome, run: LockedRun | None) -> bool:
@@ -167,6 +169,7 @@ class Completion:
                 outcome.error_message,
             )
         )
+        self._refs.append(outcome.output_ref)
         if status is RunStatus.RETRY_SCHEDULED:
             retry_at = completed if outcome.retry_at is None else aware(outcome.retry_at)
             self._retries.append(
@@ -185,7 +188,12 @@ class Completion:
         return True
 
     def args(self) -> list[Any]:
-        return [*_columns(self._ended, 7), *_columns(self._retries, 8), *self._jobs.changes()]
+        return [
+            *_columns(self._ended, 7),
+            *_columns(self._retries, 8),
+            *self._jobs.changes(),
+            self._refs,
+        ]
 
 
 class LostRuns:

@@ -97,6 +97,7 @@ def run_from_record(row: Sequence[Any]) -> Run:
         error_message=row[13],
         lease_until=row[14],
         interruptions=row[15],
+        output_ref=row[16] if len(row) > 16 else None,
     )
 
 

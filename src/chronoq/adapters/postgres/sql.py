@@ -32,7 +32,7 @@ JOB_COLUMNS = (
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
     " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
-    " interruptions"
+    " interruptions, output_ref"
 )
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -63,6 +63,10 @@ LIST_RUNS = (  # left(): a list never detoasts whole outputs (PostgreSQL slices 
     + RUN_COLUMNS.replace(" output,", " left(output, $4),")
     + " FROM job_runs WHERE job_id = $1 AND user_id = $2"
     " ORDER BY scheduled_for DESC, attempt DESC LIMIT $3"
+)
+OUTPUT_REF = "SELECT output_ref FROM job_runs WHERE run_id = $1 AND job_id = $2 AND user_id = $3"
+OUTPUT_REFS_OF = (
+    "SELECT output_ref FROM job_runs WHERE run_id = ANY($1::uuid[]) AND output_ref IS NOT NULL"
 )
 READ_OUTPUT = (
     "SELECT coalesce(substr(output, $4, $5), '') FROM job_runs"
@@ -143,7 +147,7 @@ CLAIM_RUNS = (
 PURGE_RUNS = (
     "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
     " WHERE status NOT IN ('QUEUED', 'RUNNING') AND completed_at < $1 LIMIT $2"
-    " FOR UPDATE SKIP LOCKED)"
+    " FOR UPDATE SKIP LOCKED) RETURNING output_ref"
 )
 PURGE_JOBS = (
     "DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs j"
@@ -205,9 +209,10 @@ COMPLETE = (
     "WITH ended AS ("
     " UPDATE job_runs r SET status = t.status, started_at = t.started, completed_at = t.done,"
     " output = t.output, exit_code = t.code, error_message = t.error, lease_owner = NULL,"
-    " lease_until = NULL"
+    " lease_until = NULL, output_ref = t.ref"
     " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[],"
-    " $6::int[], $7::text[]) AS t(run_id, status, started, done, output, code, error)"
+    " $6::int[], $7::text[], $19::text[])"
+    " AS t(run_id, status, started, done, output, code, error, ref)"
     " WHERE r.run_id = t.run_id),"
     " retried AS ("
     " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, interruptions,"

@@ -174,6 +174,15 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
             )
         return text
 
+    async def output_ref(self, user_id: str, job_id: str, run_id: str) -> str | None:
+        if not (is_id(job_id) and is_id(run_id)):
+            return None
+        with translated("output_ref"):
+            ref: str | None = await self._connected().fetchval(
+                sql.OUTPUT_REF, run_id, job_id, user_id
+            )
+        return ref
+
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now = aware(now, "now")
         if not is_id(job_id):
@@ -354,9 +363,9 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
         cutoff = aware(before, "before")
 
         async def body(conn: Any) -> list[str]:
-            await conn.execute(sql.PURGE_RUNS, cutoff, limit)
+            outputs = await conn.fetch(sql.PURGE_RUNS, cutoff, limit)
             rows = await conn.fetch(sql.PURGE_JOBS, cutoff, limit)
-            return [r[0] for r in rows if r[0] is not None]
+            return [r[0] for r in [*outputs, *rows] if r[0] is not None]
 
         return await self._transaction("purge_finished", body)
 
@@ -368,6 +377,14 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
             rows = await self._connected().fetch(
                 "SELECT job_id::text FROM jobs WHERE job_id = ANY($1::uuid[])", ids
             )
+        return {r[0] for r in rows}
+
+    async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(i for i in run_ids if is_id(i)))
+        if not ids:
+            return set()
+        with translated("output_refs_of"):
+            rows = await self._connected().fetch(sql.OUTPUT_REFS_OF, ids)
         return {r[0] for r in rows}
 
     # -- plumbing ----------------------------------------------------------------------------

@@ -218,7 +218,7 @@ def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
 
 _END_BY_OUTCOME = (
     "UPDATE job_runs SET status = ?, started_at = ?, completed_at = ?, output = ?,"
-    " exit_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL"
+    " exit_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL, output_ref = ?"
     " WHERE run_id = ? AND status = 'RUNNING' AND lease_owner = ? AND attempt = ?"
     " RETURNING job_id, user_id, scheduled_for, interruptions"
 )
@@ -246,6 +246,7 @@ def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
             None if output is None else output[:OUTPUT_HEAD_CHARS],
             outcome.exit_code,
             outcome.error_message,
+            outcome.output_ref,
             outcome.run_id,
             outcome.worker_id,
             outcome.attempt,

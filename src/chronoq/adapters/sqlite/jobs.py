@@ -30,6 +30,7 @@ _INSERT_JOB_IF_ABSENT = _INSERT_JOB + " ON CONFLICT (job_id) DO NOTHING"
 _PURGE_RUNS = (
     "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
     " WHERE status NOT IN ('QUEUED', 'RUNNING') AND completed_at < ? LIMIT ?)"
+    " RETURNING output_ref"
 )
 _PURGE_JOBS = (
     "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs j"
@@ -175,6 +176,14 @@ def backlog(conn: sqlite3.Connection, now_us: int) -> Backlog:
 
 
 def purge_finished(conn: sqlite3.Connection, cutoff_us: int, limit: int) -> list[str]:
-    conn.execute(_PURGE_RUNS, (cutoff_us, limit))
+    outputs = conn.execute(_PURGE_RUNS, (cutoff_us, limit)).fetchall()
     rows = conn.execute(_PURGE_JOBS, (cutoff_us, limit)).fetchall()
-    return [r[0] for r in rows if r[0] is not None]
+    return [r[0] for r in [*outputs, *rows] if r[0] is not None]
+
+
+def output_ref(conn: sqlite3.Connection, user_id: str, job_id: str, run_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT output_ref FROM job_runs WHERE run_id = ? AND job_id = ? AND user_id = ?",
+        (run_id, job_id, user_id),
+    ).fetchone()
+    return None if row is None else row[0]

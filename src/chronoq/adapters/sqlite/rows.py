@@ -15,7 +15,7 @@ JOB_COLUMNS = (
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
     " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
-    " interruptions"
+    " interruptions, output_ref"
 )
 CLAIMED_COLUMNS = (
     "r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at, j.payload, j.payload_ref,"
@@ -66,6 +66,7 @@ def run_from_row(row: tuple[Any, ...]) -> Run:
         error_message=row[13],
         lease_until=_opt_time(row[14]),
         interruptions=row[15],
+        output_ref=row[16] if len(row) > 16 else None,
     )
 
 

@@ -100,6 +100,9 @@ class SqliteStore(SqliteTokens):
             lambda c: jobs_tx.read_output(c, user_id, job_id, run_id, start, count)
         )
 
+    async def output_ref(self, user_id: str, job_id: str, run_id: str) -> str | None:
+        return await self._run(lambda c: jobs_tx.output_ref(c, user_id, job_id, run_id))
+
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now_us = to_micros(now)
         return await self._run(lambda c: jobs_tx.cancel_job(c, user_id, job_id, now_us))
@@ -115,6 +118,14 @@ class SqliteStore(SqliteTokens):
     async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
         ids = json.dumps(list(dict.fromkeys(job_ids)))
         query = "SELECT job_id FROM jobs WHERE job_id IN (SELECT value FROM json_each(?))"
+        return await self._run(lambda c: {r[0] for r in c.execute(query, (ids,))})
+
+    async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
+        ids = json.dumps(list(dict.fromkeys(run_ids)))
+        query = (
+            "SELECT output_ref FROM job_runs WHERE output_ref IS NOT NULL"
+            " AND run_id IN (SELECT value FROM json_each(?))"
+        )
         return await self._run(lambda c: {r[0] for r in c.execute(query, (ids,))})
 
     # -- Dispatch: pickers -------------------------------------------------------------------
