@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_cap": 60.0,
     "max_body_bytes": 1_048_576,
     "output_limit": 1_048_576,
+    "output_offload_bytes": 65536,
     "lease_seconds": 30.0,
     "lookahead": 0.5,
     "shutdown_grace": 10.0,
@@ -85,6 +86,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_RETRY_CAP": "30",
         "CHRONOQ_MAX_BODY_BYTES": "4096",
         "CHRONOQ_OUTPUT_LIMIT": "2048",
+        "CHRONOQ_OUTPUT_OFFLOAD_BYTES": "8192",
         "CHRONOQ_LEASE_SECONDS": "5",
         "CHRONOQ_LOOKAHEAD": "0",
         "CHRONOQ_SHUTDOWN_GRACE": "0",
@@ -122,6 +124,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.default_timeout == 60.0
     assert (s.retry_base, s.retry_cap) == (1.0, 30.0)
     assert (s.max_body_bytes, s.output_limit) == (4096, 2048)
+    assert s.output_offload_bytes == 8192
     assert (s.lease_seconds, s.lookahead, s.shutdown_grace) == (5.0, 0.0, 0.0)
     assert s.sqlite_synchronous == "normal"
     assert s.shard_count == 16
@@ -232,6 +235,8 @@ def test_unparsable_values_name_the_variable(variable: str, raw: str) -> None:
         ("CHRONOQ_RETRY_CAP", "-1", "retry"),
         ("CHRONOQ_MAX_BODY_BYTES", "1023", "max_body_bytes"),
         ("CHRONOQ_OUTPUT_LIMIT", "10", "output_limit"),
+        ("CHRONOQ_OUTPUT_OFFLOAD_BYTES", "1023", "output_offload_bytes"),
+        ("CHRONOQ_OUTPUT_OFFLOAD_BYTES", "-1", "output_offload_bytes"),
         ("CHRONOQ_LEASE_SECONDS", "0.5", "lease_seconds"),
         ("CHRONOQ_LOOKAHEAD", "5.1", "lookahead"),
         ("CHRONOQ_LOOKAHEAD", "-0.1", "lookahead"),

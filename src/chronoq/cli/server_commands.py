@@ -62,6 +62,8 @@ _OPTIONS: list[Callable[[F], F]] = [
     _opt("retry_cap", "Largest retry backoff, seconds (default 60).", type=float),
     _opt("max_body_bytes", "Largest request body (default 1048576).", type=int),
     _opt("output_limit", "Bytes of job output kept (default 1048576).", type=int),
+    _opt("output_offload_bytes", "Outputs above this many bytes go to the blob store"
+         " (default 65536; 0 = never).", type=int),
     _opt("lease_seconds", "Run lease length; heartbeats every third (default 30).", type=float),
     _opt("lookahead", "Seconds ahead fires are claimed and timed (default 0.5).", type=float),
     _opt("shutdown_grace", "Seconds running jobs get at SIGTERM (default 10).", type=float),

@@ -100,6 +100,10 @@ class Settings:
     output_limit: int = 1_048_576
     """Bytes of a run's output kept (the rest is counted and replaced by a truncation mark);
     ≥ 1024."""
+    output_offload_bytes: int = 65536
+    """A run output larger than this many UTF-8 bytes is put to the blob store
+    (``outputs/<run_id>-<attempt>``) and the run keeps its head and a reference (0 = never;
+    otherwise ≥ 1024)."""
     lease_seconds: float = 30.0
     """Length of a run's lease; the worker renews it every third of that, and a run whose
     lease expired is retried (the reaper looks every half lease); ≥ 1."""
@@ -186,6 +190,10 @@ class Settings:
         _check(self.retry_base >= 0 and self.retry_cap >= 0, "retry delays must be >= 0")
         _check(self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024")
         _check(self.output_limit >= 1024, "output_limit must be >= 1024")
+        _check(
+            self.output_offload_bytes == 0 or self.output_offload_bytes >= 1024,
+            "output_offload_bytes must be 0 (never) or >= 1024",
+        )
         _check(self.lease_seconds >= 1, "lease_seconds must be >= 1")
         _check(0 <= self.lookahead <= 5, "lookahead must be 0-5 seconds")
         _check(self.shutdown_grace >= 0, "shutdown_grace must be >= 0")

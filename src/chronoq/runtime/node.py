@@ -205,6 +205,7 @@ class Node:
                 worker_id=worker_id, concurrency=s.worker_concurrency,
                 lease_seconds=s.lease_seconds, lookahead=s.lookahead,
                 default_timeout=s.default_timeout, output_limit=s.output_limit, retry=retry,
+                output_offload_bytes=s.output_offload_bytes,
                 shutdown_grace=s.shutdown_grace, env=scrubbed_environment(os.environ),
                 max_interruptions=s.max_interruptions,
             ),

@@ -24,6 +24,7 @@ from chronoq.executors.base import ExecutionRequest, ExecutionResult, Executor, 
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
 from chronoq.services.base import Backoff, log
+from chronoq.services.worker.offload import OffloadFailures, offload_output
 
 BLOB_BACKOFF = Backoff(first=0.2, cap=5.0)
 """Between downloads of a payload while the blob store is unavailable (``_load_payload``)."""
@@ -45,6 +46,9 @@ class ExecutionContext:
     default_timeout: float
     output_limit: int
     env: Mapping[str, str]
+    output_offload_bytes: int = 0
+    """Outputs above this many UTF-8 bytes go to the blob store first (``offload``)."""
+    offload_failures: OffloadFailures = dataclasses.field(default_factory=OffloadFailures)
 
 
 async def execute(ctx: ExecutionContext, run: ClaimedRun, gate: StartGate) -> RunOutcome | None:
@@ -83,7 +87,9 @@ async def execute(ctx: ExecutionContext, run: ClaimedRun, gate: StartGate) -> Ru
     finished = ctx.clock.now()
     began = started or finished  # an executor that never asked ran no side effects
     ctx.metrics.job_duration.observe((finished - began).total_seconds())
-    return outcome_of(ctx, run, result, began, finished)
+    outcome = outcome_of(ctx, run, result, began, finished)
+    # Before the outcome is recorded: a run never references a missing object.
+    return await offload_output(ctx.blob, outcome, ctx.output_offload_bytes, ctx.offload_failures)
 
 
 def execute_inline(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> RunOutcome | None:

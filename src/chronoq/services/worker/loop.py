@@ -58,6 +58,8 @@ class WorkerConfig:
     lookahead: float = 0.5
     default_timeout: float = 3600.0
     output_limit: int = 1_048_576
+    output_offload_bytes: int = 65536
+    """Outputs above this many UTF-8 bytes go to the blob store (``offload``); 0 = never."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     shutdown_grace: float = 10.0
     env: Mapping[str, str] = field(default_factory=dict)
@@ -100,6 +102,7 @@ class Worker:
             default_timeout=config.default_timeout,
             output_limit=config.output_limit,
             env=config.env,
+            output_offload_bytes=config.output_offload_bytes,
         )
         self._completer = Completer(dispatch, notifier, clock, metrics)
         self._starts = StartBatcher(dispatch, config.worker_id, clock)
