@@ -342,11 +342,11 @@ class Coordinator:
         for key in keys:
             await self._blob.delete(key.removeprefix(BLOB_REF_PREFIX))
         if keys:
-            log.info("coordinator: retention removed %d finished jobs", len(keys))
+            log.info("coordinator: retention removed %d blobs (payloads, outputs)", len(keys))
         return self._config.purge_every
 
     async def _orphan_tick(self) -> float:
-        """Leader only: collect payload objects whose job insert never happened."""
+        """Leader only: collect payload and output objects no row references (``orphans``)."""
         if self.is_leader:
             await self._orphans.sweep()
         return min(max(self._config.orphan_age / 4, 0.5), 600.0)

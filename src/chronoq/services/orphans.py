@@ -13,26 +13,38 @@ writer moves it, so ``min_age`` must exceed the longest writer outage you tolera
 It also absorbs clock skew between the blob store (which stamps the objects) and the
 leader. The default (``blob_orphan_age``) is one hour.
 
+Run outputs (``outputs/<run_id>-<attempt>``, put by workers above
+``output_offload_bytes``) are swept the same way: an output put whose outcome was never
+recorded — the worker died between the two, or the store refused the outcome as stale (the
+lease had moved on) — is referenced by no run. The sweep asks the store which output
+references those runs carry (``JobStore.output_refs_of``) and deletes old objects no run
+references; retention deletes the referenced ones with their runs (``purge_finished``).
+The same age applies: an outcome is recorded within seconds of its put.
+
 Why not delete at once when an insert fails: the insert may have committed and only
 its answer been lost; deleting then would leave a row pointing nowhere. The sweep
 asks the store, so it never deletes a referenced object. Keys that are not
-``payloads/<uuid>`` are never touched. The sweep resumes where the last pass stopped,
-so a large bucket is covered over several passes.
+``payloads/<uuid>`` or ``outputs/<uuid>-<attempt>`` are never touched. The sweep resumes
+where the last pass stopped, so a large bucket is covered over several passes.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from chronoq.domain.clock import Clock
+from chronoq.domain.jobs import BLOB_REF_PREFIX, OUTPUTS
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.jobs import JobStore
 from chronoq.services.base import log
 
 PAYLOADS = "payloads/"
 """Where the api puts offloaded payloads (``services.api.ingest``: ``payloads/<job_id>``)."""
-_JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_JOB_ID = re.compile(_UUID)
+_OUTPUT = re.compile(rf"({_UUID})-[1-9][0-9]*")
+"""``outputs/``'s names: ``<run_id>-<attempt>`` (``domain.jobs.output_key``)."""
 
 
 class OrphanSweep:
@@ -52,32 +64,46 @@ class OrphanSweep:
         self.min_age = min_age
         self._page = page
         self._pages = pages_per_pass
-        self._cursor = ""
-        """The last key looked at; "" = from the start."""
+        self._cursors = {PAYLOADS: "", OUTPUTS: ""}
+        """Per prefix, the last key looked at; "" = from the start."""
 
     async def sweep(self) -> int:
-        """One pass of up to ``pages_per_pass`` pages; returns how many objects it deleted."""
+        """One pass of up to ``pages_per_pass`` pages per prefix; how many objects it deleted."""
         cutoff = self._clock.now() - timedelta(seconds=self.min_age)
+        payloads = await self._pass(PAYLOADS, cutoff)
+        outputs = await self._pass(OUTPUTS, cutoff)
+        if payloads or outputs:
+            log.warning("orphan sweep: deleted %d payload and %d output objects nothing "
+                        "references", payloads, outputs)  # fmt: skip
+        return payloads + outputs
+
+    async def _pass(self, prefix: str, cutoff: datetime) -> int:
         deleted = 0
         for _ in range(self._pages):
             entries = await self._blob.list_objects(
-                PAYLOADS, start_after=self._cursor, limit=self._page
+                prefix, start_after=self._cursors[prefix], limit=self._page
             )
-            old: dict[str, str] = {}
-            for entry in entries:
-                job_id = entry.key[len(PAYLOADS) :]
-                if entry.modified <= cutoff and _JOB_ID.fullmatch(job_id):
-                    old[job_id] = entry.key
-            if old:
-                existing = await self._jobs.existing_job_ids(list(old))
-                for job_id, key in old.items():
-                    if job_id not in existing:
-                        await self._blob.delete(key)
-                        deleted += 1
+            old = [e.key for e in entries if e.modified <= cutoff]
+            for key in await self._unreferenced(prefix, old):
+                await self._blob.delete(key)
+                deleted += 1
             if len(entries) < self._page:
-                self._cursor = ""  # the listing is complete: start over next pass
+                self._cursors[prefix] = ""  # the listing is complete: start over next pass
                 break
-            self._cursor = entries[-1].key
-        if deleted:
-            log.warning("orphan sweep: deleted %d payload objects no job references", deleted)
+            self._cursors[prefix] = entries[-1].key
         return deleted
+
+    async def _unreferenced(self, prefix: str, keys: list[str]) -> list[str]:
+        """Those of ``keys`` (under ``prefix``) that no row references; others' names kept."""
+        if prefix == PAYLOADS:
+            ids = {key: key[len(prefix) :] for key in keys}
+            ids = {key: i for key, i in ids.items() if _JOB_ID.fullmatch(i)}
+            existing = await self._jobs.existing_job_ids(list(ids.values())) if ids else set()
+            return [key for key, job_id in ids.items() if job_id not in existing]
+        runs: dict[str, str] = {}
+        for key in keys:
+            match = _OUTPUT.fullmatch(key[len(prefix) :])
+            if match:
+                runs[key] = match.group(1)
+        refs = await self._jobs.output_refs_of(list(set(runs.values()))) if runs else set()
+        return [key for key in runs if BLOB_REF_PREFIX + key not in refs]
