@@ -347,12 +347,16 @@ def openapi_document(auth: str = "header") -> dict[str, Any]:
         },
         "/v1/jobs/{job_id}/runs/{run_id}/output": {
             "get": {
-                **_op("A run's whole output, streamed as text", (200, {}), (400, 401, 404),
-                      parameters=[_JOB_ID, _RUN_ID]),
+                **_op("A run's whole output, streamed as text", (200, {}), (400, 401, 404, 503),
+                      parameters=[_JOB_ID, _RUN_ID],
+                      description="Every byte of the output: from the store, or from the blob"
+                      " store when the worker offloaded it (larger than output_offload_bytes;"
+                      " the run lists with output_truncated). 503: the blob store holding"
+                      " it is unavailable; retry later."),
                 "responses": {
                     "200": {"description": "the output (empty if none yet)",
                             "content": {"text/plain": {"schema": {"type": "string"}}}},
-                    **_errors(400, 401, 404),
+                    **_errors(400, 401, 404, 503),
                 },
             }
         },

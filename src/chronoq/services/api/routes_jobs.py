@@ -22,6 +22,7 @@ from chronoq.services.api.http import (
     shell_allowed,
     user_of,
 )
+from chronoq.services.api.outputs import chunks, offloaded_output
 from chronoq.services.api.render import job_v1, run_v1
 from chronoq.services.api.schemas import (
     BATCH_DECODER,
@@ -145,11 +146,15 @@ OUTPUT_CHUNK_CHARS = 65_536
 
 
 async def run_output(request: Request) -> Response:
-    """The whole output of one run, streamed as text in slices read from the store."""
+    """The whole output of one run, streamed as text in slices read from the store, or from
+    the blob store when it was offloaded (``services.api.outputs``)."""
     deps = deps_of(request)
     user = user_of(request)
     job = await owned_job(deps, user, request.path_params["job_id"])
     run_id = job_id_of(request.path_params["run_id"], field="run_id")
+    offloaded = await offloaded_output(deps, user, job.job_id, run_id)
+    if offloaded is not None:
+        return StreamingResponse(chunks(offloaded), media_type="text/plain; charset=utf-8")
     first = await deps.store.read_output(user, job.job_id, run_id, 0, OUTPUT_CHUNK_CHARS)
     if first is None:
         raise NotFoundError("no such run")
