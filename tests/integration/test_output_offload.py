@@ -7,17 +7,23 @@ with a ``cmd:`` job printing ~109 KB.
   ``s3_operations_total{operation=upload|download}``; S3 stopped: ``…/output`` of the
   offloaded run is a 503 (never the head passed off as the whole) while the list still
   answers, and a run finishing meanwhile keeps its whole output inline (nothing lost);
-  S3 back: the offloaded output reads again.
+  S3 back: the offloaded output reads again;
+* PostgreSQL + S3: the row keeps the reference and only the head (checked with SQL), and
+  the leader's sweep collects an old ``outputs/`` object no run references, never the
+  referenced one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import httpx
 import pytest
 
+from chronoq.domain.ids import new_id
 from chronoq.runtime.servers.s3 import SeaweedS3Server
 from tests.support.metrics import metric_sum, scrape
 from tests.support.s3_server import S3_ENV, s3_factory_fixture, s3_url  # noqa: F401
@@ -25,6 +31,7 @@ from tests.support.waiting import wait_for
 
 from .helpers import create, get_runs, make_client, new_user
 from .test_s3_blob import Bucket
+from .test_s3_postgres import pg_dsn  # noqa: F401 - fixture
 
 if TYPE_CHECKING:
     from .conftest import ServerFactory
@@ -129,3 +136,48 @@ def test_on_s3_offloaded_outputs_read_back_503_while_down_and_inline_when_puts_f
         r = _output(api, job_id, run["run_id"])
         assert (r.status_code, r.content) == (200, EXPECTED.encode())
     assert f"outputs/{down_run['run_id']}-1" not in bucket.listing()
+
+
+def _row(dsn: str, run_id: str) -> tuple[str | None, int]:
+    async def fetch() -> tuple[str | None, int]:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            row = await conn.fetchrow(
+                "SELECT output_ref, length(output) FROM job_runs WHERE run_id = $1", run_id
+            )
+            assert row is not None
+            return row[0], int(row[1])
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
+
+
+def test_on_postgres_the_row_keeps_the_head_and_the_sweep_collects_orphan_outputs(
+    server_factory: ServerFactory,
+    s3_factory: Callable[[], SeaweedS3Server],
+    bucket_of: Callable[[SeaweedS3Server, str], Bucket],
+    pg_dsn: str,  # noqa: F811
+) -> None:
+    s3 = s3_factory()
+    url = s3_url(s3)
+    srv = server_factory(
+        "--store", pg_dsn, "--blob", url, "--output-offload-bytes", "4096",
+        "--blob-orphan-age", "2", env=S3_ENV,
+    )  # fmt: skip
+    bucket = bucket_of(s3, url)
+    orphan = f"outputs/{new_id()}-1"  # put by a worker that died before its outcome
+    bucket.put(orphan, b"nobody references this")
+    with make_client(srv.url, new_user("pg-out")) as api:
+        job_id = create(api, payload=PAYLOAD)["job_id"]
+        run = _finished(api, job_id)
+        key = f"outputs/{run['run_id']}-1"
+        assert _row(pg_dsn, run["run_id"]) == ("blob:" + key, HEAD + 1)
+        r = _output(api, job_id, run["run_id"])
+        assert (r.status_code, r.content) == (200, EXPECTED.encode())
+
+        assert wait_for(lambda: orphan not in bucket.listing(), 30), "orphan not collected"
+        assert key in bucket.listing(), "a referenced output must never be swept"
+        lists = _s3_count(srv.url, "list")
+        assert wait_for(lambda: _s3_count(srv.url, "list") >= lists + 4, 20)  # more passes
+        assert key in bucket.listing()
