@@ -12,6 +12,10 @@ as stale) leaves an object no run references, which the leader's orphan sweep co
 The blob store must never cost an outcome: if the put fails (S3 down, a full disk), the
 output stays inline as it would without offloading — the store keeps it whole, up to
 ``output_limit`` — and the failure is logged (the first one, then every hundredth).
+
+Only executed attempts are offloaded (``execution.execute``): the inline echo no-op
+(``execute_inline``) answers at most its inline payload (≤ 1 KiB) plus a prefix, which
+stays in the store even with the smallest threshold (1024).
 """
 
 from __future__ import annotations
