@@ -649,6 +649,45 @@ async def test_etcd_fails_over_between_endpoints(tmp_path: Any) -> None:
             member.kill()
 
 
+async def test_etcd_membership_is_judged_afresh_after_an_etcd_election(tmp_path: Any) -> None:
+    """While etcd elects a new leader nobody can write, so a member's heartbeats during the
+    election say nothing about it: after a new Raft term its silence is counted from then,
+    not from its last write (a live worker reaped for etcd's election would run its runs
+    twice). A member silent for a full ttl after that is dead again."""
+    require_etcd()
+    members = etcd_cluster(tmp_path, 3, fast=True)
+    try:
+        for member in members:
+            member.start()
+        assert wait_for_sync(lambda: all(m.healthy() for m in members), 30)
+        (chief,) = [m for m in members if m.is_leader()]
+        others = [m for m in members if m is not chief]
+        coord = etcd_coordination(cluster_url([*others, chief], "el") + "?timeout=1")
+        await coord.start()
+        try:
+            await coord.heartbeat(Member(member_id="w1", role="worker"))
+            assert [m.member_id for m in await coord.members(ttl=TTL)] == ["w1"]
+            await eventually(lambda: _none(coord.members(ttl=TTL)))  # silent: dead
+            chief.kill()  # an election: a new Raft term
+            # the first look that etcd answers after the election
+            live = await eventually(lambda: _quiet(_ids(coord.members(ttl=TTL))), within=20)
+            assert live == ["w1"], "a member was judged by heartbeats etcd could not take"
+            await eventually(lambda: _none(coord.members(ttl=TTL)))  # still silent: dead
+        finally:
+            await coord.close()
+    finally:
+        for member in members:
+            member.kill()
+
+
+async def _none(call: Awaitable[list[Member]]) -> bool:
+    return not await call
+
+
+async def _ids(call: Awaitable[list[Member]]) -> list[str]:
+    return [m.member_id for m in await call]
+
+
 def test_etcd_urls_are_checked_at_load() -> None:
     for bad in ("etcd://", "etcd://host", "etcd://h:0", "etcd://h:99999", "etcd://h:1?x=1",
                 "etcd://h:1?timeout=abc", "etcd://h:1,h2/p", "http://h:1",

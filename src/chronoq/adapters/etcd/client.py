@@ -161,6 +161,8 @@ class EtcdClient:
         self._current = 0
         self.revision = 0
         """The newest store revision any answer carried (for compaction)."""
+        self.raft_term = 0
+        """etcd's Raft term in the newest answer: it grows at every election of an etcd leader."""
         self._quiet = _QuietRequests(self._endpoints)
 
     async def open(self) -> None:
@@ -196,6 +198,8 @@ class EtcdClient:
                 self._current = index
                 answer = answer.get("result", answer) if path.endswith("keepalive") else answer
                 self.revision = max(self.revision, revision(answer))
+                header = answer.get("header", {}) if isinstance(answer, dict) else {}
+                self.raft_term = max(self.raft_term, int(header.get("raft_term", 0)))
                 return answer
             code = int(answer.get("code", 0)) if isinstance(answer, dict) else 0
             if code in (3, NOT_FOUND, 9):  # invalid argument, not found, failed precondition

@@ -91,6 +91,8 @@ class EtcdCoordination:
         """member id -> (its lease, when this process last renewed it; monotonic)."""
         self._compacted_at = time.monotonic()
         self._seen: dict[str, tuple[int, float]] = {}
+        self._term = 0
+        """etcd's Raft term when ``_seen`` was last trusted."""
         """member id -> (mod_revision, when this reader first saw it; monotonic)."""
 
     async def start(self) -> None:
@@ -234,6 +236,13 @@ class EtcdCoordination:
         _check_ttl(ttl)
         found, _ = await self._client.range(self._members_prefix, prefix=True)
         now = time.monotonic()
+        if self._client.raft_term != self._term:
+            # etcd elected a new leader since the last look: for a second or so nobody could
+            # write, so heartbeats that did not land say nothing about the members. Start
+            # every observation afresh (a live member is then judged after a full ttl),
+            # rather than reap a worker for etcd's election (a run would execute twice).
+            self._term = self._client.raft_term
+            self._seen = {}
         seen: dict[str, tuple[int, float]] = {}
         live = []
         for kv in found:  # every role: each call keeps every member's observation fresh
