@@ -22,14 +22,13 @@ from typing import Any
 
 import asyncpg
 
-from bench import api
+from bench import pgwork
 from bench.cluster import ClusterTarget, option_value
 from bench.cpu import cpu_between
 from bench.floor import FLOORS, FloorTarget, floor_target
-from bench.load import close_connections, drive, open_connections
 from bench.model import Settings
 from bench.pgwork import observer_pool
-from bench.postgres import BenchPostgres, bench_postgres
+from bench.postgres import BenchPostgres, session_postgres
 from bench.target import Scenario
 from chronoq.runtime.cluster import Cluster, ClusterPlan
 from tests.support.processes import free_port_range
@@ -96,25 +95,7 @@ async def warm_up(target: ClusterTarget, settings: Settings) -> dict[str, Any]:
     tables, which makes the first minute several times slower than the steady state.
     ``--warmup-jobs 0`` measures that cold start instead.
     """
-    if settings.warmup_jobs <= 0:
-        return {"jobs": 0}
-    started = time.perf_counter()
-    baseline = await target.completed()
-    host = f"{target.host}:{target.api_ports[0]}"
-    requests = api.batch_requests(host, "bench-warmup", settings.warmup_jobs, settings.batch_size)
-    conns = await open_connections(target.host, target.api_ports, settings.batch_clients)
-    try:
-        load = await drive(conns, requests, expect=201)
-    finally:
-        await close_connections(conns)
-    if load.first_error:
-        raise RuntimeError(f"warm-up failed: {load.first_error}")
-    await target.wait_completed(
-        baseline + settings.warmup_jobs, "bench-warmup",
-        deadline=time.perf_counter() + settings.timeout_s, interval_s=settings.poll_interval_s,
-    )  # fmt: skip
-    await target.db.execute("ANALYZE jobs, job_runs")
-    return {"jobs": settings.warmup_jobs, "seconds": time.perf_counter() - started}
+    return await pgwork.warm_up(target, target.db, settings, "ANALYZE jobs, job_runs")
 
 
 STACK = "stack"
@@ -142,17 +123,12 @@ class ClusterProfile:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
-        with bench_postgres(keep_data=self.settings.keep_data) as pg:
-            if self.settings.pg_statements:
-                await pg.enable_statements()
-            self.pg, self.pg_info = pg, await pg.describe()
-            print(
-                f"[bench] PostgreSQL {self.pg_info['version'].split(',')[0]}:"
-                f" fsync={self.pg_info['fsync']}"
-                f" synchronous_commit={self.pg_info['synchronous_commit']} (durable)",
-                file=sys.stderr,
-                flush=True,
-            )
+        settings = self.settings
+        async with session_postgres(settings.keep_data, settings.pg_statements, "") as (
+            pg,
+            info,
+        ):
+            self.pg, self.pg_info = pg, info
             try:
                 yield
             finally:

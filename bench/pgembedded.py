@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from bench.cpu import CpuSample, cpu_between, trees_cpu
 from bench.embedded import ServerTarget
 from bench.floor import FLOORS, FloorTarget, floor_target
 from bench.model import ScenarioRun, Settings
-from bench.postgres import BenchPostgres, bench_postgres
+from bench.postgres import BenchPostgres, session_postgres
 from bench.server import chronoq_server
 from bench.target import CounterPair, Scenario
 
@@ -89,17 +88,14 @@ class PgEmbeddedProfile:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
-        with bench_postgres(keep_data=self.settings.keep_data) as pg:
-            if self.settings.pg_statements:
-                await pg.enable_statements()
-            self.pg, self.pg_info = pg, await pg.describe()
-            print(
-                f"[bench] chronoq up --store on PostgreSQL {self.pg_info['version'].split(',')[0]}:"
-                f" fsync={self.pg_info['fsync']}"
-                f" synchronous_commit={self.pg_info['synchronous_commit']}",
-                file=sys.stderr,
-                flush=True,
-            )
+        settings = self.settings
+        async with session_postgres(
+            settings.keep_data, settings.pg_statements, "chronoq up --store on "
+        ) as (
+            pg,
+            info,
+        ):
+            self.pg, self.pg_info = pg, info
             try:
                 yield
             finally:

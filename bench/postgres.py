@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,22 @@ def bench_postgres(*, keep_data: bool = False) -> Iterator[BenchPostgres]:
     factory = lambda folder: PrivatePostgres(folder, fast=False)  # noqa: E731
     with private_postgres(factory, prefix="chronoq-bench-dist-", keep=keep_data) as server:
         yield BenchPostgres(server)
+
+
+@contextlib.asynccontextmanager
+async def session_postgres(
+    keep_data: bool, statements: bool, label: str
+) -> AsyncIterator[tuple[BenchPostgres, dict[str, Any]]]:
+    """The benchmark's private PostgreSQL for a whole session, with pg_stat_statements
+    loaded when asked, described once on stderr: ``(server, its settings)``."""
+    with bench_postgres(keep_data=keep_data) as pg:
+        if statements:
+            await pg.enable_statements()
+        info = await pg.describe()
+        print(
+            f"[bench] {label}PostgreSQL {info['version'].split(',')[0]}: fsync={info['fsync']}"
+            f" synchronous_commit={info['synchronous_commit']} (durable)",
+            file=sys.stderr,
+            flush=True,
+        )
+        yield pg, info
