@@ -6,11 +6,16 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
+from chronoq.domain.clock import SystemClock
 from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
-from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
+from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.domain.states import JobStatus, RunStatus
+from chronoq.observability.metrics import Metrics
+from chronoq.ports.blob import BlobStore
 from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams, ReapParams, ReleaseParams
 from chronoq.ports.store import Store
+from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -201,3 +206,16 @@ async def job_now(store: Store, job: Job) -> Job:
     found = await store.get_job(job.user_id, job.job_id)
     assert found is not None
     return found
+
+
+def retention_coordinator(store: Store, blob: BlobStore) -> Coordinator:
+    """A leader that purges every 50 ms what finished over an hour ago, with its blobs, and
+    sweeps orphaned objects of any age (real clock; start and stop it around the test)."""
+    config = CoordinatorConfig(
+        node_id="n1", lease_seconds=30, retry=RetryPolicy(), recover_orphans=False,
+        retention_hours=1, purge_every=0.05, orphan_age=0,
+    )  # fmt: skip
+    return Coordinator(
+        store, store, blob, MemoryNotifier(), MemoryCoordination(), SystemClock(), Metrics(),
+        config,
+    )  # fmt: skip

@@ -21,24 +21,20 @@ from typing import cast
 import pytest
 
 from chronoq.adapters.fs import FsBlobStore
-from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.memory.blob import MemoryBlobStore
 from chronoq.adapters.s3 import blob_store
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import BLOB_REF_PREFIX, Job
-from chronoq.domain.retry import RetryPolicy
 from chronoq.domain.states import RunStatus
 from chronoq.errors import NotFoundError
-from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.store import Store
-from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 from chronoq.services.orphans import OrphanSweep
 from tests.support.s3_server import aws_env_fixture, s3_server_fixture, s3_url  # noqa: F401
 from tests.support.waiting import poll
 
-from .helpers import T0, claim_due, claim_runs, make_job, outcome
+from .helpers import T0, claim_due, claim_runs, make_job, outcome, retention_coordinator
 
 
 @pytest.fixture(params=["fs", "memory", "s3"])
@@ -157,14 +153,7 @@ async def test_retention_deletes_a_purged_jobs_payload(blob: BlobStore, store: S
     [claimed] = await claim_runs(store, "w1", T0, limit=10)
     assert await store.complete_runs([outcome(claimed, RunStatus.COMPLETED)]) == [True]
 
-    config = CoordinatorConfig(
-        node_id="n1", lease_seconds=30, retry=RetryPolicy(), recover_orphans=False,
-        retention_hours=1, purge_every=0.05, orphan_age=0,
-    )  # fmt: skip
-    coordinator = Coordinator(
-        store, store, blob, MemoryNotifier(), MemoryCoordination(), SystemClock(), Metrics(),
-        config,
-    )  # fmt: skip
+    coordinator = retention_coordinator(store, blob)
     await coordinator.start()
     try:
 

@@ -15,21 +15,17 @@ from typing import cast
 import pytest
 
 from chronoq.adapters.fs import FsBlobStore
-from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.memory.blob import MemoryBlobStore
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import BLOB_REF_PREFIX, output_key
-from chronoq.domain.retry import RetryPolicy
 from chronoq.domain.states import RunStatus
-from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.store import Store
-from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 from chronoq.services.orphans import OrphanSweep
 from tests.support.waiting import poll
 
-from .helpers import make_job, outcome, submit_and_lease
+from .helpers import make_job, outcome, retention_coordinator, submit_and_lease
 
 
 @pytest.fixture(params=["fs", "memory"])
@@ -87,14 +83,7 @@ async def test_the_sweep_deletes_old_outputs_no_run_references_and_nothing_else(
 
 async def test_retention_deletes_a_purged_runs_output(blob: BlobStore, store: Store) -> None:
     key = await _offloaded_run(store, blob)  # completed at T0, long before now - 1 h
-    config = CoordinatorConfig(
-        node_id="n1", lease_seconds=30, retry=RetryPolicy(), recover_orphans=False,
-        retention_hours=1, purge_every=0.05, orphan_age=0,
-    )  # fmt: skip
-    coordinator = Coordinator(
-        store, store, blob, MemoryNotifier(), MemoryCoordination(), SystemClock(), Metrics(),
-        config,
-    )  # fmt: skip
+    coordinator = retention_coordinator(store, blob)
     await coordinator.start()
     try:
 
