@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from chronoq.domain.policies import Policies, SkipReason
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.domain.text import clean_text
 
@@ -39,6 +40,11 @@ class JobSpec:
     next_fire_at: datetime | None = None
     max_retries: int = 0
     timeout_seconds: float | None = None
+    policies: Policies = Policies()
+    idempotency_key: str | None = None
+    """The caller's ``Idempotency-Key``: unique per user while kept (``request_hash`` is
+    the submission's fingerprint, to tell a replay from another body under the same key)."""
+    request_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +66,13 @@ class Job:
     timeout_seconds: float | None
     created_at: datetime
     updated_at: datetime
+    policies: Policies = Policies()
+    fire_count: int = 0
+    """Nominal fires claimed so far (runs and skips; ``Policies.max_fires``)."""
+    paused_fire_at: datetime | None = None
+    """While PAUSED: the fire it holds (its ``next_fire_at`` is None meanwhile)."""
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     @property
     def recurring(self) -> bool:
@@ -93,6 +106,8 @@ class Run:
     output_ref: str | None = None
     """The whole output is in the blob store (``BLOB_REF_PREFIX`` + ``outputs/<run_id>-<attempt>``);
     ``output`` is then only its head (``OUTPUT_HEAD_CHARS``) and the run lists as truncated."""
+    manual: bool = False
+    """Created by ``trigger`` (a manual fire at ``scheduled_for``), not by the schedule."""
 
 
 LIST_OUTPUT_CHARS = 2048
@@ -164,3 +179,60 @@ class RunOutcome:
         object.__setattr__(self, "output", clean_text(self.output))
         if self.error_message is not None:
             object.__setattr__(self, "error_message", clean_text(self.error_message))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fire:
+    """One entry of a job's fire ledger: a nominal fire (or a span of skipped ones) and its
+    one outcome. ``GET /v1/jobs/{id}/fires`` lists them (``JobStore.list_fires``)."""
+
+    scheduled_for: datetime
+    """The nominal fire (a manual fire: the instant it was triggered)."""
+    last_scheduled_for: datetime
+    """Equal to ``scheduled_for``, except for a span of skipped fires: its last fire."""
+    count: int | None
+    """Nominal fires this entry covers: 1 for a run; a span's count (None: too many to count)."""
+    outcome: str
+    """The run's status (its latest attempt's; QUEUED or RUNNING while not ended), or SKIPPED."""
+    reason: SkipReason | None
+    """Why it was skipped (SKIPPED only)."""
+    run_id: str | None
+    """The latest attempt's run (None for a fire skipped before it had one)."""
+    attempts: int
+    manual: bool
+    recorded_at: datetime
+    """When this outcome was last written."""
+
+
+CHANGEABLE_FIELDS = frozenset(
+    {
+        "cron_schedule",
+        "timezone",
+        "next_fire_at",
+        "payload",
+        "max_retries",
+        "timeout_seconds",
+        "policies",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobChanges:
+    """A PATCH, validated: the fields named in ``fields`` take the values given here (None
+    included: ``timeout_seconds=None`` removes the timeout). They apply from the next
+    fire; a running run keeps what it started with."""
+
+    fields: frozenset[str]
+    """Which of ``CHANGEABLE_FIELDS`` change."""
+    cron_schedule: str | None = None
+    timezone: str | None = None
+    next_fire_at: datetime | None = None
+    """A one-shot job's new time (a recurring job's next fire follows its schedule)."""
+    payload: str | None = None
+    payload_ref: str | None = None
+    payload_size: int = 0
+    max_retries: int = 0
+    timeout_seconds: float | None = None
+    policies: Policies = Policies()
+    """The whole set of policies after the change (the api merges a partial one)."""

@@ -84,7 +84,8 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
             RunStatus.RETRY_SCHEDULED,
             RunStatus.INTERRUPTED,
             RunStatus.DEAD,
-            RunStatus.QUEUED,  # lost or handed back before it started: no attempt used
+            RunStatus.QUEUED,  # lost, handed back or buffered before it started: no attempt used
+            RunStatus.SKIPPED,  # refused at its start (overlap, missed deadline): never ran
         }
     ),
     RunStatus.COMPLETED: frozenset(),
@@ -101,10 +102,11 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 OUTCOME_STATUSES = frozenset(
     s
     for s in RUN_TRANSITIONS[RunStatus.RUNNING]
-    if s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED
+    if (s in RUN_TERMINAL or s is RunStatus.RETRY_SCHEDULED) and s is not RunStatus.SKIPPED
 )
 """What a worker may report for an attempt (``Dispatch.complete_runs``): the ways out of
-RUNNING that end it. Requeueing and INTERRUPTED belong to the lost-run rule (``lost_run``)."""
+RUNNING that end it. Requeueing and INTERRUPTED belong to the lost-run rule (``lost_run``);
+SKIPPED to the start rule (``policies.plan_start``, applied by ``Dispatch.mark_started``)."""
 
 
 class InvalidTransition(ValueError):
@@ -171,9 +173,17 @@ def lost_run(
 
 
 def job_status_after_run(run_status: RunStatus, *, recurring: bool) -> JobStatus:
-    """The job's state once one of its runs reaches ``run_status``."""
-    if run_status is RunStatus.CANCELLED:
-        return JobStatus.CANCELLED  # a run ends CANCELLED only because its job was
+    """The job's state once one of its runs reaches ``run_status``.
+
+    Stores apply it only to a job that is not terminal and not PAUSED (those stay), and
+    a recurring job whose schedule has ended (no next fire) becomes COMPLETED instead
+    of PENDING once a run ends. A recurring job's run ends CANCELLED either because the
+    job was cancelled (the job is CANCELLED already) or because the next fire replaced it
+    (overlap ``cancel_previous``): the job goes on. A one-shot job whose only fire was
+    SKIPPED (its start deadline passed) is FAILED; its fire ledger says why.
+    """
+    if run_status is RunStatus.CANCELLED and not recurring:
+        return JobStatus.CANCELLED  # a one-shot run ends CANCELLED only because its job was
     if recurring or run_status in (RunStatus.RETRY_SCHEDULED, RunStatus.INTERRUPTED):
         return JobStatus.PENDING
     if run_status is RunStatus.COMPLETED:

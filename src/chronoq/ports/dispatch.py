@@ -133,10 +133,13 @@ class Dispatch(Protocol):
         ...
 
     async def claim_due(self, params: ClaimDueParams) -> list[Run]:
-        """Claim due fires, oldest first: for each, create the QUEUED run (attempt 1,
-        available at its ``scheduled_for``) AND advance the job's next fire, in one
-        transaction (DESIGN §5.3). A missed recurring fire runs once (coalesce). Fenced
-        (``owner`` set) and not matching the newest ``fence_shards``: claims nothing."""
+        """Claim due fires, oldest first: for each due job, apply ``policies.plan_claim`` —
+        create its QUEUED runs (attempt 1, available at the fire plus its jitter), record
+        its skipped spans in the fire ledger, and set its next fire and ``fire_count`` —
+        in one transaction (DESIGN §5.3). A recurring job whose schedule ended with no run
+        of its own going becomes COMPLETED. Returns the runs created (not the skips).
+        PAUSED jobs have no next fire, so they are never due. Fenced (``owner`` set) and
+        not matching the newest ``fence_shards``: claims nothing."""
         ...
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
@@ -157,7 +160,17 @@ class Dispatch(Protocol):
     async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
         """Record that these runs start executing ``at``; only runs still RUNNING under
         this worker's lease and not started yet. Returns those, in the order asked: the
-        worker executes only them. Durable before it returns."""
+        worker executes only them. Durable before it returns.
+
+        Each run first passes ``policies.plan_start`` (in the order asked, each seeing the
+        decisions before it): a run past its start deadline, or refused by its job's
+        overlap policy, ends SKIPPED (recorded in the fire ledger); a buffered one goes
+        back to QUEUED, available when the job's running run ends (at the latest when that
+        run's lease expires, when it is judged again), and ``cancel_previous`` also
+        requests the running run's cancel (``extend_leases`` reports it). None of those
+        is returned. For a gated job (``policies.gated``) the store tracks which run is
+        running and which is buffered, and releases the buffered one (available now) in
+        the transaction that ends the running one."""
         ...
 
     async def extend_leases(

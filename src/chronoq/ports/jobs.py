@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Job, Run
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Fire, Job, JobChanges, Run
+from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import JobStatus
 
 
@@ -50,6 +51,27 @@ class CancelResult:
     running_run_ids: list[str]
     """Runs a worker holds right now. Their cancel is recorded in the store (workers
     learn it at their next lease renewal); the caller may also hint the workers."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurgeResult:
+    blob_refs: list[str]
+    """Blob references of what was deleted (the payload, offloaded outputs): the caller
+    removes the blobs."""
+    running_run_ids: list[str]
+    """Runs a worker was holding: their rows are gone, so the worker's writes change
+    nothing and its next lease renewal no longer holds them (it stops them)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListFiresParams:
+    user_id: str
+    job_id: str
+    start: datetime
+    """Entries whose fires reach ``start`` or later (a span is listed if it overlaps)."""
+    end: datetime
+    """... and begin at ``end`` or earlier."""
+    limit: int = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +161,69 @@ class JobStore(Protocol):
         it deleted — the deleted runs' offloaded outputs (``output_ref``) and the deleted
         jobs' payloads — whose blobs the caller removes. Recurring jobs stay; only their
         old runs go."""
+        ...
+
+    # -- job control (pause, resume, trigger, change, purge) -------------------------------
+
+    async def pause_job(self, user_id: str, job_id: str, now: datetime) -> Job | None:
+        """PAUSED: the held fire moves to ``paused_fire_at`` and ``next_fire_at`` is None.
+        QUEUED runs of fires not yet due (``available_at > now``, not manual) end SKIPPED
+        (``paused``), recorded in the ledger; a run already due or running goes on (a
+        paused job's run that ends leaves it PAUSED). Terminal or already paused jobs are
+        returned unchanged. None if not found."""
+        ...
+
+    async def resume_job(
+        self, user_id: str, job_id: str, now: datetime, *, catch_up: bool
+    ) -> Job | None:
+        """PAUSED -> PENDING, next fire from ``policies.plan_resume`` (its skip spans are
+        recorded). Other states: returned unchanged. None if not found."""
+        ...
+
+    async def trigger_job(self, user_id: str, job_id: str, now: datetime) -> Run | None:
+        """A manual fire now: a QUEUED run (``manual``, ``scheduled_for == available_at ==
+        now``, attempt 1). It goes through the overlap policy when it starts, like any
+        fire; it does not count towards ``max_fires`` and does not move the schedule.
+        ``ConflictError`` if the job is terminal or a one-shot (one fire only); None if
+        not found."""
+        ...
+
+    async def update_job(
+        self, user_id: str, job_id: str, changes: JobChanges, now: datetime
+    ) -> tuple[Job, str | None] | None:
+        """Apply ``changes`` from the next fire; returns the job and the payload reference
+        it replaced (the caller deletes that blob), or None if not found. A changed
+        schedule, timezone or ``start_at`` recomputes the next fire from ``now``
+        (``policies.first_fire_at``; for a PAUSED job, ``paused_fire_at``).
+        ``ConflictError`` for a terminal job; ``ValidationError`` for ``next_fire_at`` on
+        a recurring job or a schedule on a one-shot job."""
+        ...
+
+    async def purge_job(self, user_id: str, job_id: str) -> PurgeResult | None:
+        """Delete the job with its runs, outputs, skips and idempotency key. None if not found."""
+        ...
+
+    async def list_fires(self, params: ListFiresParams) -> list[Fire] | None:
+        """The job's fire ledger in ``[start, end]``, oldest first, at most ``limit``
+        entries: each fire with a run (its latest attempt) and each skipped span, never two
+        entries for one fire (a run that ended SKIPPED is listed once, as its skip).
+        None if the job is not the user's."""
+        ...
+
+    async def skip_counts(self) -> dict[SkipReason, int]:
+        """Skipped nominal fires recorded so far, per reason, over all jobs (metrics; a span
+        too long to count adds ``policies.SPAN_COUNT_CAP``)."""
+        ...
+
+    # -- idempotency keys ----------------------------------------------------------------
+
+    async def job_by_idempotency_key(self, user_id: str, key: str) -> Job | None:
+        """The user's job submitted under ``key``, while the key is kept."""
+        ...
+
+    async def forget_idempotency_keys(self, before: datetime, limit: int = 1000) -> int:
+        """Retention: clear the keys of jobs created before ``before`` (the key may then be
+        used again). Returns how many."""
         ...
 
     async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
