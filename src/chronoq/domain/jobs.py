@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from chronoq.domain.policies import Policies, SkipReason
+from chronoq.domain.policies import DEFAULT_POLICIES, Policies, SkipReason
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.domain.text import clean_text
 
@@ -40,7 +40,7 @@ class JobSpec:
     next_fire_at: datetime | None = None
     max_retries: int = 0
     timeout_seconds: float | None = None
-    policies: Policies = Policies()
+    policies: Policies = DEFAULT_POLICIES
     idempotency_key: str | None = None
     """The caller's ``Idempotency-Key``: unique per user while kept (``request_hash`` is
     the submission's fingerprint, to tell a replay from another body under the same key)."""
@@ -66,7 +66,7 @@ class Job:
     timeout_seconds: float | None
     created_at: datetime
     updated_at: datetime
-    policies: Policies = Policies()
+    policies: Policies = DEFAULT_POLICIES
     fire_count: int = 0
     """Nominal fires claimed so far (runs and skips; ``Policies.max_fires``)."""
     paused_fire_at: datetime | None = None
@@ -234,5 +234,5 @@ class JobChanges:
     payload_size: int = 0
     max_retries: int = 0
     timeout_seconds: float | None = None
-    policies: Policies = Policies()
+    policies: Policies = DEFAULT_POLICIES
     """The whole set of policies after the change (the api merges a partial one)."""

@@ -79,6 +79,9 @@ RUN_ALL_BATCH: Final = 100
 """``run_all`` creates at most this many runs of one job per claim; the rest stay due, so
 the picker's rate cap applies to a catch-up like to any backlog."""
 
+_TICK: Final = timedelta(microseconds=1)
+"""The resolution of stored instants: "at or after t" is "after t - _TICK"."""
+
 SPAN_COUNT_CAP: Final = 1_000
 """A skipped span counts its fires one by one up to this many; past it ``count`` is None
 (interval schedules are counted exactly by arithmetic, whatever their length). One step
@@ -105,6 +108,9 @@ class Policies:
     """No fire after this instant."""
     max_fires: int | None = None
     """At most this many nominal fires (runs and skips alike); then the schedule ends."""
+
+
+DEFAULT_POLICIES: Final = Policies()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,10 +175,12 @@ def first_fire_at(
         first = max(now, policies.start_at) if policies.start_at is not None else now
     else:
         schedule = parse_schedule(cron_schedule, timezone)
-        after = now
         if policies.start_at is not None and policies.start_at > now:
-            after = policies.start_at - timedelta(microseconds=1)
-        first = schedule.next_after(after)
+            # An interval schedule starts at ``start_at`` and keeps that cadence.
+            start = policies.start_at
+            first = start if _interval(schedule) else schedule.next_after(start - _TICK)
+        else:
+            first = schedule.next_after(now)
     if first is None or (policies.end_at is not None and first > policies.end_at):
         return None
     if policies.max_fires is not None and policies.max_fires < 1:
@@ -189,7 +197,7 @@ class DueJob:
     timezone: str | None
     due: datetime
     """Its ``next_fire_at``: the oldest nominal fire not yet claimed."""
-    policies: Policies = Policies()
+    policies: Policies = DEFAULT_POLICIES
     fire_count: int = 0
     """Nominal fires claimed so far."""
 
@@ -202,55 +210,62 @@ def plan_claim(job: DueJob, now: datetime) -> ClaimPlan:
     up to ``now`` are a backlog, handled by the misfire policy. A fire that could
     no longer start within ``start_deadline_seconds`` is skipped (``missed_deadline``).
     """
-    p = job.policies
     if job.cron_schedule is None:
         return _plan_one_shot(job, now)
     schedule = parse_schedule(job.cron_schedule, job.timezone)
     plan = _Plan(job, schedule)
-    if plan.past_end(job.due):
-        plan.skip_from(job.due, now, SkipReason.END_REACHED)
+    if plan.past_end(job.due):  # the end moved before this fire (a change to the job)
+        plan.skip_one(job.due, SkipReason.END_REACHED)
         return plan.done(None)
     if job.due + MISFIRE_GRACE >= now:  # on time
         plan.fire(job.due, now)
         return plan.done(plan.following(job.due))
+    if job.policies.misfire is Misfire.RUN_ALL:
+        return _run_all(plan, schedule, now)
     backlog_last = _last_at_or_before(schedule, job.due, now)
-    if p.misfire is Misfire.RUN_ALL:
-        window = timedelta(
-            seconds=p.catch_up_window_seconds
-            if p.catch_up_window_seconds is not None
-            else DEFAULT_CATCH_UP_WINDOW
-        )
-        cursor: datetime | None = job.due
-        if cursor < now - window:
-            first_in = schedule.next_after(now - window - timedelta(microseconds=1))
-            stale_last = _last_before(schedule, cursor, now - window)
-            plan.skip_span(cursor, stale_last, SkipReason.MISFIRE)
-            cursor = first_in
-        made = 0
-        while cursor is not None and cursor <= now and made < RUN_ALL_BATCH and not plan.stopped:
-            if plan.past_end(cursor):
-                plan.skip_from(cursor, now, SkipReason.END_REACHED)
-                return plan.done(None)
-            plan.fire(cursor, now)
-            made += 1
-            cursor = schedule.next_after(cursor)
-        if plan.stopped:
-            return plan.done(None)
-        return plan.done(cursor if cursor is None else plan.bounded(cursor))
-    if p.misfire is Misfire.SKIP:
-        on_time = backlog_last + MISFIRE_GRACE >= now
-        last_skipped = _last_before(schedule, job.due, backlog_last) if on_time else backlog_last
-        if last_skipped is not None:
-            plan.skip_span(job.due, last_skipped, SkipReason.MISFIRE)
-        if on_time and not plan.stopped and not plan.past_end(backlog_last):
-            plan.fire(backlog_last, now)
-        return plan.done(None if plan.stopped else plan.following(backlog_last, now))
+    if job.policies.misfire is Misfire.SKIP:
+        return _skip_late(plan, schedule, backlog_last, now)
     # RUN_ONCE: the oldest missed fire runs once for the whole backlog.
     plan.fire(job.due, now)
     if backlog_last > job.due and not plan.stopped:
         second = schedule.next_after(job.due)
         if second is not None and second <= backlog_last:
             plan.skip_span(second, backlog_last, SkipReason.MISFIRE)
+    return plan.done(None if plan.stopped else plan.following(backlog_last, now))
+
+
+def _run_all(plan: _Plan, schedule: Schedule, now: datetime) -> ClaimPlan:
+    """Each missed fire inside the catch-up window runs (``RUN_ALL_BATCH`` per claim)."""
+    p, due = plan.job.policies, plan.job.due
+    window_s = p.catch_up_window_seconds
+    window_start = now - timedelta(
+        seconds=window_s if window_s is not None else DEFAULT_CATCH_UP_WINDOW
+    )
+    cursor: datetime | None = due
+    if due < window_start:
+        plan.skip_span(due, _last_before(schedule, due, window_start), SkipReason.MISFIRE)
+        cursor = _first_at_or_after(schedule, due, window_start)
+    made = 0
+    while cursor is not None and cursor <= now and made < RUN_ALL_BATCH:
+        if plan.past_end(cursor):
+            return plan.done(None)
+        plan.fire(cursor, now)
+        made += 1
+        cursor = schedule.next_after(cursor)
+    if cursor is None or plan.stopped:
+        return plan.done(None)
+    return plan.done(plan.bounded(cursor))
+
+
+def _skip_late(plan: _Plan, schedule: Schedule, backlog_last: datetime, now: datetime) -> ClaimPlan:
+    """Fires later than the grace are skipped; the newest one runs if still within it."""
+    due = plan.job.due
+    on_time = backlog_last + MISFIRE_GRACE >= now
+    last_skipped = _last_before(schedule, due, backlog_last) if on_time else backlog_last
+    if last_skipped is not None:
+        plan.skip_span(due, last_skipped, SkipReason.MISFIRE)
+    if on_time and not plan.past_end(backlog_last):
+        plan.fire(backlog_last, now)
     return plan.done(None if plan.stopped else plan.following(backlog_last, now))
 
 
@@ -296,6 +311,9 @@ class _Plan:
         self.runs.append(PlannedRun(scheduled_for=scheduled_for, available_at=available))
 
     def skip_span(self, first: datetime, last: datetime | None, reason: SkipReason) -> None:
+        end = self.job.policies.end_at
+        if last is not None and end is not None and last > end and self.schedule is not None:
+            last = _last_before(self.schedule, first, end + _TICK)  # no fires past the end
         if last is None or last < first:
             return
         count = span_count(self.schedule, first, last)
@@ -309,11 +327,13 @@ class _Plan:
         self.count += count if count is not None else SPAN_COUNT_CAP
         self._add_skip(first, last, count, reason)
 
-    def skip_from(self, first: datetime, now: datetime, reason: SkipReason) -> None:
-        """Record ``first`` as skipped for ``reason`` (the schedule ended before it)."""
-        self._add_skip(first, first, 1, reason)
+    def skip_one(self, at: datetime, reason: SkipReason) -> None:
+        self.count += 1
+        self._add_skip(at, at, 1, reason)
 
-    def _add_skip(self, first: datetime, last: datetime, count: int | None, reason: SkipReason) -> None:
+    def _add_skip(
+        self, first: datetime, last: datetime, count: int | None, reason: SkipReason
+    ) -> None:
         self.skips.append(SkipSpan(first=first, last=last, count=count, reason=reason))
 
     def following(self, after: datetime, now: datetime | None = None) -> datetime | None:
@@ -356,6 +376,14 @@ def _next_after_now(schedule: Schedule, anchor: datetime, now: datetime) -> date
     if interval is not None:
         return anchor + interval * ((now - anchor) // interval + 1)
     return schedule.next_after(now)
+
+
+def _first_at_or_after(schedule: Schedule, anchor: datetime, at: datetime) -> datetime | None:
+    """The first fire ``>= at`` of a schedule whose fire ``anchor`` is ``< at``."""
+    interval = _interval(schedule)
+    if interval is not None:
+        return anchor + interval * -((anchor - at) // interval)
+    return schedule.next_after(at - _TICK)
 
 
 def _last_at_or_before(schedule: Schedule, first: datetime, until: datetime) -> datetime:
