@@ -8,12 +8,14 @@ same msgspec types (``openapi.py``), so it cannot drift from what is enforced.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronoq.errors import ChronoqError
 from chronoq.observability.metrics import Metrics
-from chronoq.services.api import routes_jobs, routes_schedules, routes_seed
+from chronoq.services.api import routes_control, routes_jobs, routes_schedules, routes_seed
 from chronoq.services.api.auth import Authenticator, authenticate
 from chronoq.services.api.browser import HostAllowlist
 from chronoq.services.api.cursors import CursorSeal
@@ -32,6 +34,24 @@ from chronoq.services.api.openapi import openapi_document
 from chronoq.services.base import log
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
+
+
+class JobIdConvertor(Convertor[str]):
+    """A job id segment: anything but ``/`` and ``:``, so ``/v1/jobs/{id}:pause`` is its own
+    path (a GET of it is a 405, not a GET of a job named ``…:pause``); a malformed id still
+    reaches the route, which answers 400 ``invalid_job_id``."""
+
+    regex = "[^/:]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("jobid", JobIdConvertor())
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -54,16 +74,25 @@ def create_app(deps: ApiDeps) -> Starlette:
         Route("/v1/jobs", _guard(routes_jobs.create_job), methods=["POST"]),
         Route("/v1/jobs", _guard(routes_jobs.list_jobs), methods=["GET"]),
         Route("/v1/jobs:batch", _guard(routes_jobs.create_batch), methods=["POST"]),
-        Route("/v1/jobs/{job_id}", _guard(routes_jobs.get_job), methods=["GET"]),
-        Route("/v1/jobs/{job_id}", _guard(routes_jobs.cancel_job), methods=["DELETE"]),
-        Route("/v1/jobs/{job_id}/runs", _guard(routes_jobs.list_runs), methods=["GET"]),
+        Route("/v1/jobs/{job_id:jobid}", _guard(routes_jobs.get_job), methods=["GET"]),
+        Route("/v1/jobs/{job_id:jobid}", _guard(routes_control.delete_job), methods=["DELETE"]),
+        Route("/v1/jobs/{job_id:jobid}", _guard(routes_control.update_job), methods=["PATCH"]),
+        Route("/v1/jobs/{job_id:jobid}:pause", _guard(routes_control.pause_job), methods=["POST"]),
+        Route(
+            "/v1/jobs/{job_id:jobid}:resume", _guard(routes_control.resume_job), methods=["POST"]
+        ),
+        Route(
+            "/v1/jobs/{job_id:jobid}:trigger", _guard(routes_control.trigger_job), methods=["POST"]
+        ),
+        Route("/v1/jobs/{job_id:jobid}/fires", _guard(routes_control.list_fires), methods=["GET"]),
+        Route("/v1/jobs/{job_id:jobid}/runs", _guard(routes_jobs.list_runs), methods=["GET"]),
         Route(
             "/v1/schedules/preview",
             _guard(routes_schedules.schedule_preview),
             methods=["GET"],
         ),
         Route(
-            "/v1/jobs/{job_id}/runs/{run_id}/output",
+            "/v1/jobs/{job_id:jobid}/runs/{run_id}/output",
             _guard(routes_jobs.run_output),
             methods=["GET"],
         ),
@@ -159,7 +188,7 @@ class MetricsMiddleware:
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
+        path = _CONVERTOR.sub(r"{\1}", getattr(route, "path", None) or "unmatched")
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         key = (method, path, status)
         children = self._children.get(key)

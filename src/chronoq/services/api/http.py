@@ -18,6 +18,7 @@ from chronoq.errors import (
     UnavailableError,
     ValidationError,
 )
+from chronoq.services.api.idempotency import KeyConflict
 
 _ENCODER = msgspec.json.Encoder()
 MAX_USER_ID = 200
@@ -85,6 +86,7 @@ _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
     ForbiddenError: (403, "shell_disabled"),
     NotFoundError: (404, "not_found"),
     ConflictError: (409, "conflict"),
+    KeyConflict: (409, "idempotency_key_reused"),
     PayloadTooLargeError: (413, "payload_too_large"),
     UnsupportedMediaType: (415, "unsupported_media_type"),
     TooManyFailures: (429, "too_many_failures"),

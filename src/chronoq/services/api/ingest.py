@@ -16,13 +16,15 @@ from datetime import datetime
 
 from chronoq import failpoints
 from chronoq.domain.clock import Clock
-from chronoq.domain.fires import first_fire
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import BLOB_REF_PREFIX, OFFLOAD_THRESHOLD, Job, JobSpec, shard_of
+from chronoq.domain.policies import first_fire_at
 from chronoq.domain.states import JobStatus
 from chronoq.errors import UnavailableError
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
+from chronoq.services.api.idempotency import keyed_job_id
+from chronoq.services.base import log
 from chronoq.services.writer import Writer
 
 
@@ -47,7 +49,17 @@ class Ingest:
         return jobs
 
     def _new_job(self, spec: JobSpec, now: datetime) -> Job:
-        job_id = new_id()
+        # A keyed submission's id is derived from it: duplicates collapse onto one id.
+        job_id = keyed_job_id(spec) if spec.idempotency_key is not None else new_id()
+        fires_at = first_fire_at(
+            cron_schedule=spec.cron_schedule,
+            timezone=spec.timezone,
+            next_fire_at=spec.next_fire_at,
+            policies=spec.policies,
+            now=now,
+        )
+        # No fire left (end_at passed between validation and now): nothing will ever run.
+        ended = fires_at is None and spec.cron_schedule is not None
         encoded_size = len(spec.payload.encode())
         offload = encoded_size > OFFLOAD_THRESHOLD
         return Job(
@@ -59,18 +71,16 @@ class Ingest:
             payload_size=encoded_size,
             cron_schedule=spec.cron_schedule,
             timezone=spec.timezone,
-            next_fire_at=first_fire(
-                cron_schedule=spec.cron_schedule,
-                timezone=spec.timezone,
-                next_fire_at=spec.next_fire_at,
-                now=now,
-            ),
+            next_fire_at=fires_at,
             shard_id=shard_of(job_id, self.shard_count),
-            status=JobStatus.PENDING,
+            status=JobStatus.COMPLETED if ended else JobStatus.PENDING,
             max_retries=spec.max_retries,
             timeout_seconds=spec.timeout_seconds,
             created_at=now,
             updated_at=now,
+            policies=spec.policies,
+            idempotency_key=spec.idempotency_key,
+            request_hash=spec.request_hash,
         )
 
     async def _offload(self, items: list[tuple[Job, JobSpec]]) -> None:
@@ -91,6 +101,31 @@ class Ingest:
         put = [key for key, result in zip(keys, results, strict=True) if result is None]
         await asyncio.gather(*(self.blob.delete(key) for key in put), return_exceptions=True)
         raise UnavailableError(f"the payload store is unavailable: {failed}") from failed
+
+    async def offload_changed(self, job_id: str, payload: str) -> str | None:
+        """A changed payload (``PATCH``) put to the blob store if over the threshold: its
+        reference, or None (kept inline). A new key per change (``payloads/<id>.<rev>``),
+        so the old object stays until the change is stored, then the caller deletes it.
+        Such keys are not ``payloads/<uuid>``: the orphan sweep never touches them."""
+        if len(payload.encode()) <= OFFLOAD_THRESHOLD:
+            return None
+        key = f"payloads/{job_id}.{new_id()}"
+        try:
+            await self.blob.put(key, payload.encode())
+        except Exception as exc:
+            raise UnavailableError(f"the payload store is unavailable: {exc}") from exc
+        return BLOB_REF_PREFIX + key
+
+    async def delete_refs(self, refs: Sequence[str | None]) -> None:
+        """Delete the blobs of these references (best effort: a failure is logged; the
+        rows no longer point at them)."""
+        keys = [ref.removeprefix(BLOB_REF_PREFIX) for ref in refs if ref]
+        results = await asyncio.gather(
+            *(self.blob.delete(key) for key in keys), return_exceptions=True
+        )
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("api: deleting blob %s failed: %s", key, result)
 
     async def load_payload(self, job: Job) -> str:
         """The original payload of a job, fetched back from the blob store if offloaded."""

@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from chronoq.domain.clock import format_rfc3339
-from chronoq.domain.jobs import Job, Run
+from chronoq.domain.jobs import Fire, Job, Run
+from chronoq.domain.policies import Policies
 
 
 def _t(value: datetime | None) -> str | None:
@@ -29,6 +30,38 @@ def job_v1(job: Job, payload: str | None) -> dict[str, Any]:
         "timeout_seconds": job.timeout_seconds,
         "created_at": _t(job.created_at),
         "updated_at": _t(job.updated_at),
+        **policies_v1(job.policies),
+        "fire_count": job.fire_count,
+        "paused_fire_at": _t(job.paused_fire_at),
+        "idempotency_key": job.idempotency_key,
+    }
+
+
+def policies_v1(p: Policies) -> dict[str, Any]:
+    """A job's schedule policies, flat, as they are submitted (defaults filled in)."""
+    return {
+        "overlap": p.overlap.value,
+        "misfire": p.misfire.value,
+        "catch_up_window_seconds": p.catch_up_window_seconds,
+        "start_deadline_seconds": p.start_deadline_seconds,
+        "jitter_seconds": p.jitter_seconds,
+        "start_at": _t(p.start_at),
+        "end_at": _t(p.end_at),
+        "max_fires": p.max_fires,
+    }
+
+
+def fire_v1(fire: Fire) -> dict[str, Any]:
+    return {
+        "scheduled_for": _t(fire.scheduled_for),
+        "last_scheduled_for": _t(fire.last_scheduled_for),
+        "count": fire.count,
+        "outcome": fire.outcome,
+        "reason": None if fire.reason is None else fire.reason.value,
+        "run_id": fire.run_id,
+        "attempts": fire.attempts,
+        "manual": fire.manual,
+        "recorded_at": _t(fire.recorded_at),
     }
 
 
@@ -71,4 +104,5 @@ def run_v1(run: Run) -> dict[str, Any]:
         "worker_id": run.worker_id,
         "error_message": run.error_message,
         "interruptions": run.interruptions,
+        "manual": run.manual,
     }

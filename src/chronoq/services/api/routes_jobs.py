@@ -12,7 +12,6 @@ from chronoq.domain.jobs import Job
 from chronoq.domain.states import JobStatus
 from chronoq.errors import NotFoundError, UnavailableError, ValidationError
 from chronoq.ports.jobs import ListJobsParams
-from chronoq.ports.notify import CANCEL, FIRES
 from chronoq.services.api.cursors import CursorSeal
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import (
@@ -32,6 +31,7 @@ from chronoq.services.api.schemas import (
     decode,
     to_spec,
 )
+from chronoq.services.api.submit import HEADER, check_batch_keys, header_key, submit_specs
 
 NOT_FOUND = "job not found"
 
@@ -67,30 +67,49 @@ async def owned_job(deps: ApiDeps, user: str, raw_id: str | None) -> Job:
 
 
 async def create_job(request: Request) -> JSONResponse:
+    """201 with the new job; 200 with the original one for a replayed Idempotency-Key."""
     deps = deps_of(request)
     user = user_of(request)
+    key = header_key(request)
     item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
-    spec = to_spec(item, user_id=user, shell_enabled=shell_allowed(request, deps.shell_enabled))
-    (job,) = await deps.ingest.submit([spec])
-    return JSONResponse(job_v1(job, spec.payload), status_code=201)
+    spec = to_spec(
+        item,
+        user_id=user,
+        shell_enabled=shell_allowed(request, deps.shell_enabled),
+        now=deps.clock.now(),
+        idempotency_key=key,
+    )
+    (done,) = await submit_specs(deps, [spec])
+    return JSONResponse(job_v1(done.job, done.payload), status_code=200 if done.replayed else 201)
 
 
 async def create_batch(request: Request) -> JSONResponse:
+    """All or nothing; items with an ``idempotency_key`` replay like single submissions
+    (200 when every item was a replay, else 201)."""
     deps = deps_of(request)
     user = user_of(request)
+    if request.headers.get(HEADER) is not None:
+        raise ValidationError(
+            f"a batch takes keys per item (jobs[N].idempotency_key), not the {HEADER} header",
+            field=HEADER,
+        )
     batch = decode(BATCH_DECODER, await read_body(request, deps.max_body_bytes))
     if not 1 <= len(batch.jobs) <= MAX_BATCH:
         raise ValidationError(
             f"a batch holds 1 to {MAX_BATCH} jobs, got {len(batch.jobs)}", field="jobs"
         )
     shell = shell_allowed(request, deps.shell_enabled)
+    now = deps.clock.now()
+    prefixes = [f"jobs[{i}]." for i in range(len(batch.jobs))]
     specs = [
-        to_spec(item, user_id=user, shell_enabled=shell, prefix=f"jobs[{i}].")
-        for i, item in enumerate(batch.jobs)
+        to_spec(item, user_id=user, shell_enabled=shell, prefix=prefix, now=now)
+        for item, prefix in zip(batch.jobs, prefixes, strict=True)
     ]
-    jobs = await deps.ingest.submit(specs)
-    items = [job_v1(job, spec.payload) for job, spec in zip(jobs, specs, strict=True)]
-    return JSONResponse({"items": items}, status_code=201)
+    check_batch_keys(specs)
+    done = await submit_specs(deps, specs, prefixes)
+    items = [job_v1(d.job, d.payload) for d in done]
+    status = 200 if all(d.replayed for d in done) else 201
+    return JSONResponse({"items": items}, status_code=status)
 
 
 async def list_jobs(request: Request) -> JSONResponse:
@@ -117,20 +136,6 @@ async def get_job(request: Request) -> JSONResponse:
     deps = deps_of(request)
     job = await owned_job(deps, user_of(request), request.path_params["job_id"])
     return JSONResponse(job_v1(job, await deps.ingest.load_payload(job)))
-
-
-async def cancel_job(request: Request) -> JSONResponse:
-    deps = deps_of(request)
-    user = user_of(request)
-    result = await deps.store.cancel_job(
-        user, job_id_of(request.path_params["job_id"]), deps.clock.now()
-    )
-    if result is None:
-        raise NotFoundError(NOT_FOUND)
-    for run_id in result.running_run_ids:
-        deps.notifier.publish(CANCEL, run_id)
-    deps.notifier.publish(FIRES)
-    return JSONResponse(job_v1(result.job, await deps.ingest.load_payload(result.job)))
 
 
 async def list_runs(request: Request) -> JSONResponse:

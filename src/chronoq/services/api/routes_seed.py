@@ -12,6 +12,7 @@ from chronoq.services.api.http import JSONResponse, read_body, shell_allowed, us
 from chronoq.services.api.render import job_seed, job_seed_summary
 from chronoq.services.api.routes_jobs import deps_of, owned_job
 from chronoq.services.api.schemas import JOB_DECODER, decode, to_spec
+from chronoq.services.api.submit import header_key, submit_specs
 
 _SUBMITTED = b'","status":"Submitted","message":"Job submitted successfully"}'
 _SEED_LIST_LIMIT = 1000
@@ -20,11 +21,18 @@ _SEED_LIST_LIMIT = 1000
 async def submit(request: Request) -> Response:
     deps = deps_of(request)
     user = user_of(request)
+    key = header_key(request)
     item = decode(JOB_DECODER, await read_body(request, deps.max_body_bytes))
-    spec = to_spec(item, user_id=user, shell_enabled=shell_allowed(request, deps.shell_enabled))
-    (job,) = await deps.ingest.submit([spec])
-    body = b'{"job_id":"' + job.job_id.encode() + _SUBMITTED
-    return Response(body, status_code=201, media_type="application/json")
+    spec = to_spec(
+        item,
+        user_id=user,
+        shell_enabled=shell_allowed(request, deps.shell_enabled),
+        now=deps.clock.now(),
+        idempotency_key=key,
+    )
+    (done,) = await submit_specs(deps, [spec])
+    body = b'{"job_id":"' + done.job.job_id.encode() + _SUBMITTED
+    return Response(body, status_code=200 if done.replayed else 201, media_type="application/json")
 
 
 async def get_job(request: Request) -> JSONResponse:

@@ -11,8 +11,17 @@ import msgspec
 
 from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.jobs import JobSpec
+from chronoq.domain.policies import Policies, first_fire_at
 from chronoq.domain.schedules import parse_schedule, validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
+from chronoq.services.api.idempotency import with_key
+from chronoq.services.api.schemas_policies import (
+    POLICY_FIELDS,
+    check_policies,
+    idempotency_key,
+    merge_policies,
+    parse_policies,
+)
 
 T = TypeVar("T")
 MAX_BATCH = 1000
@@ -35,6 +44,17 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A JSON integer; ``3.0`` is the integer 3, as JSON Schema's ``integer`` says."""
     timeout_seconds: float | None = None
     timezone: str | None = None
+    overlap: str | None = None
+    misfire: str | None = None
+    catch_up_window_seconds: float | None = None
+    start_deadline_seconds: float | None = None
+    jitter_seconds: float | None = None
+    start_at: str | None = None
+    end_at: str | None = None
+    max_fires: float | None = None
+    """A JSON integer, like ``max_retries``."""
+    idempotency_key: str | None = None
+    """Replays of this submission answer with the original job (``services.api.idempotency``)."""
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -66,11 +86,21 @@ def decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
         raise ValidationError(message, field=_field_of(message)) from None
 
 
-def to_spec(item: JobIn, *, user_id: str, shell_enabled: bool, prefix: str = "") -> JobSpec:
+def to_spec(
+    item: JobIn,
+    *,
+    user_id: str,
+    shell_enabled: bool,
+    prefix: str = "",
+    now: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> JobSpec:
     """Check every field of a submission; raise ``ValidationError`` naming the field.
 
     No text field may hold a NUL: PostgreSQL cannot store one and a shell would cut
     a ``cmd:`` at it, so every store gives the same 400 instead of a store's error.
+    ``now``: also refuse a schedule with no fire left (``end_at`` before its first).
+    ``idempotency_key``: the ``Idempotency-Key`` header's (the field's must agree).
     """
     for name in _TEXT_FIELDS:
         _no_nul(name, getattr(item, name), prefix)
@@ -87,19 +117,65 @@ def to_spec(item: JobIn, *, user_id: str, shell_enabled: bool, prefix: str = "")
             parse_schedule(schedule, timezone)
         except ScheduleError as exc:
             raise ValidationError(exc.message, field=prefix + "cron_schedule") from None
-    return JobSpec(
+    next_fire_at = _time(item.next_fire_at, prefix)
+    given = {name: getattr(item, name) for name in POLICY_FIELDS}
+    given = {name: value for name, value in given.items() if value is not None}
+    policies = merge_policies(Policies(), parse_policies(given, prefix))
+    check_policies(
+        policies,
+        recurring=schedule is not None,
+        given=frozenset(given),
+        prefix=prefix,
+        next_fire_at=next_fire_at,
+    )
+    spec = JobSpec(
         user_id=user_id,
         project_id=item.project_id,
         payload=item.payload,
         cron_schedule=schedule,
         timezone=timezone,
-        next_fire_at=_time(item.next_fire_at, prefix),
+        next_fire_at=next_fire_at,
         max_retries=_retries(item.max_retries, prefix),
         timeout_seconds=_timeout(item.timeout_seconds, prefix),
+        policies=policies,
     )
+    if now is not None and schedule is not None:
+        fires_at = first_fire_at(
+            cron_schedule=schedule,
+            timezone=timezone,
+            next_fire_at=next_fire_at,
+            policies=policies,
+            now=now,
+        )
+        if fires_at is None:
+            raise ValidationError(
+                "the schedule has no fire left before end_at: it would never run",
+                field=prefix + ("end_at" if policies.end_at is not None else "cron_schedule"),
+            )
+    return with_key(spec, _key(item.idempotency_key, idempotency_key, prefix))
 
 
-_TEXT_FIELDS = ("project_id", "payload", "cron_schedule", "timezone", "next_fire_at")
+def _key(field_key: str | None, header_key: str | None, prefix: str) -> str | None:
+    key = idempotency_key(field_key, prefix + "idempotency_key")
+    if header_key is not None and key is not None and key != header_key:
+        raise ValidationError(
+            "the Idempotency-Key header and the idempotency_key field differ: send one",
+            field=prefix + "idempotency_key",
+        )
+    return key if key is not None else header_key
+
+
+_TEXT_FIELDS = (
+    "project_id",
+    "payload",
+    "cron_schedule",
+    "timezone",
+    "next_fire_at",
+    "overlap",
+    "misfire",
+    "start_at",
+    "end_at",
+)
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")
 
 

@@ -1,0 +1,103 @@
+"""One submission path for ``POST /submit``, ``POST /v1/jobs`` and ``POST /v1/jobs:batch``:
+validated specs in, jobs out, with idempotency keys honoured (``idempotency``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from chronoq.domain.jobs import Job, JobSpec
+from chronoq.errors import ChronoqError, ValidationError
+from chronoq.services.api.deps import ApiDeps
+from chronoq.services.api.idempotency import resolve
+from chronoq.services.api.schemas_policies import idempotency_key
+
+HEADER = "Idempotency-Key"
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    job: Job
+    payload: str
+    """The payload to answer with (the spec's: an offloaded one is not fetched back)."""
+    replayed: bool
+    """The key named an existing job: this is it, nothing new was made."""
+
+
+def header_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header (at most one), checked like the field."""
+    values = request.headers.getlist(HEADER)
+    if len(values) > 1:
+        raise ValidationError(f"send the {HEADER} header once", field=HEADER)
+    if not values:
+        return None
+    return idempotency_key(values[0], HEADER)
+
+
+def check_batch_keys(specs: Sequence[JobSpec]) -> None:
+    """A key names one job: twice in one batch is a 400 naming the second item."""
+    seen: set[str] = set()
+    for index, spec in enumerate(specs):
+        if spec.idempotency_key is None:
+            continue
+        if spec.idempotency_key in seen:
+            raise ValidationError(
+                "this idempotency_key is used by an earlier item of the batch",
+                field=f"jobs[{index}].idempotency_key",
+            )
+        seen.add(spec.idempotency_key)
+
+
+async def submit_specs(
+    deps: ApiDeps, specs: Sequence[JobSpec], prefixes: Sequence[str] | None = None
+) -> list[Submitted]:
+    """Make the new jobs durable (all or none) and return every spec's job: the new one,
+    or the original of a replayed key. A key used with another body is a 409 naming it."""
+    found = await resolve(deps.store, deps.submissions, specs, prefixes=prefixes)
+    fresh = [spec for spec, job in zip(specs, found, strict=True) if job is None]
+    made: list[Job] = []
+    if fresh:
+        try:
+            made = await deps.ingest.submit(fresh)
+        except ChronoqError:
+            # A concurrent duplicate may have stored the same keyed job first: the store
+            # refused our insert of its id. Ask again; the jobs it made are replays.
+            if all(spec.idempotency_key is None for spec in fresh):
+                raise
+            fresh_prefixes = _fresh_prefixes(specs, found, prefixes)
+            again = await resolve(deps.store, deps.submissions, fresh, prefixes=fresh_prefixes)
+            if all(job is None for job in again):
+                raise
+            rest = [spec for spec, job in zip(fresh, again, strict=True) if job is None]
+            stored = iter(await deps.ingest.submit(rest) if rest else [])
+            made = [job if job is not None else next(stored) for job in again]
+            replayed_now = {id(spec) for spec, job in zip(fresh, again, strict=True) if job}
+            return _answer(specs, found, made, replayed_now)
+    return _answer(specs, found, made, set())
+
+
+def _fresh_prefixes(
+    specs: Sequence[JobSpec], found: Sequence[Job | None], prefixes: Sequence[str] | None
+) -> list[str] | None:
+    if prefixes is None:
+        return None
+    return [p for p, job in zip(prefixes, found, strict=True) if job is None]
+
+
+def _answer(
+    specs: Sequence[JobSpec],
+    found: Sequence[Job | None],
+    made: Sequence[Job],
+    replayed_now: set[int],
+) -> list[Submitted]:
+    new = iter(made)
+    out: list[Submitted] = []
+    for spec, job in zip(specs, found, strict=True):
+        if job is not None:
+            out.append(Submitted(job, spec.payload, True))
+            continue
+        created = next(new)
+        out.append(Submitted(created, spec.payload, id(spec) in replayed_now))
+    return out
