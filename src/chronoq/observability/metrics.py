@@ -13,8 +13,10 @@ Gauges of the cluster's state (docs/backends/prometheus.md): ``coordinator_leade
 leading coordinator only (``ClusterView``: other processes export none, so ``sum`` never
 counts twice), ``dispatch_backlog{state="due|queued|running"}``,
 ``dispatch_oldest_due_age_seconds``, ``cluster_members_alive{member_role}`` (not
-``role``: scrape configs label each target with its ``role``) and, with a run queue,
-``dispatch_queue_messages``.
+``role``: scrape configs label each target with its ``role``), with a run queue,
+``dispatch_queue_messages``, and ``fires_skipped_total{reason}``: nominal fires that got no
+run, per ``SkipReason`` (the store's running totals, so the counter survives restarts
+and failovers).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import RunStatus
 
 SEED_SUCCESS = "success"
@@ -94,6 +97,8 @@ class ClusterSample:
     """role -> live members, as the leader sees them."""
     queue_messages: int | None = None
     """Messages in the run queue's broker, waiting or in flight (None: no queue)."""
+    skipped: Mapping[SkipReason, int] = field(default_factory=dict)
+    """Skipped nominal fires so far, per reason (``JobStore.skip_counts``)."""
 
 
 class ClusterView(Collector):
@@ -103,7 +108,7 @@ class ClusterView(Collector):
     def __init__(self) -> None:
         self.sample: ClusterSample | None = None
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self.sample
         if s is None:
             return
@@ -135,6 +140,15 @@ class ClusterView(Collector):
                 "Messages in the run queue's broker (Redis, SQS), waiting or in flight",
                 value=s.queue_messages,
             )
+        skipped = CounterMetricFamily(
+            "fires_skipped",
+            "Nominal fires that got no run, by reason (overlap, paused, misfire,"
+            " missed_deadline, end_reached); each fire's record is in its job's fire ledger",
+            labels=["reason"],
+        )
+        for reason in SkipReason:
+            skipped.add_metric([reason.value], s.skipped.get(reason, 0))
+        yield skipped
 
 
 _LATENCY_BUCKETS = (

@@ -11,7 +11,8 @@ what costs a store query, sampled by the leader:
   reads ``JobStore.backlog`` and the live members every ``every`` seconds into
   ``Metrics.cluster`` (``dispatch_backlog``, ``dispatch_oldest_due_age_seconds``,
   ``cluster_members_alive``, and with a queued dispatch (``--dispatch redis://|sqs://``)
-  ``dispatch_queue_messages``, the broker's ``RunQueue.depth``); while it does not, it
+  ``dispatch_queue_messages``, the broker's ``RunQueue.depth``; ``fires_skipped_total``
+  from ``JobStore.skip_counts``); while it does not, it
   exports none of them, so one cluster shows one set of numbers whichever coordinator
   leads. One leader-only query per period keeps the cost off the store's hot path.
 
@@ -92,6 +93,7 @@ class ClusterSampler:
             backlog = await self._jobs.backlog(now)
             members = await self._coordination.members(ttl=self._member_ttl)
             depth = None if self._queue is None else await self._queue.depth()
+            skipped = await self._jobs.skip_counts()
         except Exception:
             self._metrics.cluster.sample = None  # stale numbers would look like a steady state
             raise
@@ -103,5 +105,6 @@ class ClusterSampler:
             oldest_due_age=0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0),
             members=Counter(m.role for m in members),
             queue_messages=depth,
+            skipped=skipped,
         )
         return self._every

@@ -46,6 +46,7 @@ from chronoq.domain.clock import Clock
 from chronoq.domain.durations import parse_go_duration
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, shard_of
+from chronoq.domain.policies import DEFAULT_POLICIES, Policies
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.domain.states import JobStatus
 from chronoq.errors import UnavailableError, ValidationError
@@ -242,6 +243,7 @@ class Stack:
         cron: str | None = None,
         user: str = USER,
         max_retries: int = 0,
+        policies: Policies = DEFAULT_POLICIES,
     ) -> Job:
         """A new job (not stored) first due ``due_in`` seconds from now."""
         now = self.clock.now()
@@ -252,6 +254,7 @@ class Stack:
             timezone="UTC" if cron else None, next_fire_at=now + timedelta(seconds=due_in),
             shard_id=shard_of(job_id, self.shard_count), status=JobStatus.PENDING,
             max_retries=max_retries, timeout_seconds=None, created_at=now, updated_at=now,
+            policies=policies,
         )  # fmt: skip
 
     # -- roles ---------------------------------------------------------------------------
