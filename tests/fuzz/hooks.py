@@ -6,6 +6,10 @@ is really invalid for Chronoq's own parser:
 
 * ``cron_schedule`` (or ``jobs[N].cron_schedule``): ``parse_schedule`` refuses it;
 * ``cursor``: list cursors are sealed (HMAC) per user; a made-up one never opens.
+* ``end_at`` (or ``jobs[N].end_at``): it must be after ``start_at`` and after the
+  schedule's first fire (a schedule with no fire left would never run) — both depend on
+  another field or on the clock;
+* ``idempotency_key``: the ``Idempotency-Key`` header and the field, both sent, differ.
 
 Anything else (a 5xx, a response outside its schema, any other refusal of valid data)
 stays a failure.
@@ -15,15 +19,19 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import schemathesis
 from schemathesis.openapi.checks import RejectedPositiveData
 
+from chronoq.domain.clock import parse_rfc3339
+from chronoq.domain.policies import Policies, first_fire_at
 from chronoq.domain.schedules import parse_schedule
 from chronoq.errors import ValidationError
 
 _CRON_FIELD = re.compile(r"(?:jobs\[(\d+)\]\.)?cron_schedule")
+_END_FIELD = re.compile(r"(?:jobs\[(\d+)\]\.)?end_at")
 
 
 @schemathesis.hook
@@ -36,13 +44,42 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
         return True
     if field == "cursor":
         return False
+    body = case.body if isinstance(case.body, dict) else (case.query or {})
+    if field == "idempotency_key":
+        header = (case.headers or {}).get("Idempotency-Key")
+        return not (header is not None and header != body.get("idempotency_key"))
+    end = _END_FIELD.fullmatch(field or "")
+    if end is not None:
+        item = body.get("jobs", [{}])[int(end.group(1))] if end.group(1) else body
+        return not _never_fires(item)
     match = _CRON_FIELD.fullmatch(field or "")
     if match is None:
         return True
     # the body of a submission, or the query of GET /v1/schedules/preview
-    body = case.body if isinstance(case.body, dict) else (case.query or {})
     item = body.get("jobs", [{}])[int(match.group(1))] if match.group(1) else body
     return not _cron_invalid(item.get("cron_schedule"), item.get("timezone"))
+
+
+def _never_fires(item: dict[str, Any]) -> bool:
+    """``end_at`` is not after ``start_at``, or no fire of the schedule comes before it."""
+    try:
+        start = parse_rfc3339(item["start_at"]) if item.get("start_at") else None
+        end = parse_rfc3339(item["end_at"])
+        if start is not None and end <= start:
+            return True
+        policies = Policies(start_at=start, end_at=end)
+        return (
+            first_fire_at(
+                cron_schedule=item["cron_schedule"],
+                timezone=item.get("timezone"),
+                next_fire_at=parse_rfc3339(nxt) if (nxt := item.get("next_fire_at")) else None,
+                policies=policies,
+                now=datetime.now(UTC),
+            )
+            is None
+        )
+    except (KeyError, TypeError, ValueError, ValidationError):
+        return False
 
 
 def _cron_invalid(expression: Any, timezone: Any) -> bool:

@@ -365,6 +365,9 @@ def openapi_document(auth: str = "header") -> dict[str, Any]:
         {"Job": _JOB, "SeedJob": _SEED_JOB, "SeedJobSummary": _SEED_SUMMARY, "Run": _RUN,
          "Error": _ERROR}
     )  # fmt: skip
+    from chronoq.services.api.openapi_control import add_control
+
+    add_control(paths, components)
     if auth == "token":
         for item in paths.values():
             for operation in item.values():

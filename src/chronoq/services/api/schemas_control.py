@@ -85,7 +85,8 @@ def to_changes(patch: JobPatchIn, job: Job, *, shell_enabled: bool) -> JobChange
                 " next_fire_at; change that instead",
                 field="start_at",
             )
-        check_policies(policies, recurring=job.recurring, given=frozenset(changed), prefix="")
+        set_now = frozenset(name for name, value in changed.items() if value is not None)
+        check_policies(policies, recurring=job.recurring, given=set_now, prefix="")
         values["policies"] = policies
         fields.add("policies")
     return JobChanges(fields=frozenset(fields), **values)

@@ -73,11 +73,10 @@ def check_policies(
     next_fire_at: datetime | None = None,
 ) -> None:
     """The set as a whole, for a job that is (or is not) ``recurring``. ``given``: the
-    fields the caller sent (only those are blamed for not applying)."""
-    defaults = Policies()
+    fields the caller set to a value (a null resets; it is never refused)."""
     if not recurring:
         for name, why in RECURRING_ONLY.items():
-            if name in given and getattr(policies, name) != getattr(defaults, name):
+            if name in given:
                 raise ValidationError(
                     f"{name} applies to recurring jobs (a cron_schedule): {why}",
                     field=prefix + name,
