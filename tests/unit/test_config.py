@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "leader_ttl": 3.0,
     "member_ttl": 3.0,
     "retention_hours": 168.0,
+    "idempotency_retention": 86400.0,
     "metrics_port": 0,
     "log_level": "info",
     "failpoints": "",
@@ -99,6 +100,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_LEADER_TTL": "2",
         "CHRONOQ_MEMBER_TTL": "4",
         "CHRONOQ_RETENTION_HOURS": "24",
+        "CHRONOQ_IDEMPOTENCY_RETENTION": "3600",
         "CHRONOQ_METRICS_PORT": "9100",
         "CHRONOQ_FAILPOINTS": "after_claim=kill@5",
         "CHRONOQ_DISPATCH_RATE": "500",
@@ -132,6 +134,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.store == "postgresql://db.example/chronoq" and s.distributed
     assert (s.blob_dir, s.node_id) == (Path("/srv/blobs"), "node-7")
     assert (s.leader_ttl, s.member_ttl, s.retention_hours) == (2.0, 4.0, 24.0)
+    assert s.idempotency_retention == 3600.0
     assert (s.metrics_port, s.failpoints) == (9100, "after_claim=kill@5")
     assert s.dispatch_rate == 500.0
     assert s.ingest == "log"
@@ -292,6 +295,7 @@ SECONDS = [
     "member_ttl",
     "retention_hours",
     "dispatch_rate",
+    "idempotency_retention",
 ]
 
 

@@ -76,6 +76,8 @@ _OPTIONS: list[Callable[[F], F]] = [
          type=float),
     _opt("retention_hours", "Delete finished jobs and runs older than this (default 168;"
          " 0 keeps all).", type=float),
+    _opt("idempotency_retention", "Seconds an Idempotency-Key is kept (default 86400;"
+         " 0 keeps keys forever).", type=float),
     _opt("metrics_port", "Without the api role: serve /metrics here (default off).", type=int),
     _opt("log_level", "debug, info, warning or error (default info)."),
     _opt("max_interruptions", "Times a fire may be cut off by a lost worker before it is"

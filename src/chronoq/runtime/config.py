@@ -131,6 +131,10 @@ class Settings:
     retention_hours: float = 168.0
     """Finished runs and jobs older than this are deleted by the leader (0 = keep
     forever)."""
+    idempotency_retention: float = 86400.0
+    """Seconds an ``Idempotency-Key`` is kept: within it a replayed submission answers with
+    the original job (another body: 409); after it the leader forgets the key and it may
+    name a new job (0 = keep keys forever); ≥ 0."""
     metrics_port: int = 0
     """Roles without the api: serve ``/metrics`` and ``/health`` on this port (0 = off)."""
     log_level: str = "info"
@@ -198,6 +202,7 @@ class Settings:
         _check(0 <= self.lookahead <= 5, "lookahead must be 0-5 seconds")
         _check(self.shutdown_grace >= 0, "shutdown_grace must be >= 0")
         _check(self.retention_hours >= 0, "retention_hours must be >= 0")
+        _check(self.idempotency_retention >= 0, "idempotency_retention must be >= 0")
         _check(self.blob_orphan_age >= 0, "blob_orphan_age must be >= 0")
         _check(self.dispatch_rate >= 0, "dispatch_rate must be >= 0 (0 = no cap)")
         _check(self.echo_delay >= 0, "echo_delay must be >= 0")
@@ -263,6 +268,7 @@ class Settings:
 _SECONDS = (
     "echo_delay", "default_timeout", "retry_base", "retry_cap", "lease_seconds", "lookahead",
     "shutdown_grace", "leader_ttl", "member_ttl", "retention_hours", "blob_orphan_age",
+    "idempotency_retention",
     "dispatch_rate",
 )  # fmt: skip
 

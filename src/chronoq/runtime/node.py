@@ -162,6 +162,7 @@ class Node:
                 recover_orphans=not b.distributed, distributed=b.distributed,
                 leader_ttl=s.leader_ttl, member_ttl=s.member_ttl, shard_count=s.shard_count,
                 retention_hours=s.retention_hours, max_interruptions=s.max_interruptions,
+                idempotency_retention=s.idempotency_retention,
                 orphan_age=s.blob_orphan_age,
             ),
             relay=b.dispatch if isinstance(b.dispatch, Relay) else None,

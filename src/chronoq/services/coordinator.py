@@ -72,6 +72,11 @@ _TRUST_MARGIN = 0.25
 _REAP_BATCH = 1000
 
 
+_FORGET_BATCH = 1000
+"""``forget_idempotency_keys``' default limit: a full batch means there may be more."""
+_FORGET_BATCHES = 100
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoordinatorConfig:
     node_id: str
@@ -84,6 +89,8 @@ class CoordinatorConfig:
     shard_count: int = 256
     retention_hours: float = 168.0
     """Finished runs and jobs older than this are deleted (0 = keep forever)."""
+    idempotency_retention: float = 86400.0
+    """Seconds idempotency keys are kept, then forgotten by retention (0 = forever)."""
     orphan_age: float = 3600.0
     """Payload objects without a job are deleted once older than this, seconds (0 = never)."""
     purge_every: float = 600.0
@@ -333,9 +340,18 @@ class Coordinator:
     # -- retention -----------------------------------------------------------------------
 
     async def _purge_tick(self) -> float:
-        """Retention: drop finished runs and jobs older than ``retention_hours``, and blobs."""
+        """Retention: drop finished runs and jobs older than ``retention_hours``, and blobs;
+        forget idempotency keys older than ``idempotency_retention``."""
+        if not self.is_leader:
+            return self._config.purge_every
+        keep_keys = self._config.idempotency_retention
+        if keep_keys > 0:
+            before = self._clock.now() - timedelta(seconds=keep_keys)
+            for _ in range(_FORGET_BATCHES):  # bounded: the rest waits for the next tick
+                if await self._jobs.forget_idempotency_keys(before) < _FORGET_BATCH:
+                    break
         hours = self._config.retention_hours
-        if hours <= 0 or not self.is_leader:
+        if hours <= 0:
             return self._config.purge_every
         before = self._clock.now() - timedelta(hours=hours)
         keys = await self._jobs.purge_finished(before)
