@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from chronoq.client_control import POLICY_ARGS, RESET, ControlMixin, job_path, times_as_text
 from chronoq.domain.clock import format_rfc3339
 from chronoq.errors import (
     ChronoqError,
@@ -44,7 +45,7 @@ from chronoq.errors import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["DEFAULT_URL", "Client"]
+__all__ = ["DEFAULT_URL", "RESET", "Client"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_PAGE = 1000  # the server's upper bound for ``limit``
@@ -61,7 +62,7 @@ _SCHEDULE_FIELDS = ("cron_schedule", "timezone")
 Json = dict[str, Any]
 
 
-class Client:
+class Client(ControlMixin):
     """A connection to one Chronoq server, acting as one user: ``token`` (a server with
     ``--auth token``: sent as ``Authorization: Bearer``, the token decides the user) or
     ``user_id`` (sent as ``X-User-ID``, what a server in header mode trusts).
@@ -126,13 +127,23 @@ class Client:
         max_retries: int | None = None,
         timeout_seconds: float | None = None,
         timezone: str | None = None,
+        idempotency_key: str | None = None,
+        **policies: Any,
     ) -> Json:
         """Create one job (``POST /v1/jobs``) and return the job object.
 
-        ``next_fire_at`` is an aware ``datetime`` or an RFC 3339 string; a
-        naive ``datetime`` is refused. Arguments left ``None`` are not sent,
-        so the server's defaults apply.
+        ``next_fire_at`` (and ``start_at`` / ``end_at``) is an aware ``datetime`` or an
+        RFC 3339 string; a naive ``datetime`` is refused. Schedule policies are keyword
+        arguments: ``overlap``, ``misfire``, ``catch_up_window_seconds``,
+        ``start_deadline_seconds``, ``jitter_seconds``, ``start_at``, ``end_at``,
+        ``max_fires`` (docs/policies.md). With ``idempotency_key``, a repeated call with
+        the same arguments returns the original job; other arguments under the same key
+        raise ``ConflictError``. Arguments left ``None`` are not sent, so the server's
+        defaults apply.
         """
+        unknown = sorted(set(policies) - set(POLICY_ARGS))
+        if unknown:
+            raise TypeError(f"submit() got unexpected keyword arguments {unknown}")
         spec = {
             "project_id": project_id,
             "payload": payload,
@@ -141,6 +152,8 @@ class Client:
             "max_retries": max_retries,
             "timeout_seconds": timeout_seconds,
             "timezone": timezone,
+            "idempotency_key": idempotency_key,
+            **policies,
         }
         return self._object("POST", "/v1/jobs", json=_spec_body(spec))
 
@@ -237,7 +250,7 @@ class Client:
 
     def cancel(self, job_id: str) -> Json:
         """Cancel a job (``DELETE /v1/jobs/{id}``); returns it with status ``CANCELLED``."""
-        return self._object("DELETE", _job_path(job_id))
+        return self.delete(job_id)
 
     def health(self) -> Json:
         """``GET /health``: ``{"status": "ok"}`` when the server is up."""
@@ -270,23 +283,13 @@ class Client:
             raise ChronoqError(f"{method} {path} to {self.url} failed: {exc}") from exc
 
 
-def _job_path(job_id: str) -> str:
-    return "/v1/jobs/" + quote(job_id, safe="")
+_job_path = job_path
 
 
 def _spec_body(spec: Mapping[str, Any], prefix: str = "") -> Json:
-    """Drop ``None`` values and render ``next_fire_at`` datetimes as RFC 3339."""
-    body = {key: value for key, value in spec.items() if value is not None}
-    when = body.get("next_fire_at")
-    if isinstance(when, datetime):
-        field = prefix + "next_fire_at"
-        try:
-            body["next_fire_at"] = format_rfc3339(when)
-        except ValueError:  # naive: its meaning would be a guess
-            raise ValidationError(
-                f"{field} must be timezone-aware, got {when.isoformat()}", field=field
-            ) from None
-    return body
+    """Drop ``None`` values and render datetimes (``next_fire_at``, ``start_at``,
+    ``end_at``) as RFC 3339."""
+    return times_as_text({key: value for key, value in spec.items() if value is not None}, prefix)
 
 
 def _items(body: Json) -> list[Json]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from chronoq.cli.policy_options import policies_of, policy_options
 from chronoq.client import DEFAULT_URL, Client
 from chronoq.errors import ChronoqError, ValidationError
 
@@ -189,6 +190,14 @@ _JOB_FIELDS = (
     ("Next fire", "next_fire_at"),
     ("Max retries", "max_retries"),
     ("Timeout (s)", "timeout_seconds"),
+    ("Overlap", "overlap"),
+    ("Misfire", "misfire"),
+    ("Start at", "start_at"),
+    ("End at", "end_at"),
+    ("Max fires", "max_fires"),
+    ("Fires so far", "fire_count"),
+    ("Paused fire", "paused_fire_at"),
+    ("Idempotency key", "idempotency_key"),
     ("Created", "created_at"),
     ("Updated", "updated_at"),
 )
@@ -249,6 +258,10 @@ def _print_runs(console: Console, found: list[Json]) -> None:
     help="Timeout of one run.",
 )
 @click.option("--timezone", metavar="TZ", help="IANA timezone of the cron schedule.")
+@policy_options
+@click.option(
+    "--idempotency-key", metavar="KEY", help="Submitting again with it returns the same job."
+)
 @_client_options
 def submit(
     payload: str,
@@ -258,9 +271,11 @@ def submit(
     retries: int | None,
     timeout: float | None,
     timezone: str | None,
+    idempotency_key: str | None,
     url: str,
     user: str,
     as_json: bool,
+    **options: Any,
 ) -> None:
     """Submit a job. PAYLOAD is 'cmd:<shell>', 'sleep:<duration>' or text to echo."""
     with _api(url, user) as client:
@@ -272,6 +287,8 @@ def submit(
             max_retries=retries,
             timeout_seconds=timeout,
             timezone=timezone,
+            idempotency_key=idempotency_key,
+            **policies_of(options),
         )
     if as_json:
         _print_json(job)
