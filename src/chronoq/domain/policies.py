@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from chronoq.domain.schedules import Schedule, parse_schedule
+from chronoq.domain.schedules import DstGap, DstRepeat, Schedule, parse_schedule
 
 
 class Overlap(StrEnum):
@@ -108,6 +108,17 @@ class Policies:
     """No fire after this instant."""
     max_fires: int | None = None
     """At most this many nominal fires (runs and skips alike); then the schedule ends."""
+    dst_gap: DstGap = DstGap.AUTO
+    """A fixed wall time that DST skips: fire at the transition (``shift``) or not (``skip``)."""
+    dst_repeat: DstRepeat = DstRepeat.AUTO
+    """A wall time that DST repeats: fire at the ``first`` occurrence, or at ``both``."""
+
+
+def schedule_of(cron_schedule: str, timezone: str | None, policies: Policies) -> Schedule:
+    """A job's schedule, read with its DST policy (every caller goes through here)."""
+    return parse_schedule(
+        cron_schedule, timezone, dst_gap=policies.dst_gap, dst_repeat=policies.dst_repeat
+    )
 
 
 DEFAULT_POLICIES: Final = Policies()
@@ -174,7 +185,7 @@ def first_fire_at(
     elif cron_schedule is None:
         first = max(now, policies.start_at) if policies.start_at is not None else now
     else:
-        schedule = parse_schedule(cron_schedule, timezone)
+        schedule = schedule_of(cron_schedule, timezone, policies)
         if policies.start_at is not None and policies.start_at > now:
             # An interval schedule starts at ``start_at`` and keeps that cadence.
             start = policies.start_at
@@ -212,7 +223,7 @@ def plan_claim(job: DueJob, now: datetime) -> ClaimPlan:
     """
     if job.cron_schedule is None:
         return _plan_one_shot(job, now)
-    schedule = parse_schedule(job.cron_schedule, job.timezone)
+    schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
     plan = _Plan(job, schedule)
     if plan.past_end(job.due):  # the end moved before this fire (a change to the job)
         plan.skip_one(job.due, SkipReason.END_REACHED)
@@ -540,7 +551,7 @@ def plan_resume(
         policies=policies,
         fire_count=fire_count,
     )
-    schedule = parse_schedule(cron_schedule, timezone)
+    schedule = schedule_of(cron_schedule, timezone, policies)
     plan = _Plan(due, schedule)
     last = _last_at_or_before(schedule, paused_fire_at, now)
     plan.skip_span(paused_fire_at, last, SkipReason.PAUSED)

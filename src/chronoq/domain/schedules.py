@@ -52,6 +52,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from enum import StrEnum
 from datetime import MAXYEAR, UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Final, Protocol
@@ -64,6 +65,8 @@ from chronoq.errors import ScheduleError, ValidationError
 
 __all__ = [
     "CronSchedule",
+    "DstGap",
+    "DstRepeat",
     "EverySchedule",
     "Schedule",
     "parse_schedule",
@@ -144,22 +147,55 @@ def validate_timezone(name: str) -> str:
     return name
 
 
-def parse_schedule(expression: str, timezone: str | None = None) -> Schedule:
+class DstGap(StrEnum):
+    """A wall time the fields ask for does not exist that day (spring forward)."""
+
+    AUTO = "auto"
+    """``shift`` for fixed-time schedules, ``skip`` for interval-like ones (DESIGN §5.9)."""
+    SHIFT = "shift"
+    """Fire once, at the transition instant."""
+    SKIP = "skip"
+    """No fire for the missing wall time."""
+
+
+class DstRepeat(StrEnum):
+    """A wall time the fields ask for occurs twice that day (fall back)."""
+
+    AUTO = "auto"
+    """``first`` for fixed-time schedules, ``both`` for interval-like ones (DESIGN §5.9)."""
+    FIRST = "first"
+    """Fire once, at the first occurrence."""
+    BOTH = "both"
+    """Fire at both occurrences (absolute time: the hour really happens twice)."""
+
+
+def parse_schedule(
+    expression: str,
+    timezone: str | None = None,
+    *,
+    dst_gap: DstGap = DstGap.AUTO,
+    dst_repeat: DstRepeat = DstRepeat.AUTO,
+) -> Schedule:
     """Parse a cron expression, descriptor or ``@every`` into a ``Schedule``.
 
     ``timezone`` is an IANA key (``Europe/Berlin``); ``None`` means UTC.
-    Raises ``ScheduleError`` (a ``ValidationError``) with a user-facing message
-    for an invalid expression or an unknown timezone. Results are cached.
+    ``dst_gap`` and ``dst_repeat`` choose what happens to wall times that DST
+    skips or repeats (cron schedules in a zone with DST; ``auto``: the rules of
+    the module docstring). Raises ``ScheduleError`` (a ``ValidationError``) with
+    a user-facing message for an invalid expression or an unknown timezone.
+    Results are cached.
     """
     if not isinstance(expression, str):
         raise ScheduleError(f"invalid {_FIELD}: expected a string", field=_FIELD)
     if timezone is not None and not isinstance(timezone, str):
         raise ScheduleError("invalid timezone: expected a string", field="timezone")
-    return _parse_cached(expression, timezone)
+    return _parse_cached(expression, timezone, DstGap(dst_gap), DstRepeat(dst_repeat))
 
 
 @lru_cache(maxsize=4096)
-def _parse_cached(expression: str, timezone: str | None) -> Schedule:
+def _parse_cached(
+    expression: str, timezone: str | None, dst_gap: DstGap, dst_repeat: DstRepeat
+) -> Schedule:
     text = expression.strip()
     zone = None if timezone is None or timezone in _UTC_NAMES else _load_zone(timezone)
     if not text:
@@ -186,7 +222,9 @@ def _parse_cached(expression: str, timezone: str | None) -> Schedule:
     spec = _cronsim_spec(parts)
     fields = _CronFields(text, parts, spec)
     fixed_time = not parts[2].startswith("*")
-    return CronSchedule(text, timezone, spec, fixed_time, fields, zone)
+    shift = dst_gap is DstGap.SHIFT or (dst_gap is DstGap.AUTO and fixed_time)
+    once = dst_repeat is DstRepeat.FIRST or (dst_repeat is DstRepeat.AUTO and fixed_time)
+    return CronSchedule(text, timezone, spec, fixed_time, fields, zone, shift, once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +252,8 @@ class CronSchedule:
     """A cron expression read in ``timezone``; build it with ``parse_schedule``.
 
     ``spec`` is the 6-field, seconds-first form that is evaluated; ``fixed_time``
-    selects the DST rule (see the module docstring).
+    says which DST rules ``auto`` picks (see the module docstring); ``gap_shift`` and
+    ``repeat_once`` are the rules in force.
     """
 
     expression: str
@@ -223,6 +262,10 @@ class CronSchedule:
     fixed_time: bool
     _fields: _CronFields = field(repr=False, compare=False)
     _zone: tzinfo | None = field(repr=False, compare=False)
+    gap_shift: bool = True
+    """A nonexistent wall time fires at the transition (else: no fire)."""
+    repeat_once: bool = True
+    """A repeated wall time fires once, in the first pass (else: in both)."""
 
     def next_after(self, after: datetime) -> datetime | None:
         """The first fire strictly after ``after`` (aware) as UTC, or ``None`` past year 9999."""
@@ -252,10 +295,10 @@ class CronSchedule:
         if before > after_:  # `a` lies in a fall-back overlap
             start = _transition(cursor - before, cursor - after_, zone).replace(tzinfo=None)
             overlap_start, overlap_end = start + after_, start + before
-            if local.fold == 1 and self.fixed_time:
+            if local.fold == 1 and self.repeat_once:
                 # Second pass: fixed-time fires in the overlap already happened.
                 cursor = overlap_end - _ONE_SECOND
-            elif local.fold == 0 and not self.fixed_time:
+            elif local.fold == 0 and not self.repeat_once:
                 # First pass: the second pass (wall times before `cursor`) comes first.
                 found = self._first_pass_next(cursor, overlap_start, overlap_end, before, after_)
                 if found is not None:
@@ -269,11 +312,11 @@ class CronSchedule:
                 fire = _as_utc(wall, before)
             elif before > after_:  # ambiguous: first pass, and the second for interval-like
                 fire = _as_utc(wall, before)
-                if fire <= a and not self.fixed_time:
+                if fire <= a and not self.repeat_once:
                     fire = _as_utc(wall, after_)
             else:  # nonexistent: fixed-time fires at the transition, interval-like skips
                 start = _transition(wall - after_, wall - before, zone)
-                if self.fixed_time:
+                if self.gap_shift:
                     fire = start
                 else:
                     cursor = start.replace(tzinfo=None) + after_ - _ONE_SECOND
