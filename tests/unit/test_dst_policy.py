@@ -81,8 +81,8 @@ def test_auto_is_the_design_rule() -> None:
     assert (interval.gap_shift, interval.repeat_once) == (False, False)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 # Spring forward and fall back, 2026: New York (Mar 8 / Nov 1, 02:00 local), Berlin

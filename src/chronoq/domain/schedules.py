@@ -52,8 +52,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from enum import StrEnum
 from datetime import MAXYEAR, UTC, date, datetime, time, timedelta, tzinfo
+from enum import StrEnum
 from functools import lru_cache
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo, available_timezones
