@@ -22,6 +22,7 @@ from .helpers import T0, make_job
 TABLES = {
     "jobs", "job_runs", "fence_epoch", "fenced_shards", "schema_migrations",
     "api_tokens",  # 006: --auth token
+    "fire_skips", "fire_skip_totals",  # 008: the fire ledger
 }  # fmt: skip
 """The store's tables (other ports' migrations add theirs: coordination, submissions)."""
 
@@ -43,6 +44,21 @@ COLUMNS = {
         "timeout_seconds": "double precision",
         "created_at": "timestamp with time zone",
         "updated_at": "timestamp with time zone",
+        # 008: schedule policies, job control, idempotency keys
+        "overlap": "text",
+        "misfire": "text",
+        "catch_up_window_seconds": "double precision",
+        "start_deadline_seconds": "double precision",
+        "jitter_seconds": "double precision",
+        "start_at": "timestamp with time zone",
+        "end_at": "timestamp with time zone",
+        "max_fires": "integer",
+        "fire_count": "bigint",
+        "paused_fire_at": "timestamp with time zone",
+        "running_run_id": "uuid",
+        "buffered_run_id": "uuid",
+        "idempotency_key": "text",
+        "request_hash": "text",
     },
     "job_runs": {
         "run_id": "uuid",
@@ -65,7 +81,20 @@ COLUMNS = {
         "cancel_requested": "boolean",
         "published_at": "timestamp with time zone",  # 005: the run queue's outbox
         "output_ref": "text",  # 007: an offloaded output's blob reference
+        "manual": "boolean",  # 008: a manual fire (trigger)
     },
+    "fire_skips": {  # 008
+        "job_id": "uuid",
+        "user_id": "text",
+        "scheduled_for": "timestamp with time zone",
+        "last_scheduled_for": "timestamp with time zone",
+        "fire_count": "bigint",
+        "reason": "text",
+        "run_id": "uuid",
+        "manual": "boolean",
+        "recorded_at": "timestamp with time zone",
+    },
+    "fire_skip_totals": {"reason": "text", "fires": "bigint"},  # 008
     "fence_epoch": {"singleton": "boolean", "epoch": "bigint"},
     "fenced_shards": {"shard_id": "integer", "owner": "text", "epoch": "bigint"},
     "submissions": {
@@ -97,11 +126,17 @@ NOT_NULL = {
     "jobs": {
         "job_id", "seq", "user_id", "project_id", "payload_size", "shard_id", "status",
         "max_retries", "created_at", "updated_at",
+        "overlap", "misfire", "jitter_seconds", "fire_count",
     },
     "job_runs": {
         "run_id", "job_id", "user_id", "scheduled_for", "attempt", "status", "triggered_at",
-        "available_at", "interruptions", "cancel_requested",
+        "available_at", "interruptions", "cancel_requested", "manual",
     },
+    "fire_skips": {
+        "job_id", "user_id", "scheduled_for", "last_scheduled_for", "reason", "manual",
+        "recorded_at",
+    },
+    "fire_skip_totals": {"reason", "fires"},
     "fence_epoch": {"singleton", "epoch"},
     "fenced_shards": {"shard_id", "owner", "epoch"},
     "submissions": {"seq", "job_id", "user_id", "body", "submitted_at"},
@@ -126,6 +161,14 @@ INDEXES = {
     "fenced_shards_owner": ("fenced_shards", False, "(owner, epoch, shard_id)"),
     "api_tokens_pkey": ("api_tokens", True, "(token_id)"),
     "api_tokens_hash": ("api_tokens", True, "(token_hash)"),
+    # 008
+    "jobs_idempotency_key": (
+        "jobs", True, "(user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)"
+    ),
+    "jobs_idempotency_age": ("jobs", False, "(created_at) WHERE (idempotency_key IS NOT NULL)"),
+    "fire_skips_pkey": ("fire_skips", True, "(job_id, scheduled_for)"),
+    "fire_skips_recorded": ("fire_skips", False, "(recorded_at)"),
+    "fire_skip_totals_pkey": ("fire_skip_totals", True, "(reason)"),
 }
 TERMINAL = tuple(sorted(s.value for s in RUN_TERMINAL))
 NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)

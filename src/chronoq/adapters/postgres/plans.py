@@ -9,17 +9,18 @@ same run in one batch is stale, and a job never leaves a terminal state.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from chronoq.adapters.postgres.rows import aware
 from chronoq.domain.ids import new_id
-from chronoq.domain.jobs import Run, RunOutcome
+from chronoq.domain.jobs import RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_TOO_OFTEN,
     OUTCOME_STATUSES,
+    RUN_TERMINAL,
     JobStatus,
     LostRun,
     RunStatus,
@@ -42,42 +43,6 @@ _LOST_TO = {
 
 
 @dataclass(slots=True)
-class Fires:
-    """The runs ``claim_due`` creates and the next fires it sets (``sql.FIRE``)."""
-
-    now: datetime
-    runs: list[Run] = field(default_factory=list)
-    _job_ids: list[Any] = field(default_factory=list)
-    _following: list[datetime | None] = field(default_factory=list)
-
-    def add(self, job_id: Any, user_id: str, due: datetime, following: datetime | None) -> None:
-        self._job_ids.append(job_id)
-        self._following.append(following)
-        self.runs.append(
-            Run(
-                run_id=new_id(),
-                job_id=str(job_id),
-                user_id=user_id,
-                scheduled_for=due,
-                attempt=1,
-                status=RunStatus.QUEUED,
-                triggered_at=self.now,
-                available_at=due,
-            )
-        )
-
-    def args(self) -> tuple[Any, ...]:
-        return (
-            [r.run_id for r in self.runs],
-            self._job_ids,
-            [r.user_id for r in self.runs],
-            [r.scheduled_for for r in self.runs],
-            self.now,
-            self._following,
-        )
-
-
-@dataclass(slots=True)
 class LockedRun:
     """A run row the transaction holds locked (``sql.LOCK_RUNS`` columns after the id)."""
 
@@ -93,37 +58,90 @@ class LockedRun:
 
 
 class JobStates:
-    """The locked jobs' statuses as the writes of a batch move them, one after another.
+    """The locked jobs as the writes of a batch move them, one after another: status and
+    overlap bookkeeping (rows of ``sql.SETTLE_COLUMNS``).
 
-    Mirrors the embedded store, which settles each job once per run, in order,
-    and never moves a job out of a terminal state.
+    Mirrors the embedded store, which settles each job once per run, in order: a
+    terminal or PAUSED job stays; a recurring job whose schedule has ended (no next or
+    held fire) is COMPLETED once a run of it ends; and when the run that ends (or
+    leaves RUNNING) is the job's running run, the run buffered behind it is released.
     """
 
     def __init__(self, rows: Sequence[Any]) -> None:
         self.status: dict[str, str] = {}
         self.recurring: dict[str, bool] = {}
-        for job_id, status, recurring in rows:
-            self.status.setdefault(str(job_id), status)
-            self.recurring.setdefault(str(job_id), recurring)
+        self.ended: dict[str, bool] = {}
+        self.running: dict[str, str | None] = {}
+        self.buffered: dict[str, str | None] = {}
+        for job_id, status, recurring, ended, running, buffered in rows:
+            key = str(job_id)
+            if key in self.status:
+                continue
+            self.status[key] = status
+            self.recurring[key] = recurring
+            self.ended[key] = ended
+            self.running[key] = None if running is None else str(running)
+            self.buffered[key] = None if buffered is None else str(buffered)
         self._changed: dict[str, datetime | None] = {}
+        self.released: dict[str, datetime | None] = {}
+        """Buffered runs released (available at the value), to apply if still QUEUED."""
 
-    def settle(self, job_id: str, run_status: RunStatus, at: datetime | None = None) -> None:
-        """The job after one of its runs reached ``run_status`` (``job_status_after_run``)."""
-        if self.status[job_id] in _TERMINAL_JOB:
+    def behind(self, run_ids: Sequence[str]) -> list[str]:
+        """The buffered runs of the jobs whose running run is one of ``run_ids``: they are
+        released if it ends, so the caller locks them with those runs."""
+        ids = set(run_ids)
+        return [
+            buffered
+            for job_id, buffered in self.buffered.items()
+            if buffered is not None and self.running[job_id] in ids
+        ]
+
+    def touch(self, job_id: str) -> None:
+        """Its bookkeeping changed (not its status)."""
+        self._changed.setdefault(job_id, None)
+
+    def settle(
+        self, job_id: str, run_status: RunStatus, at: datetime | None = None, run_id: str = ""
+    ) -> None:
+        """The job after its run ``run_id`` reached ``run_status`` (``job_status_after_run``)."""
+        self._free(job_id, run_id, at)
+        status = self.status[job_id]
+        if status in _TERMINAL_JOB or status == JobStatus.PAUSED:
             return
-        new = job_status_after_run(run_status, recurring=self.recurring[job_id])
+        recurring = self.recurring[job_id]
+        new = job_status_after_run(run_status, recurring=recurring)
+        if recurring and self.ended[job_id] and run_status in RUN_TERMINAL:
+            new = JobStatus.COMPLETED  # its schedule has ended: nothing more will run
         self.status[job_id] = new.value
         self._changed[job_id] = at
 
-    def requeued(self, job_id: str, at: datetime | None = None) -> None:
+    def requeued(self, job_id: str, at: datetime | None = None, run_id: str = "") -> None:
         """One of its runs went back to the queue: a RUNNING job waits again (PENDING)."""
+        self._free(job_id, run_id, at)
         if self.status[job_id] == JobStatus.RUNNING:
             self.status[job_id] = JobStatus.PENDING.value
             self._changed[job_id] = at
 
-    def changes(self) -> tuple[list[str], list[str], list[datetime | None]]:
+    def _free(self, job_id: str, run_id: str, at: datetime | None) -> None:
+        if not run_id or self.running[job_id] != run_id:
+            return
+        self.running[job_id] = None
+        buffered = self.buffered[job_id]
+        if buffered is not None:
+            self.released[buffered] = at
+            self.buffered[job_id] = None
+        self.touch(job_id)
+
+    def changes(self) -> list[list[Any]]:
+        """Changed jobs: ids, statuses, when (None: bookkeeping only), running, buffered."""
         ids = list(self._changed)
-        return ids, [self.status[i] for i in ids], [self._changed[i] for i in ids]
+        return [
+            ids,
+            [self.status[i] for i in ids],
+            [self._changed[i] for i in ids],
+            [self.running[i] for i in ids],
+            [self.buffered[i] for i in ids],
+        ]
 
 
 def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
@@ -184,15 +202,23 @@ class Completion:
                     retry_at,
                 )
             )
-        self._jobs.settle(job_id, status, completed)
+        self._jobs.settle(job_id, status, completed, outcome.run_id)
         return True
 
     def args(self) -> list[Any]:
+        ids, statuses, ats, running, buffered = self._jobs.changes()
+        released = self._jobs.released
         return [
             *_columns(self._ended, 7),
             *_columns(self._retries, 8),
-            *self._jobs.changes(),
+            ids,
+            statuses,
+            ats,
             self._refs,
+            running,
+            buffered,
+            list(released),
+            list(released.values()),
         ]
 
 
@@ -232,7 +258,7 @@ class LostRuns:
         }[decision]
         self._ended.append((run_id, status.value, error))
         if decision is LostRun.REQUEUE:
-            self._jobs.requeued(job_id, self._now)
+            self._jobs.requeued(job_id, self._now, str(run_id))
             return
         if decision is LostRun.INTERRUPT:
             self._retries.append(
@@ -245,13 +271,25 @@ class LostRuns:
                     run.interruptions + 1,
                 )
             )
-        self._jobs.settle(job_id, status, self._now)
+        self._jobs.settle(job_id, status, self._now, str(run_id))
 
     def args(self) -> list[Any]:
-        job_ids, statuses, _ = self._jobs.changes()
+        job_ids, statuses, ats, running, buffered = self._jobs.changes()
         ended = _columns(self._ended, 3)
         retries = _columns(self._retries, 6)
-        return [*ended, self._now, self._retry_at, *retries, job_ids, statuses]
+        released = list(self._jobs.released)
+        return [
+            *ended,
+            self._now,
+            self._retry_at,
+            *retries,
+            job_ids,
+            statuses,
+            running,
+            buffered,
+            released,
+            ats,
+        ]
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

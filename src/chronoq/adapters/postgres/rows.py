@@ -15,6 +15,7 @@ from typing import Any
 
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import ClaimedRun, Job, Run
+from chronoq.domain.policies import Misfire, Overlap, Policies
 from chronoq.domain.states import JobStatus, RunStatus
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -36,8 +37,37 @@ def opt_aware(value: datetime | None, name: str = "datetime") -> datetime | None
     return None if value is None else aware(value, name)
 
 
+def policies_from_record(row: Sequence[Any], at: int = 0) -> Policies:
+    """``Policies`` from ``sql.POLICY_COLUMNS`` starting at column ``at``."""
+    return Policies(
+        overlap=Overlap(row[at]),
+        misfire=Misfire(row[at + 1]),
+        catch_up_window_seconds=row[at + 2],
+        start_deadline_seconds=row[at + 3],
+        jitter_seconds=row[at + 4],
+        start_at=row[at + 5],
+        end_at=row[at + 6],
+        max_fires=row[at + 7],
+    )
+
+
+def policy_values(p: Policies) -> tuple[Any, ...]:
+    """``sql.POLICY_COLUMNS``' values for ``p``."""
+    return (
+        p.overlap.value,
+        p.misfire.value,
+        p.catch_up_window_seconds,
+        p.start_deadline_seconds,
+        p.jitter_seconds,
+        opt_aware(p.start_at, "start_at"),
+        opt_aware(p.end_at, "end_at"),
+        p.max_fires,
+    )
+
+
 def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
     """Column arrays for ``INSERT_JOBS``."""
+    policies = [policy_values(j.policies) for j in jobs]
     return [
         [j.job_id for j in jobs],
         [j.user_id for j in jobs],
@@ -54,6 +84,11 @@ def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
         [j.timeout_seconds for j in jobs],
         [aware(j.created_at, "created_at") for j in jobs],
         [aware(j.updated_at, "updated_at") for j in jobs],
+        *([p[i] for p in policies] for i in range(8)),
+        [j.fire_count for j in jobs],
+        [opt_aware(j.paused_fire_at, "paused_fire_at") for j in jobs],
+        [j.idempotency_key for j in jobs],
+        [j.request_hash for j in jobs],
     ]
 
 
@@ -75,6 +110,11 @@ def job_from_record(row: Sequence[Any], at: int = 0) -> Job:
         timeout_seconds=row[at + 12],
         created_at=row[at + 13],
         updated_at=row[at + 14],
+        policies=policies_from_record(row, at + 15),
+        fire_count=row[at + 23],
+        paused_fire_at=row[at + 24],
+        idempotency_key=row[at + 25],
+        request_hash=row[at + 26],
     )
 
 
@@ -98,6 +138,7 @@ def run_from_record(row: Sequence[Any]) -> Run:
         lease_until=row[14],
         interruptions=row[15],
         output_ref=row[16] if len(row) > 16 else None,
+        manual=bool(row[17]) if len(row) > 17 else False,
     )
 
 

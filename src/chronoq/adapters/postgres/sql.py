@@ -25,30 +25,46 @@ run's lock, so unique-index waits cannot close one either.
 
 from __future__ import annotations
 
+POLICY_COLUMNS = (
+    "overlap, misfire, catch_up_window_seconds, start_deadline_seconds, jitter_seconds,"
+    " start_at, end_at, max_fires"
+)
+"""``rows.policies_from_record``'s columns (of ``jobs``), in order."""
 JOB_COLUMNS = (
     "job_id, user_id, project_id, payload, payload_ref, payload_size, cron_schedule, timezone,"
-    " next_fire_at, shard_id, status, max_retries, timeout_seconds, created_at, updated_at"
+    " next_fire_at, shard_id, status, max_retries, timeout_seconds, created_at, updated_at, "
+    + POLICY_COLUMNS
+    + ", fire_count, paused_fire_at, idempotency_key, request_hash"
 )
+JOB_WIDTH = 27
+"""How many columns ``JOB_COLUMNS`` names (what a statement returns after them starts here)."""
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
     " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
-    " interruptions, output_ref"
+    " interruptions, output_ref, manual"
 )
 
 # -- jobs ------------------------------------------------------------------------------------
 
 INSERT_JOBS = (
     "INSERT INTO jobs (" + JOB_COLUMNS + ")"
-    " SELECT j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua FROM unnest("
+    " SELECT j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua,"
+    " ov, mf, cw, sd, ji, sa, ea, mx, fc, pf, ik, rh FROM unnest("
     "$1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[],"
     " $8::text[], $9::timestamptz[], $10::int[], $11::text[], $12::int[], $13::float8[],"
-    " $14::timestamptz[], $15::timestamptz[])"
-    " WITH ORDINALITY AS t(j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua, ord)"
+    " $14::timestamptz[], $15::timestamptz[], $16::text[], $17::text[], $18::float8[],"
+    " $19::float8[], $20::float8[], $21::timestamptz[], $22::timestamptz[], $23::int[],"
+    " $24::bigint[], $25::timestamptz[], $26::text[], $27::text[])"
+    " WITH ORDINALITY AS t(j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua,"
+    " ov, mf, cw, sd, ji, sa, ea, mx, fc, pf, ik, rh, ord)"
     " ORDER BY ord"
 )
+"""A duplicate job id, or a duplicate (user, idempotency key) (``jobs_idempotency_key``),
+fails the whole batch (``ConflictError``)."""
 
-INSERT_JOBS_IF_ABSENT = INSERT_JOBS + " ON CONFLICT (job_id) DO NOTHING"
-"""``insert_jobs(if_absent=True)``: ids that exist (or repeat in the batch) are skipped."""
+INSERT_JOBS_IF_ABSENT = INSERT_JOBS + " ON CONFLICT DO NOTHING"
+"""``insert_jobs(if_absent=True)``: ids that exist (or repeat in the batch), and jobs whose
+user already has a job under their idempotency key, are skipped."""
 
 GET_JOB = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE job_id = $1 AND user_id = $2"
 
@@ -76,9 +92,12 @@ READ_OUTPUT = (
 # -- the picker ------------------------------------------------------------------------------
 
 _CLAIM_DUE_HEAD = (
-    "SELECT job_id, user_id, cron_schedule, timezone, next_fire_at FROM jobs"
-    " WHERE next_fire_at IS NOT NULL AND next_fire_at <= $1"
+    "SELECT job_id, user_id, cron_schedule, timezone, next_fire_at, status, "
+    + POLICY_COLUMNS
+    + ", fire_count FROM jobs"
+    " WHERE next_fire_at IS NOT NULL AND next_fire_at <= $1 AND status <> 'PAUSED'"
 )
+"""What ``fires.Fires.add`` reads of a due job, in this order."""
 _CLAIM_DUE_TAIL = " ORDER BY next_fire_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
 CLAIM_DUE_ALL = _CLAIM_DUE_HEAD + _CLAIM_DUE_TAIL
 CLAIM_DUE_SHARDS = _CLAIM_DUE_HEAD + " AND shard_id = ANY($3::int[])" + _CLAIM_DUE_TAIL
@@ -100,21 +119,6 @@ WRITE_FENCES = (
     " SELECT s, o, $3 FROM unnest($1::int[], $2::text[]) AS t(s, o) ORDER BY s"
     " ON CONFLICT (shard_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch"
 )
-
-FIRE = (
-    "WITH fired AS ("
-    " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
-    " triggered_at, available_at)"
-    " SELECT r, j, u, s, 1, 'QUEUED', $5, s"
-    " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS t(r, j, u, s))"
-    " UPDATE jobs SET next_fire_at = t.following, updated_at = $5"
-    " FROM unnest($2::uuid[], $6::timestamptz[]) AS t(job_id, following)"
-    " WHERE jobs.job_id = t.job_id"
-)
-"""Create the claimed fires' runs and advance their jobs. The jobs are locked by the
-``CLAIM_DUE_*`` select of the same transaction, so their ``next_fire_at`` is still the
-fire being claimed (no re-check needed: one on ``next_fire_at`` led the planner to
-probe the due index, quadratic when many jobs share one due time)."""
 
 NEXT_DUE_ALL = "SELECT min(next_fire_at) FROM jobs WHERE next_fire_at IS NOT NULL"
 NEXT_DUE_SHARDS = (
@@ -163,8 +167,14 @@ BACKLOG = (
 )
 NEXT_AVAILABLE = "SELECT min(available_at) FROM job_runs WHERE status = 'QUEUED'"
 
+SETTLE_COLUMNS = (
+    "j.job_id, j.status, j.cron_schedule IS NOT NULL,"
+    " j.next_fire_at IS NULL AND j.paused_fire_at IS NULL, j.running_run_id, j.buffered_run_id"
+)
+"""What ``plans.JobStates`` needs of a locked job ``j`` (in this order)."""
+
 LOCK_JOBS_OF_RUNS = (
-    "SELECT job_id, status, cron_schedule IS NOT NULL FROM jobs"
+    "SELECT " + SETTLE_COLUMNS + " FROM jobs j"
     " WHERE job_id IN (SELECT job_id FROM job_runs WHERE run_id = ANY($1::uuid[]))"
     " ORDER BY job_id FOR NO KEY UPDATE"
 )
@@ -187,13 +197,6 @@ _HELD = (
     " AND status = 'RUNNING'"
 )
 _HELD_LOCKED = " ORDER BY run_id FOR NO KEY UPDATE)"
-
-MARK_STARTED = (
-    _HELD + " AND started_at IS NULL" + _HELD_LOCKED + " UPDATE job_runs r SET started_at = $3"
-    " FROM held WHERE r.run_id = held.run_id RETURNING r.run_id"
-)
-"""One statement: the worker's leased, unstarted runs get ``started_at`` (locked in
-``run_id`` order, as every waiting writer of runs locks them)."""
 
 EXTEND_LEASES = (
     _HELD + _HELD_LOCKED + " UPDATE job_runs r SET lease_until = $3 FROM held, jobs j"
@@ -219,13 +222,21 @@ COMPLETE = (
     " status, triggered_at, available_at)"
     " SELECT r, j, u, s, a, i, 'QUEUED', tr, av FROM unnest($8::uuid[], $9::uuid[],"
     " $10::text[], $11::timestamptz[], $12::int[], $13::int[], $14::timestamptz[],"
-    " $15::timestamptz[]) AS t(r, j, u, s, a, i, tr, av))"
-    " UPDATE jobs SET status = t.status, updated_at = t.at"
-    " FROM unnest($16::uuid[], $17::text[], $18::timestamptz[]) AS t(job_id, status, at)"
+    " $15::timestamptz[]) AS t(r, j, u, s, a, i, tr, av)),"
+    " released AS ("
+    " UPDATE job_runs r SET available_at = t.at, published_at = NULL"
+    " FROM unnest($22::uuid[], $23::timestamptz[]) AS t(run_id, at)"
+    " WHERE r.run_id = t.run_id AND r.status = 'QUEUED')"
+    " UPDATE jobs SET status = t.status, updated_at = coalesce(t.at, jobs.updated_at),"
+    " running_run_id = t.running, buffered_run_id = t.buffered"
+    " FROM unnest($16::uuid[], $17::text[], $18::timestamptz[], $20::uuid[], $21::uuid[])"
+    " AS t(job_id, status, at, running, buffered)"
     " WHERE jobs.job_id = t.job_id"
 )
 """Record outcomes (already checked by compare-and-set under lock), create the retries'
-next attempts and settle the jobs, in one statement."""
+next attempts, settle the jobs (status, overlap bookkeeping) and release the runs buffered
+behind the ended ones (``plans.JobStates``), in one statement. A released run was
+locked by ``LOCK_RUNS`` with the others; its earlier message (if any) is spent."""
 
 END_LOST = (
     "WITH ended AS ("
@@ -241,9 +252,14 @@ END_LOST = (
     " status, triggered_at, available_at)"
     " SELECT r, j, u, s, a, i, 'QUEUED', $4::timestamptz, $5::timestamptz"
     " FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::timestamptz[], $10::int[],"
-    " $11::int[]) AS t(r, j, u, s, a, i))"
-    " UPDATE jobs SET status = t.status, updated_at = $4::timestamptz"
-    " FROM unnest($12::uuid[], $13::text[]) AS t(job_id, status) WHERE jobs.job_id = t.job_id"
+    " $11::int[]) AS t(r, j, u, s, a, i)),"
+    " released AS ("
+    " UPDATE job_runs r SET available_at = $4::timestamptz, published_at = NULL"
+    " WHERE r.run_id = ANY($16::uuid[]) AND r.status = 'QUEUED')"
+    " UPDATE jobs SET status = t.status, updated_at = coalesce(t.at, jobs.updated_at),"
+    " running_run_id = t.running, buffered_run_id = t.buffered"
+    " FROM unnest($12::uuid[], $13::text[], $17::timestamptz[], $14::uuid[], $15::uuid[])"
+    " AS t(job_id, status, at, running, buffered) WHERE jobs.job_id = t.job_id"
 )
 """The lost-run rule's writes (``plans.LostRuns``) for runs locked by the caller: each run
 QUEUED again (lease, worker and start cleared), or ended (INTERRUPTED, DEAD, CANCELLED)
@@ -252,7 +268,7 @@ at ``$4``; the interrupted runs' next attempts (available at ``$5``); the jobs s
 _REAP_SELECT = (
     "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, r.status,"
     " r.lease_owner, r.interruptions, r.started_at IS NOT NULL, r.cancel_requested,"
-    " j.status, j.cron_schedule IS NOT NULL FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
+    " " + SETTLE_COLUMNS + " FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
     " WHERE r.status = 'RUNNING'"
 )
 _REAP_TAIL = " ORDER BY r.lease_until LIMIT $2 FOR NO KEY UPDATE OF r, j SKIP LOCKED"

@@ -41,10 +41,10 @@ from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.errors import translated
+from chronoq.adapters.postgres.fires import FIRE, Fires
 from chronoq.adapters.postgres.outbox import PostgresOutbox
 from chronoq.adapters.postgres.plans import (
     Completion,
-    Fires,
     JobStates,
     LockedRun,
     LostRuns,
@@ -59,8 +59,8 @@ from chronoq.adapters.postgres.rows import (
     job_from_record,
     run_from_record,
 )
+from chronoq.adapters.postgres.starts import START_PLAIN, start_gated
 from chronoq.adapters.postgres.tokens import PostgresTokens
-from chronoq.domain.fires import next_fire
 from chronoq.domain.jobs import (
     LIST_OUTPUT_CHARS,
     ClaimedRun,
@@ -196,7 +196,8 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
             if job.status in JOB_TERMINAL:
                 return CancelResult(job=job, running_run_ids=[])
             row = await conn.fetchrow(sql.CANCEL, job_id, now)
-            return CancelResult(job=job_from_record(row), running_run_ids=list(row[15]))
+            running = list(row[sql.JOB_WIDTH])
+            return CancelResult(job=job_from_record(row), running_run_ids=running)
 
         return await self._transaction("cancel_job", body)
 
@@ -233,10 +234,9 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
             if not rows:
                 return []
             fires = Fires(now)
-            for job_id, user_id, cron, tz, due in rows:
-                following = next_fire(cron_schedule=cron, timezone=tz, scheduled_for=due, now=now)
-                fires.add(job_id, user_id, due, following)
-            await conn.execute(sql.FIRE, *fires.args())
+            for row in rows:
+                fires.add(row)
+            await conn.execute(FIRE, *fires.args())
             return fires.runs
 
         return await self._transaction("claim_due", body)
@@ -275,13 +275,19 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
 
     async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
         at = aware(at, "at")
-        ids = list({r for r in run_ids if is_id(r)})
-        if not ids:
+        asked = [r for r in dict.fromkeys(run_ids) if is_id(r)]  # each once, as asked
+        if not asked:
             return []
         with translated("mark_started"):
-            rows = await self._connected().fetch(sql.MARK_STARTED, ids, worker_id, at)
-        started = {str(r[0]) for r in rows}
-        return [r for r in dict.fromkeys(run_ids) if r in started]  # each once, as asked
+            rows = await self._connected().fetch(START_PLAIN, asked, worker_id, at)
+        started = {str(r[0]) for r in rows if r[1]}
+        others = {str(r[0]) for r in rows if not r[1]}
+        if others:  # runs of gated or deadlined jobs: plan_start under their jobs' locks
+            ordered = [r for r in asked if r in others]
+            started |= await self._transaction(
+                "mark_started", lambda conn: start_gated(conn, worker_id, ordered, at)
+            )
+        return [r for r in asked if r in started]
 
     async def extend_leases(
         self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
@@ -304,7 +310,8 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
 
         async def body(conn: Any) -> list[bool]:
             jobs = JobStates(await conn.fetch(sql.LOCK_JOBS_OF_RUNS, ids))
-            runs = {str(r[0]): LockedRun(*r[1:]) for r in await conn.fetch(sql.LOCK_RUNS, ids)}
+            locked = await conn.fetch(sql.LOCK_RUNS, [*ids, *jobs.behind(ids)])
+            runs = {str(r[0]): LockedRun(*r[1:]) for r in locked}
             plan = Completion(jobs)
             applied = [plan.add(outcome, runs.get(outcome.run_id)) for outcome in outcomes]
             if any(applied):
@@ -322,7 +329,7 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
         async def body(conn: Any) -> int:
             jobs = JobStates(await conn.fetch(sql.LOCK_JOBS_OF_RUNS, ids))
             plan = LostRuns(jobs, now=now, retry_at=now, max_interruptions=params.max_interruptions)
-            for row in await conn.fetch(sql.LOCK_RUNS, ids):
+            for row in await conn.fetch(sql.LOCK_RUNS, [*ids, *jobs.behind(ids)]):
                 run = LockedRun(*row[1:])
                 if run.status == _RUNNING and run.lease_owner == params.worker_id:
                     plan.add(row[0], run, LOST_AT_SHUTDOWN)
@@ -346,7 +353,7 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
                 rows = await conn.fetch(sql.REAP_SELECT_LOST, now, params.limit, sorted(live))
             if not rows:
                 return 0
-            jobs = JobStates([(r[1], r[10], r[11]) for r in rows])
+            jobs = JobStates([r[10:16] for r in rows])
             plan = LostRuns(
                 jobs, now=now, retry_at=retry_at, max_interruptions=params.max_interruptions
             )
