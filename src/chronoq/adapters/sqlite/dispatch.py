@@ -1,4 +1,5 @@
-"""The Dispatch transactions of ``SqliteStore``: fencing, claims, starts, leases, outcomes.
+"""The Dispatch transactions of ``SqliteStore``: fencing, leases, outcomes (claims of due
+fires are ``claim``, starts ``start``).
 
 Plain functions of the connection, run on the store thread inside one
 savepoint of a group commit (``SqliteThread``). The hot path (``claim_runs``,
@@ -14,40 +15,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chronoq.adapters.sqlite.rows import CLAIMED_COLUMNS, claimed_from_row
-from chronoq.domain.clock import from_micros, to_micros
-from chronoq.domain.fires import next_fire
+from chronoq.adapters.sqlite.settle import settle
+from chronoq.domain.clock import to_micros
 from chronoq.domain.ids import new_id
-from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, Run, RunOutcome
-from chronoq.domain.states import (
-    JOB_TERMINAL,
-    OUTCOME_STATUSES,
-    JobStatus,
-    RunStatus,
-    job_status_after_run,
-)
+from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, RunOutcome
+from chronoq.domain.states import OUTCOME_STATUSES, JobStatus, RunStatus
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams, LeaseRenewal
 
 INSERT_RUN = (
     "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at,"
-    " available_at, interruptions) VALUES (?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?)"
+    " available_at, interruptions, manual) VALUES (?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?)"
 )
 """A new QUEUED run: (run_id, job_id, user_id, scheduled_for, attempt, triggered_at,
-available_at, interruptions)."""
-
-_TERMINAL_JOBS = ", ".join(f"'{s.value}'" for s in sorted(JOB_TERMINAL))
-SETTLE_JOB = (
-    "UPDATE jobs SET status = CASE WHEN cron_schedule IS NULL THEN ? ELSE ? END, updated_at = ?"
-    f" WHERE job_id = ? AND status NOT IN ({_TERMINAL_JOBS})"
-)
-"""Move a job on after one of its runs ended (``settle_args``); a terminal job stays put."""
-
-
-def settle_args(job_id: str, status: RunStatus, now_us: int) -> tuple[Any, ...]:
-    """``SETTLE_JOB``'s parameters after a run of ``job_id`` reached ``status``."""
-    one_shot = job_status_after_run(status, recurring=False).value
-    recurring = job_status_after_run(status, recurring=True).value
-    return (one_shot, recurring, now_us, job_id)
+available_at, interruptions, manual)."""
 
 
 def marks(values: Sequence[object]) -> str:
@@ -87,7 +68,7 @@ def fence_shards(conn: sqlite3.Connection, epoch: int, owners: Mapping[int, str]
     return True
 
 
-def _fence_filter(conn: sqlite3.Connection, params: ClaimDueParams) -> tuple[str, list[Any]] | None:
+def fence_filter(conn: sqlite3.Connection, params: ClaimDueParams) -> tuple[str, list[Any]] | None:
     """The SQL that keeps a fenced claim to its owner's shards; None if it may claim nothing."""
     if params.owner is None:
         return "", []
@@ -95,53 +76,6 @@ def _fence_filter(conn: sqlite3.Connection, params: ClaimDueParams) -> tuple[str
     if params.epoch is None or params.epoch != recorded:
         return None
     return " AND shard_id IN (SELECT shard_id FROM shard_fence WHERE owner = ?)", [params.owner]
-
-
-def claim_due(conn: sqlite3.Connection, params: ClaimDueParams) -> list[Run]:
-    """Create the QUEUED run of each due fire and advance its job's next fire, together."""
-    fence = _fence_filter(conn, params)
-    if fence is None or (params.shards is not None and not params.shards):
-        return []
-    now_us, horizon = to_micros(params.now), to_micros(params.horizon)
-    sql = (
-        "SELECT job_id, user_id, cron_schedule, timezone, next_fire_at FROM jobs"
-        " WHERE next_fire_at IS NOT NULL AND next_fire_at <= ?" + fence[0]
-    )
-    args: list[Any] = [horizon, *fence[1]]
-    if params.shards is not None:
-        sql += f" AND shard_id IN ({marks(params.shards)})"
-        args.extend(params.shards)
-    sql += " ORDER BY next_fire_at LIMIT ?"
-    args.append(params.limit)
-    runs: list[Run] = []
-    new_runs: list[tuple[Any, ...]] = []
-    advances: list[tuple[Any, ...]] = []
-    for job_id, user_id, cron, tz, due in conn.execute(sql, args).fetchall():
-        run_id = new_id()
-        scheduled = from_micros(due)
-        following = next_fire(
-            cron_schedule=cron, timezone=tz, scheduled_for=scheduled, now=params.now
-        )
-        new_runs.append((run_id, job_id, user_id, due, 1, now_us, due, 0))
-        advances.append((None if following is None else to_micros(following), now_us, job_id, due))
-        runs.append(
-            Run(
-                run_id=run_id,
-                job_id=job_id,
-                user_id=user_id,
-                scheduled_for=scheduled,
-                attempt=1,
-                status=RunStatus.QUEUED,
-                triggered_at=params.now,
-                available_at=scheduled,
-            )
-        )
-    conn.executemany(INSERT_RUN, new_runs)
-    conn.executemany(
-        "UPDATE jobs SET next_fire_at = ?, updated_at = ? WHERE job_id = ? AND next_fire_at = ?",
-        advances,
-    )
-    return runs
 
 
 # -- workers ---------------------------------------------------------------------------------
@@ -169,21 +103,6 @@ def claim_runs(conn: sqlite3.Connection, params: ClaimRunsParams) -> list[Claime
         [(now_us, r[1]) for r in rows],
     )
     return [claimed_from_row(r) for r in rows]
-
-
-def mark_started(
-    conn: sqlite3.Connection, worker_id: str, run_ids: Sequence[str], at_us: int
-) -> list[str]:
-    """Set ``started_at`` on the worker's RUNNING, not yet started runs; those ids, as asked."""
-    started: set[str] = set()
-    for chunk in ids_in_chunks(run_ids):
-        rows = conn.execute(
-            f"UPDATE job_runs SET started_at = ? WHERE run_id IN ({marks(chunk)})"
-            " AND status = 'RUNNING' AND lease_owner = ? AND started_at IS NULL RETURNING run_id",
-            (at_us, *chunk, worker_id),
-        ).fetchall()
-        started.update(r[0] for r in rows)
-    return in_asked_order(run_ids, started)
 
 
 def extend_leases(
@@ -220,7 +139,7 @@ _END_BY_OUTCOME = (
     "UPDATE job_runs SET status = ?, started_at = ?, completed_at = ?, output = ?,"
     " exit_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL, output_ref = ?"
     " WHERE run_id = ? AND status = 'RUNNING' AND lease_owner = ? AND attempt = ?"
-    " RETURNING job_id, user_id, scheduled_for, interruptions"
+    " RETURNING job_id, user_id, scheduled_for, interruptions, manual"
 )
 
 
@@ -256,7 +175,7 @@ def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
         return False  # stale: the lease moved on; nothing changed
     if output is not None and len(output) > OUTPUT_HEAD_CHARS:
         conn.execute(_KEEP_WHOLE_OUTPUT, (outcome.run_id, output))
-    job_id, user_id, scheduled_for, interruptions = row
+    job_id, user_id, scheduled_for, interruptions, manual = row
     if status is RunStatus.RETRY_SCHEDULED:
         retry_at = to_micros(outcome.retry_at or outcome.completed_at)
         conn.execute(
@@ -270,9 +189,10 @@ def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
                 completed_us,
                 retry_at,
                 interruptions,  # a job failure: the interruptions so far carry over unchanged
+                manual,
             ),
         )
-    conn.execute(SETTLE_JOB, settle_args(job_id, status, completed_us))
+    settle(conn, [(job_id, outcome.run_id, status)], completed_us)
     return True
 
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from chronoq.adapters.sqlite.rows import JOB_COLUMNS, RUN_COLUMNS, job_from_row, run_from_row
+from chronoq.adapters.sqlite.rows import (
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    job_from_row,
+    opt_micros,
+    policy_values,
+    run_from_row,
+)
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Job, Run, output_cut
 from chronoq.domain.states import JOB_TERMINAL
@@ -19,13 +26,10 @@ from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 
 CANCELLED_BY_USER = "cancelled by the user"
 
-_INSERT_JOB = (
-    "INSERT INTO jobs (job_id, user_id, project_id, payload, payload_ref, payload_size,"
-    " cron_schedule, timezone, next_fire_at, shard_id, status, max_retries, timeout_seconds,"
-    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# Only a duplicate job id is skipped: any other constraint still fails the insert.
-_INSERT_JOB_IF_ABSENT = _INSERT_JOB + " ON CONFLICT (job_id) DO NOTHING"
+_INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 27)})"
+# Only a duplicate (job id, or the user's idempotency key) is skipped: NOT NULL and the
+# like still fail the insert.
+_INSERT_JOB_IF_ABSENT = _INSERT_JOB + " ON CONFLICT DO NOTHING"
 
 _PURGE_RUNS = (
     "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
@@ -36,7 +40,11 @@ _PURGE_JOBS = (
     "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs j"
     " WHERE status IN ('COMPLETED', 'FAILED', 'CANCELLED') AND updated_at < ?"
     " AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.job_id) LIMIT ?)"
-    " RETURNING payload_ref"
+    " RETURNING job_id, payload_ref"
+)
+_PURGE_SKIPS = (
+    "DELETE FROM fire_skips WHERE (job_id, scheduled_for) IN (SELECT job_id, scheduled_for"
+    " FROM fire_skips WHERE recorded_at < ? LIMIT ?)"
 )
 
 
@@ -45,6 +53,8 @@ def insert_jobs(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], if_absent
     try:
         conn.executemany(_INSERT_JOB_IF_ABSENT if if_absent else _INSERT_JOB, rows)
     except sqlite3.IntegrityError as exc:
+        if "idempotency_key" in str(exc):
+            raise ConflictError("a job with that idempotency key exists already") from None
         raise ConflictError(f"a job with that id already exists: {exc}") from None
 
 
@@ -65,6 +75,11 @@ def job_row(job: Job) -> tuple[Any, ...]:
         job.timeout_seconds,
         to_micros(job.created_at),
         to_micros(job.updated_at),
+        *policy_values(job.policies),
+        job.fire_count,
+        opt_micros(job.paused_fire_at),
+        job.idempotency_key,
+        job.request_hash,
     )
 
 
@@ -138,7 +153,8 @@ def cancel_job(
     if job.status in JOB_TERMINAL:
         return CancelResult(job=job, running_run_ids=[])
     conn.execute(
-        "UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, updated_at = ?"
+        "UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, paused_fire_at = NULL,"
+        " updated_at = ?"
         " WHERE job_id = ?",
         (now_us, job_id),
     )
@@ -177,8 +193,11 @@ def backlog(conn: sqlite3.Connection, now_us: int) -> Backlog:
 
 def purge_finished(conn: sqlite3.Connection, cutoff_us: int, limit: int) -> list[str]:
     outputs = conn.execute(_PURGE_RUNS, (cutoff_us, limit)).fetchall()
-    rows = conn.execute(_PURGE_JOBS, (cutoff_us, limit)).fetchall()
-    return [r[0] for r in [*outputs, *rows] if r[0] is not None]
+    jobs = conn.execute(_PURGE_JOBS, (cutoff_us, limit)).fetchall()
+    conn.executemany("DELETE FROM fire_skips WHERE job_id = ?", [(j[0],) for j in jobs])
+    conn.execute(_PURGE_SKIPS, (cutoff_us, limit))
+    refs = [r[0] for r in outputs] + [j[1] for j in jobs]
+    return [ref for ref in refs if ref is not None]
 
 
 def output_ref(conn: sqlite3.Connection, user_id: str, job_id: str, run_id: str) -> str | None:

@@ -20,14 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chronoq.adapters.sqlite.dispatch import (
-    INSERT_RUN,
-    SETTLE_JOB,
-    ids_in_chunks,
-    marks,
-    settle_args,
-)
+from chronoq.adapters.sqlite.dispatch import INSERT_RUN, ids_in_chunks, marks
 from chronoq.adapters.sqlite.jobs import CANCELLED_BY_USER
+from chronoq.adapters.sqlite.settle import Ended, settle
 from chronoq.domain.clock import to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.states import (
@@ -55,7 +50,8 @@ _STATUS = {
 
 _SELECT_LOST = (
     "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, r.interruptions,"
-    " r.started_at IS NOT NULL, r.cancel_requested OR j.status = 'CANCELLED', r.lease_owner"
+    " r.started_at IS NOT NULL, r.cancel_requested OR j.status = 'CANCELLED', r.lease_owner,"
+    " r.manual"
     " FROM job_runs r JOIN jobs j ON j.job_id = r.job_id WHERE r.status = 'RUNNING'"
 )
 _REQUEUE = (
@@ -82,6 +78,7 @@ class _Lost:
     started: bool
     cancelled: bool
     owner: str | None
+    manual: bool
 
     @classmethod
     def of(cls, row: tuple[Any, ...]) -> _Lost:
@@ -95,6 +92,7 @@ class _Lost:
             started,
             cancelled,
             owner,
+            manual,
         ) = row
         return cls(
             run_id=run_id,
@@ -106,6 +104,7 @@ class _Lost:
             started=bool(started),
             cancelled=bool(cancelled),
             owner=owner,
+            manual=bool(manual),
         )
 
 
@@ -171,7 +170,7 @@ def _end_lost(
     requeue: list[_Lost] = []
     ends: list[tuple[Any, ...]] = []
     retries: list[tuple[Any, ...]] = []
-    settles: list[tuple[Any, ...]] = []
+    settles: list[Ended] = []
     for run in runs:
         decision = lost_run(
             started=run.started,
@@ -189,12 +188,12 @@ def _end_lost(
         else:
             error = LOST_TOO_OFTEN if decision is LostRun.DEAD else CANCELLED_BY_USER
         ends.append((status.value, now_us, error, run.run_id))
-        settles.append(settle_args(run.job_id, status, now_us))
+        settles.append((run.job_id, run.run_id, status))
     conn.executemany(_REQUEUE, [(r.run_id,) for r in requeue])
     conn.executemany(_JOB_BACK_TO_PENDING, [(now_us, r.job_id) for r in requeue])
     conn.executemany(_END, ends)
     conn.executemany(INSERT_RUN, retries)
-    conn.executemany(SETTLE_JOB, settles)
+    settle(conn, settles, now_us)
     return len(runs)
 
 
@@ -209,4 +208,5 @@ def _next_attempt(run: _Lost, now_us: int, retry_us: int) -> tuple[Any, ...]:
         now_us,
         retry_us,
         run.interruptions + 1,
+        run.manual,
     )

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from chronoq.domain.clock import from_micros
+from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.jobs import ClaimedRun, Job, Run
+from chronoq.domain.policies import Misfire, Overlap, Policies
 from chronoq.domain.states import JobStatus, RunStatus
 
+POLICY_COLUMNS = (
+    "overlap, misfire, catch_up_window_seconds, start_deadline_seconds, jitter_seconds,"
+    " start_at, end_at, max_fires"
+)
+"""``policies_from_row``'s columns (of ``jobs``), in order."""
 JOB_COLUMNS = (
     "job_id, user_id, project_id, payload, payload_ref, payload_size, cron_schedule, timezone,"
-    " next_fire_at, shard_id, status, max_retries, timeout_seconds, created_at, updated_at"
+    " next_fire_at, shard_id, status, max_retries, timeout_seconds, created_at, updated_at, "
+    + POLICY_COLUMNS
+    + ", fire_count, paused_fire_at, idempotency_key, request_hash"
 )
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
     " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
-    " interruptions, output_ref"
+    " interruptions, output_ref, manual"
 )
 CLAIMED_COLUMNS = (
     "r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at, j.payload, j.payload_ref,"
@@ -26,6 +34,39 @@ CLAIMED_COLUMNS = (
 
 def _opt_time(value: int | None) -> Any:
     return None if value is None else from_micros(value)
+
+
+def opt_micros(value: Any) -> int | None:
+    """An optional instant as stored (epoch microseconds)."""
+    return None if value is None else to_micros(value)
+
+
+def policies_from_row(row: tuple[Any, ...] | list[Any]) -> Policies:
+    """``Policies`` from ``POLICY_COLUMNS``."""
+    return Policies(
+        overlap=Overlap(row[0]),
+        misfire=Misfire(row[1]),
+        catch_up_window_seconds=row[2],
+        start_deadline_seconds=row[3],
+        jitter_seconds=row[4],
+        start_at=_opt_time(row[5]),
+        end_at=_opt_time(row[6]),
+        max_fires=row[7],
+    )
+
+
+def policy_values(p: Policies) -> tuple[Any, ...]:
+    """``POLICY_COLUMNS``' values for ``p``."""
+    return (
+        p.overlap.value,
+        p.misfire.value,
+        p.catch_up_window_seconds,
+        p.start_deadline_seconds,
+        p.jitter_seconds,
+        opt_micros(p.start_at),
+        opt_micros(p.end_at),
+        p.max_fires,
+    )
 
 
 def job_from_row(row: tuple[Any, ...]) -> Job:
@@ -45,6 +86,11 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         timeout_seconds=row[12],
         created_at=from_micros(row[13]),
         updated_at=from_micros(row[14]),
+        policies=policies_from_row(row[15:23]),
+        fire_count=row[23],
+        paused_fire_at=_opt_time(row[24]),
+        idempotency_key=row[25],
+        request_hash=row[26],
     )
 
 
@@ -67,6 +113,7 @@ def run_from_row(row: tuple[Any, ...]) -> Run:
         lease_until=_opt_time(row[14]),
         interruptions=row[15],
         output_ref=row[16] if len(row) > 16 else None,
+        manual=bool(row[17]) if len(row) > 17 else False,
     )
 
 

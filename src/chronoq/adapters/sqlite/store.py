@@ -4,8 +4,10 @@ All operations run on one writer thread (``SqliteThread``) that group-commits:
 every call is one savepoint inside the thread's current transaction, so it
 applies whole or not at all, and thousands of calls a second cost a few
 commits. The transactions themselves are plain functions of the connection:
-``jobs`` (the JobStore side), ``dispatch`` (fencing, claims, starts, leases,
-outcomes) and ``lost`` (the lost-run rule). Compare-and-set writes check
+``jobs`` (the JobStore side), ``control`` (pause, resume, trigger, change, purge,
+idempotency keys), ``ledger`` (the fire ledger's skips), ``dispatch`` (fencing, leases,
+outcomes), ``claim`` and ``start`` (the schedule policies at claim and at start),
+``settle`` (a job after its run ends) and ``lost`` (the lost-run rule). Compare-and-set writes check
 (status, lease owner, attempt); instants are stored as epoch microseconds.
 
 Fencing: the store keeps its own record of the newest shard assignment
@@ -26,14 +28,27 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from chronoq.adapters.sqlite import claim as claim_tx
+from chronoq.adapters.sqlite import control as control_tx
 from chronoq.adapters.sqlite import dispatch as dispatch_tx
 from chronoq.adapters.sqlite import jobs as jobs_tx
+from chronoq.adapters.sqlite import ledger as ledger_tx
 from chronoq.adapters.sqlite import lost as lost_tx
+from chronoq.adapters.sqlite import start as start_tx
 from chronoq.adapters.sqlite.migrations import migrate
 from chronoq.adapters.sqlite.thread import SqliteThread
 from chronoq.adapters.sqlite.tokens import SqliteTokens
 from chronoq.domain.clock import from_micros, to_micros
-from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.jobs import (
+    LIST_OUTPUT_CHARS,
+    ClaimedRun,
+    Fire,
+    Job,
+    JobChanges,
+    Run,
+    RunOutcome,
+)
+from chronoq.domain.policies import SkipReason
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
     ClaimDueParams,
@@ -42,7 +57,14 @@ from chronoq.ports.dispatch import (
     ReapParams,
     ReleaseParams,
 )
-from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
+from chronoq.ports.jobs import (
+    Backlog,
+    CancelResult,
+    JobPage,
+    ListFiresParams,
+    ListJobsParams,
+    PurgeResult,
+)
 
 T = TypeVar("T")
 
@@ -115,6 +137,41 @@ class SqliteStore(SqliteTokens):
         cutoff = to_micros(before)
         return await self._run(lambda c: jobs_tx.purge_finished(c, cutoff, limit))
 
+    # -- JobStore: job control, the fire ledger, idempotency keys ---------------------------
+
+    async def pause_job(self, user_id: str, job_id: str, now: datetime) -> Job | None:
+        now_us = to_micros(now)
+        return await self._run(lambda c: control_tx.pause_job(c, user_id, job_id, now_us))
+
+    async def resume_job(
+        self, user_id: str, job_id: str, now: datetime, *, catch_up: bool
+    ) -> Job | None:
+        return await self._run(lambda c: control_tx.resume_job(c, user_id, job_id, now, catch_up))
+
+    async def trigger_job(self, user_id: str, job_id: str, now: datetime) -> Run | None:
+        return await self._run(lambda c: control_tx.trigger_job(c, user_id, job_id, now))
+
+    async def update_job(
+        self, user_id: str, job_id: str, changes: JobChanges, now: datetime
+    ) -> tuple[Job, str | None] | None:
+        return await self._run(lambda c: control_tx.update_job(c, user_id, job_id, changes, now))
+
+    async def purge_job(self, user_id: str, job_id: str) -> PurgeResult | None:
+        return await self._run(lambda c: control_tx.purge_job(c, user_id, job_id))
+
+    async def list_fires(self, params: ListFiresParams) -> list[Fire] | None:
+        return await self._run(lambda c: ledger_tx.list_fires(c, params))
+
+    async def skip_counts(self) -> dict[SkipReason, int]:
+        return await self._run(ledger_tx.skip_counts)
+
+    async def job_by_idempotency_key(self, user_id: str, key: str) -> Job | None:
+        return await self._run(lambda c: control_tx.job_by_idempotency_key(c, user_id, key))
+
+    async def forget_idempotency_keys(self, before: datetime, limit: int = 1000) -> int:
+        before_us = to_micros(before)
+        return await self._run(lambda c: control_tx.forget_idempotency_keys(c, before_us, limit))
+
     async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
         ids = json.dumps(list(dict.fromkeys(job_ids)))
         query = "SELECT job_id FROM jobs WHERE job_id IN (SELECT value FROM json_each(?))"
@@ -135,7 +192,7 @@ class SqliteStore(SqliteTokens):
         return await self._run(lambda c: dispatch_tx.fence_shards(c, epoch, owners))
 
     async def claim_due(self, params: ClaimDueParams) -> list[Run]:
-        return await self._run(lambda c: dispatch_tx.claim_due(c, params))
+        return await self._run(lambda c: claim_tx.claim_due(c, params))
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
         if shards is None:
@@ -162,7 +219,7 @@ class SqliteStore(SqliteTokens):
         at_us, ids = to_micros(at), list(run_ids)
         if not ids:
             return []
-        return await self._run(lambda c: dispatch_tx.mark_started(c, worker_id, ids, at_us))
+        return await self._run(lambda c: start_tx.mark_started(c, worker_id, ids, at_us))
 
     async def extend_leases(
         self, worker_id: str, run_ids: Sequence[str], lease_until: datetime
