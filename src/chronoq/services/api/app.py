@@ -32,6 +32,7 @@ from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import JSONResponse, error, error_response
 from chronoq.services.api.openapi import openapi_document
 from chronoq.services.base import log
+from chronoq.services.dashboard import dashboard_routes
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
@@ -96,6 +97,7 @@ def create_app(deps: ApiDeps) -> Starlette:
             _guard(routes_jobs.run_output),
             methods=["GET"],
         ),
+        *dashboard_routes(auth.mode),  # static pages calling /v1 (docs/dashboard.md)
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.deps = deps

@@ -1,0 +1,93 @@
+// One run: status, timings, worker, exit code and its output. Read again every second
+// while the run is QUEUED or RUNNING. The whole output comes from
+// GET /v1/jobs/{id}/runs/{run_id}/output (streamed by the API), shown up to SHOW_CHARS
+// and offered as a download.
+import { call, get, jobPath } from "../api.js";
+import { alertBox, badge, duration, every, facts, h, heading, replace, shortId, timeEl } from "../dom.js";
+
+const LIVE = new Set(["QUEUED", "RUNNING"]);
+const SHOW_CHARS = 200_000;
+const LOOKUP_LIMITS = [100, 1000];
+
+async function findRun(jobId, runId) {
+  for (const limit of LOOKUP_LIMITS) {
+    const runs = await get(`${jobPath(jobId)}/runs`, { limit });
+    const run = runs.items.find((r) => r.run_id === runId);
+    if (run || runs.items.length < limit) return run || null;
+  }
+  return null;
+}
+
+export async function render(main, { params, signal }) {
+  const [jobId, runId] = params;
+  const outputPath = `${jobPath(jobId)}/runs/${encodeURIComponent(runId)}/output`;
+  let run = await findRun(jobId, runId);
+  if (signal.aborted) return;
+  if (!run) {
+    replace(main, heading(`Run ${shortId(runId)}`),
+      alertBox("No such run among this job's latest 1,000 runs."),
+      h("a", { href: `#/jobs/${encodeURIComponent(jobId)}` }, "Back to the job"));
+    return;
+  }
+  const about = h("div", { "aria-live": "polite" });
+  const output = h("pre", { class: "output", tabindex: "0", "aria-label": "Run output" });
+  const outputNote = h("p", { class: "hint" });
+  const saved = h("div", { "aria-live": "polite" });
+  const download = h("button", { type: "button" }, "Download the whole output");
+  download.addEventListener("click", async () => {
+    replace(saved, h("p", { class: "muted" }, "Downloading…"));
+    try {
+      const blob = await (await call("GET", outputPath, { raw: true })).blob();
+      const href = URL.createObjectURL(blob);
+      const a = h("a", { href, download: `chronoq-${jobId}-${runId}.txt`, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(href), 10_000);
+      replace(saved, alertBox(`Saved ${blob.size} bytes.`, "ok"));
+    } catch (exc) {
+      replace(saved, alertBox(`Download failed: ${exc.message}`));
+    }
+  });
+  replace(main,
+    h("p", { class: "crumbs" }, h("a", { href: `#/jobs/${encodeURIComponent(jobId)}` },
+      `← Job ${shortId(jobId)}`)),
+    heading(`Run ${shortId(runId)}`),
+    about,
+    h("section", { "aria-labelledby": "h-output" },
+      h("h2", { id: "h-output" }, "Output"), outputNote, output, download, saved));
+
+  const draw = async () => {
+    replace(about, facts([
+      ["Status", badge(run.status)],
+      ["Run id", h("code", {}, run.run_id)],
+      ["Attempt", `${run.attempt}${run.interruptions ? ` (after ${run.interruptions} interruptions)` : ""}`],
+      ["Manual", run.manual ? "yes (triggered by hand)" : "no"],
+      ["Scheduled for", timeEl(run.scheduled_for)],
+      ["Triggered", timeEl(run.triggered_at)],
+      ["Started", timeEl(run.started_at)],
+      ["Completed", timeEl(run.completed_at)],
+      ["Duration", duration(run.started_at, run.completed_at)],
+      ["Worker", run.worker_id || "—"],
+      ["Exit code", run.exit_code === null ? "—" : String(run.exit_code)],
+      run.error_message ? ["Error", h("span", { class: "wrap" }, run.error_message)] : null,
+    ]));
+    let text = run.output || "";
+    if (run.output_truncated || LIVE.has(run.status)) {
+      text = await (await call("GET", outputPath, { raw: true })).text();
+    }
+    if (signal.aborted) return;
+    output.textContent = text.length > SHOW_CHARS ? text.slice(0, SHOW_CHARS) : text;
+    outputNote.textContent = text.length > SHOW_CHARS
+      ? `Showing the first ${SHOW_CHARS.toLocaleString()} of ${text.length.toLocaleString()} characters: download it for the rest.`
+      : text ? `${text.length.toLocaleString()} characters.` : "No output.";
+  };
+  await draw();
+  if (LIVE.has(run.status)) {
+    every(1000, signal, async () => {
+      run = (await findRun(jobId, runId)) || run;
+      await draw();
+      return LIVE.has(run.status);
+    });
+  }
+}
