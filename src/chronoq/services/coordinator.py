@@ -341,24 +341,23 @@ class Coordinator:
 
     async def _purge_tick(self) -> float:
         """Retention: drop finished runs and jobs older than ``retention_hours``, and blobs;
-        forget idempotency keys older than ``idempotency_retention``."""
+        then forget idempotency keys older than ``idempotency_retention``."""
         if not self.is_leader:
             return self._config.purge_every
+        hours = self._config.retention_hours
+        if hours > 0:
+            before = self._clock.now() - timedelta(hours=hours)
+            keys = await self._jobs.purge_finished(before)
+            for key in keys:
+                await self._blob.delete(key.removeprefix(BLOB_REF_PREFIX))
+            if keys:
+                log.info("coordinator: retention removed %d blobs (payloads, outputs)", len(keys))
         keep_keys = self._config.idempotency_retention
         if keep_keys > 0:
             before = self._clock.now() - timedelta(seconds=keep_keys)
             for _ in range(_FORGET_BATCHES):  # bounded: the rest waits for the next tick
                 if await self._jobs.forget_idempotency_keys(before) < _FORGET_BATCH:
                     break
-        hours = self._config.retention_hours
-        if hours <= 0:
-            return self._config.purge_every
-        before = self._clock.now() - timedelta(hours=hours)
-        keys = await self._jobs.purge_finished(before)
-        for key in keys:
-            await self._blob.delete(key.removeprefix(BLOB_REF_PREFIX))
-        if keys:
-            log.info("coordinator: retention removed %d blobs (payloads, outputs)", len(keys))
         return self._config.purge_every
 
     async def _orphan_tick(self) -> float:

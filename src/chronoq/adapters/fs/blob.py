@@ -77,7 +77,10 @@ class FsBlobStore:
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
         path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        # A name of its own per put: two puts of one key at once (duplicate submissions
+        # under one idempotency key share their job id, so their payload key) must not
+        # rename each other's temporary file away.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(6).hex()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
         os.fchmod(fd, PRIVATE_FILE)  # an old .tmp may be looser; the umask may be 0
         with open(fd, "wb") as fh:

@@ -98,7 +98,13 @@ class Ingest:
             return
         # No insert was attempted, so the objects that did get put are nobody's: remove
         # them now (best effort; the leader's orphan sweep collects whatever is left).
-        put = [key for key, result in zip(keys, results, strict=True) if result is None]
+        # Not a keyed job's: its id (and key) is shared with its replays, one of which may
+        # be stored already; the sweep deletes that object only if no job has the id.
+        put = [
+            key
+            for key, (job, _spec), result in zip(keys, items, results, strict=True)
+            if result is None and job.idempotency_key is None
+        ]
         await asyncio.gather(*(self.blob.delete(key) for key in put), return_exceptions=True)
         raise UnavailableError(f"the payload store is unavailable: {failed}") from failed
 
