@@ -163,7 +163,9 @@ INDEXES = {
     "api_tokens_hash": ("api_tokens", True, "(token_hash)"),
     # 008
     "jobs_idempotency_key": (
-        "jobs", True, "(user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)"
+        "jobs",
+        True,
+        "(user_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)",
     ),
     "jobs_idempotency_age": ("jobs", False, "(created_at) WHERE (idempotency_key IS NOT NULL)"),
     "fire_skips_pkey": ("fire_skips", True, "(job_id, scheduled_for)"),

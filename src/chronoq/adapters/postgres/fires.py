@@ -31,6 +31,7 @@ FIRE = (
     " SELECT r, j, u, s, 1, 'QUEUED', $5, a"
     " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $6::timestamptz[])"
     " AS t(r, j, u, s, a))"
+    + ", "
     + skip_ctes(11)
     + " UPDATE jobs SET next_fire_at = t.following, fire_count = t.fires, status = t.status,"
     " updated_at = $5"

@@ -16,23 +16,28 @@ from typing import Any
 
 from chronoq.domain.policies import SPAN_COUNT_CAP, SkipReason, SkipSpan
 
+TOTALS_CTE = (
+    "totals AS ("
+    " INSERT INTO fire_skip_totals (reason, fires)"
+    " SELECT reason, sum(n) FROM skipped GROUP BY reason ORDER BY reason"
+    " ON CONFLICT (reason) DO UPDATE SET fires = fire_skip_totals.fires + EXCLUDED.fires)"
+)
+"""Adds the rows a ``skipped`` CTE inserted (its ``RETURNING reason, n``) to the totals."""
+
 
 def skip_ctes(first: int) -> str:
-    """Two CTEs (with a leading comma) inserting the skips bound at ``$first`` ..
-    ``$first + 8`` (``Skips.args``) and adding them to the totals."""
+    """Two CTEs (``skipped``, ``totals``; join them with a comma) inserting the skips
+    bound at ``$first`` .. ``$first + 8`` (``Skips.args``) and adding them to the totals."""
     p = [f"${first + i}" for i in range(9)]
     return (
-        ", skipped AS ("
+        "skipped AS ("
         " INSERT INTO fire_skips (job_id, user_id, scheduled_for, last_scheduled_for,"
         " fire_count, reason, run_id, manual, recorded_at)"
         f" SELECT * FROM unnest({p[0]}::uuid[], {p[1]}::text[], {p[2]}::timestamptz[],"
         f" {p[3]}::timestamptz[], {p[4]}::bigint[], {p[5]}::text[], {p[6]}::uuid[],"
         f" {p[7]}::bool[], {p[8]}::timestamptz[])"
-        f" ON CONFLICT DO NOTHING RETURNING reason, coalesce(fire_count, {SPAN_COUNT_CAP}) AS n),"
-        " totals AS ("
-        " INSERT INTO fire_skip_totals (reason, fires)"
-        " SELECT reason, sum(n) FROM skipped GROUP BY reason ORDER BY reason"
-        " ON CONFLICT (reason) DO UPDATE SET fires = fire_skip_totals.fires + EXCLUDED.fires)"
+        f" ON CONFLICT DO NOTHING RETURNING reason, coalesce(fire_count, {SPAN_COUNT_CAP}) AS n), "
+        + TOTALS_CTE
     )
 
 

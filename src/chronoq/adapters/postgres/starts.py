@@ -70,6 +70,7 @@ APPLY = (
     " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[])"
     " AS t(run_id, kind, available, error, cancel)"
     " WHERE r.run_id = t.run_id)"
+    + ", "
     + skip_ctes(12)
     + " UPDATE jobs SET status = t.status, updated_at = coalesce(t.at, jobs.updated_at),"
     " running_run_id = t.running, buffered_run_id = t.buffered"

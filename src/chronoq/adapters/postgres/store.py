@@ -40,8 +40,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
+from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.fires import FIRE, Fires
+from chronoq.adapters.postgres.ledger import PURGE_SKIPS, PostgresLedger
 from chronoq.adapters.postgres.outbox import PostgresOutbox
 from chronoq.adapters.postgres.plans import (
     Completion,
@@ -95,7 +97,7 @@ transaction is ended by the server (``idle_in_transaction_session_timeout``)."""
 _RUNNING = RunStatus.RUNNING.value
 
 
-class PostgresStore(PostgresOutbox, PostgresTokens):
+class PostgresStore(PostgresOutbox, PostgresTokens, PostgresControl, PostgresLedger):
     """The distributed Store. ``dsn``: ``postgresql://user:password@host:port/database``."""
 
     def __init__(
@@ -372,6 +374,7 @@ class PostgresStore(PostgresOutbox, PostgresTokens):
         async def body(conn: Any) -> list[str]:
             outputs = await conn.fetch(sql.PURGE_RUNS, cutoff, limit)
             rows = await conn.fetch(sql.PURGE_JOBS, cutoff, limit)
+            await conn.execute(PURGE_SKIPS, cutoff, limit)
             return [r[0] for r in [*outputs, *rows] if r[0] is not None]
 
         return await self._transaction("purge_finished", body)
