@@ -282,8 +282,9 @@ def test_every_page_fits_390_px_without_horizontal_scroll(
     page: Page, server: ServerHandle, user: tuple[str, httpx.Client], shots: Path
 ) -> None:
     name, client = user
+    # Sundays of March at 02:30 in New York: the second one is in the DST gap.
     job = create(client, project_id="narrow-" + "x" * 60, payload="y" * 300,
-                 cron_schedule="30 2 * * *", timezone="America/New_York")  # fmt: skip
+                 cron_schedule="30 2 * 3 0", timezone="America/New_York")  # fmt: skip
     trigger = client.post(f"/v1/jobs/{job['job_id']}:trigger")
     assert trigger.status_code == 201, trigger.text
     run: dict[str, Any] = trigger.json()
@@ -296,6 +297,7 @@ def test_every_page_fits_390_px_without_horizontal_scroll(
         "job": f"#/jobs/{job['job_id']}",
         "run": f"#/jobs/{job['job_id']}/runs/{run['run_id']}",
         "submit": "#/submit",
+        "overview": "#/overview",
     }
     for label, hash_ in pages.items():
         if label == "jobs":
@@ -304,6 +306,29 @@ def test_every_page_fits_390_px_without_horizontal_scroll(
             page.goto(f"{server.url}/dashboard/{hash_}")
         expect(page.locator("h1")).to_be_visible()
         expect(page.get_by_text("Loading…")).to_have_count(0)
+        if label == "job":
+            gap = page.locator("ol.fires .badge.dst").get_by_text("DST gap")
+            expect(gap.first).to_be_visible()
         scroll, client_width = no_horizontal_scroll(page)
         shot(page, shots, f"{label}-390px")
         assert scroll <= client_width, (label, scroll, client_width)
+
+
+def test_the_overview_shows_the_servers_own_numbers(
+    page: Page, server: ServerHandle, user: tuple[str, httpx.Client], shots: Path
+) -> None:
+    name, client = user
+    job = create(client, project_id="counted", payload="z")
+    wait_runs(client, job["job_id"], lambda r: r[0]["status"] == "COMPLETED", 15, "done")
+    sign_in_as(page, server, name)
+    page.get_by_role("link", name="Overview").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    completed = page.locator("tr", has=page.get_by_text("COMPLETED", exact=True))
+    total = completed.locator("td").nth(1)
+    expect(total).to_have_text(re.compile(r"^[1-9]\d*$"))  # at least this test's run
+    expect(page.locator(".facts", has_text="p50").locator("dd").first).to_have_text(
+        re.compile(r"\d (ms|s)$")
+    )
+    expect(page.get_by_text("Runs waiting for a worker")).to_be_visible()
+    expect(page.get_by_text("This process is the leader")).to_be_visible()
+    shot(page, shots, "overview")

@@ -6,6 +6,7 @@ import * as session from "./session.js";
 import * as job from "./views/job.js";
 import * as jobs from "./views/jobs.js";
 import * as login from "./views/login.js";
+import * as overview from "./views/overview.js";
 import * as run from "./views/run.js";
 import * as submit from "./views/submit.js";
 
@@ -13,6 +14,7 @@ const ROUTES = [
   [/^\/login$/, login, "login"],
   [/^\/(?:jobs)?$/, jobs, "jobs"],
   [/^\/submit$/, submit, "submit"],
+  [/^\/overview$/, overview, "overview"],
   [/^\/jobs\/([^/]+)$/, job, "jobs"],
   [/^\/jobs\/([^/]+)\/runs\/([^/]+)$/, run, "jobs"],
 ];

@@ -29,7 +29,9 @@ export async function render(main, { params, signal }) {
       h("a", { href: `#/jobs/${encodeURIComponent(jobId)}` }, "Back to the job"));
     return;
   }
-  const about = h("div", { "aria-live": "polite" });
+  const about = h("div", {});
+  const announce = h("p", { class: "visually-hidden", "aria-live": "polite" });
+  let announced = run.status;
   const output = h("pre", { class: "output", tabindex: "0", "aria-label": "Run output" });
   const outputNote = h("p", { class: "hint" });
   const saved = h("div", { "aria-live": "polite" });
@@ -53,11 +55,13 @@ export async function render(main, { params, signal }) {
     h("p", { class: "crumbs" }, h("a", { href: `#/jobs/${encodeURIComponent(jobId)}` },
       `← Job ${shortId(jobId)}`)),
     heading(`Run ${shortId(runId)}`),
+    announce,
     about,
     h("section", { "aria-labelledby": "h-output" },
       h("h2", { id: "h-output" }, "Output"), outputNote, output, download, saved));
 
   const draw = async () => {
+    if (run.status !== announced) announce.textContent = `The run is now ${(announced = run.status)}.`;
     replace(about, facts([
       ["Status", badge(run.status)],
       ["Run id", h("code", {}, run.run_id)],

@@ -107,6 +107,15 @@ export async function render(main, { go }) {
       "timezone", "overlap", "misfire", "idempotency_key"]) clearError(form, name);
     const formError = form.querySelector(".form-error");
     replace(formError);
+    if (when() === "at" && !form.elements.next_fire_at.value) {
+      // Blank would submit a job that runs now: not what "at a time" means.
+      showError(form, "next_fire_at", "Pick the time to fire at.", true);
+      return;
+    }
+    if (when() === "recurring" && !form.elements.cron_schedule.value.trim()) {
+      showError(form, "cron_schedule", "Enter a schedule.", true);
+      return;
+    }
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     try {

@@ -1,0 +1,50 @@
+// The Prometheus text format, read enough for the overview: samples with labels, and
+// quantiles of a histogram as Prometheus's histogram_quantile estimates them.
+const LINE = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/;
+const LABEL = /(\w+)="((?:[^"\\]|\\.)*)"/g;
+
+export function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const match = LINE.exec(line);
+    if (!match) continue;
+    const [, name, labelText, raw] = match;
+    const labels = {};
+    for (const [, key, value] of (labelText || "").matchAll(LABEL)) labels[key] = value.replace(/\\(.)/g, "$1");
+    const value = raw === "+Inf" ? Infinity : Number(raw);
+    if (!out.has(name)) out.set(name, []);
+    out.get(name).push({ name, labels, value, key: labelText || "" });
+  }
+  return out;
+}
+
+export function samples(metrics, name) {
+  return metrics.get(name) || [];
+}
+
+export function sample(metrics, name, labels = {}) {
+  const found = samples(metrics, name).find((s) =>
+    Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  return found ? found.value : null;
+}
+
+export function quantile(metrics, name, q) {
+  const buckets = samples(metrics, `${name}_bucket`)
+    .map((s) => ({ le: s.labels.le === "+Inf" ? Infinity : Number(s.labels.le), count: s.value }))
+    .sort((a, b) => a.le - b.le);
+  const total = buckets.length ? buckets[buckets.length - 1].count : 0;
+  if (!total) return null;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const { le, count } of buckets) {
+    if (count >= rank) {
+      if (le === Infinity) return prevLe;
+      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(count - prevCount, 1e-12);
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return prevLe;
+}
