@@ -19,13 +19,13 @@ import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from chronoq.adapters.memory import store_inputs, store_runs
+from chronoq.adapters.memory import store_inputs, store_policies, store_runs
+from chronoq.adapters.memory.store_control import MemoryControl
+from chronoq.adapters.memory.store_ledger import MemoryLedger
 from chronoq.adapters.memory.store_outbox import MemoryOutbox
 from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
 from chronoq.adapters.memory.store_tokens import MemoryTokens
 from chronoq.domain.clock import check_aware
-from chronoq.domain.fires import next_fire
-from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import (
     LIST_OUTPUT_CHARS,
     ClaimedRun,
@@ -55,7 +55,7 @@ from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 _FINISHED_RUN = frozenset(RunStatus) - {RunStatus.QUEUED, RunStatus.RUNNING}
 
 
-class MemoryStore(MemoryOutbox, MemoryTokens):
+class MemoryStore(MemoryControl, MemoryLedger, MemoryOutbox, MemoryTokens):
     """The Store port in dictionaries (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -78,12 +78,18 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
     async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
         db = self._db()
         fresh: dict[str, Job] = {}
+        keys: set[tuple[str, str]] = set()
         for job in map(store_inputs.checked_job, jobs):
-            if job.job_id in db.jobs or job.job_id in fresh:
+            key = db.key_of(job)
+            taken = key is not None and (key in db.keys or key in keys)
+            if job.job_id in db.jobs or job.job_id in fresh or taken:
                 if if_absent:
                     continue
-                raise ConflictError(f"a job with id {job.job_id!r} already exists")
+                what = "idempotency key" if taken else f"id {job.job_id!r}"
+                raise ConflictError(f"a job with this {what} already exists")
             fresh[job.job_id] = job
+            if key is not None:
+                keys.add(key)
         for job in fresh.values():
             db.add_job(job)
 
@@ -140,7 +146,9 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
         if row.job.status in JOB_TERMINAL:
             return CancelResult(job=row.job, running_run_ids=[])
         db = self._tables
-        db.update_job(row, status=JobStatus.CANCELLED, next_fire_at=None, updated_at=now)
+        db.update_job(
+            row, status=JobStatus.CANCELLED, next_fire_at=None, paused_fire_at=None, updated_at=now
+        )
         running: list[str] = []
         for run in [db.runs[run_id] for run_id in row.runs]:
             if run.status is RunStatus.QUEUED:
@@ -183,6 +191,7 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
             if row.job.status in JOB_TERMINAL and row.job.updated_at < before and not row.runs
         )
         gone = [db.delete_job(job_id) for job_id in list(itertools.islice(old_jobs, limit))]
+        db.skips.purge_before(before)
         return refs + [job.payload_ref for job in gone if job.payload_ref is not None]
 
     async def existing_job_ids(self, job_ids: Sequence[str]) -> set[str]:
@@ -224,39 +233,14 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
             return []
         taken = db.take_due(shards, horizon, params.limit)
         try:  # everything that can refuse, before the first write
-            plan = [(row, self._following(row, now)) for row in taken]
+            plans = [(row, store_policies.plan_due(db, row, now)) for row in taken]
         except BaseException:
             db.untake_due(taken)
             raise
         runs: list[Run] = []
-        for row, following in plan:
-            job = row.job
-            assert job.next_fire_at is not None  # it came from the due index
-            run = RunRow(
-                run_id=new_id(),
-                job_id=job.job_id,
-                user_id=job.user_id,
-                scheduled_for=job.next_fire_at,
-                attempt=1,
-                status=RunStatus.QUEUED,
-                triggered_at=now,
-                available_at=job.next_fire_at,
-            )
-            db.add_run(run)
-            db.update_job(row, next_fire_at=following, updated_at=now)
-            runs.append(run.to_run())
+        for row, plan in plans:
+            runs.extend(store_policies.apply_claim(db, row, plan, now))
         return runs
-
-    def _following(self, row: JobRow, now: datetime) -> datetime | None:
-        job = row.job
-        assert job.next_fire_at is not None
-        self._tables.check_new_run(job.job_id, job.next_fire_at, 1)
-        return next_fire(
-            cron_schedule=job.cron_schedule,
-            timezone=job.timezone,
-            scheduled_for=job.next_fire_at,
-            now=now,
-        )
 
     def _claimable_shards(self, params: ClaimDueParams) -> set[int] | None:
         """The shards a claim may take from (None: all); fenced claims only their own."""
@@ -296,14 +280,7 @@ class MemoryStore(MemoryOutbox, MemoryTokens):
 
     async def mark_started(self, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
         at = check_aware(at, "at")
-        db = self._db()
-        started: list[str] = []
-        for run_id in run_ids:
-            run = db.runs.get(run_id)
-            if run is not None and store_runs.holds(run, worker_id) and run.started_at is None:
-                run.started_at = at
-                started.append(run_id)
-        return started
+        return store_policies.start_runs(self._db(), worker_id, run_ids, at)
 
     async def extend_leases(
         self, worker_id: str, run_ids: Sequence[str], lease_until: datetime

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import Job, RunOutcome
+from chronoq.domain.policies import Policies
 from chronoq.domain.states import OUTCOME_STATUSES
 from chronoq.errors import ValidationError
 
@@ -20,13 +21,24 @@ _MAX_CURSOR_DIGITS = 18
 def checked_job(job: Job) -> Job:
     """The job as stored: text a database would refuse is refused, instants in UTC."""
     for name in ("job_id", "user_id", "project_id", "payload", "payload_ref", "cron_schedule",
-                 "timezone"):  # fmt: skip
+                 "timezone", "idempotency_key", "request_hash"):  # fmt: skip
         check_text(getattr(job, name), name)
     return replace(
         job,
+        policies=checked_policies(job.policies),
         next_fire_at=None if job.next_fire_at is None else check_aware(job.next_fire_at),
         created_at=check_aware(job.created_at, "created_at"),
         updated_at=check_aware(job.updated_at, "updated_at"),
+    )
+
+
+def checked_policies(policies: Policies) -> Policies:
+    """The policies with their instants in UTC (naive ones refused)."""
+    start, end = policies.start_at, policies.end_at
+    return replace(
+        policies,
+        start_at=None if start is None else check_aware(start, "start_at"),
+        end_at=None if end is None else check_aware(end, "end_at"),
     )
 
 

@@ -15,6 +15,7 @@ from chronoq.domain.jobs import RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_TOO_OFTEN,
+    RUN_TERMINAL,
     JobStatus,
     LostRun,
     RunStatus,
@@ -32,13 +33,33 @@ _LOST_STATUS = {
 }
 
 
-def settle_job(tables: Tables, job_id: str, status: RunStatus, at: datetime) -> None:
-    """Move the job on after one of its runs reached ``status``; a terminal job stays."""
-    row = tables.jobs[job_id]
-    if row.job.status in JOB_TERMINAL:
+def settle_job(tables: Tables, run: RunRow, status: RunStatus, at: datetime) -> None:
+    """Move the job on after its run ``run`` reached ``status`` (or left RUNNING): a
+    terminal or PAUSED job stays; a recurring job whose schedule has ended completes.
+    If ``run`` was the job's running run, its buffered run (if any) is released now."""
+    row = tables.jobs[run.job_id]
+    release_buffered(tables, run, at)
+    job = row.job
+    if job.status in JOB_TERMINAL or job.status is JobStatus.PAUSED:
         return
-    after = job_status_after_run(status, recurring=row.job.recurring)
+    after = job_status_after_run(status, recurring=job.recurring)
+    ended = job.next_fire_at is None and job.paused_fire_at is None
+    if job.recurring and ended and status in RUN_TERMINAL:
+        after = JobStatus.COMPLETED
     tables.update_job(row, status=after, updated_at=at)
+
+
+def release_buffered(tables: Tables, run: RunRow, at: datetime) -> None:
+    """``run`` ended or left RUNNING: if it was its job's running run, forget it and make
+    the buffered run (still QUEUED) available ``at``."""
+    row = tables.jobs[run.job_id]
+    if row.running_run_id != run.run_id:
+        return
+    row.running_run_id = None
+    buffered = tables.runs.get(row.buffered_run_id or "")
+    row.buffered_run_id = None
+    if buffered is not None and buffered.status is RunStatus.QUEUED:
+        tables.make_available(buffered, at)
 
 
 def holds(run: RunRow | None, worker_id: str) -> bool:
@@ -91,7 +112,7 @@ def complete(tables: Tables, outcome: RunOutcome) -> bool:
     run.lease_owner = run.lease_until = None
     if retry is not None:
         tables.add_run(retry)
-    settle_job(tables, run.job_id, status, outcome.completed_at)
+    settle_job(tables, run, status, outcome.completed_at)
     return True
 
 
@@ -133,7 +154,7 @@ def lose(
     run.lease_owner = run.lease_until = None
     if retry is not None:
         tables.add_run(retry)
-    settle_job(tables, run.job_id, status, now)
+    settle_job(tables, run, status, now)
     return verdict
 
 
@@ -141,6 +162,7 @@ def _requeue(tables: Tables, run: RunRow, now: datetime) -> None:
     """Back to QUEUED as the same attempt: it never started, so nothing was used up."""
     tables.move(run, RunStatus.QUEUED)
     run.lease_owner = run.lease_until = run.worker_id = run.started_at = None
+    release_buffered(tables, run, now)
     job = tables.jobs[run.job_id]
     if job.job.status is JobStatus.RUNNING:
         tables.update_job(job, status=JobStatus.PENDING, updated_at=now)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from chronoq.adapters.memory.store_skips import SkipTable
 from chronoq.domain.jobs import ClaimedRun, Job, Run
 from chronoq.domain.states import RUN_TERMINAL, RunStatus, transition
 
@@ -51,6 +52,10 @@ class JobRow:
     runs: list[str] = field(default_factory=list)
     """Its run ids in creation order."""
     due_version: int = 0
+    running_run_id: str | None = None
+    """Overlap bookkeeping (gated jobs): the run that started last and may still run."""
+    buffered_run_id: str | None = None
+    """Overlap bookkeeping (``buffer_one``): the run waiting for the running one."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -79,6 +84,7 @@ class RunRow:
     output_ref: str | None = None
     published_at: datetime | None = None
     """The outbox (``store_outbox``): when a message naming this QUEUED run was sent."""
+    manual: bool = False
 
     @property
     def fire(self) -> Fire:
@@ -119,6 +125,7 @@ class RunRow:
             lease_until=self.lease_until,
             interruptions=self.interruptions,
             output_ref=self.output_ref,
+            manual=self.manual,
         )
 
 
@@ -142,12 +149,20 @@ class Tables:
         self._queue: list[_DueEntry] = []
         self._by_user: dict[str, list[tuple[int, str]]] = {}
         self._user_positions: dict[str, int] = {}
+        self.skips = SkipTable()
+        self.keys: dict[tuple[str, str], str] = {}
+        """``(user_id, idempotency_key)`` -> job id: unique while the key is kept."""
 
     # -- jobs ----------------------------------------------------------------------------------
 
     def add_job(self, job: Job) -> None:
         if job.job_id in self.jobs:
             raise IntegrityError(f"duplicate job id {job.job_id!r}")
+        key = self.key_of(job)
+        if key is not None and key in self.keys:
+            raise IntegrityError(f"duplicate idempotency key for user {job.user_id!r}")
+        if key is not None:
+            self.keys[key] = job.job_id
         position = self._user_positions.get(job.user_id, 0) + 1
         self._user_positions[job.user_id] = position
         row = JobRow(job=job, position=position)
@@ -155,9 +170,17 @@ class Tables:
         self._by_user.setdefault(job.user_id, []).append((position, job.job_id))
         self._index_due(row)
 
+    @staticmethod
+    def key_of(job: Job) -> tuple[str, str] | None:
+        return None if job.idempotency_key is None else (job.user_id, job.idempotency_key)
+
     def update_job(self, row: JobRow, **changes: Any) -> None:
-        """Replace fields of the job; setting ``next_fire_at`` (re)indexes it as due."""
+        """Replace fields of the job; setting ``next_fire_at`` (re)indexes it as due;
+        clearing ``idempotency_key`` frees the key."""
+        old_key = self.key_of(row.job)
         row.job = replace(row.job, **changes)
+        if old_key is not None and self.key_of(row.job) != old_key:
+            self.keys.pop(old_key, None)
         if "next_fire_at" in changes:
             self._index_due(row)
 
@@ -167,6 +190,10 @@ class Tables:
             raise IntegrityError(f"job {job_id!r} still has runs")
         entries = self._by_user[row.job.user_id]
         del entries[bisect.bisect_left(entries, (row.position, job_id))]
+        key = self.key_of(row.job)
+        if key is not None:
+            self.keys.pop(key, None)
+        self.skips.drop_job(job_id)
         return row.job  # its due entry is now stale (no row) and is dropped lazily
 
     def user_jobs(self, user_id: str, after: int) -> Iterator[tuple[int, Job]]:
@@ -289,6 +316,15 @@ class Tables:
             del self._terminal[run.fire]
         self.running.pop(run.run_id, None)
         run.queue_version = 0  # any queue entry of this run is stale now
+
+    def make_available(self, run: RunRow, available_at: datetime) -> None:
+        """Move a QUEUED run's ``available_at`` (a buffered run released): re-indexed, and
+        unpublished again so a queued dispatch sends it anew."""
+        if run.status is not RunStatus.QUEUED:
+            raise IntegrityError(f"run {run.run_id} is not QUEUED")
+        self._leave(run)
+        run.available_at = available_at
+        self._enter(run, RunStatus.QUEUED)
 
     # -- the queue -----------------------------------------------------------------------------
 
