@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.domain.clock import SystemClock
-from chronoq.domain.jobs import ClaimedRun, Job, Run, RunOutcome
+from chronoq.domain.jobs import ClaimedRun, Fire, Job, Run, RunOutcome
+from chronoq.domain.policies import Policies
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams, ReapParams, ReleaseParams
+from chronoq.ports.jobs import ListFiresParams
 from chronoq.ports.store import Store
 from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 
@@ -219,3 +223,53 @@ def retention_coordinator(store: Store, blob: BlobStore) -> Coordinator:
         store, store, blob, MemoryNotifier(), MemoryCoordination(), SystemClock(), Metrics(),
         config,
     )  # fmt: skip
+
+
+# -- schedule policies, job control and the fire ledger (issue 9) -----------------------------
+
+
+def policy_job(
+    policies: Policies | None = None,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    **fields: Any,
+) -> Job:
+    """``make_job(**fields)`` with these policies and idempotency key."""
+    return replace(
+        make_job(**fields),
+        policies=policies or Policies(),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
+
+
+async def fires_of(
+    store: Store,
+    job: Job,
+    start: datetime = T0 - timedelta(days=1),
+    end: datetime = T0 + timedelta(days=30),
+    *,
+    limit: int = 10_000,
+) -> list[Fire]:
+    """The job's fire ledger in ``[start, end]`` (by default: everything near ``T0``)."""
+    fires = await store.list_fires(
+        ListFiresParams(user_id=job.user_id, job_id=job.job_id, start=start, end=end, limit=limit)
+    )
+    assert fires is not None
+    return fires
+
+
+async def complete(
+    store: Store, claimed: ClaimedRun, worker_id: str, when: datetime, **kwargs: Any
+) -> None:
+    """Report ``claimed`` COMPLETED by ``worker_id`` at ``when`` (started a second earlier)."""
+    done = outcome(
+        claimed,
+        RunStatus.COMPLETED,
+        worker_id=worker_id,
+        started_at=when - timedelta(seconds=1),
+        completed_at=when,
+        **kwargs,
+    )
+    assert await store.complete_runs([done]) == [True]
