@@ -332,3 +332,28 @@ def test_the_overview_shows_the_servers_own_numbers(
     expect(page.get_by_text("Runs waiting for a worker")).to_be_visible()
     expect(page.get_by_text("This process is the leader")).to_be_visible()
     shot(page, shots, "overview")
+
+
+def test_the_files_are_served_by_chronoq_alone_with_a_strict_policy(server: ServerHandle) -> None:
+    with httpx.Client(base_url=server.url) as plain:
+        root = plain.get("/")
+        assert root.status_code == 307 and root.headers["location"] == "/dashboard/"
+        assert plain.get("/dashboard").headers["location"] == "/dashboard/"
+        assert plain.get("/dashboard/config.json").json() == {"auth": "header"}
+        index = plain.get("/dashboard/")
+        assert index.status_code == 200 and "text/html" in index.headers["content-type"]
+        policy = index.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert index.headers["x-content-type-options"] == "nosniff"
+        refused = plain.get("/dashboard/", headers={"Host": "attacker.example"})
+        assert refused.status_code == 421  # the API's Host allowlist covers the pages too
+    static = Path(__file__).parents[2] / "src/chronoq/services/dashboard/static"
+    files = [p for p in static.rglob("*") if p.is_file()]
+    assert len(files) >= 10
+    for path in files:
+        text = path.read_text()
+        assert not re.search(r"https?://|//cdn|@import", text), path  # nothing from elsewhere
+        assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", text), (
+            path  # text nodes only: no data can become markup
+        )
