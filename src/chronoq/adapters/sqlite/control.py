@@ -15,7 +15,7 @@ from chronoq.adapters.sqlite.rows import JOB_COLUMNS, job_from_row, opt_micros, 
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import SkipReason, first_fire_at, plan_resume
+from chronoq.domain.policies import Policies, SkipReason, first_fire_at, plan_resume
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError, ValidationError
 from chronoq.ports.jobs import PurgeResult
@@ -34,7 +34,8 @@ _UPDATE_JOB = (
     "UPDATE jobs SET cron_schedule = ?, timezone = ?, next_fire_at = ?, paused_fire_at = ?,"
     " payload = ?, payload_ref = ?, payload_size = ?, max_retries = ?, timeout_seconds = ?,"
     " overlap = ?, misfire = ?, catch_up_window_seconds = ?, start_deadline_seconds = ?,"
-    " jitter_seconds = ?, start_at = ?, end_at = ?, max_fires = ?, status = ?, updated_at = ?"
+    " jitter_seconds = ?, start_at = ?, end_at = ?, max_fires = ?, dst_gap = ?, dst_repeat = ?,"
+    " status = ?, updated_at = ?"
     " WHERE job_id = ?"
 )
 
@@ -161,7 +162,7 @@ def update_job(
         cron != job.cron_schedule
         or tz != job.timezone
         or ("next_fire_at" in f and changes.next_fire_at != held)
-        or (old.start_at, old.end_at, old.max_fires) != (new.start_at, new.end_at, new.max_fires)
+        or _bounds(old) != _bounds(new)
     )
     status = job.status
     if moved and (job.recurring or one_shot_fire is not None):
@@ -198,6 +199,11 @@ def update_job(
     )
     replaced = job.payload_ref if job.payload_ref is not None and job.payload_ref != ref else None
     return _owned(conn, user_id, job_id), replaced
+
+
+def _bounds(p: Policies) -> tuple[object, ...]:
+    """The policies that move a job's fires (a change recomputes its next one)."""
+    return (p.start_at, p.end_at, p.max_fires, p.dst_gap, p.dst_repeat)
 
 
 def purge_job(conn: sqlite3.Connection, user_id: str, job_id: str) -> PurgeResult | None:

@@ -26,7 +26,7 @@ from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 
 CANCELLED_BY_USER = "cancelled by the user"
 
-_INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 27)})"
+_INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 29)})"
 # Only a duplicate (job id, or the user's idempotency key) is skipped: NOT NULL and the
 # like still fail the insert.
 _INSERT_JOB_IF_ABSENT = _INSERT_JOB + " ON CONFLICT DO NOTHING"

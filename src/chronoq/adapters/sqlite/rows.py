@@ -7,11 +7,12 @@ from typing import Any
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.jobs import ClaimedRun, Job, Run
 from chronoq.domain.policies import Misfire, Overlap, Policies
+from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.domain.states import JobStatus, RunStatus
 
 POLICY_COLUMNS = (
     "overlap, misfire, catch_up_window_seconds, start_deadline_seconds, jitter_seconds,"
-    " start_at, end_at, max_fires"
+    " start_at, end_at, max_fires, dst_gap, dst_repeat"
 )
 """``policies_from_row``'s columns (of ``jobs``), in order."""
 JOB_COLUMNS = (
@@ -52,6 +53,8 @@ def policies_from_row(row: tuple[Any, ...] | list[Any]) -> Policies:
         start_at=_opt_time(row[5]),
         end_at=_opt_time(row[6]),
         max_fires=row[7],
+        dst_gap=DstGap(row[8]),
+        dst_repeat=DstRepeat(row[9]),
     )
 
 
@@ -66,6 +69,8 @@ def policy_values(p: Policies) -> tuple[Any, ...]:
         opt_micros(p.start_at),
         opt_micros(p.end_at),
         p.max_fires,
+        p.dst_gap.value,
+        p.dst_repeat.value,
     )
 
 
@@ -86,11 +91,11 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         timeout_seconds=row[12],
         created_at=from_micros(row[13]),
         updated_at=from_micros(row[14]),
-        policies=policies_from_row(row[15:23]),
-        fire_count=row[23],
-        paused_fire_at=_opt_time(row[24]),
-        idempotency_key=row[25],
-        request_hash=row[26],
+        policies=policies_from_row(row[15:25]),
+        fire_count=row[25],
+        paused_fire_at=_opt_time(row[26]),
+        idempotency_key=row[27],
+        request_hash=row[28],
     )
 
 

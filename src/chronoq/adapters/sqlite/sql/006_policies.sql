@@ -1,7 +1,7 @@
 -- Schedule policies, job control and the fire ledger (issue 9, DESIGN §5.8).
 -- (The migration runner splits on semicolons: none in comments.)
 -- Jobs written before this migration get the default policies: overlap skip, misfire
--- run_once, no deadline, no jitter, no start/end/max_fires, and no fires counted yet.
+-- run_once, no deadline, no jitter, no start/end/max_fires, DST auto, and no fires counted yet.
 ALTER TABLE jobs ADD COLUMN overlap TEXT NOT NULL DEFAULT 'skip';
 ALTER TABLE jobs ADD COLUMN misfire TEXT NOT NULL DEFAULT 'run_once';
 ALTER TABLE jobs ADD COLUMN catch_up_window_seconds REAL;
@@ -10,6 +10,9 @@ ALTER TABLE jobs ADD COLUMN jitter_seconds REAL NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN start_at INTEGER;
 ALTER TABLE jobs ADD COLUMN end_at INTEGER;
 ALTER TABLE jobs ADD COLUMN max_fires INTEGER;
+-- How the schedule reads wall times that DST skips or repeats (auto: DESIGN §5.9).
+ALTER TABLE jobs ADD COLUMN dst_gap TEXT NOT NULL DEFAULT 'auto';
+ALTER TABLE jobs ADD COLUMN dst_repeat TEXT NOT NULL DEFAULT 'auto';
 ALTER TABLE jobs ADD COLUMN fire_count INTEGER NOT NULL DEFAULT 0;
 -- While PAUSED: the fire the job holds (next_fire_at is NULL meanwhile).
 ALTER TABLE jobs ADD COLUMN paused_fire_at INTEGER;
