@@ -1,4 +1,4 @@
-"""SQLite only: a database written before migration 002 opens with the new store.
+"""SQLite only: a database written under older migrations opens with the new store.
 
 Not a contract of every adapter (the others have their own migration tests): it shows
 that an embedded node upgraded in place keeps its jobs and treats a run that was in
@@ -14,9 +14,23 @@ from pathlib import Path
 
 from chronoq.adapters.sqlite import SqliteStore
 from chronoq.domain.clock import to_micros
+from chronoq.domain.jobs import ClaimedRun, Job
+from chronoq.domain.policies import Policies, SkipReason
 from chronoq.domain.states import LOST_TO_LEASE, JobStatus, RunStatus
 
-from .helpers import T0, at, job_now, make_job, output_of, reap, runs_of
+from .helpers import (
+    T0,
+    at,
+    claim_due,
+    claim_runs,
+    fires_of,
+    job_now,
+    make_job,
+    outcome,
+    output_of,
+    reap,
+    runs_of,
+)
 
 
 def _old_database(path: Path, job_id: str, user_id: str) -> None:
@@ -100,3 +114,89 @@ async def test_long_outputs_written_before_migration_003_are_read_whole(tmp_path
         (head,) = conn.execute("SELECT length(output) FROM job_runs WHERE run_id = 'old-run'")
         assert head == (2049,)
     conn.close()
+
+
+def _database_at_005(path: Path, recurring: Job, one_shot: Job) -> None:
+    """Migrations 001-005 only: a recurring job due at T0, and a one-shot job whose run is
+    RUNNING and started (in flight when the node stopped for the upgrade)."""
+    folder = resources.files("chronoq.adapters.sqlite") / "sql"
+    t0 = to_micros(T0)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at)")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            version = int(entry.name.split("_", 1)[0])
+            if entry.name.endswith(".sql") and version <= 5:
+                conn.executescript(entry.read_text())
+                conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+        for job, status, next_fire in (
+            (recurring, "PENDING", t0),
+            (one_shot, "RUNNING", None),
+        ):
+            conn.execute(
+                "INSERT INTO jobs (job_id, user_id, project_id, payload, payload_size,"
+                " cron_schedule, next_fire_at, shard_id, status, max_retries, created_at,"
+                " updated_at) VALUES (?, ?, 'default', 'echo hi', 7, ?, ?, 0, ?, 0, ?, ?)",
+                (job.job_id, job.user_id, job.cron_schedule, next_fire, status, t0, t0),
+            )
+        conn.execute(
+            "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+            " triggered_at, available_at, started_at, worker_id, lease_owner, lease_until)"
+            " VALUES ('in-flight', ?, ?, ?, 1, 'RUNNING', ?, ?, ?, 'w1', 'w1', ?)",
+            (one_shot.job_id, one_shot.user_id, t0, t0, t0, t0, to_micros(at(30))),
+        )
+    conn.close()
+
+
+async def test_a_database_at_005_upgrades_to_006_with_default_policies(tmp_path: Path) -> None:
+    recurring = make_job(cron="@every 10s")
+    one_shot = make_job(status=JobStatus.RUNNING, next_fire_at=None)
+    path = tmp_path / "at005.sqlite"
+    _database_at_005(path, recurring, one_shot)
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        for job in (recurring, one_shot):
+            upgraded = await job_now(store, job)
+            assert upgraded.policies == Policies()  # overlap skip, run_once, no bounds
+            assert (upgraded.fire_count, upgraded.paused_fire_at) == (0, None)
+            assert (upgraded.idempotency_key, upgraded.request_hash) == (None, None)
+        (old,) = await runs_of(store, one_shot)
+        assert (old.run_id, old.manual, old.started_at) == ("in-flight", False, T0)
+
+        # The in-flight run finishes under the new schema; its job settles as before.
+        done = outcome(
+            ClaimedRun(
+                run_id="in-flight", job_id=one_shot.job_id, attempt=1, scheduled_for=T0,
+                available_at=T0, payload="echo hi", payload_ref=None, timeout_seconds=None,
+                max_retries=0, recurring=False,
+            ),
+            RunStatus.COMPLETED,
+        )  # fmt: skip
+        assert await store.complete_runs([done]) == [True]
+        assert (await job_now(store, one_shot)).status is JobStatus.COMPLETED
+
+        # The recurring job fires by its (default) policies: one run, counted, next fire on.
+        (run,) = await claim_due(store, T0)
+        assert (run.job_id, run.scheduled_for, run.manual) == (recurring.job_id, T0, False)
+        after = await job_now(store, recurring)
+        assert (after.fire_count, after.next_fire_at) == (1, at(10))
+        (claimed,) = await claim_runs(store, "w1", T0)
+        assert await store.mark_started("w1", [claimed.run_id], T0) == [claimed.run_id]
+        # Overlap skip is the default: a fire while that run goes on is skipped, recorded.
+        assert len(await claim_due(store, at(10))) == 1
+        (claimed2,) = await claim_runs(store, "w2", at(10))
+        assert await store.mark_started("w2", [claimed2.run_id], at(10)) == []
+        fires = await fires_of(store, recurring)
+        assert [(f.scheduled_for, f.outcome, f.reason) for f in fires] == [
+            (T0, "RUNNING", None),
+            (at(10), "SKIPPED", SkipReason.OVERLAP),
+        ]
+        assert await store.skip_counts() == {SkipReason.OVERLAP: 1}
+        assert await store.pause_job(recurring.user_id, recurring.job_id, at(11)) is not None
+        assert (await job_now(store, recurring)).paused_fire_at == at(20)
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+    conn.close()
+    assert versions == [1, 2, 3, 4, 5, 6]
