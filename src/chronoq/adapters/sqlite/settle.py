@@ -22,7 +22,7 @@ from chronoq.domain.states import JOB_TERMINAL, RUN_TERMINAL, RunStatus, job_sta
 _TERMINAL_JOBS = ", ".join(f"'{s.value}'" for s in sorted(JOB_TERMINAL))
 
 RELEASE_BUFFERED = (
-    "UPDATE job_runs SET available_at = min(available_at, ?) WHERE status = 'QUEUED'"
+    "UPDATE job_runs SET available_at = ? WHERE status = 'QUEUED'"
     " AND run_id = (SELECT buffered_run_id FROM jobs WHERE job_id = ? AND running_run_id = ?)"
 )
 """(now_us, job_id, run_id): the buffered run of the job whose running run ``run_id`` ended."""
@@ -33,7 +33,7 @@ SETTLE_JOB = (
     " WHEN cron_schedule IS NULL THEN ?"
     " WHEN ? AND next_fire_at IS NULL AND paused_fire_at IS NULL THEN 'COMPLETED'"
     " ELSE ? END,"
-    f" updated_at = CASE WHEN status IN ({_TERMINAL_JOBS}) THEN updated_at ELSE ? END,"
+    f" updated_at = CASE WHEN status IN ({_TERMINAL_JOBS}, 'PAUSED') THEN updated_at ELSE ? END,"
     " buffered_run_id = CASE WHEN running_run_id = ? THEN NULL ELSE buffered_run_id END,"
     " running_run_id = CASE WHEN running_run_id = ? THEN NULL ELSE running_run_id END"
     " WHERE job_id = ?"
