@@ -83,6 +83,8 @@ def test_a_job_submitted_from_the_form_shows_its_run_and_output(
     expect(rows).to_have_count(1)
     expect(rows.first.get_by_text("browser")).to_be_visible()
     expect(rows.first.get_by_text("COMPLETED").first).to_be_visible()
+    spark = rows.first.get_by_role("img", name="1 of the last 1 ended runs completed")
+    expect(spark.locator(".tick.s-completed")).to_have_count(1)
     shot(page, shots, "jobs")
 
 

@@ -1,12 +1,16 @@
 // The jobs list: one page from GET /v1/jobs at a time (the API's cursor; never all
 // jobs), filtered by status and project. The schedule in words comes from the preview
-// endpoint (once per distinct schedule), the last outcome from each shown job's newest run.
+// endpoint (once per distinct schedule), the last outcome and a success sparkline from each
+// shown job's newest runs.
 import { get, jobPath, preview } from "../api.js";
 import { alertBox, badge, field, h, heading, replace, shortId, timeEl } from "../dom.js";
 
 export const JOB_STATUSES = ["PENDING", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED"];
 const PAGE_SIZES = ["25", "50", "100"];
 const LOOKUPS_AT_ONCE = 6;
+const RECENT_RUNS = 10;
+const ENDED = new Set(["COMPLETED", "FAILED", "TIMED_OUT", "DEAD", "CANCELLED", "SKIPPED",
+  "RETRY_SCHEDULED", "INTERRUPTED"]);
 
 // Cursors of the pages before this one, for "Previous" (per filter; a reload starts over).
 let trail = { key: "", cursors: [] };
@@ -67,7 +71,7 @@ export async function render(main, { query, signal, go }) {
     ? h("table", { class: "jobs stack" },
       h("caption", { class: "visually-hidden" }, `Jobs, page ${number}`),
       h("thead", {}, h("tr", {}, ["Job", "Project", "Status", "Schedule", "Next fire",
-        "Last outcome"].map((c) => h("th", { scope: "col" }, c)))),
+        "Recent runs"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, rows.map((r) => r.tr)))
     : h("p", { class: "empty" }, cursor ? "No more jobs." : "No jobs match. ",
       cursor ? null : h("a", { href: "#/submit" }, "Submit one"));
@@ -82,7 +86,7 @@ export async function render(main, { query, signal, go }) {
 
 function row(job) {
   const schedule = h("td", { "data-label": "Schedule" });
-  const outcome = h("td", { "data-label": "Last outcome" }, h("span", { class: "muted" }, "…"));
+  const outcome = h("td", { "data-label": "Recent runs" }, h("span", { class: "muted" }, "…"));
   if (job.cron_schedule) {
     replace(schedule, h("code", {}, job.cron_schedule));
   } else {
@@ -116,11 +120,11 @@ async function fillIn(rows, signal) {
     while (queue.length && !signal.aborted) {
       const r = queue.shift();
       try {
-        const runs = await get(`${jobPath(r.job.job_id)}/runs`, { limit: 1 });
+        const runs = await get(`${jobPath(r.job.job_id)}/runs`, { limit: RECENT_RUNS });
         const last = runs.items[0];
         replace(r.outcome, last
-          ? h("a", { href: `#/jobs/${encodeURIComponent(r.job.job_id)}/runs/${encodeURIComponent(last.run_id)}` },
-            badge(last.status))
+          ? [h("a", { href: `#/jobs/${encodeURIComponent(r.job.job_id)}/runs/${encodeURIComponent(last.run_id)}` },
+            badge(last.status)), " ", sparkline(runs.items)]
           : h("span", { class: "muted" }, "no run yet"));
       } catch (exc) {
         replace(r.outcome, alertBox(exc.message));
@@ -128,4 +132,13 @@ async function fillIn(rows, signal) {
     }
   };
   await Promise.all(Array.from({ length: LOOKUPS_AT_ONCE }, worker));
+}
+
+// The recent runs' outcomes, oldest first, one tick each; the label says the success rate.
+function sparkline(runs) {
+  const ended = runs.filter((r) => ENDED.has(r.status));
+  const ok = ended.filter((r) => r.status === "COMPLETED").length;
+  const rate = ended.length ? `${ok} of the last ${ended.length} ended runs completed` : "no run ended yet";
+  return h("span", { class: "spark", role: "img", "aria-label": rate, title: rate },
+    [...runs].reverse().map((r) => h("span", { class: `tick s-${r.status.toLowerCase()}` })));
 }
