@@ -5,7 +5,9 @@ recorded it (through the worker's ``gate``), right before the executor runs or,
 for an executor that ``begins_itself`` (shell), right before it spawns. An
 executor that finishes inline with no side effects (``execute_inline``, the echo
 no-op) is never recorded as started: it has nothing to protect, and if its run
-is lost before the outcome is recorded it is simply requeued and echoed again.
+is lost before the outcome is recorded it is simply requeued and echoed again —
+unless its start is the store's to judge (``ClaimedRun.start_check``: the job has an
+overlap policy or a start deadline), which needs ``mark_started`` whatever executes it.
 """
 
 from __future__ import annotations
@@ -95,10 +97,11 @@ async def execute(ctx: ExecutionContext, run: ClaimedRun, gate: StartGate) -> Ru
 def execute_inline(ctx: ExecutionContext, run: ClaimedRun, started: datetime) -> RunOutcome | None:
     """Run the attempt synchronously if its executor can finish without waiting, else None.
 
-    Such a run is not recorded as started (see the module docstring).
+    Such a run is not recorded as started (see the module docstring), unless the store
+    must judge its start (``ClaimedRun.start_check``: an overlap policy or a deadline).
     """
-    if run.payload is None:
-        return None  # offloaded: loading it waits on the blob store
+    if run.payload is None or run.start_check:
+        return None  # offloaded: loading it waits on the blob store; or the store decides
     executor = ctx.registry.resolve(run.payload)
     inline = getattr(executor, "execute_inline", None)
     if inline is None:
