@@ -233,6 +233,21 @@ def test_the_job_page_shows_fires_runs_ledger_and_its_actions_work(
     expect(page.get_by_role("status")).to_contain_text("queued")
     manual = client.get(f"/v1/jobs/{job['job_id']}/runs").json()["items"]
     assert any(run["manual"] for run in manual), manual
+    actions.get_by_role("button", name="Edit…").click()
+    edit = page.get_by_role("form", name="Edit job")
+    expect(edit.get_by_label("Payload")).to_be_focused()
+    expect(edit.get_by_label("Schedule", exact=True)).to_have_value("@every 1s")
+    edit.get_by_label("Schedule", exact=True).fill("@every 2s")
+    edit.get_by_label("Jitter (seconds)").fill("-5")
+    edit.get_by_role("button", name="Save changes").click()
+    expect(edit.locator('[data-field="f-jitter_seconds"] .field-error')).to_contain_text(
+        "jitter_seconds"
+    )
+    edit.get_by_label("Jitter (seconds)").fill("0.5")
+    edit.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#schedule-words")).to_contain_text("Every 2s")
+    changed = client.get(f"/v1/jobs/{job['job_id']}").json()
+    assert (changed["cron_schedule"], changed["jitter_seconds"]) == ("@every 2s", 0.5)
     actions.get_by_role("button", name="Cancel job…").click()
     actions.get_by_role("button", name="Yes, cancel it").click()
     expect(status).to_have_text("CANCELLED")

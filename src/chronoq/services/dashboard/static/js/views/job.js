@@ -3,6 +3,7 @@
 // and its runs are read again every 2 s while the page is open.
 import { ApiError, call, get, jobPath, preview } from "../api.js";
 import { alertBox, badge, every, facts, h, heading, replace, shortId, timeEl, wallTime } from "../dom.js";
+import { editForm } from "./edit.js";
 import { runsTable, sizeBars, timeline } from "./runs.js";
 
 const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
@@ -17,12 +18,13 @@ export async function render(main, { params, signal }) {
   const summary = h("div", { class: "summary" });
   const actions = h("div", { class: "actions", role: "group", "aria-label": "Job actions" });
   const said = h("div", { "aria-live": "polite", class: "action-status" });
+  const editBox = h("div", { class: "edit-box" });
   const schedule = h("section", { "aria-labelledby": "h-schedule" });
   const fires = h("section", { "aria-labelledby": "h-fires" });
   const runs = h("section", { "aria-labelledby": "h-runs" },
     h("h2", { id: "h-runs" }, "Runs"), h("p", { class: "muted" }, "Loading…"));
   const ledger = h("section", { "aria-labelledby": "h-ledger", hidden: true });
-  replace(main, title, summary, actions, said, schedule, fires, runs, ledger);
+  replace(main, title, summary, actions, said, editBox, schedule, fires, runs, ledger);
 
   const act = async (label, method, suffix, query) => {
     replace(said, h("p", { class: "muted" }, `${label}…`));
@@ -37,6 +39,22 @@ export async function render(main, { params, signal }) {
     }
     await refresh();
   };
+
+  const edit = () => {
+    const close = () => {
+      replace(editBox);
+      actions.querySelector("[data-edit]")?.focus();
+    };
+    replace(editBox, editForm(job, (changed) => {
+      job = changed;
+      replace(editBox);
+      replace(said, alertBox("Saved: the changes apply from the next fire.", "ok"));
+      draw();
+      drawFires(fires, job, signal);
+    }, close));
+    editBox.querySelector("input, textarea, select")?.focus();
+  };
+  act.edit = edit;
 
   let drawn = "";
   let runsDrawn = "";
@@ -102,6 +120,8 @@ function drawActions(box, job, act) {
       ? h("span", { class: "inline" }, catchUp, h("label", { for: "resume-catch-up" },
         "catch up missed fires (the misfire policy decides)"))
       : null,
+    h("button", { type: "button", "data-edit": true, disabled: !live, onclick: () => act.edit() },
+      "Edit…"),
     cancel);
 }
 

@@ -153,12 +153,12 @@ export function spec(form, when) {
   return values;
 }
 
-function toInstant(local) {
+export function toInstant(local) {
   const d = new Date(local);
   return Number.isNaN(d.getTime()) ? local : d.toISOString();
 }
 
-function showError(form, name, message, focus = false) {
+export function showError(form, name, message, focus = false) {
   const wrap = form.querySelector(`[data-field="f-${name}"]`);
   if (!wrap) return;
   const control = wrap.querySelector("input, select, textarea");
@@ -173,7 +173,7 @@ function showError(form, name, message, focus = false) {
   }
 }
 
-function clearError(form, name) {
+export function clearError(form, name) {
   const wrap = form.querySelector(`[data-field="f-${name}"]`);
   if (!wrap) return;
   wrap.querySelector(".field-error").hidden = true;
