@@ -14,9 +14,10 @@ Fencing: the store keeps its own record of the newest shard assignment
 (``fence_shards``). One thread runs every transaction in turn, so a fenced
 ``claim_due`` never straddles two epochs.
 
-Driver errors: a duplicate job id is ``ConflictError``; text SQLite cannot
-store (lone surrogates, over SQLite's length limit) is ``ValidationError``
-and fails that call alone; a failing commit is ``UnavailableError``.
+Driver errors: a duplicate job id (or a user's idempotency key taken) is
+``ConflictError``; text SQLite cannot store (lone surrogates, over SQLite's length
+limit) is ``ValidationError`` and fails that call alone; a failing commit is
+``UnavailableError``.
 """
 
 from __future__ import annotations
