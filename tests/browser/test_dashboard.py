@@ -374,3 +374,20 @@ def test_the_files_are_served_by_chronoq_alone_with_a_strict_policy(server: Serv
         assert not re.search(r"\.(inner|outer)HTML\s*=|insertAdjacentHTML|document\.write", text), (
             path  # text nodes only: no data can become markup
         )
+
+
+def test_a_long_output_is_shown_in_part_and_downloaded_whole(
+    page: Page, server: ServerHandle, user: tuple[str, httpx.Client]
+) -> None:
+    name, client = user
+    job = create(client, project_id="long", payload="cmd:head -c 300000 /dev/zero | tr '\\0' a")
+    runs = wait_runs(client, job["job_id"], lambda r: r[0]["status"] == "COMPLETED", 15, "done")
+    assert runs[0]["output_truncated"], runs[0]  # the list carries only its head
+    sign_in_as(page, server, name)
+    page.goto(f"{server.url}/dashboard/#/jobs/{job['job_id']}/runs/{runs[0]['run_id']}")
+    expect(page.get_by_text("Showing the first 200,000 characters")).to_be_visible()
+    shown = page.evaluate("() => document.querySelector('pre.output').textContent")
+    assert shown == "a" * 200_000
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the whole output").click()
+    assert Path(download.value.path()).read_text() == "a" * 300_000

@@ -7,7 +7,24 @@ import { alertBox, badge, duration, every, facts, h, heading, replace, shortId, 
 
 const LIVE = new Set(["QUEUED", "RUNNING"]);
 const SHOW_CHARS = 200_000;
-const LOOKUP_LIMITS = [100, 1000];
+const LOOKUP_LIMITS = [20, 1000]; // a live run is among the newest
+
+// The first `chars` characters of a streamed answer (the rest is not read), and whether
+// there was more: an output of any size costs the page at most this much.
+async function head(response, chars) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return [text + decoder.decode(), false];
+    text += decoder.decode(value, { stream: true });
+    if (text.length > chars) {
+      reader.cancel().catch(() => {});
+      return [text.slice(0, chars), true];
+    }
+  }
+}
 
 async function findRun(jobId, runId) {
   for (const limit of LOOKUP_LIMITS) {
@@ -77,13 +94,14 @@ export async function render(main, { params, signal }) {
       run.error_message ? ["Error", h("span", { class: "wrap" }, run.error_message)] : null,
     ]));
     let text = run.output || "";
+    let more = false;
     if (run.output_truncated || LIVE.has(run.status)) {
-      text = await (await call("GET", outputPath, { raw: true })).text();
+      [text, more] = await head(await call("GET", outputPath, { raw: true }), SHOW_CHARS);
     }
     if (signal.aborted) return;
-    output.textContent = text.length > SHOW_CHARS ? text.slice(0, SHOW_CHARS) : text;
-    outputNote.textContent = text.length > SHOW_CHARS
-      ? `Showing the first ${SHOW_CHARS.toLocaleString()} of ${text.length.toLocaleString()} characters: download it for the rest.`
+    output.textContent = text;
+    outputNote.textContent = more
+      ? `Showing the first ${text.length.toLocaleString()} characters: download the output for the rest.`
       : text ? `${text.length.toLocaleString()} characters.` : "No output.";
   };
   await draw();
