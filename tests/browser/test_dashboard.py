@@ -155,6 +155,18 @@ def test_token_login_in_the_token_mode(page: Page, token_server: ServerHandle, s
     expect(page.get_by_text(f"of-{bob}")).to_have_count(0)
     expect(page.get_by_text(f"…{alice_token[-4:]}")).to_be_visible()
     shot(page, shots, "jobs-token-mode")
+    # A token that stops working mid-visit (revoked, expired): the next call's 401 signs
+    # the tab out and says why.
+    page.evaluate(
+        """() => sessionStorage.setItem('chronoq.session',
+                 JSON.stringify({token: 'cq_' + 'B'.repeat(43)}))"""
+    )
+    page.get_by_role("link", name="Submit a job").click()
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("Signed out: the bearer token is not valid")
+    expect(page.get_by_label("API token")).to_be_visible()
+    sign_in_with_token(page, token_server, alice_token)
+    expect(page.get_by_text(f"of-{alice}")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API token")).to_be_visible()
     assert page.evaluate("() => sessionStorage.length") == 0
