@@ -7,6 +7,7 @@ fire ledger, and its next fire and ``fire_count`` set, all in the claim's transa
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -96,7 +97,19 @@ def claim_due(conn: sqlite3.Connection, params: ClaimDueParams) -> list[Run]:
         advances.append(
             (opt_micros(plan.next_fire_at), plan.fire_count, new_status, now_us, job_id, due)
         )
-    conn.executemany(INSERT_RUN, new_runs)
+    before = conn.total_changes
+    conn.executemany(INSERT_RUN + " ON CONFLICT DO NOTHING", new_runs)
+    if conn.total_changes - before != len(new_runs):
+        runs = _inserted(conn, runs)
     record_skips(conn, skips, now_us)
     conn.executemany(_ADVANCE, advances)
     return runs
+
+
+def _inserted(conn: sqlite3.Connection, runs: list[Run]) -> list[Run]:
+    """Those of ``runs`` that were inserted. A fire that has a run already (a manual fire
+    triggered at that very microsecond) keeps it: the claim must not fail for every job."""
+    ids = json.dumps([r.run_id for r in runs])
+    query = "SELECT run_id FROM job_runs WHERE run_id IN (SELECT value FROM json_each(?))"
+    present = {row[0] for row in conn.execute(query, (ids,))}
+    return [r for r in runs if r.run_id in present]
