@@ -239,6 +239,7 @@ def job_by_idempotency_key(conn: sqlite3.Connection, user_id: str, key: str) -> 
 def forget_idempotency_keys(conn: sqlite3.Connection, before_us: int, limit: int) -> int:
     return conn.execute(
         "UPDATE jobs SET idempotency_key = NULL, request_hash = NULL WHERE seq IN (SELECT seq"
-        " FROM jobs WHERE idempotency_key IS NOT NULL AND created_at < ? LIMIT ?)",
+        " FROM jobs WHERE idempotency_key IS NOT NULL AND created_at < ?"
+        " ORDER BY created_at LIMIT ?)",
         (before_us, limit),
     ).rowcount
