@@ -9,7 +9,12 @@ is really invalid for Chronoq's own parser:
 * ``end_at`` (or ``jobs[N].end_at``): it must be after ``start_at`` and after the
   schedule's first fire (a schedule with no fire left would never run) — both depend on
   another field or on the clock;
-* ``idempotency_key``: the ``Idempotency-Key`` header and the field, both sent, differ.
+* ``idempotency_key``: the ``Idempotency-Key`` header and the field, both sent, differ;
+* ``from`` of ``GET /v1/jobs/{id}/fires``: after ``to``;
+* ``PATCH /v1/jobs/{id}``: a field that the stored job's kind refuses (a schedule on a
+  one-shot job, ``next_fire_at`` on a recurring one, a recurring-only policy) or that
+  clashes with the job's stored policies (``end_at`` before its ``start_at``, a catch-up
+  window without ``run_all``): the message says which, and the rule depends on the job.
 
 Anything else (a 5xx, a response outside its schema, any other refusal of valid data)
 stays a failure.
@@ -32,6 +37,17 @@ from chronoq.errors import ValidationError
 
 _CRON_FIELD = re.compile(r"(?:jobs\[(\d+)\]\.)?cron_schedule")
 _END_FIELD = re.compile(r"(?:jobs\[(\d+)\]\.)?end_at")
+_JOB_DEPENDENT = re.compile(
+    r"applies to (recurring|one-shot) jobs|applies only to misfire run_all"
+    r"|end_at must be after start_at"
+)
+
+
+def _message(response: Any) -> str:
+    try:
+        return str(json.loads(response.content)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 @schemathesis.hook
@@ -48,6 +64,13 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
     if field == "idempotency_key":
         header = (case.headers or {}).get("Idempotency-Key")
         return not (header is not None and header != body.get("idempotency_key"))
+    if field == "from" and isinstance(case.query, dict):
+        try:
+            return not parse_rfc3339(case.query["from"]) > parse_rfc3339(case.query["to"])
+        except (KeyError, TypeError, ValueError):
+            return True
+    if case.method.upper() == "PATCH" and _JOB_DEPENDENT.search(_message(response)):
+        return False
     end = _END_FIELD.fullmatch(field or "")
     if end is not None:
         item = body.get("jobs", [{}])[int(end.group(1))] if end.group(1) else body

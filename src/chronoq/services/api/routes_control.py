@@ -107,8 +107,9 @@ async def list_fires(request: Request) -> JSONResponse:
     deps, user, job_id = await _target(request)
     query = request.query_params
     now = deps.clock.now()
-    end = _instant(query.get("to"), "to") or now
-    start = _instant(query.get("from"), "from") or end - DEFAULT_FIRES_WINDOW
+    given_start = _instant(query.get("from"), "from")
+    end = _instant(query.get("to"), "to") or max(now, given_start or now)
+    start = given_start or end - DEFAULT_FIRES_WINDOW
     if start > end:
         raise ValidationError("from must not be after to", field="from")
     limit = _limit(query.get("limit"))
@@ -159,18 +160,18 @@ def _stop(deps: ApiDeps, running_run_ids: list[str]) -> None:
 
 
 def _flag(raw: str | None, name: str) -> bool:
-    if raw is None or raw == "":
+    if raw is None:
         return False
     value = raw.lower()
-    if value in ("true", "1"):
+    if value == "true":
         return True
-    if value in ("false", "0"):
+    if value == "false":
         return False
     raise ValidationError(f"{name} must be true or false, got {raw[:40]!r}", field=name)
 
 
 def _instant(raw: str | None, name: str) -> datetime | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         return parse_rfc3339(raw)
@@ -182,7 +183,7 @@ def _instant(raw: str | None, name: str) -> datetime | None:
 
 
 def _limit(raw: str | None) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_FIRES_LIMIT
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or not 1 <= int(raw) <= 1000:
         raise ValidationError("limit must be an integer from 1 to 1000", field="limit")

@@ -96,7 +96,7 @@ def _schedule(given: dict[str, Any], job: Job, values: dict[str, Any], fields: s
     """``cron_schedule`` and ``timezone`` (recurring jobs), ``next_fire_at`` (one-shot)."""
     if not job.recurring:
         for name in ("cron_schedule", "timezone"):
-            if name in given:
+            if given.get(name) is not None:
                 raise ValidationError(
                     f"{name} applies to recurring jobs: this job is a one-shot one (it has"
                     " no schedule; change next_fire_at, or submit a recurring job)",

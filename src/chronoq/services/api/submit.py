@@ -3,6 +3,7 @@ validated specs in, jobs out, with idempotency keys honoured (``idempotency``)."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from chronoq.services.api.idempotency import resolve
 from chronoq.services.api.schemas_policies import idempotency_key
 
 HEADER = "Idempotency-Key"
+_HEADER_KEY = re.compile(r"[!-~]([ -~]*[!-~])?")
+"""What a header can carry unchanged: printable ASCII, no space at either end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +36,13 @@ def header_key(request: Request) -> str | None:
         raise ValidationError(f"send the {HEADER} header once", field=HEADER)
     if not values:
         return None
-    return idempotency_key(values[0], HEADER)
+    key = idempotency_key(values[0], HEADER)
+    if key is None or not _HEADER_KEY.fullmatch(key):
+        raise ValidationError(
+            f"{HEADER} must be printable ASCII (other keys go in the idempotency_key field)",
+            field=HEADER,
+        )
+    return key
 
 
 def check_batch_keys(specs: Sequence[JobSpec]) -> None:
