@@ -283,3 +283,24 @@ async def test_a_retry_is_not_held_to_the_start_deadline(store: Store) -> None:
         retry.run_id
     ]
     assert (await job_now(store, job)).status is JobStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("policies", "cron", "check"),
+    [
+        (Policies(), "@every 10s", True),
+        (Policies(overlap=Overlap.ALLOW), "@every 10s", False),
+        (Policies(overlap=Overlap.ALLOW, start_deadline_seconds=9), "@every 10s", True),
+        (Policies(), None, False),
+        (Policies(start_deadline_seconds=9), None, True),
+    ],
+)
+async def test_a_claimed_run_says_whether_its_start_is_judged(
+    store: Store, policies: Policies, cron: str | None, check: bool
+) -> None:
+    await store.insert_jobs([policy_job(policies, cron=cron, next_fire_at=T0)])
+    await claim_due(store, T0)
+
+    (claimed,) = await claim_runs(store, "w1", T0)
+
+    assert claimed.start_check is check

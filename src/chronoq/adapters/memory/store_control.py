@@ -16,13 +16,12 @@ from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
 from chronoq.domain.clock import check_aware
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import SkipReason, first_fire_at, plan_resume
-from chronoq.domain.schedules import parse_schedule
+from chronoq.domain.policies import SkipReason, first_fire_at, plan_resume, schedule_of
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError, ValidationError
 from chronoq.ports.jobs import PurgeResult
 
-_RESCHEDULING = ("start_at", "end_at", "max_fires")
+_RESCHEDULING = ("start_at", "end_at", "max_fires", "dst_gap", "dst_repeat")
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
 
@@ -147,7 +146,7 @@ class MemoryControl:
             new["next_fire_at"] = check_aware(new["next_fire_at"], "next_fire_at")
         after = replace(job, **new)
         if after.cron_schedule is not None:
-            parse_schedule(after.cron_schedule, after.timezone)  # a bad one refuses the change
+            schedule_of(after.cron_schedule, after.timezone, after.policies)  # or refuse
         status = job.status
         if _reschedules(job, after, fields):
             first = first_fire_at(

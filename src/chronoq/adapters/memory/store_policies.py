@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from chronoq.adapters.memory import store_runs
 from chronoq.adapters.memory.store_skips import SkipRow
-from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
+from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables, needs_start_check
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
 from chronoq.domain.policies import (
@@ -126,7 +126,7 @@ def _start_one(tables: Tables, run: RunRow, at: datetime) -> bool:
     row = tables.jobs[run.job_id]
     job = row.job
     is_gated = gated(job.recurring, job.policies)
-    if not is_gated and job.policies.start_deadline_seconds is None:
+    if not needs_start_check(job):
         run.started_at = at  # the fast path: nothing to decide
         return True
     running = tables.runs.get(row.running_run_id or "")

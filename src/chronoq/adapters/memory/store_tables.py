@@ -30,6 +30,7 @@ from typing import Any
 
 from chronoq.adapters.memory.store_skips import SkipTable
 from chronoq.domain.jobs import ClaimedRun, Job, Run
+from chronoq.domain.policies import gated
 from chronoq.domain.states import RUN_TERMINAL, RunStatus, transition
 
 Fire = tuple[str, datetime]
@@ -104,6 +105,10 @@ class RunRow:
             max_retries=job.max_retries,
             recurring=job.recurring,
             interruptions=self.interruptions,
+            start_check=(
+                gated(job.recurring, job.policies)
+                or job.policies.start_deadline_seconds is not None
+            ),
         )
 
     def to_run(self) -> Run:
@@ -127,6 +132,11 @@ class RunRow:
             output_ref=self.output_ref,
             manual=self.manual,
         )
+
+
+def needs_start_check(job: Job) -> bool:
+    """Whether the store must judge a run's start (``ClaimedRun.start_check``)."""
+    return gated(job.recurring, job.policies) or job.policies.start_deadline_seconds is not None
 
 
 _DueEntry = tuple[datetime, int, str]
