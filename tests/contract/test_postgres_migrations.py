@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,10 @@ import pytest
 
 from chronoq.adapters.postgres import PostgresStore, PostgresSubmissionLog
 from chronoq.adapters.postgres.migrations import apply_migrations, migrations
+from chronoq.domain.jobs import RunOutcome
+from chronoq.domain.policies import Policies
 from chronoq.domain.states import RUN_TERMINAL, RunStatus
+from chronoq.ports.dispatch import ClaimDueParams
 
 from .conftest import CONNECT_TIMEOUT, create_database, drop_database, dsn_for
 from .helpers import T0, make_job
@@ -312,6 +316,66 @@ async def test_the_rework_migration_upgrades_a_database_with_data(pg_template: s
         assert entry.job == logged
     finally:
         await log.close()
+        await store.close()
+        await conn.close()
+        await drop_database(name)
+
+
+async def test_the_policies_migration_upgrades_a_database_with_data(pg_template: str) -> None:
+    """A database migrated to 007 holding a recurring job with a RUNNING run: after 008
+    the job has the default policies, no fires counted, no key; the run is not manual;
+    the store goes on with them (the run ends, the next fire is claimed)."""
+    name = f"chronoq_contract_upgrade_{uuid.uuid4().hex[:16]}"
+    await create_database(name)
+    conn = await asyncpg.connect(dsn_for(name), timeout=CONNECT_TIMEOUT)
+    store = PostgresStore(dsn_for(name))
+    try:
+        await _migrate_up_to(conn, 7)
+        job = make_job(cron="@every 10s")
+        run_id = str(uuid.uuid4())
+        await conn.execute(
+            "INSERT INTO jobs (job_id, user_id, project_id, payload_size, cron_schedule,"
+            " next_fire_at, shard_id, status, max_retries, created_at, updated_at)"
+            " VALUES ($1, 'alice', 'p', 0, '@every 10s', $2, 0, 'RUNNING', 0, $3, $3)",
+            job.job_id,
+            T0 + timedelta(seconds=10),
+            T0,
+        )
+        await conn.execute(
+            "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+            " triggered_at, available_at, started_at, lease_owner, worker_id, lease_until)"
+            " VALUES ($1, $2, 'alice', $3, 1, 'RUNNING', $3, $3, $3, 'w1', 'w1', $4)",
+            run_id,
+            job.job_id,
+            T0,
+            T0 + timedelta(seconds=30),
+        )
+
+        await store.start()  # applies 008
+
+        upgraded = await store.get_job("alice", job.job_id)
+        assert upgraded is not None
+        assert (upgraded.policies, upgraded.fire_count) == (Policies(), 0)
+        assert (upgraded.paused_fire_at, upgraded.idempotency_key, upgraded.request_hash) == (
+            None,
+            None,
+            None,
+        )
+        (run,) = await store.list_runs("alice", job.job_id)
+        assert (run.status, run.manual) == (RunStatus.RUNNING, False)
+        done = RunOutcome(
+            run_id=run_id, worker_id="w1", attempt=1, status=RunStatus.COMPLETED,
+            started_at=T0, completed_at=T0 + timedelta(seconds=1), output="", exit_code=0,
+            error_message=None,
+        )  # fmt: skip
+        assert await store.complete_runs([done]) == [True]
+        now = T0 + timedelta(seconds=10)
+        (fired,) = await store.claim_due(ClaimDueParams(shards=None, now=now, horizon=now))
+        assert fired.scheduled_for == now
+        after = await store.get_job("alice", job.job_id)
+        assert after is not None and after.fire_count == 1
+        assert await store.skip_counts() == {}
+    finally:
         await store.close()
         await conn.close()
         await drop_database(name)
