@@ -232,7 +232,7 @@ def test_the_schema_states_what_validation_refuses(server: ServerHandle) -> None
     ("method", "route", "allow"),
     [
         ("PUT", "/v1/jobs", "GET, HEAD, POST"),
-        ("PATCH", "/v1/jobs/{job_id}", "DELETE, GET, HEAD"),
+        ("PUT", "/v1/jobs/{job_id}", "DELETE, GET, HEAD, PATCH"),  # PATCH: issue 9
         ("DELETE", "/submit", "POST"),
         ("POST", "/job", "GET, HEAD"),
         ("POST", "/v1/jobs/{job_id}/runs", "GET, HEAD"),
