@@ -5,8 +5,9 @@ policies (overlap, misfire, catch-up window, start deadline, jitter) and a rando
 sequence of actions on a fake timeline: time advances, picker claims, two workers
 claiming, starting and finishing runs (cancelling those whose cancel they learn at
 renewal), pause, resume with and without catch-up, manual triggers, and outages
-(time jumps with no claim). Then every nominal fire of the schedule from the job's
-first fire up to its next (or held) fire is covered by exactly one ledger entry
+(time jumps with no claim), with or without ``end_at`` / ``max_fires``. Then every
+nominal fire of the schedule from the job's first fire up to its next (or held) fire —
+or, once the schedule ended, up to its end — is covered by exactly one ledger entry
 (spans expanded with the schedule; an uncounted span covers its whole range), and each
 manual fire is listed once. Each example uses a new job and purges it at the end, so
 one store serves every example. Few examples on SQLite/PostgreSQL, more on memory.
@@ -18,13 +19,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from chronoq.domain.jobs import ClaimedRun, Fire, Job
 from chronoq.domain.policies import Misfire, Overlap, Policies
 from chronoq.domain.schedules import parse_schedule
-from chronoq.domain.states import RunStatus
+from chronoq.domain.states import JOB_TERMINAL, RunStatus
+from chronoq.errors import ConflictError
 from chronoq.ports.store import Store
 
 from .conftest import Harness
@@ -45,6 +47,8 @@ LEASE = timedelta(seconds=30)
 Action = tuple[str, float, bool]
 """(kind, amount, flag)."""
 
+ENDS = [T0 + timedelta(seconds=s) for s in (30, 250, 900)]
+
 policies_st = st.builds(
     Policies,
     overlap=st.sampled_from(list(Overlap)),
@@ -52,6 +56,10 @@ policies_st = st.builds(
     catch_up_window_seconds=st.one_of(st.none(), st.sampled_from([0.5, 5.0, 30.0, 120.0])),
     start_deadline_seconds=st.one_of(st.none(), st.sampled_from([1.0, 4.0, 20.0])),
     jitter_seconds=st.sampled_from([0.0, 0.0, 0.7, 3.0]),
+    end_at=st.one_of(
+        st.none(), st.sampled_from([T0 + timedelta(seconds=s) for s in (30, 250, 900)])
+    ),
+    max_fires=st.one_of(st.none(), st.sampled_from([1, 4, 40])),
 )
 
 actions_st = st.lists(
@@ -97,7 +105,12 @@ class World:
         else:
             self.micros += 1  # off the whole seconds every nominal fire sits on
             self.now += timedelta(microseconds=1)
-            run = await store.trigger_job(job.user_id, job.job_id, self.now)
+            try:
+                run = await store.trigger_job(job.user_id, job.job_id, self.now)
+            except ConflictError:
+                current = await store.get_job(job.user_id, job.job_id)
+                assert current is not None and current.status in JOB_TERMINAL
+                return
             assert run is not None and run.manual
             self.manual[run.run_id] = run.scheduled_for
 
@@ -128,19 +141,29 @@ class World:
         held.clear()
 
 
-def nominal_fires(expression: str, first: datetime, until: datetime) -> list[datetime]:
-    """The schedule's fires in ``[first, until)``."""
+def nominal_fires(expression: str, first: datetime, job: Job) -> list[datetime]:
+    """The schedule's fires from ``first`` that the job has passed: up to its next (or held)
+    fire, or — once the schedule has ended — up to ``end_at`` and ``max_fires``."""
     schedule = parse_schedule(expression, None)
+    boundary = job.next_fire_at or job.paused_fire_at
+    p = job.policies
     fires: list[datetime] = []
     at: datetime | None = first
-    while at is not None and at < until:
+    while at is not None:
+        if boundary is not None and at >= boundary:
+            break
+        if boundary is None and (
+            (p.end_at is not None and at > p.end_at)
+            or (p.max_fires is not None and len(fires) >= p.max_fires)
+        ):
+            break
         fires.append(at)
         at = schedule.next_after(at)
     return fires
 
 
-def check_ledger(expression: str, first: datetime, boundary: datetime, ledger: list[Fire]) -> None:
-    nominal = nominal_fires(expression, first, boundary)
+def check_ledger(expression: str, first: datetime, job: Job, ledger: list[Fire]) -> None:
+    nominal = nominal_fires(expression, first, job)
     index = {at: i for i, at in enumerate(nominal)}
     covered: Counter[datetime] = Counter()
     for entry in (e for e in ledger if not e.manual):
@@ -155,6 +178,8 @@ def check_ledger(expression: str, first: datetime, boundary: datetime, ledger: l
     missing = [at for at in nominal if at not in covered]
     assert not twice, f"fires with two ledger entries: {twice[:5]}"
     assert not missing, f"fires with no ledger entry: {missing[:5]} (of {len(missing)})"
+    if all(e.count is not None for e in ledger):
+        assert job.fire_count == len(nominal)
 
 
 async def play(store: Store, expression: str, policies: Policies, actions: list[Action]) -> None:
@@ -162,6 +187,7 @@ async def play(store: Store, expression: str, policies: Policies, actions: list[
     assert cron_first is not None
     # Whole seconds, as every cron fire; an @every schedule is anchored on its first fire.
     first = T0 if expression.startswith("@every") else cron_first
+    assume(policies.end_at is None or first <= policies.end_at)  # as first_fire_at would
     job = policy_job(policies, cron=expression, next_fire_at=first)
     await store.insert_jobs([job])
     world = World(store, job)
@@ -170,11 +196,11 @@ async def play(store: Store, expression: str, policies: Policies, actions: list[
             await world.act(*action)
         now = await store.get_job(job.user_id, job.job_id)
         assert now is not None
-        boundary = now.next_fire_at or now.paused_fire_at
-        assert boundary is not None, "nothing ends these schedules"
+        if now.next_fire_at is None and now.paused_fire_at is None:
+            assert policies.end_at is not None or policies.max_fires is not None
         ledger = await fires_of(store, job, T0 - timedelta(days=1), world.now + timedelta(days=1))
         assert [e.scheduled_for for e in ledger] == sorted(e.scheduled_for for e in ledger)
-        check_ledger(expression, first, boundary, ledger)
+        check_ledger(expression, first, now, ledger)
         manual = {e.run_id: e.scheduled_for for e in ledger if e.manual}
         assert manual == world.manual
         assert all(e.count == 1 for e in ledger if e.manual)
