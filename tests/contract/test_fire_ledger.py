@@ -282,3 +282,20 @@ async def test_jitter_delays_each_fire_by_its_fixed_offset(store: Store) -> None
         assert run.available_at == run.scheduled_for + offset
     assert len({r.available_at - r.scheduled_for for r in runs}) > 1  # a spread, not a shift
     assert await claim_runs(store, "w1", runs[0].available_at - timedelta(microseconds=1)) == []
+
+
+async def test_retention_deletes_old_skips_and_the_totals_stay(store: Store) -> None:
+    job = policy_job(cron=EVERY_10, next_fire_at=T0)
+    await store.insert_jobs([job])
+    await claim_due(store, at(33))  # run T0; skip at(10)..at(30), recorded at(33)
+    await store.pause_job(job.user_id, job.job_id, at(34))
+    await store.resume_job(job.user_id, job.job_id, at(75), catch_up=False)  # at(40)..at(70)
+
+    await store.purge_finished(at(50))
+
+    entries = await fires_of(store, job)
+    assert [(e.scheduled_for, e.reason) for e in entries] == [
+        (T0, None),
+        (at(40), SkipReason.PAUSED),
+    ]
+    assert await store.skip_counts() == {SkipReason.MISFIRE: 3, SkipReason.PAUSED: 4}
