@@ -28,9 +28,12 @@ RUN_COLUMNS = (
 )
 CLAIMED_COLUMNS = (
     "r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at, j.payload, j.payload_ref,"
-    " j.timeout_seconds, j.max_retries, j.cron_schedule, r.interruptions"
+    " j.timeout_seconds, j.max_retries, j.cron_schedule, r.interruptions,"
+    " j.start_deadline_seconds IS NOT NULL"
+    " OR (j.cron_schedule IS NOT NULL AND j.overlap <> 'allow')"
 )
-"""``claimed_from_row``'s columns, over ``job_runs r JOIN jobs j``."""
+"""``claimed_from_row``'s columns, over ``job_runs r JOIN jobs j``. The last is
+``ClaimedRun.start_check``: the job is gated (``policies.gated``) or has a start deadline."""
 
 
 def _opt_time(value: int | None) -> Any:
@@ -135,4 +138,5 @@ def claimed_from_row(row: tuple[Any, ...]) -> ClaimedRun:
         max_retries=row[8],
         recurring=row[9] is not None,
         interruptions=row[10],
+        start_check=bool(row[11]),
     )
