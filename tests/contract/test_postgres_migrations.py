@@ -57,6 +57,8 @@ COLUMNS = {
         "start_at": "timestamp with time zone",
         "end_at": "timestamp with time zone",
         "max_fires": "integer",
+        "dst_gap": "text",
+        "dst_repeat": "text",
         "fire_count": "bigint",
         "paused_fire_at": "timestamp with time zone",
         "running_run_id": "uuid",
@@ -130,7 +132,7 @@ NOT_NULL = {
     "jobs": {
         "job_id", "seq", "user_id", "project_id", "payload_size", "shard_id", "status",
         "max_retries", "created_at", "updated_at",
-        "overlap", "misfire", "jitter_seconds", "fire_count",
+        "overlap", "misfire", "jitter_seconds", "dst_gap", "dst_repeat", "fire_count",
     },
     "job_runs": {
         "run_id", "job_id", "user_id", "scheduled_for", "attempt", "status", "triggered_at",

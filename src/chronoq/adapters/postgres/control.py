@@ -18,7 +18,7 @@ from chronoq.adapters.postgres.rows import aware, is_id, job_from_record, opt_aw
 from chronoq.adapters.postgres.skips import TOTALS_CTE, Skips, skip_ctes
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import SkipReason, first_fire_at, plan_resume
+from chronoq.domain.policies import Policies, SkipReason, first_fire_at, plan_resume
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError, ValidationError
 from chronoq.ports.jobs import PurgeResult
@@ -68,7 +68,8 @@ UPDATE_JOB = (
     " payload = $6, payload_ref = $7, payload_size = $8, max_retries = $9,"
     " timeout_seconds = $10, overlap = $11, misfire = $12, catch_up_window_seconds = $13,"
     " start_deadline_seconds = $14, jitter_seconds = $15, start_at = $16, end_at = $17,"
-    " max_fires = $18, status = $19, updated_at = $20 WHERE job_id = $1"
+    " max_fires = $18, dst_gap = $19, dst_repeat = $20, status = $21, updated_at = $22"
+    " WHERE job_id = $1"
     " RETURNING " + sql.JOB_COLUMNS
 )
 PURGE_JOB = (
@@ -222,6 +223,11 @@ class PostgresControl:
         return await self._transaction("purge_job", body)
 
 
+def _bounds(p: Policies) -> tuple[object, ...]:
+    """The policies that move a job's fires (a change recomputes its next one)."""
+    return (p.start_at, p.end_at, p.max_fires, p.dst_gap, p.dst_repeat)
+
+
 def _changed(job: Job, changes: JobChanges, now: datetime) -> list[Any]:
     """``UPDATE_JOB``'s values ($2 ..) for ``job`` after ``changes``; raises what the
     port says for a change the job cannot take."""
@@ -247,7 +253,7 @@ def _changed(job: Job, changes: JobChanges, now: datetime) -> list[Any]:
         cron != job.cron_schedule
         or tz != job.timezone
         or ("next_fire_at" in f and wanted != held)
-        or (old.start_at, old.end_at, old.max_fires) != (new.start_at, new.end_at, new.max_fires)
+        or _bounds(old) != _bounds(new)
     )
     status = job.status
     if moved and (job.recurring or wanted is not None):

@@ -30,21 +30,21 @@ FIRE = (
     " triggered_at, available_at)"
     " SELECT r, j, u, s, 1, 'QUEUED', $5, a"
     " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $6::timestamptz[])"
-    " AS t(r, j, u, s, a))"
-    + ", "
-    + skip_ctes(11)
-    + " UPDATE jobs SET next_fire_at = t.following, fire_count = t.fires, status = t.status,"
+    " AS t(r, j, u, s, a) ON CONFLICT DO NOTHING RETURNING run_id),"
+    " advanced AS ("
+    " UPDATE jobs SET next_fire_at = t.following, fire_count = t.fires, status = t.status,"
     " updated_at = $5"
     " FROM unnest($7::uuid[], $8::timestamptz[], $9::bigint[], $10::text[])"
     " AS t(job_id, following, fires, status)"
-    " WHERE jobs.job_id = t.job_id"
+    " WHERE jobs.job_id = t.job_id), " + skip_ctes(11) + " SELECT run_id::text FROM fired"
 )
 """Create the claimed fires' runs, record their skips and advance their jobs. The jobs
 are locked by the ``CLAIM_DUE_*`` select of the same transaction, so their
 ``next_fire_at`` is still the fire being claimed (no re-check needed: one on
 ``next_fire_at`` led the planner to probe the due index, quadratic when many jobs
 share one due time). Nothing skipped: the skip inserts are empty (no extra statement,
-no WAL)."""
+no WAL). Returns the runs inserted: a fire that has a run already (a manual fire
+triggered at that very microsecond) keeps it, and the claim goes on."""
 
 
 @dataclass(slots=True)
@@ -68,7 +68,7 @@ class Fires:
                 timezone=tz,
                 due=due,
                 policies=policies_from_record(row, 6),
-                fire_count=row[14],
+                fire_count=row[16],
             ),
             self.now,
         )

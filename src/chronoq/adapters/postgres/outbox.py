@@ -57,8 +57,9 @@ CLAIM_BY_ID = (
     " UPDATE jobs SET status = 'RUNNING', updated_at = $4"
     " WHERE job_id IN (SELECT job_id FROM leased) AND status = 'PENDING')"
     " SELECT l.run_id, l.job_id, l.attempt, l.scheduled_for, l.available_at, j.payload,"
-    " j.payload_ref, j.timeout_seconds, j.max_retries, j.cron_schedule, l.interruptions"
-    " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
+    " j.payload_ref, j.timeout_seconds, j.max_retries, j.cron_schedule, l.interruptions, "
+    + sql.START_CHECK
+    + " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
 )
 """``sql.CLAIM_RUNS`` for named runs: the same lease (RUNNING, owner, lease, not started),
 re-checked on the locked row (a run taken meanwhile is not QUEUED any more)."""

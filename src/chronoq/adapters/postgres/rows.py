@@ -16,6 +16,7 @@ from typing import Any
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import ClaimedRun, Job, Run
 from chronoq.domain.policies import Misfire, Overlap, Policies
+from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.domain.states import JobStatus, RunStatus
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -37,6 +38,10 @@ def opt_aware(value: datetime | None, name: str = "datetime") -> datetime | None
     return None if value is None else aware(value, name)
 
 
+POLICY_WIDTH = 10
+"""How many columns ``sql.POLICY_COLUMNS`` names."""
+
+
 def policies_from_record(row: Sequence[Any], at: int = 0) -> Policies:
     """``Policies`` from ``sql.POLICY_COLUMNS`` starting at column ``at``."""
     return Policies(
@@ -48,6 +53,8 @@ def policies_from_record(row: Sequence[Any], at: int = 0) -> Policies:
         start_at=row[at + 5],
         end_at=row[at + 6],
         max_fires=row[at + 7],
+        dst_gap=DstGap(row[at + 8]),
+        dst_repeat=DstRepeat(row[at + 9]),
     )
 
 
@@ -62,6 +69,8 @@ def policy_values(p: Policies) -> tuple[Any, ...]:
         opt_aware(p.start_at, "start_at"),
         opt_aware(p.end_at, "end_at"),
         p.max_fires,
+        p.dst_gap.value,
+        p.dst_repeat.value,
     )
 
 
@@ -84,7 +93,7 @@ def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
         [j.timeout_seconds for j in jobs],
         [aware(j.created_at, "created_at") for j in jobs],
         [aware(j.updated_at, "updated_at") for j in jobs],
-        *([p[i] for p in policies] for i in range(8)),
+        *([p[i] for p in policies] for i in range(POLICY_WIDTH)),
         [j.fire_count for j in jobs],
         [opt_aware(j.paused_fire_at, "paused_fire_at") for j in jobs],
         [j.idempotency_key for j in jobs],
@@ -111,10 +120,10 @@ def job_from_record(row: Sequence[Any], at: int = 0) -> Job:
         created_at=row[at + 13],
         updated_at=row[at + 14],
         policies=policies_from_record(row, at + 15),
-        fire_count=row[at + 23],
-        paused_fire_at=row[at + 24],
-        idempotency_key=row[at + 25],
-        request_hash=row[at + 26],
+        fire_count=row[at + 25],
+        paused_fire_at=row[at + 26],
+        idempotency_key=row[at + 27],
+        request_hash=row[at + 28],
     )
 
 
@@ -156,4 +165,5 @@ def claimed_from_record(row: Sequence[Any]) -> ClaimedRun:
         max_retries=row[8],
         recurring=row[9] is not None,
         interruptions=row[10],
+        start_check=bool(row[11]),
     )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 POLICY_COLUMNS = (
     "overlap, misfire, catch_up_window_seconds, start_deadline_seconds, jitter_seconds,"
-    " start_at, end_at, max_fires"
+    " start_at, end_at, max_fires, dst_gap, dst_repeat"
 )
 """``rows.policies_from_record``'s columns (of ``jobs``), in order."""
 JOB_COLUMNS = (
@@ -36,7 +36,7 @@ JOB_COLUMNS = (
     + POLICY_COLUMNS
     + ", fire_count, paused_fire_at, idempotency_key, request_hash"
 )
-JOB_WIDTH = 27
+JOB_WIDTH = 29
 """How many columns ``JOB_COLUMNS`` names (what a statement returns after them starts here)."""
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
@@ -49,14 +49,14 @@ RUN_COLUMNS = (
 INSERT_JOBS = (
     "INSERT INTO jobs (" + JOB_COLUMNS + ")"
     " SELECT j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua,"
-    " ov, mf, cw, sd, ji, sa, ea, mx, fc, pf, ik, rh FROM unnest("
+    " ov, mf, cw, sd, ji, sa, ea, mx, dg, dr, fc, pf, ik, rh FROM unnest("
     "$1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[],"
     " $8::text[], $9::timestamptz[], $10::int[], $11::text[], $12::int[], $13::float8[],"
     " $14::timestamptz[], $15::timestamptz[], $16::text[], $17::text[], $18::float8[],"
     " $19::float8[], $20::float8[], $21::timestamptz[], $22::timestamptz[], $23::int[],"
-    " $24::bigint[], $25::timestamptz[], $26::text[], $27::text[])"
+    " $24::text[], $25::text[], $26::bigint[], $27::timestamptz[], $28::text[], $29::text[])"
     " WITH ORDINALITY AS t(j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua,"
-    " ov, mf, cw, sd, ji, sa, ea, mx, fc, pf, ik, rh, ord)"
+    " ov, mf, cw, sd, ji, sa, ea, mx, dg, dr, fc, pf, ik, rh, ord)"
     " ORDER BY ord"
 )
 """A duplicate job id, or a duplicate (user, idempotency key) (``jobs_idempotency_key``),
@@ -128,6 +128,12 @@ NEXT_DUE_SHARDS = (
 
 # -- workers ---------------------------------------------------------------------------------
 
+START_CHECK = (
+    "(j.start_deadline_seconds IS NOT NULL"
+    " OR (j.cron_schedule IS NOT NULL AND j.overlap <> 'allow'))"
+)
+"""``ClaimedRun.start_check`` of a leased run's job ``j``: ``mark_started`` must judge it."""
+
 CLAIM_RUNS = (
     "WITH picked AS ("
     " SELECT r.run_id FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
@@ -143,8 +149,9 @@ CLAIM_RUNS = (
     " UPDATE jobs SET status = 'RUNNING', updated_at = $5"
     " WHERE job_id IN (SELECT job_id FROM leased) AND status = 'PENDING')"
     " SELECT l.run_id, l.job_id, l.attempt, l.scheduled_for, l.available_at, j.payload,"
-    " j.payload_ref, j.timeout_seconds, j.max_retries, j.cron_schedule, l.interruptions"
-    " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
+    " j.payload_ref, j.timeout_seconds, j.max_retries, j.cron_schedule, l.interruptions, "
+    + START_CHECK
+    + " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
 )
 """Lease runs, NOT started (``started_at`` stays NULL until ``mark_started``)."""
 

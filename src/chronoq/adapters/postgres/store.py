@@ -238,8 +238,8 @@ class PostgresStore(PostgresOutbox, PostgresTokens, PostgresControl, PostgresLed
             fires = Fires(now)
             for row in rows:
                 fires.add(row)
-            await conn.execute(FIRE, *fires.args())
-            return fires.runs
+            inserted = {r[0] for r in await conn.fetch(FIRE, *fires.args())}
+            return [run for run in fires.runs if run.run_id in inserted]
 
         return await self._transaction("claim_due", body)
 

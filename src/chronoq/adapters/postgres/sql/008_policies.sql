@@ -11,6 +11,9 @@ ALTER TABLE jobs
     ADD COLUMN start_at                timestamptz,
     ADD COLUMN end_at                  timestamptz,
     ADD COLUMN max_fires               integer,
+    -- DST policy (schedules.DstGap / DstRepeat): how the schedule reads DST days.
+    ADD COLUMN dst_gap                 text             NOT NULL DEFAULT 'auto',
+    ADD COLUMN dst_repeat              text             NOT NULL DEFAULT 'auto',
     ADD COLUMN fire_count              bigint           NOT NULL DEFAULT 0,
     -- While PAUSED: the fire the job holds (next_fire_at is NULL meanwhile).
     ADD COLUMN paused_fire_at          timestamptz,
