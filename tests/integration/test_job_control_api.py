@@ -31,6 +31,23 @@ if TYPE_CHECKING:
 
     from .conftest import ServerHandle
 
+
+def test_every_route_is_documented(api: httpx.Client) -> None:
+    """Each control operation is in /openapi.json, in the document of this auth mode."""
+    paths = api.get("/openapi.json").json()["paths"]
+    wanted = {
+        "/v1/jobs/{job_id}:pause": "post", "/v1/jobs/{job_id}:resume": "post",
+        "/v1/jobs/{job_id}:trigger": "post", "/v1/jobs/{job_id}/fires": "get",
+    }  # fmt: skip
+    for path, method in wanted.items():
+        assert method in paths[path], path
+    assert {"get", "patch", "delete"} <= set(paths["/v1/jobs/{job_id}"])
+    purge = [p["name"] for p in paths["/v1/jobs/{job_id}"]["delete"]["parameters"]]
+    assert "purge" in purge
+    headers = [p["name"] for p in paths["/v1/jobs"]["post"]["parameters"]]
+    assert "Idempotency-Key" in headers
+
+
 POLICIES = {
     "overlap": "buffer_one",
     "misfire": "run_all",
@@ -206,8 +223,17 @@ def test_patch_changes_schedule_policies_and_limits(api: httpx.Client) -> None:
     assert r.status_code == 200 and r.json()["timeout_seconds"] is None
 
 
-def test_patch_moves_a_one_shot_job_and_replaces_a_big_payload(api: httpx.Client) -> None:
-    job = create(api, payload="small", next_fire_at=at(3600))
+def _blobs(server: ServerHandle, job_id: str) -> list[str]:
+    """The payload objects of this job in the server's blob folder."""
+    folder = server.data_dir / "blobs" / "payloads"
+    return sorted(p.name for p in folder.glob(f"{job_id}*") if not p.name.endswith(".tmp"))
+
+
+def test_patch_moves_a_one_shot_job_and_replaces_a_big_payload(
+    api: httpx.Client, server: ServerHandle
+) -> None:
+    job = create(api, payload="A" * 3000, next_fire_at=at(3600))
+    assert _blobs(server, job["job_id"]) == [job["job_id"]]
     big = "B" * 5000  # over the 1 KiB offload threshold
     later = at(7200)
     r = api.patch(f"/v1/jobs/{job['job_id']}", json={"next_fire_at": later, "payload": big})
@@ -215,8 +241,11 @@ def test_patch_moves_a_one_shot_job_and_replaces_a_big_payload(api: httpx.Client
     assert parse_ts(r.json()["next_fire_at"]) == parse_ts(later)
     assert r.json()["payload"] == big and r.json()["payload_offloaded"] is True
     assert get_job(api, job["job_id"])["payload"] == big
+    [replaced] = _blobs(server, job["job_id"])  # the new object; the old one is deleted
+    assert replaced != job["job_id"] and replaced.startswith(job["job_id"] + ".")
     r = api.patch(f"/v1/jobs/{job['job_id']}", json={"payload": "small again"})
     assert r.json()["payload"] == "small again" and r.json()["payload_offloaded"] is False
+    assert _blobs(server, job["job_id"]) == []
 
 
 PATCH_ERRORS = [
@@ -267,13 +296,14 @@ def test_patch_end_at_in_the_past_ends_the_schedule(api: httpx.Client) -> None:
 # -- DELETE, purge -----------------------------------------------------------------------
 
 
-def test_purge_removes_the_job_and_its_history(api: httpx.Client) -> None:
+def test_purge_removes_the_job_and_its_history(api: httpx.Client, server: ServerHandle) -> None:
     job = create(api, payload="P" * 3000)  # offloaded payload, runs now
     wait_job_status(api, job["job_id"], {"COMPLETED"}, 15)
     assert get_runs(api, job["job_id"])
     assert_error(api.delete(f"/v1/jobs/{job['job_id']}?purge=yes"), 400, field="purge")
     r = api.delete(f"/v1/jobs/{job['job_id']}", params={"purge": "true"})
     assert r.status_code == 200 and r.json() == {"job_id": job["job_id"], "purged": True}
+    assert _blobs(server, job["job_id"]) == []
     for path in ("", "/runs", "/fires"):
         assert_error(api.get(f"/v1/jobs/{job['job_id']}{path}"), 404, "not_found")
     assert_error(api.delete(f"/v1/jobs/{job['job_id']}?purge=true"), 404, "not_found")
