@@ -248,6 +248,33 @@ async def test_trigger_queues_a_manual_fire_now_that_does_not_count(store: Store
     assert run.run_id in {c.run_id for c in claimed}
 
 
+@pytest.mark.parametrize("cron", ["@every 10s", "*/10 * * * * *"])
+async def test_a_manual_fire_at_the_instant_of_a_scheduled_one_leaves_it_its_own_run(
+    store: Store, cron: str
+) -> None:
+    job = make_job(cron=cron, next_fire_at=T0)
+    await store.insert_jobs([job])
+    (first,) = await claim_due(store, T0)
+
+    now_manual = await store.trigger_job(job.user_id, job.job_id, T0)  # T0's run exists
+    next_manual = await store.trigger_job(job.user_id, job.job_id, at(10))  # not claimed yet
+    (second,) = await claim_due(store, at(10))
+
+    assert now_manual is not None and next_manual is not None
+    assert second.scheduled_for == at(10) and not second.manual
+    for manual, fire in ((now_manual, T0), (next_manual, at(10))):
+        assert fire < manual.scheduled_for < fire + timedelta(milliseconds=1)
+        assert manual.available_at == manual.scheduled_for
+    entries = await fires_of(store, job)
+    assert [(e.scheduled_for, e.manual) for e in entries] == [
+        (T0, False),
+        (now_manual.scheduled_for, True),
+        (at(10), False),
+        (next_manual.scheduled_for, True),
+    ]
+    assert first.run_id == entries[0].run_id and second.run_id == entries[2].run_id
+
+
 async def test_trigger_refuses_one_shot_and_terminal_jobs(store: Store) -> None:
     once, gone = make_job(next_fire_at=at(60)), make_job(cron=EVERY_10)
     await store.insert_jobs([once, gone])

@@ -105,7 +105,7 @@ class MemoryControl:
         db = self._db()
         fire = now
         taken = {db.runs[r].scheduled_for for r in row.runs} | set(db.skips.of_job(job_id))
-        while fire in taken:  # a fire of its own, even at the instant of a scheduled one
+        while fire in taken or _nominal(job, fire):  # a fire of its own, never a scheduled one's
             fire += _ONE_MICROSECOND
         run = RunRow(
             run_id=new_id(),
@@ -182,6 +182,18 @@ class MemoryControl:
             db.delete_run(run.run_id)
         db.delete_job(job_id)
         return PurgeResult(blob_refs=refs, running_run_ids=sorted(running))
+
+
+def _nominal(job: Job, at: datetime) -> bool:
+    """Whether ``at`` is a nominal fire of the job not claimed yet (its run would collide)."""
+    anchor = job.next_fire_at or job.paused_fire_at
+    if job.cron_schedule is None or anchor is None or at < anchor:
+        return False
+    schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
+    interval = getattr(schedule, "interval", None)
+    if isinstance(interval, timedelta) and interval > timedelta(0):
+        return (at - anchor) % interval == timedelta(0)
+    return schedule.next_after(at - _ONE_MICROSECOND) == at
 
 
 def _check_kind(job: Job, changes: JobChanges) -> None:
