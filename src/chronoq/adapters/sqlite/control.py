@@ -6,7 +6,7 @@ thread; the schedule rules are ``domain.policies``' (``plan_resume``, ``first_fi
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chronoq.adapters.sqlite.dispatch import INSERT_RUN
 from chronoq.adapters.sqlite.jobs import get_job
@@ -15,11 +15,18 @@ from chronoq.adapters.sqlite.rows import JOB_COLUMNS, job_from_row, opt_micros, 
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import Policies, SkipReason, first_fire_at, plan_resume
+from chronoq.domain.policies import (
+    Policies,
+    SkipReason,
+    first_fire_at,
+    plan_resume,
+    schedule_of,
+)
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError, ValidationError
 from chronoq.ports.jobs import PurgeResult
 
+_ONE_MICROSECOND = timedelta(microseconds=1)
 _SKIP_PAUSED = (
     "UPDATE job_runs SET status = 'SKIPPED', completed_at = ?, error_message = ?"
     " WHERE job_id = ? AND status = 'QUEUED' AND manual = 0 AND available_at > ?"
@@ -112,11 +119,16 @@ def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: dateti
     if not job.recurring:
         raise ConflictError("a one-shot job has one fire only: it cannot be triggered")
     at_us = to_micros(now)
-    while conn.execute(  # a fire is (job, instant): a second trigger in one µs takes the next
-        "SELECT EXISTS (SELECT 1 FROM job_runs WHERE job_id = ? AND scheduled_for = ?)"
-        " OR EXISTS (SELECT 1 FROM fire_skips WHERE job_id = ? AND scheduled_for = ?)",
-        (job_id, at_us, job_id, at_us),
-    ).fetchone()[0]:
+    # A fire is (job, instant): a manual fire takes an instant of its own, 1 µs on from any
+    # fire that has a row and from any nominal fire not claimed yet (its claim would collide).
+    while (
+        _nominal(job, at_us)
+        or conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM job_runs WHERE job_id = ? AND scheduled_for = ?)"
+            " OR EXISTS (SELECT 1 FROM fire_skips WHERE job_id = ? AND scheduled_for = ?)",
+            (job_id, at_us, job_id, at_us),
+        ).fetchone()[0]
+    ):
         at_us += 1
     run_id = new_id()
     conn.execute(INSERT_RUN, (run_id, job_id, user_id, at_us, 1, to_micros(now), at_us, 0, True))
@@ -132,6 +144,21 @@ def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: dateti
         available_at=fire,
         manual=True,
     )
+
+
+def _nominal(job: Job, at_us: int) -> bool:
+    """Whether ``at_us`` is a nominal fire of the (recurring) job not claimed yet."""
+    anchor = job.next_fire_at or job.paused_fire_at
+    if job.cron_schedule is None or anchor is None:
+        return False
+    at = from_micros(at_us)
+    if at < anchor:
+        return False
+    schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
+    interval = getattr(schedule, "interval", None)
+    if isinstance(interval, timedelta) and interval > timedelta(0):
+        return (at - anchor) % interval == timedelta(0)
+    return schedule.next_after(at - _ONE_MICROSECOND) == at
 
 
 def update_job(
