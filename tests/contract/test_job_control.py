@@ -483,3 +483,27 @@ async def test_pause_then_resume_keeps_runs_times_exact(store: Store) -> None:
     assert (await job_now(store, job)).paused_fire_at == first
     resumed = await store.resume_job(job.user_id, job.job_id, at(0.1), catch_up=False)
     assert resumed is not None and resumed.next_fire_at == first
+
+
+async def test_a_schedule_moved_onto_a_fire_claimed_ahead_keeps_one_run_for_it(
+    store: Store,
+) -> None:
+    job, other = make_job(cron=EVERY_10, next_fire_at=T0), make_job(next_fire_at=at(10))
+    await store.insert_jobs([job])
+    await claim_due(store, T0)
+    (ahead,) = await claim_due(store, at(1), horizon=at(10))  # the picker's look-ahead
+    assert ahead.scheduled_for == at(10)
+    await store.insert_jobs([other])
+    moved = await store.update_job(
+        job.user_id, job.job_id, changes(cron_schedule="@every 5s"), at(5)
+    )
+    assert moved is not None and moved[0].next_fire_at == at(10)
+
+    runs = await claim_due(store, at(10))
+
+    assert [r.job_id for r in runs] == [other.job_id]  # the batch goes on
+    assert [(e.scheduled_for, e.run_id) for e in await fires_of(store, job)] == [
+        (T0, (await runs_of(store, job))[0].run_id),
+        (at(10), ahead.run_id),
+    ]
+    assert (await job_now(store, job)).next_fire_at == at(15)

@@ -8,6 +8,7 @@ Like ``store_runs``, each function checks what could refuse it before it writes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from chronoq.adapters.memory import store_runs
@@ -31,7 +32,7 @@ _BUFFER_FALLBACK = timedelta(seconds=1)
 
 
 def plan_due(tables: Tables, row: JobRow, now: datetime) -> ClaimPlan:
-    """The claim of a due job (nothing written); raises if its runs could not be inserted."""
+    """The claim of a due job (nothing written)."""
     job = row.job
     assert job.next_fire_at is not None  # it came from the due index
     plan = plan_claim(
@@ -45,9 +46,10 @@ def plan_due(tables: Tables, row: JobRow, now: datetime) -> ClaimPlan:
         ),
         now,
     )
-    for planned in plan.runs:
-        tables.check_new_run(job.job_id, planned.scheduled_for, 1)
-    return plan
+    # A fire that has a run already (a job rescheduled onto a fire claimed ahead) keeps
+    # it: like the SQL stores' ON CONFLICT DO NOTHING, its run is not inserted twice.
+    runs = [r for r in plan.runs if not tables.has_run(job.job_id, r.scheduled_for, 1)]
+    return plan if len(runs) == len(plan.runs) else replace(plan, runs=runs)
 
 
 def apply_claim(tables: Tables, row: JobRow, plan: ClaimPlan, now: datetime) -> list[Run]:

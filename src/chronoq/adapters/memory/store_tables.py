@@ -272,6 +272,9 @@ class Tables:
 
     # -- runs ----------------------------------------------------------------------------------
 
+    def has_run(self, job_id: str, scheduled_for: datetime, attempt: int) -> bool:
+        return (job_id, scheduled_for, attempt) in self._attempts
+
     def check_new_run(self, job_id: str, scheduled_for: datetime, attempt: int) -> None:
         """Raise if a run with this key could not be inserted (call before other writes)."""
         if job_id not in self.jobs:
