@@ -70,7 +70,7 @@ async def test_jobs_without_keys_never_collide(store: Store) -> None:
 
 
 async def test_forgotten_keys_are_free_again(store: Store) -> None:
-    old = policy_job(idempotency_key="a", created_at=T0)
+    old = policy_job(idempotency_key="a", request_hash="h", created_at=T0)
     older = policy_job(idempotency_key="b", created_at=at(-10))
     young = policy_job(idempotency_key="c", created_at=at(100))
     plain = make_job(created_at=at(-20))
@@ -82,7 +82,8 @@ async def test_forgotten_keys_are_free_again(store: Store) -> None:
     assert await store.forget_idempotency_keys(at(50)) == 0
 
     assert await store.job_by_idempotency_key("alice", "a") is None
-    assert (await job_now(store, old)).idempotency_key is None  # the job itself stays
+    forgotten = await job_now(store, old)  # the job itself stays
+    assert (forgotten.idempotency_key, forgotten.request_hash) == (None, None)
     assert await store.job_by_idempotency_key("alice", "c") == await job_now(store, young)
     again = policy_job(idempotency_key="a")
     await store.insert_jobs([again])

@@ -507,3 +507,23 @@ async def test_a_schedule_moved_onto_a_fire_claimed_ahead_keeps_one_run_for_it(
         (at(10), ahead.run_id),
     ]
     assert (await job_now(store, job)).next_fire_at == at(15)
+
+
+async def test_a_schedule_that_ended_while_paused_completes_at_resume(store: Store) -> None:
+    job = policy_job(Policies(max_fires=2), cron=EVERY_10, next_fire_at=T0)
+    await store.insert_jobs([job])
+    await claim_due(store, T0)
+    (claimed,) = await lease_and_start(store, "w1", T0)
+    await complete(store, claimed, "w1", at(1))
+    await store.pause_job(job.user_id, job.job_id, at(2))
+
+    resumed = await store.resume_job(job.user_id, job.job_id, at(35), catch_up=False)
+
+    assert resumed is not None
+    assert (resumed.status, resumed.next_fire_at, resumed.fire_count) == (
+        JobStatus.COMPLETED,
+        None,
+        2,
+    )
+    (_, span) = await fires_of(store, job)
+    assert (span.scheduled_for, span.last_scheduled_for, span.count) == (at(10), at(10), 1)

@@ -82,9 +82,13 @@ class MemoryControl:
         db = self._db()
         for span in plan.skips:
             db.skips.insert_span(job_id=job.job_id, user_id=job.user_id, span=span, recorded_at=now)
+        status = JobStatus.PENDING
+        active = (db.runs[r].status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in row.runs)
+        if plan.next_fire_at is None and job.recurring and not any(active):
+            status = JobStatus.COMPLETED  # its schedule ended while it was paused
         db.update_job(
             row,
-            status=JobStatus.PENDING,
+            status=status,
             next_fire_at=plan.next_fire_at,
             paused_fire_at=None,
             fire_count=plan.fire_count,
