@@ -527,3 +527,17 @@ async def test_a_schedule_that_ended_while_paused_completes_at_resume(store: Sto
     )
     (_, span) = await fires_of(store, job)
     assert (span.scheduled_for, span.last_scheduled_for, span.count) == (at(10), at(10), 1)
+
+
+async def test_a_manual_fire_never_takes_an_explicit_next_fire_off_the_schedule(
+    store: Store,
+) -> None:
+    job = make_job(cron="*/10 * * * * *", next_fire_at=at(3))  # an explicit first fire
+    await store.insert_jobs([job])
+
+    manual = await store.trigger_job(job.user_id, job.job_id, at(3))
+    (scheduled,) = await claim_due(store, at(3))
+
+    assert manual is not None and at(3) < manual.scheduled_for < at(3.001)
+    assert (scheduled.scheduled_for, scheduled.manual) == (at(3), False)
+    assert (await job_now(store, job)).next_fire_at == at(10)
