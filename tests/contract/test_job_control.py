@@ -541,3 +541,19 @@ async def test_a_manual_fire_never_takes_an_explicit_next_fire_off_the_schedule(
     assert manual is not None and at(3) < manual.scheduled_for < at(3.001)
     assert (scheduled.scheduled_for, scheduled.manual) == (at(3), False)
     assert (await job_now(store, job)).next_fire_at == at(10)
+
+
+async def test_cancelling_a_paused_job_drops_its_held_fire(store: Store) -> None:
+    job = make_job(cron=EVERY_10, next_fire_at=at(10))
+    await store.insert_jobs([job])
+    await store.pause_job(job.user_id, job.job_id, T0)
+
+    result = await store.cancel_job(job.user_id, job.job_id, at(1))
+
+    assert result is not None
+    assert (result.job.status, result.job.next_fire_at, result.job.paused_fire_at) == (
+        JobStatus.CANCELLED,
+        None,
+        None,
+    )
+    assert await store.resume_job(job.user_id, job.job_id, at(2), catch_up=True) == result.job
