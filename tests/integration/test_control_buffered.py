@@ -125,3 +125,22 @@ def test_concurrent_duplicates_in_the_log_make_one_job(roles: Roles) -> None:
         assert wait_for(lambda: len(list_jobs(api)) == 1, 30), roles.logs()
         assert [j["job_id"] for j in list_jobs(api)] == ids[:1]
         assert not wait_for(lambda: len(list_jobs(api)) > 1, 1.0)  # no second job appears
+
+
+def test_a_forgotten_key_makes_a_new_job_through_the_log(roles: Roles) -> None:
+    """Retention forgot the key (here: by SQL, as ``forget_idempotency_keys`` does): the
+    same key and body make a new job — not an entry the writer would skip as a duplicate
+    of the old job's id."""
+    roles.start("writer", "--node-id", "writer-1")
+    with make_client(roles.url, new_user("log")) as api:
+        first = _post(api, BODY, "forget-me").json()["job_id"]
+        assert wait_for(lambda: api.get(f"/v1/jobs/{first}").json()["status"] == "PENDING", 30)
+        subprocess.run(
+            ["psql", roles.dsn, "-Atc", "UPDATE jobs SET idempotency_key = NULL"],
+            check=True, capture_output=True, timeout=20,
+        )  # fmt: skip
+        again = _post(api, BODY, "forget-me")
+        assert again.status_code == 201, again.text
+        second = again.json()["job_id"]
+        assert second != first
+        assert wait_for(lambda: len(list_jobs(api)) == 2, 30), roles.logs()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +149,19 @@ async def test_racing_batch_keeps_the_other_items(
     assert blind.blind == 0
     replay = await client.post("/v1/jobs:batch", json={"jobs": [keyed]})
     assert replay.status_code == 200 and replay.json()["items"][0]["job_id"] == items[1]["job_id"]
+
+
+async def test_a_forgotten_key_makes_a_new_job(world: tuple[httpx.AsyncClient, BlindKeys]) -> None:
+    """After retention forgot a key, the same key and body make a new job (the derived id
+    is the old job's: the api must not keep answering 503 for it)."""
+    client, blind = world
+    headers = {"Idempotency-Key": "forgotten"}
+    first = await client.post("/v1/jobs", json=BODY, headers=headers)
+    assert first.status_code == 201, first.text
+    assert await blind.forget_idempotency_keys(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    again = await client.post("/v1/jobs", json=BODY, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["job_id"] != first.json()["job_id"]
+    replay = await client.post("/v1/jobs", json=BODY, headers=headers)
+    assert replay.status_code == 200 and replay.json()["job_id"] == again.json()["job_id"]
+    assert len(await _jobs(blind)) == 2

@@ -36,10 +36,11 @@ class Ingest:
     metrics: Metrics
     shard_count: int
 
-    async def submit(self, specs: Sequence[JobSpec]) -> list[Job]:
-        """Make the jobs durable and return them; all or none."""
+    async def submit(self, specs: Sequence[JobSpec], *, random_ids: bool = False) -> list[Job]:
+        """Make the jobs durable and return them; all or none. ``random_ids``: new ids
+        even for keyed specs (their derived id is taken by a job whose key was forgotten)."""
         now = self.clock.now()
-        jobs = [self._new_job(spec, now) for spec in specs]
+        jobs = [self._new_job(spec, now, random_ids) for spec in specs]
         offloads = [(job, spec) for job, spec in zip(jobs, specs, strict=True) if job.payload_ref]
         if offloads:
             await self._offload(offloads)
@@ -48,9 +49,10 @@ class Ingest:
         self.metrics.jobs_created.inc(len(jobs))
         return jobs
 
-    def _new_job(self, spec: JobSpec, now: datetime) -> Job:
+    def _new_job(self, spec: JobSpec, now: datetime, random_id: bool = False) -> Job:
         # A keyed submission's id is derived from it: duplicates collapse onto one id.
-        job_id = keyed_job_id(spec) if spec.idempotency_key is not None else new_id()
+        keyed = spec.idempotency_key is not None and not random_id
+        job_id = keyed_job_id(spec) if keyed else new_id()
         fires_at = first_fire_at(
             cron_schedule=spec.cron_schedule,
             timezone=spec.timezone,

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from chronoq.domain.jobs import Job, JobSpec
 from chronoq.errors import ChronoqError, ValidationError
 from chronoq.services.api.deps import ApiDeps
-from chronoq.services.api.idempotency import resolve
+from chronoq.services.api.idempotency import keyed_job_id, resolve
 from chronoq.services.api.schemas_policies import idempotency_key
 
 HEADER = "Idempotency-Key"
@@ -68,8 +68,11 @@ async def submit_specs(
     fresh = [spec for spec, job in zip(specs, found, strict=True) if job is None]
     made: list[Job] = []
     if fresh:
+        # A submission log cannot refuse a taken id (its writer skips the entry): check
+        # first whether a forgotten key's derived id is taken (the store refuses it below).
+        random_ids = deps.submissions is not None and await _ids_taken(deps, fresh)
         try:
-            made = await deps.ingest.submit(fresh)
+            made = await deps.ingest.submit(fresh, random_ids=random_ids)
         except ChronoqError:
             # A concurrent duplicate may have stored the same keyed job first: the store
             # refused our insert of its id. Ask again; the jobs it made are replays.
@@ -77,14 +80,26 @@ async def submit_specs(
                 raise
             fresh_prefixes = _fresh_prefixes(specs, found, prefixes)
             again = await resolve(deps.store, deps.submissions, fresh, prefixes=fresh_prefixes)
-            if all(job is None for job in again):
-                raise
             rest = [spec for spec, job in zip(fresh, again, strict=True) if job is None]
-            stored = iter(await deps.ingest.submit(rest) if rest else [])
+            if len(rest) == len(fresh) and not await _ids_taken(deps, rest):
+                raise
+            stored = iter(await _submit_rest(deps, rest) if rest else [])
             made = [job if job is not None else next(stored) for job in again]
             replayed_now = {id(spec) for spec, job in zip(fresh, again, strict=True) if job}
             return _answer(specs, found, made, replayed_now)
     return _answer(specs, found, made, set())
+
+
+async def _ids_taken(deps: ApiDeps, specs: Sequence[JobSpec]) -> bool:
+    """Whether a keyed spec's derived id names a stored job its key no longer finds: the
+    key was forgotten (retention), so the same key and body make a new job now."""
+    keyed = [keyed_job_id(spec) for spec in specs if spec.idempotency_key is not None]
+    return bool(keyed) and bool(await deps.store.existing_job_ids(keyed))
+
+
+async def _submit_rest(deps: ApiDeps, rest: Sequence[JobSpec]) -> list[Job]:
+    """The specs no duplicate stored: again, with random ids if a derived id is taken."""
+    return await deps.ingest.submit(rest, random_ids=await _ids_taken(deps, rest))
 
 
 def _fresh_prefixes(
