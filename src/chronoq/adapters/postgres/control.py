@@ -18,12 +18,19 @@ from chronoq.adapters.postgres.rows import aware, is_id, job_from_record, opt_aw
 from chronoq.adapters.postgres.skips import TOTALS_CTE, Skips, skip_ctes
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import Policies, SkipReason, first_fire_at, plan_resume
+from chronoq.domain.policies import (
+    Policies,
+    SkipReason,
+    first_fire_at,
+    plan_resume,
+    schedule_of,
+)
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError, ValidationError
 from chronoq.ports.jobs import PurgeResult
 
 T = TypeVar("T")
+_TICK = timedelta(microseconds=1)
 
 PAUSE = (
     "WITH locked AS ("
@@ -168,9 +175,12 @@ class PostgresControl:
                 raise ConflictError(f"the job is {job.status.value}: it fires no more")
             if not job.recurring:
                 raise ConflictError("a one-shot job has one fire only: it cannot be triggered")
+            # A fire is (job, instant): a manual fire takes an instant of its own, 1 µs on
+            # from any fire that has a row and from any nominal fire not claimed yet (its
+            # claim would collide).
             fire = now
-            while await conn.fetchval(FIRE_TAKEN, job_id, fire):
-                fire += timedelta(microseconds=1)  # a fire is (job, instant): take the next
+            while _nominal(job, fire) or await conn.fetchval(FIRE_TAKEN, job_id, fire):
+                fire += _TICK
             run_id = new_id()
             await conn.execute(TRIGGER, run_id, job_id, user_id, fire, now)
             return Run(
@@ -221,6 +231,18 @@ class PostgresControl:
             )
 
         return await self._transaction("purge_job", body)
+
+
+def _nominal(job: Job, at: datetime) -> bool:
+    """Whether ``at`` is a nominal fire of the (recurring) job not claimed yet."""
+    anchor = job.next_fire_at or job.paused_fire_at
+    if job.cron_schedule is None or anchor is None or at < anchor:
+        return False
+    schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
+    interval = getattr(schedule, "interval", None)
+    if isinstance(interval, timedelta) and interval > timedelta(0):
+        return (at - anchor) % interval == timedelta(0)
+    return schedule.next_after(at - _TICK) == at
 
 
 def _bounds(p: Policies) -> tuple[object, ...]:

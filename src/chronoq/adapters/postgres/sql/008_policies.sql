@@ -2,19 +2,22 @@
 -- Jobs written before this migration get the default policies: overlap skip, misfire
 -- run_once, no deadline, no jitter, no start/end/max_fires, and no fires counted yet.
 -- Every added column is NULL or has a constant default: adding them rewrites no table.
+-- Column order is storage order: the fixed-width ones first, right after updated_at (an
+-- 8-byte column), so they need no alignment padding; NULLs take no space at all.
 ALTER TABLE jobs
+    ADD COLUMN jitter_seconds          double precision NOT NULL DEFAULT 0,
+    -- Nominal fires claimed so far (runs and skips; max_fires).
+    ADD COLUMN fire_count              bigint           NOT NULL DEFAULT 0,
     ADD COLUMN overlap                 text             NOT NULL DEFAULT 'skip',
     ADD COLUMN misfire                 text             NOT NULL DEFAULT 'run_once',
-    ADD COLUMN catch_up_window_seconds double precision,
-    ADD COLUMN start_deadline_seconds  double precision,
-    ADD COLUMN jitter_seconds          double precision NOT NULL DEFAULT 0,
-    ADD COLUMN start_at                timestamptz,
-    ADD COLUMN end_at                  timestamptz,
-    ADD COLUMN max_fires               integer,
     -- DST policy (schedules.DstGap / DstRepeat): how the schedule reads DST days.
     ADD COLUMN dst_gap                 text             NOT NULL DEFAULT 'auto',
     ADD COLUMN dst_repeat              text             NOT NULL DEFAULT 'auto',
-    ADD COLUMN fire_count              bigint           NOT NULL DEFAULT 0,
+    ADD COLUMN catch_up_window_seconds double precision,
+    ADD COLUMN start_deadline_seconds  double precision,
+    ADD COLUMN start_at                timestamptz,
+    ADD COLUMN end_at                  timestamptz,
+    ADD COLUMN max_fires               integer,
     -- While PAUSED: the fire the job holds (next_fire_at is NULL meanwhile).
     ADD COLUMN paused_fire_at          timestamptz,
     -- Overlap bookkeeping of gated jobs (policies.gated), never shown: the run that is
