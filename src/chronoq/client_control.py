@@ -34,9 +34,9 @@ def job_path(job_id: str) -> str:
     return "/v1/jobs/" + quote(job_id, safe="")
 
 
-def times_as_text(body: Json, prefix: str = "") -> Json:
-    """Render aware datetimes of ``TIME_FIELDS`` as RFC 3339; a naive one is refused."""
-    for name in TIME_FIELDS:
+def times_as_text(body: Json, prefix: str = "", names: tuple[str, ...] = TIME_FIELDS) -> Json:
+    """Render aware datetimes of ``names`` as RFC 3339; a naive one is refused."""
+    for name in names:
         when = body.get(name)
         if isinstance(when, datetime):
             field = prefix + name
@@ -103,10 +103,8 @@ class ControlMixin:
         ``[start, end]`` (default: the last 24 hours) with its outcome, oldest first."""
         params: dict[str, Any] = {"limit": limit}
         for name, value in (("from", start), ("to", end)):
-            if isinstance(value, datetime):
-                value = times_as_text({"start_at": value}, f"{name}.")["start_at"]
             if value is not None:
-                params[name] = value
+                params[name] = times_as_text({name: value}, names=(name,))[name]
         body = self._object("GET", job_path(job_id) + "/fires", params=params)
         items = body.get("items")
         return items if isinstance(items, list) else []
