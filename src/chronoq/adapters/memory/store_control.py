@@ -12,7 +12,8 @@ from typing import Any
 
 from chronoq.adapters.memory.store_inputs import checked_policies
 from chronoq.adapters.memory.store_policies import skip_run
-from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
+from chronoq.adapters.memory.store_rows import JobRow, RunRow
+from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.clock import check_aware
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from chronoq.adapters.memory.store_rows import JobRow, RunRow
 from chronoq.adapters.memory.store_skips import SkipRow
-from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables
+from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import Fire, Job
 from chronoq.domain.policies import SkipReason

@@ -12,8 +12,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from chronoq.adapters.memory import store_runs
+from chronoq.adapters.memory.store_rows import JobRow, RunRow, needs_start_check
 from chronoq.adapters.memory.store_skips import SkipRow
-from chronoq.adapters.memory.store_tables import JobRow, RunRow, Tables, needs_start_check
+from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
 from chronoq.domain.policies import (

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from chronoq.adapters.memory.store_tables import RunRow, Tables
+from chronoq.adapters.memory.store_rows import RunRow
+from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import RunOutcome
 from chronoq.domain.states import (

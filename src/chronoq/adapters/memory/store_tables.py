@@ -5,6 +5,7 @@ queries need, and is the only code that changes them, so the rules below hold
 whatever the store above does (a broken rule raises, with nothing changed):
 
 * a job id is unique; ``(job_id, scheduled_for, attempt)`` is unique;
+* ``(user_id, idempotency_key)`` is unique while the key is kept (``keys``);
 * at most one run per fire ``(job_id, scheduled_for)`` is in ``RUN_TERMINAL``;
 * a run's status moves only along ``RUN_TRANSITIONS`` (``domain.states.transition``).
 
@@ -16,6 +17,8 @@ version still matches its row):
 * ``running``: the RUNNING run ids (the reaper's scan);
 * per user, ``(position, job_id)`` in insertion order: the list cursor is the
   user's own position, so it tells nothing about other users' jobs.
+
+The rows are ``store_rows``; the fire ledger's skips are ``store_skips.SkipTable``.
 """
 
 from __future__ import annotations
@@ -24,17 +27,14 @@ import bisect
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from chronoq.adapters.memory.store_rows import Fire, JobRow, RunRow
 from chronoq.adapters.memory.store_skips import SkipTable
-from chronoq.domain.jobs import ClaimedRun, Job, Run
-from chronoq.domain.policies import gated
+from chronoq.domain.jobs import Job
 from chronoq.domain.states import RUN_TERMINAL, RunStatus, transition
-
-Fire = tuple[str, datetime]
-"""A fire: ``(job_id, scheduled_for)``."""
 
 
 class IntegrityError(Exception):
@@ -43,100 +43,6 @@ class IntegrityError(Exception):
     Like a database's integrity error it signals a bug in the caller, not bad user
     input: the store checks what users can get wrong before it writes.
     """
-
-
-@dataclass(slots=True)
-class JobRow:
-    job: Job
-    position: int
-    """The job's place among its user's jobs (1, 2, ...; never reused)."""
-    runs: list[str] = field(default_factory=list)
-    """Its run ids in creation order."""
-    due_version: int = 0
-    running_run_id: str | None = None
-    """Overlap bookkeeping (gated jobs): the run that started last and may still run."""
-    buffered_run_id: str | None = None
-    """Overlap bookkeeping (``buffer_one``): the run waiting for the running one."""
-
-
-@dataclass(slots=True, kw_only=True)
-class RunRow:
-    """One row of the run table (``Run`` plus the columns only the store sees)."""
-
-    run_id: str
-    job_id: str
-    user_id: str
-    scheduled_for: datetime
-    attempt: int
-    status: RunStatus
-    triggered_at: datetime
-    available_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    output: str | None = None
-    exit_code: int | None = None
-    worker_id: str | None = None
-    error_message: str | None = None
-    lease_owner: str | None = None
-    lease_until: datetime | None = None
-    interruptions: int = 0
-    cancel_requested: bool = False
-    queue_version: int = 0
-    output_ref: str | None = None
-    published_at: datetime | None = None
-    """The outbox (``store_outbox``): when a message naming this QUEUED run was sent."""
-    manual: bool = False
-
-    @property
-    def fire(self) -> Fire:
-        return (self.job_id, self.scheduled_for)
-
-    def claimed(self, job: Job) -> ClaimedRun:
-        """This run as a worker holds it, with what it needs from its job."""
-        return ClaimedRun(
-            run_id=self.run_id,
-            job_id=self.job_id,
-            attempt=self.attempt,
-            scheduled_for=self.scheduled_for,
-            available_at=self.available_at,
-            payload=job.payload,
-            payload_ref=job.payload_ref,
-            timeout_seconds=job.timeout_seconds,
-            max_retries=job.max_retries,
-            recurring=job.recurring,
-            interruptions=self.interruptions,
-            start_check=(
-                gated(job.recurring, job.policies)
-                or job.policies.start_deadline_seconds is not None
-            ),
-        )
-
-    def to_run(self) -> Run:
-        return Run(
-            run_id=self.run_id,
-            job_id=self.job_id,
-            user_id=self.user_id,
-            scheduled_for=self.scheduled_for,
-            attempt=self.attempt,
-            status=self.status,
-            triggered_at=self.triggered_at,
-            available_at=self.available_at,
-            started_at=self.started_at,
-            completed_at=self.completed_at,
-            output=self.output,
-            exit_code=self.exit_code,
-            worker_id=self.worker_id,
-            error_message=self.error_message,
-            lease_until=self.lease_until,
-            interruptions=self.interruptions,
-            output_ref=self.output_ref,
-            manual=self.manual,
-        )
-
-
-def needs_start_check(job: Job) -> bool:
-    """Whether the store must judge a run's start (``ClaimedRun.start_check``)."""
-    return gated(job.recurring, job.policies) or job.policies.start_deadline_seconds is not None
 
 
 _DueEntry = tuple[datetime, int, str]
