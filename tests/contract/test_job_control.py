@@ -405,7 +405,12 @@ async def test_update_refuses_terminal_jobs_and_wrong_kinds_of_change(store: Sto
         )
     with pytest.raises(ValidationError):
         await store.update_job(once.user_id, once.job_id, changes(cron_schedule=EVERY_10), at(1))
+    with pytest.raises(ValidationError):  # a schedule that never fires
+        await store.update_job(
+            recurring.user_id, recurring.job_id, changes(cron_schedule="0 0 30 2 *"), at(1)
+        )
     assert (await job_now(store, recurring)).updated_at == T0
+    assert (await job_now(store, recurring)).cron_schedule == EVERY_10
     assert (await job_now(store, once)).next_fire_at == at(9)
 
 
