@@ -11,9 +11,10 @@ import pytest
 from chronoq.domain.jobs import ClaimedRun, Job
 from chronoq.domain.policies import Overlap, Policies, SkipReason
 from chronoq.domain.states import JobStatus, RunStatus
-from chronoq.ports.dispatch import LeaseRenewal
+from chronoq.ports.dispatch import ClaimRunsParams, LeaseRenewal, Outbox, OutboxParams
 from chronoq.ports.store import Store
 
+from .conftest import Harness
 from .helpers import (
     LEASE,
     T0,
@@ -304,3 +305,31 @@ async def test_a_claimed_run_says_whether_its_start_is_judged(
     (claimed,) = await claim_runs(store, "w1", T0)
 
     assert claimed.start_check is check
+
+
+async def test_a_buffered_run_needs_a_message_again_and_again_when_released(
+    harness: Harness,
+) -> None:
+    store = harness.store
+    if not isinstance(store, Outbox):
+        pytest.skip(f"the {harness.kind} store keeps no outbox")
+    job, first = await first_running(store, Overlap.BUFFER_ONE)
+    second = await second_leased(store)
+    assert await store.mark_published([first.run_id, second.run_id], at(10)) == 0  # RUNNING
+
+    assert await store.mark_started("w2", [second.run_id], at(10)) == []  # buffered: QUEUED
+
+    def unpublished(now: float) -> OutboxParams:
+        return OutboxParams(horizon=at(now) + LEASE, settled_before=at(now + 60))
+
+    assert await store.unpublished_runs(unpublished(11)) == [second.run_id]
+    assert await store.mark_published([second.run_id], at(11)) == 1
+    assert await store.unpublished_runs(unpublished(11)) == []
+    await complete(store, first, "w1", at(12))  # released: available now, sent again
+    assert await store.unpublished_runs(unpublished(12)) == [second.run_id]
+    claimed = await store.claim_runs_by_id(
+        ClaimRunsParams(worker_id="w3", now=at(12), horizon=at(12), lease_until=at(42)),
+        [second.run_id],
+    )
+    assert [c.run_id for c in claimed.claimed] == [second.run_id]
+    assert (await job_now(store, job)).status is JobStatus.RUNNING
