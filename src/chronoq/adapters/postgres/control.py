@@ -238,6 +238,8 @@ def _nominal(job: Job, at: datetime) -> bool:
     anchor = job.next_fire_at or job.paused_fire_at
     if job.cron_schedule is None or anchor is None or at < anchor:
         return False
+    if at == anchor:
+        return True  # the held fire (an explicit first fire need not be on the schedule)
     schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
     interval = getattr(schedule, "interval", None)
     if isinstance(interval, timedelta) and interval > timedelta(0):

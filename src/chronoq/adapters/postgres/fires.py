@@ -30,7 +30,8 @@ FIRE = (
     " triggered_at, available_at)"
     " SELECT r, j, u, s, 1, 'QUEUED', $5, a"
     " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $6::timestamptz[])"
-    " AS t(r, j, u, s, a) ON CONFLICT DO NOTHING RETURNING run_id),"
+    " AS t(r, j, u, s, a) WHERE NOT EXISTS (SELECT 1 FROM job_runs x"
+    " WHERE x.job_id = t.j AND x.scheduled_for = t.s) RETURNING run_id),"
     " advanced AS ("
     " UPDATE jobs SET next_fire_at = t.following, fire_count = t.fires, status = t.status,"
     " updated_at = $5"
@@ -43,8 +44,11 @@ are locked by the ``CLAIM_DUE_*`` select of the same transaction, so their
 ``next_fire_at`` is still the fire being claimed (no re-check needed: one on
 ``next_fire_at`` led the planner to probe the due index, quadratic when many jobs
 share one due time). Nothing skipped: the skip inserts are empty (no extra statement,
-no WAL). Returns the runs inserted: a fire that has a run already (a manual fire
-triggered at that very microsecond) keeps it, and the claim goes on."""
+no WAL). Returns the runs inserted: a fire that has a run already (a manual fire at
+that very microsecond, from before the schedule changed) keeps it, and the claim goes
+on. (A probe of the index the insert descends anyway, not ``ON CONFLICT``: speculative
+insertion would cost every run an extra WAL record. The job's lock keeps a trigger out
+between the probe and the insert.)"""
 
 
 @dataclass(slots=True)

@@ -312,11 +312,13 @@ CANCEL = (
     " FROM locked l WHERE r.run_id = l.run_id"
     " RETURNING r.run_id, l.status AS was),"
     " job AS ("
-    " UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, updated_at = $2"
+    " UPDATE jobs SET status = 'CANCELLED', next_fire_at = NULL, paused_fire_at = NULL,"
+    " updated_at = $2"
     " WHERE job_id = $1 RETURNING " + JOB_COLUMNS + ")"
     " SELECT job.*, ARRAY(SELECT run_id::text FROM touched WHERE was = 'RUNNING'"
     " ORDER BY run_id) FROM job"
 )
 """Cancel a job locked by ``LOCK_USER_JOB``: QUEUED runs end CANCELLED, RUNNING runs get
 ``cancel_requested`` (their workers learn it at their next lease renewal), the job ends
-CANCELLED with no further fire. Runs are locked in ``run_id`` order."""
+CANCELLED with no further fire (nor a held one, if it was PAUSED). Runs are locked in
+``run_id`` order."""
