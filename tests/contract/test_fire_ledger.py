@@ -31,6 +31,7 @@ from .helpers import (
     lease_and_start,
     outcome,
     policy_job,
+    reap,
 )
 
 EVERY_10 = "@every 10s"
@@ -299,3 +300,22 @@ async def test_retention_deletes_old_skips_and_the_totals_stay(store: Store) -> 
         (at(40), SkipReason.PAUSED),
     ]
     assert await store.skip_counts() == {SkipReason.MISFIRE: 3, SkipReason.PAUSED: 4}
+
+
+async def test_the_retries_of_a_manual_fire_are_manual(store: Store) -> None:
+    job = policy_job(cron="@every 60s", next_fire_at=at(60), max_retries=1)
+    await store.insert_jobs([job])
+    manual = await store.trigger_job(job.user_id, job.job_id, at(1))
+    assert manual is not None
+    (first,) = await lease_and_start(store, "w1", at(1))
+    failed = outcome(first, RunStatus.RETRY_SCHEDULED, started_at=at(1), retry_at=at(5))
+    assert await store.complete_runs([failed]) == [True]
+    (second,) = await lease_and_start(store, "w1", at(5))
+    assert await reap(store, at(6), live_workers=frozenset()) == 1  # attempt 3: interrupted
+
+    runs = await store.list_runs(job.user_id, job.job_id)
+
+    assert sorted((r.attempt, r.manual) for r in runs) == [(1, True), (2, True), (3, True)]
+    (entry,) = await fires_of(store, job)
+    assert (entry.scheduled_for, entry.manual, entry.attempts) == (manual.scheduled_for, True, 3)
+    assert second.attempt == 2

@@ -73,7 +73,8 @@ def cancel_requested(tables: Tables, run: RunRow) -> bool:
 
 
 def next_attempt(run: RunRow, *, triggered_at: datetime, available_at: datetime) -> RunRow:
-    """A QUEUED row for attempt + 1 of the same fire (``interruptions`` as the caller sets)."""
+    """A QUEUED row for attempt + 1 of the same fire, manual if it was (``interruptions``
+    as the caller sets)."""
     return RunRow(
         run_id=new_id(),
         job_id=run.job_id,
@@ -84,6 +85,7 @@ def next_attempt(run: RunRow, *, triggered_at: datetime, available_at: datetime)
         triggered_at=triggered_at,
         available_at=available_at,
         interruptions=run.interruptions,
+        manual=run.manual,
     )
 
 
