@@ -5,8 +5,9 @@ are kept with many processes writing at once:
 
 * Pickers and workers claim with ``FOR NO KEY UPDATE ... SKIP LOCKED``, so
   several of them never claim the same fire or lease the same run, and never
-  wait for each other. ``claim_due`` inserts the runs and advances the jobs'
-  next fires in the same transaction (DESIGN §5.3). With ``owner``/``epoch``
+  wait for each other. ``claim_due`` (``picker``) applies ``policies.plan_claim`` to
+  each locked due job and writes its runs, ledger skips and next fire in the same
+  transaction (DESIGN §5.3, ``fires``). With ``owner``/``epoch``
   it is fenced by the store's OWN record (``fenced_shards``, written by
   ``fence_shards``): it claims only from the shards that record gives the
   owner at that epoch, share-locking those rows for the transaction, so a
@@ -17,14 +18,19 @@ are kept with many processes writing at once:
   decisions (CAS, retry or not, the lost-run rule, the job's next status) are
   made in Python by the domain functions (``plans``), and written back in one
   statement with arrays (``unnest``), whatever the batch size.
-* ``claim_runs`` leases without starting; ``mark_started`` (one statement)
-  records the start, so ``reap_lost``/``release_runs`` requeue a run that never
-  started without using an attempt.
+* ``claim_runs`` leases without starting; ``mark_started`` records the start, so
+  ``reap_lost``/``release_runs`` requeue a run that never started without using an
+  attempt. Runs of plain jobs start in one statement; runs of gated jobs (an overlap
+  policy) or with a start deadline pass ``policies.plan_start`` under their jobs'
+  locks (``starts``). Ending a job's running run releases the run buffered behind it
+  (``plans.JobStates``).
+* Job control (pause, resume, trigger, change, purge) is ``control``; the fire ledger's
+  reads and the idempotency keys are ``ledger``.
 * Instants are ``timestamptz``; ids are ``uuid`` (``str`` in the domain).
 * Text PostgreSQL refuses (NUL, lone surrogates; ``RunOutcome`` cleans outcomes
   before they get here, but nothing else stops a caller) is a ``ValidationError``
   from the driver's refusal, and its whole batch applies nothing: never a wedge.
-* ``fence_shards`` waits at most ``_FENCE_LOCK_TIMEOUT_MS`` for claims in flight,
+* ``fence_shards`` waits at most ``picker._FENCE_LOCK_TIMEOUT_MS`` for claims in flight,
   then fails as unavailable, changing nothing (the leader tries again).
 
 Lifecycle: nothing connects before ``start()``, which opens the pool and
@@ -35,16 +41,16 @@ become ``UnavailableError`` / ``ValidationError`` / ``ConflictError``
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
-from chronoq.adapters.postgres.fires import FIRE, Fires
 from chronoq.adapters.postgres.ledger import PURGE_SKIPS, PostgresLedger
 from chronoq.adapters.postgres.outbox import PostgresOutbox
+from chronoq.adapters.postgres.picker import PostgresPicker
 from chronoq.adapters.postgres.plans import (
     Completion,
     JobStates,
@@ -80,7 +86,6 @@ from chronoq.domain.states import (
 )
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
-    ClaimDueParams,
     ClaimRunsParams,
     LeaseRenewal,
     ReapParams,
@@ -90,14 +95,12 @@ from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
 
 T = TypeVar("T")
 
-_FENCE_LOCK_TIMEOUT_MS = 2000
-"""How long ``fence_shards`` waits for claims in flight before it gives up (and the
-leader tries again): a claim takes milliseconds; one stuck in a dead client's open
-transaction is ended by the server (``idle_in_transaction_session_timeout``)."""
 _RUNNING = RunStatus.RUNNING.value
 
 
-class PostgresStore(PostgresOutbox, PostgresTokens, PostgresControl, PostgresLedger):
+class PostgresStore(
+    PostgresPicker, PostgresOutbox, PostgresTokens, PostgresControl, PostgresLedger
+):
     """The distributed Store. ``dsn``: ``postgresql://user:password@host:port/database``."""
 
     def __init__(
@@ -202,54 +205,6 @@ class PostgresStore(PostgresOutbox, PostgresTokens, PostgresControl, PostgresLed
             return CancelResult(job=job_from_record(row), running_run_ids=running)
 
         return await self._transaction("cancel_job", body)
-
-    # -- the picker --------------------------------------------------------------------------
-
-    async def fence_shards(self, epoch: int, owners: Mapping[int, str]) -> bool:
-        shards = _checked_owners(epoch, owners)
-        names = [owners[s] for s in shards]
-
-        async def body(conn: Any) -> bool:
-            await conn.execute(f"SET LOCAL lock_timeout = '{_FENCE_LOCK_TIMEOUT_MS}ms'")
-            if epoch <= await conn.fetchval(sql.LOCK_FENCE_EPOCH):
-                return False  # a deposed leader's late write, or a repeat
-            await conn.execute(sql.LOCK_FENCED)  # waits for fenced claims in flight
-            await conn.execute(sql.DELETE_UNFENCED, shards)
-            await conn.execute(sql.WRITE_FENCES, shards, names, epoch)
-            await conn.execute(sql.SET_FENCE_EPOCH, epoch)
-            return True
-
-        return await self._transaction("fence_shards", body)
-
-    async def claim_due(self, params: ClaimDueParams) -> list[Run]:
-        now = aware(params.now, "now")
-        horizon = aware(params.horizon, "horizon")
-
-        async def body(conn: Any) -> list[Run]:
-            shards = await _claimable_shards(conn, params)
-            if shards is None:
-                rows = await conn.fetch(sql.CLAIM_DUE_ALL, horizon, params.limit)
-            elif shards:
-                rows = await conn.fetch(sql.CLAIM_DUE_SHARDS, horizon, params.limit, shards)
-            else:
-                rows = []
-            if not rows:
-                return []
-            fires = Fires(now)
-            for row in rows:
-                fires.add(row)
-            inserted = {r[0] for r in await conn.fetch(FIRE, *fires.args())}
-            return [run for run in fires.runs if run.run_id in inserted]
-
-        return await self._transaction("claim_due", body)
-
-    async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
-        with translated("next_due_at"):
-            if shards is None:
-                value = await self._connected().fetchval(sql.NEXT_DUE_ALL)
-            else:
-                value = await self._connected().fetchval(sql.NEXT_DUE_SHARDS, list(shards))
-        return value  # type: ignore[no-any-return]
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -404,35 +359,6 @@ class PostgresStore(PostgresOutbox, PostgresTokens, PostgresControl, PostgresLed
 
     async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
         return await self._pool.transaction(what, body)
-
-
-async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | None:
-    """The shards a claim may take from (None: all). With ``owner`` set, only those the
-    store's fence record gives it at ``epoch``, share-locked until the claim commits."""
-    wanted = None if params.shards is None else list(params.shards)
-    if params.owner is None:
-        return wanted
-    if params.epoch is None:
-        return []  # fenced without an epoch matches no record: claims nothing
-    owned = [r[0] for r in await conn.fetch(sql.LOCK_FENCED_SHARDS, params.owner, params.epoch)]
-    if wanted is None:
-        return owned
-    allowed = set(wanted)
-    return [shard for shard in owned if shard in allowed]
-
-
-def _checked_owners(epoch: int, owners: Mapping[int, str]) -> list[int]:
-    """The shards of a fence, sorted; ValidationError for a malformed one."""
-    if not isinstance(epoch, int) or isinstance(epoch, bool):
-        raise ValidationError(f"epoch must be an int, got {epoch!r}", field="epoch")
-    shards = sorted(owners)
-    for shard in shards:
-        if not isinstance(shard, int) or isinstance(shard, bool) or shard < 0:
-            raise ValidationError(f"shard ids are ints >= 0, got {shard!r}", field="owners")
-        owner = owners[shard]
-        if not isinstance(owner, str) or not owner:
-            raise ValidationError(f"owners are non-empty strings, got {owner!r}", field="owners")
-    return shards
 
 
 def _decode_cursor(cursor: str | None) -> int:

@@ -1,0 +1,113 @@
+"""``PostgresStore``'s picker side (a mixin, like ``outbox``): store-owned fencing
+(``fence_shards``) and the claim of due fires (``claim_due``, decided by ``fires``).
+
+A fenced claim share-locks the store's own fence rows it claims under, so a concurrent
+``fence_shards`` waits for it (§5.5); the due jobs are locked ``SKIP LOCKED``, so pickers
+never wait for each other (see ``sql``'s locking order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from chronoq.adapters.postgres import sql
+from chronoq.adapters.postgres.errors import translated
+from chronoq.adapters.postgres.fires import FIRE, Fires
+from chronoq.adapters.postgres.rows import aware
+from chronoq.domain.jobs import Run
+from chronoq.errors import ValidationError
+from chronoq.ports.dispatch import ClaimDueParams
+
+T = TypeVar("T")
+
+_FENCE_LOCK_TIMEOUT_MS = 2000
+"""How long ``fence_shards`` waits for claims in flight before it gives up (and the
+leader tries again): a claim takes milliseconds; one stuck in a dead client's open
+transaction is ended by the server (``idle_in_transaction_session_timeout``)."""
+
+
+class PostgresPicker:
+    """Mixed into ``PostgresStore`` (which provides the two plumbing methods below)."""
+
+    def _connected(self) -> Any:
+        raise NotImplementedError
+
+    async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
+        raise NotImplementedError
+
+    async def fence_shards(self, epoch: int, owners: Mapping[int, str]) -> bool:
+        shards = _checked_owners(epoch, owners)
+        names = [owners[s] for s in shards]
+
+        async def body(conn: Any) -> bool:
+            await conn.execute(f"SET LOCAL lock_timeout = '{_FENCE_LOCK_TIMEOUT_MS}ms'")
+            if epoch <= await conn.fetchval(sql.LOCK_FENCE_EPOCH):
+                return False  # a deposed leader's late write, or a repeat
+            await conn.execute(sql.LOCK_FENCED)  # waits for fenced claims in flight
+            await conn.execute(sql.DELETE_UNFENCED, shards)
+            await conn.execute(sql.WRITE_FENCES, shards, names, epoch)
+            await conn.execute(sql.SET_FENCE_EPOCH, epoch)
+            return True
+
+        return await self._transaction("fence_shards", body)
+
+    async def claim_due(self, params: ClaimDueParams) -> list[Run]:
+        now = aware(params.now, "now")
+        horizon = aware(params.horizon, "horizon")
+
+        async def body(conn: Any) -> list[Run]:
+            shards = await _claimable_shards(conn, params)
+            if shards is None:
+                rows = await conn.fetch(sql.CLAIM_DUE_ALL, horizon, params.limit)
+            elif shards:
+                rows = await conn.fetch(sql.CLAIM_DUE_SHARDS, horizon, params.limit, shards)
+            else:
+                rows = []
+            if not rows:
+                return []
+            fires = Fires(now)
+            for row in rows:
+                fires.add(row)
+            inserted = {r[0] for r in await conn.fetch(FIRE, *fires.args())}
+            return [run for run in fires.runs if run.run_id in inserted]
+
+        return await self._transaction("claim_due", body)
+
+    async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
+        with translated("next_due_at"):
+            if shards is None:
+                value = await self._connected().fetchval(sql.NEXT_DUE_ALL)
+            else:
+                value = await self._connected().fetchval(sql.NEXT_DUE_SHARDS, list(shards))
+        return value  # type: ignore[no-any-return]
+
+
+async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | None:
+    """The shards a claim may take from (None: all). With ``owner`` set, only those the
+    store's fence record gives it at ``epoch``, share-locked until the claim commits."""
+    wanted = None if params.shards is None else list(params.shards)
+    if params.owner is None:
+        return wanted
+    if params.epoch is None:
+        return []  # fenced without an epoch matches no record: claims nothing
+    owned = [r[0] for r in await conn.fetch(sql.LOCK_FENCED_SHARDS, params.owner, params.epoch)]
+    if wanted is None:
+        return owned
+    allowed = set(wanted)
+    return [shard for shard in owned if shard in allowed]
+
+
+def _checked_owners(epoch: int, owners: Mapping[int, str]) -> list[int]:
+    """The shards of a fence, sorted; ValidationError for a malformed one."""
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise ValidationError(f"epoch must be an int, got {epoch!r}", field="epoch")
+    shards = sorted(owners)
+    for shard in shards:
+        if not isinstance(shard, int) or isinstance(shard, bool) or shard < 0:
+            raise ValidationError(f"shard ids are ints >= 0, got {shard!r}", field="owners")
+        owner = owners[shard]
+        if not isinstance(owner, str) or not owner:
+            raise ValidationError(f"owners are non-empty strings, got {owner!r}", field="owners")
+    return shards
