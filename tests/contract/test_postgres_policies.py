@@ -19,7 +19,18 @@ from chronoq.domain.states import RunStatus
 from chronoq.ports.dispatch import OutboxParams
 
 from .conftest import CONNECT_TIMEOUT
-from .helpers import LEASE, T0, at, claim_due, claim_runs, make_job, outcome, reap, runs_of
+from .helpers import (
+    LEASE,
+    T0,
+    at,
+    claim_due,
+    claim_runs,
+    job_now,
+    make_job,
+    outcome,
+    reap,
+    runs_of,
+)
 
 
 def gated_job(overlap: Overlap, **kw: Any) -> Job:
@@ -217,3 +228,34 @@ async def _deadlocks(dsn: str) -> int:
     finally:
         await conn.close()
     return count
+
+
+async def test_a_claim_keeps_a_fire_that_has_a_run_already(
+    stores: tuple[PostgresStore, PostgresStore], pg_database: str
+) -> None:
+    """A manual run at an instant that became a nominal fire (written here behind the
+    store's back, as a schedule change could leave it): the claim keeps that run, does
+    not fail on the unique key, and moves the job on."""
+    store, _ = stores
+    job = make_job(cron="@every 10s", next_fire_at=at(10))
+    other = make_job(next_fire_at=at(10))
+    await store.insert_jobs([job, other])
+    conn = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
+    try:
+        await conn.execute(
+            "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+            " triggered_at, available_at, manual)"
+            " VALUES (gen_random_uuid(), $1, $2, $3, 1, 'QUEUED', $3, $3, true)",
+            job.job_id,
+            job.user_id,
+            at(10),
+        )
+    finally:
+        await conn.close()
+
+    claimed = await claim_due(store, at(10))
+
+    assert [r.job_id for r in claimed] == [other.job_id]
+    (manual,) = await runs_of(store, job)
+    assert manual.manual
+    assert (await job_now(store, job)).next_fire_at == at(20)
