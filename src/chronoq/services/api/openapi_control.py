@@ -263,6 +263,41 @@ def add_control(paths: dict[str, Any], components: dict[str, Any]) -> None:
         replay = {**responses["201"], "description": "a replayed Idempotency-Key: the original"}
         responses["200"] = replay
         responses["409"] = _json(_ref("Error"), "the key was used with another body")
+    _link_operations(paths)
     batch = paths["/v1/jobs:batch"]["post"]["responses"]
     batch["200"] = {**batch["201"], "description": "every item replayed an idempotency_key"}
     batch["409"] = _json(_ref("Error"), "an item's key was used with another body")
+
+
+_LINKED = {
+    "GetJob": ("/v1/jobs/{job_id}", "get"),
+    "ChangeJob": ("/v1/jobs/{job_id}", "patch"),
+    "DeleteJob": ("/v1/jobs/{job_id}", "delete"),
+    "PauseJob": ("/v1/jobs/{job_id}:pause", "post"),
+    "ResumeJob": ("/v1/jobs/{job_id}:resume", "post"),
+    "TriggerJob": ("/v1/jobs/{job_id}:trigger", "post"),
+    "JobFires": ("/v1/jobs/{job_id}/fires", "get"),
+    "JobRuns": ("/v1/jobs/{job_id}/runs", "get"),
+}
+
+
+def _link_operations(paths: dict[str, Any]) -> None:
+    """OpenAPI links from a created job to what can be done with it (stateful fuzzing,
+    and readers: which operations take the job_id of a 201)."""
+    for path, method in _LINKED.values():
+        operation = paths[path][method]
+        operation.setdefault("operationId", _operation_id(path, method))
+    links = {
+        name: {
+            "operationId": paths[path][method]["operationId"],
+            "parameters": {"job_id": "$response.body#/job_id"},
+        }
+        for name, (path, method) in _LINKED.items()
+    }
+    created = paths["/v1/jobs"]["post"]["responses"]["201"]
+    created["links"] = links
+
+
+def _operation_id(path: str, method: str) -> str:
+    words = path.replace("{job_id}", "").replace(":", "/").strip("/").split("/")
+    return method + "".join(w.capitalize() for w in words if w and w != "v1") + "ById"
