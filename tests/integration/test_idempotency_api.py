@@ -50,8 +50,10 @@ def test_same_key_another_body_is_409(api: httpx.Client) -> None:
     for change in ({"payload": "other"}, {"max_retries": 4}, {"overlap": "allow"},
                    {"cron_schedule": "0 4 * * *"}):  # fmt: skip
         error = assert_error(_post(api, {**BODY, **change}, "k-409"), 409,
-                             "idempotency_key_reused")  # fmt: skip
+                             "idempotency_key_reused", field="Idempotency-Key")  # fmt: skip
         assert "another submission" in error["message"]
+    as_field = _post(api, {**BODY, "payload": "other", "idempotency_key": "k-409"})
+    assert_error(as_field, 409, "idempotency_key_reused", field="idempotency_key")
     assert len(list_jobs(api)) == 1
 
 

@@ -79,7 +79,9 @@ async def create_job(request: Request) -> JSONResponse:
         now=deps.clock.now(),
         idempotency_key=key,
     )
-    (done,) = await submit_specs(deps, [spec])
+    (done,) = await submit_specs(
+        deps, [spec], key_field=HEADER if key is not None else "idempotency_key"
+    )
     return JSONResponse(job_v1(done.job, done.payload), status_code=200 if done.replayed else 201)
 
 

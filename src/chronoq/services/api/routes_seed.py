@@ -12,7 +12,7 @@ from chronoq.services.api.http import JSONResponse, read_body, shell_allowed, us
 from chronoq.services.api.render import job_seed, job_seed_summary
 from chronoq.services.api.routes_jobs import deps_of, owned_job
 from chronoq.services.api.schemas import JOB_DECODER, decode, to_spec
-from chronoq.services.api.submit import header_key, submit_specs
+from chronoq.services.api.submit import HEADER, header_key, submit_specs
 
 _SUBMITTED = b'","status":"Submitted","message":"Job submitted successfully"}'
 _SEED_LIST_LIMIT = 1000
@@ -30,7 +30,9 @@ async def submit(request: Request) -> Response:
         now=deps.clock.now(),
         idempotency_key=key,
     )
-    (done,) = await submit_specs(deps, [spec])
+    (done,) = await submit_specs(
+        deps, [spec], key_field=HEADER if key is not None else "idempotency_key"
+    )
     body = b'{"job_id":"' + done.job.job_id.encode() + _SUBMITTED
     return Response(body, status_code=200 if done.replayed else 201, media_type="application/json")
 

@@ -60,11 +60,15 @@ def check_batch_keys(specs: Sequence[JobSpec]) -> None:
 
 
 async def submit_specs(
-    deps: ApiDeps, specs: Sequence[JobSpec], prefixes: Sequence[str] | None = None
+    deps: ApiDeps,
+    specs: Sequence[JobSpec],
+    prefixes: Sequence[str] | None = None,
+    *,
+    key_field: str = "idempotency_key",
 ) -> list[Submitted]:
     """Make the new jobs durable (all or none) and return every spec's job: the new one,
     or the original of a replayed key. A key used with another body is a 409 naming it."""
-    found = await resolve(deps.store, deps.submissions, specs, prefixes=prefixes)
+    found = await resolve(deps.store, deps.submissions, specs, field=key_field, prefixes=prefixes)
     fresh = [spec for spec, job in zip(specs, found, strict=True) if job is None]
     made: list[Job] = []
     if fresh:
@@ -79,7 +83,9 @@ async def submit_specs(
             if all(spec.idempotency_key is None for spec in fresh):
                 raise
             fresh_prefixes = _fresh_prefixes(specs, found, prefixes)
-            again = await resolve(deps.store, deps.submissions, fresh, prefixes=fresh_prefixes)
+            again = await resolve(
+                deps.store, deps.submissions, fresh, field=key_field, prefixes=fresh_prefixes
+            )
             rest = [spec for spec, job in zip(fresh, again, strict=True) if job is None]
             if len(rest) == len(fresh) and not await _ids_taken(deps, rest):
                 raise
