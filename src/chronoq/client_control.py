@@ -21,6 +21,8 @@ POLICY_ARGS = (
     "start_at",
     "end_at",
     "max_fires",
+    "dst_gap",
+    "dst_repeat",
 )
 """Keyword arguments of ``submit`` and ``update`` that are schedule policies."""
 TIME_FIELDS = ("next_fire_at", "start_at", "end_at")

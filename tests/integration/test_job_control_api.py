@@ -65,6 +65,8 @@ DEFAULTS = {
     "start_at": None,
     "end_at": None,
     "max_fires": None,
+    "dst_gap": "auto",
+    "dst_repeat": "auto",
     "fire_count": 0,
     "paused_fire_at": None,
     "idempotency_key": None,
@@ -102,6 +104,21 @@ def test_submit_carries_policies_and_defaults(api: httpx.Client) -> None:
     assert (items[0]["overlap"], items[1]["misfire"]) == ("allow", "skip")
 
 
+def test_dst_policies_are_kept_and_changed(api: httpx.Client) -> None:
+    job = create(api, payload="x", cron_schedule="30 2 * * *", timezone="America/New_York",
+                 dst_gap="skip", dst_repeat="both")  # fmt: skip
+    assert (job["dst_gap"], job["dst_repeat"]) == ("skip", "both")
+    r = api.patch(f"/v1/jobs/{job['job_id']}", json={"dst_gap": "shift", "dst_repeat": None})
+    assert r.status_code == 200, r.text
+    assert (r.json()["dst_gap"], r.json()["dst_repeat"]) == ("shift", "auto")
+    utc = _hourly(api)
+    assert_error(api.patch(f"/v1/jobs/{utc['job_id']}", json={"dst_gap": "skip"}), 400,
+                 field="dst_gap")  # fmt: skip
+    r = api.patch(f"/v1/jobs/{utc['job_id']}",
+                  json={"dst_gap": "skip", "timezone": "Europe/Berlin"})  # fmt: skip
+    assert r.status_code == 200 and r.json()["dst_gap"] == "skip", r.text
+
+
 def test_one_shot_start_at_is_its_time(api: httpx.Client) -> None:
     start = utcnow() + timedelta(hours=2)
     job = create(api, payload="later", start_at=format_rfc3339(start))
@@ -125,6 +142,10 @@ BAD_FIELDS = [
     ({"start_at": "2031-01-01T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"}, "end_at"),
     ({"end_at": "2001-01-01T00:00:00Z"}, "end_at"),  # no fire left
     ({"start_at": "2031-01-01T00:00:00Z", "next_fire_at": "2031-01-01T00:00:00Z"}, "start_at"),
+    ({"dst_gap": "sometimes", "timezone": "Europe/Berlin"}, "dst_gap"),
+    ({"dst_repeat": "twice", "timezone": "Europe/Berlin"}, "dst_repeat"),
+    ({"dst_gap": "skip"}, "dst_gap"),  # no timezone: UTC has no DST
+    ({"dst_repeat": "both", "timezone": "Europe/Berlin", "cron_schedule": None}, "dst_repeat"),
     ({"idempotency_key": ""}, "idempotency_key"),
     ({"idempotency_key": "a\u0000b"}, "idempotency_key"),
     ({"idempotency_key": "k" * 256}, "idempotency_key"),
@@ -138,15 +159,17 @@ def test_each_bad_policy_field_is_a_400_naming_it(
     body = {"project_id": "p", "payload": "x", "cron_schedule": "@every 1h", **extra}
     if "cron_schedule" in extra and extra["cron_schedule"] is None:
         del body["cron_schedule"]
+        body.pop("timezone", None)
     assert_error(api.post("/v1/jobs", json=body), 400, field=field)
     assert_error(api.post("/submit", json=body), 400, field=field)
     batch = {"jobs": [{"project_id": "p", "payload": "ok"}, body]}
     assert_error(api.post("/v1/jobs:batch", json=batch), 400, field=f"jobs[1].{field}")
 
 
-@pytest.mark.parametrize("field", ["overlap", "end_at", "max_fires"])
+@pytest.mark.parametrize("field", ["overlap", "end_at", "max_fires", "dst_gap", "dst_repeat"])
 def test_recurring_only_fields_say_why_on_a_one_shot_job(api: httpx.Client, field: str) -> None:
-    value = {"overlap": "allow", "end_at": at(7200), "max_fires": 3}[field]
+    value = {"overlap": "allow", "end_at": at(7200), "max_fires": 3, "dst_gap": "skip",
+             "dst_repeat": "both"}[field]  # fmt: skip
     error = assert_error(
         api.post("/v1/jobs", json={"project_id": "p", "payload": "x", field: value}), 400,
         field=field,

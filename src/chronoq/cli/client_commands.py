@@ -195,6 +195,8 @@ _JOB_FIELDS = (
     ("Start at", "start_at"),
     ("End at", "end_at"),
     ("Max fires", "max_fires"),
+    ("DST gap", "dst_gap"),
+    ("DST repeat", "dst_repeat"),
     ("Fires so far", "fire_count"),
     ("Paused fire", "paused_fire_at"),
     ("Idempotency key", "idempotency_key"),

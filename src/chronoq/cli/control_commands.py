@@ -97,6 +97,8 @@ _CLEARABLE = (
     "start_at",
     "end_at",
     "max_fires",
+    "dst_gap",
+    "dst_repeat",
 )
 
 

@@ -25,6 +25,10 @@ POLICY_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--end-at", "No fire after this instant (recurring jobs).", {"metavar": "RFC3339"}),
     ("--max-fires", "At most this many fires (recurring jobs).",
      {"type": click.IntRange(min=1)}),
+    ("--dst-gap", "A wall time DST skips: fire at the transition, or not (with --timezone).",
+     {"type": click.Choice(["auto", "shift", "skip"])}),
+    ("--dst-repeat", "A wall time DST repeats: fire at the first, or both (with --timezone).",
+     {"type": click.Choice(["auto", "first", "both"])}),
 )  # fmt: skip
 _ARG_OF = {
     "catch_up_window": "catch_up_window_seconds",

@@ -63,6 +63,8 @@ def request_hash(spec: JobSpec) -> str:
         "start_at": _t(p.start_at),
         "end_at": _t(p.end_at),
         "max_fires": p.max_fires,
+        "dst_gap": p.dst_gap.value,
+        "dst_repeat": p.dst_repeat.value,
     }
     encoded = msgspec.json.encode(dict(sorted(canonical.items())))
     return hashlib.sha256(encoded).hexdigest()

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from chronoq.domain.policies import Misfire, Overlap, SkipReason
+from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.domain.states import RunStatus
 from chronoq.services.api.openapi import (
     _JOB_ID,
@@ -70,6 +71,18 @@ POLICY_CONSTRAINTS: dict[str, dict[str, Any]] = {
         "maximum": MAX_FIRES,
         "description": "recurring jobs only: at most this many nominal fires (runs and skips)",
     },
+    "dst_gap": {
+        "enum": [g.value for g in DstGap],
+        "description": "recurring jobs with a timezone: a wall time DST skips fires at the"
+        " transition (shift) or not at all (skip); auto (default): shift for fixed times,"
+        " skip for interval-like schedules",
+    },
+    "dst_repeat": {
+        "enum": [r.value for r in DstRepeat],
+        "description": "recurring jobs with a timezone: a wall time DST repeats fires at the"
+        " first occurrence or at both; auto (default): first for fixed times, both for"
+        " interval-like schedules",
+    },
 }
 _KEY_DOC = (
     "replays of the same body answer 200 with the original job; another body under the same"
@@ -81,7 +94,9 @@ KEY_CONSTRAINTS = {
     "pattern": _NOT_BLANK,
     "description": _KEY_DOC,
 }
-_ONE_SHOT_REFUSES = ("overlap", "catch_up_window_seconds", "end_at", "max_fires")
+_ONE_SHOT_REFUSES = (
+    "overlap", "catch_up_window_seconds", "end_at", "max_fires", "dst_gap", "dst_repeat",
+)  # fmt: skip
 _HEADER_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -116,6 +131,13 @@ def constrain_policies(job_in: dict[str, Any]) -> None:
                    "properties": {"catch_up_window_seconds": {"type": "number"}}},
             "then": {"required": ["misfire"], "properties": {"misfire": {"const": "run_all"}}},
         },
+        *(
+            {  # a DST policy needs a timezone (UTC has no DST)
+                "if": {"required": [name], "properties": {name: {"type": "string"}}},
+                "then": {"required": ["timezone"], "properties": {"timezone": {"type": "string"}}},
+            }
+            for name in ("dst_gap", "dst_repeat")
+        ),
         {  # start_at and next_fire_at both set the first fire
             "if": {"required": ["start_at"], "properties": {"start_at": {"type": "string"}}},
             "then": {"properties": {"next_fire_at": null}},
@@ -132,6 +154,8 @@ JOB_PROPERTIES: dict[str, Any] = {
     "start_at": _nullable("string", format="date-time"),
     "end_at": _nullable("string", format="date-time"),
     "max_fires": _nullable("integer"),
+    "dst_gap": {"enum": [g.value for g in DstGap]},
+    "dst_repeat": {"enum": [r.value for r in DstRepeat]},
     "fire_count": {
         "type": "integer",
         "minimum": 0,

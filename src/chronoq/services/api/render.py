@@ -48,6 +48,8 @@ def policies_v1(p: Policies) -> dict[str, Any]:
         "start_at": _t(p.start_at),
         "end_at": _t(p.end_at),
         "max_fires": p.max_fires,
+        "dst_gap": p.dst_gap.value,
+        "dst_repeat": p.dst_repeat.value,
     }
 
 

@@ -53,6 +53,8 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     end_at: str | None = None
     max_fires: float | None = None
     """A JSON integer, like ``max_retries``."""
+    dst_gap: str | None = None
+    dst_repeat: str | None = None
     idempotency_key: str | None = None
     """Replays of this submission answer with the original job (``services.api.idempotency``)."""
 
@@ -127,6 +129,7 @@ def to_spec(
         given=frozenset(given),
         prefix=prefix,
         next_fire_at=next_fire_at,
+        timezone=timezone,
     )
     spec = JobSpec(
         user_id=user_id,
@@ -175,6 +178,8 @@ _TEXT_FIELDS = (
     "misfire",
     "start_at",
     "end_at",
+    "dst_gap",
+    "dst_repeat",
 )
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")
 

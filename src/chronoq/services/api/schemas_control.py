@@ -42,10 +42,23 @@ class JobPatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     start_at: str | Unset | None = UNSET
     end_at: str | Unset | None = UNSET
     max_fires: float | Unset | None = UNSET
+    dst_gap: str | Unset | None = UNSET
+    dst_repeat: str | Unset | None = UNSET
 
 
 PATCH_DECODER = msgspec.json.Decoder(JobPatchIn)
-_TEXT = ("cron_schedule", "timezone", "next_fire_at", "payload", "overlap", "misfire")
+_TEXT = (
+    "cron_schedule",
+    "timezone",
+    "next_fire_at",
+    "payload",
+    "overlap",
+    "misfire",
+    "start_at",
+    "end_at",
+    "dst_gap",
+    "dst_repeat",
+)
 
 
 def to_changes(patch: JobPatchIn, job: Job, *, shell_enabled: bool) -> JobChanges:
@@ -86,7 +99,10 @@ def to_changes(patch: JobPatchIn, job: Job, *, shell_enabled: bool) -> JobChange
                 field="start_at",
             )
         set_now = frozenset(name for name, value in changed.items() if value is not None)
-        check_policies(policies, recurring=job.recurring, given=set_now, prefix="")
+        timezone = values.get("timezone", job.timezone)
+        check_policies(
+            policies, recurring=job.recurring, given=set_now, prefix="", timezone=timezone
+        )
         values["policies"] = policies
         fields.add("policies")
     return JobChanges(fields=frozenset(fields), **values)

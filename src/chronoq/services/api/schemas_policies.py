@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.policies import Misfire, Overlap, Policies
+from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.errors import ValidationError
 
 MAX_WINDOW: Final = 366 * 24 * 3600.0
@@ -36,12 +37,17 @@ POLICY_FIELDS: Final = (
     "start_at",
     "end_at",
     "max_fires",
+    "dst_gap",
+    "dst_repeat",
 )
+DST_FIELDS: Final = ("dst_gap", "dst_repeat")
 RECURRING_ONLY: Final = {
     "overlap": "a one-shot job has one fire, so no run of it can overlap another",
     "catch_up_window_seconds": "a one-shot job has one fire, nothing to catch up",
     "end_at": "a one-shot job fires once, at next_fire_at",
     "max_fires": "a one-shot job fires once",
+    "dst_gap": "a one-shot job fires at an instant, not at a wall time",
+    "dst_repeat": "a one-shot job fires at an instant, not at a wall time",
 }
 """Fields that mean nothing without a ``cron_schedule``, and why."""
 
@@ -71,6 +77,7 @@ def check_policies(
     given: frozenset[str],
     prefix: str,
     next_fire_at: datetime | None = None,
+    timezone: str | None = None,
 ) -> None:
     """The set as a whole, for a job that is (or is not) ``recurring``. ``given``: the
     fields the caller set to a value (a null resets; it is never refused)."""
@@ -81,6 +88,13 @@ def check_policies(
                     f"{name} applies to recurring jobs (a cron_schedule): {why}",
                     field=prefix + name,
                 )
+    for name in DST_FIELDS:
+        if recurring and name in given and timezone is None:
+            raise ValidationError(
+                f"{name} applies to a schedule in a timezone (in UTC no wall time is skipped"
+                " or repeated): give timezone",
+                field=prefix + name,
+            )
     if policies.catch_up_window_seconds is not None and policies.misfire is not Misfire.RUN_ALL:
         blamed = "misfire" if "misfire" in given else "catch_up_window_seconds"
         raise ValidationError(
@@ -117,6 +131,20 @@ def _misfire(value: Any, field: str) -> Misfire:
         raise ValidationError(
             f"misfire must be one of {allowed}, got {str(value)[:80]!r}", field=field
         ) from None
+
+
+def _choice(kind: Any) -> Any:
+    def check(value: Any, field: str) -> Any:
+        name = field.rsplit(".", 1)[-1]
+        try:
+            return kind(value)
+        except ValueError:
+            allowed = ", ".join(k.value for k in kind)
+            raise ValidationError(
+                f"{name} must be one of {allowed}, got {str(value)[:80]!r}", field=field
+            ) from None
+
+    return check
 
 
 def _seconds(maximum: float) -> Any:
@@ -165,6 +193,8 @@ _PARSERS: dict[str, Any] = {
     "start_at": _instant,
     "end_at": _instant,
     "max_fires": _fires,
+    "dst_gap": _choice(DstGap),
+    "dst_repeat": _choice(DstRepeat),
 }
 
 
