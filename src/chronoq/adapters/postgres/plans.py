@@ -55,6 +55,8 @@ class LockedRun:
     interruptions: int
     started: bool
     cancel_requested: bool
+    manual: bool
+    """A manual fire's run: its next attempts are manual too."""
 
 
 class JobStates:
@@ -200,6 +202,7 @@ class Completion:
                     run.interruptions,
                     completed,
                     retry_at,
+                    run.manual,
                 )
             )
         self._jobs.settle(job_id, status, completed, outcome.run_id)
@@ -208,9 +211,10 @@ class Completion:
     def args(self) -> list[Any]:
         ids, statuses, ats, running, buffered = self._jobs.changes()
         released = self._jobs.released
+        *retries, manual = _columns(self._retries, 9)
         return [
             *_columns(self._ended, 7),
-            *_columns(self._retries, 8),
+            *retries,
             ids,
             statuses,
             ats,
@@ -219,6 +223,7 @@ class Completion:
             buffered,
             list(released),
             list(released.values()),
+            manual,
         ]
 
 
@@ -269,6 +274,7 @@ class LostRuns:
                     run.scheduled_for,
                     run.attempt + 1,
                     run.interruptions + 1,
+                    run.manual,
                 )
             )
         self._jobs.settle(job_id, status, self._now, str(run_id))
@@ -276,7 +282,7 @@ class LostRuns:
     def args(self) -> list[Any]:
         job_ids, statuses, ats, running, buffered = self._jobs.changes()
         ended = _columns(self._ended, 3)
-        retries = _columns(self._retries, 6)
+        *retries, manual = _columns(self._retries, 7)
         released = list(self._jobs.released)
         return [
             *ended,
@@ -289,6 +295,7 @@ class LostRuns:
             buffered,
             released,
             ats,
+            manual,
         ]
 
 

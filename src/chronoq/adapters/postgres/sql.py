@@ -188,7 +188,7 @@ LOCK_JOBS_OF_RUNS = (
 
 _LOCKED_RUN = (
     "job_id, user_id, scheduled_for, attempt, status, lease_owner, interruptions,"
-    " started_at IS NOT NULL, cancel_requested"
+    " started_at IS NOT NULL, cancel_requested, manual"
 )
 """What the plans need of a locked run (``plans.LockedRun``, in this order; the
 reaper's select names the same columns)."""
@@ -226,10 +226,10 @@ COMPLETE = (
     " WHERE r.run_id = t.run_id),"
     " retried AS ("
     " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, interruptions,"
-    " status, triggered_at, available_at)"
-    " SELECT r, j, u, s, a, i, 'QUEUED', tr, av FROM unnest($8::uuid[], $9::uuid[],"
+    " status, triggered_at, available_at, manual)"
+    " SELECT r, j, u, s, a, i, 'QUEUED', tr, av, m FROM unnest($8::uuid[], $9::uuid[],"
     " $10::text[], $11::timestamptz[], $12::int[], $13::int[], $14::timestamptz[],"
-    " $15::timestamptz[]) AS t(r, j, u, s, a, i, tr, av)),"
+    " $15::timestamptz[], $24::bool[]) AS t(r, j, u, s, a, i, tr, av, m)),"
     " released AS ("
     " UPDATE job_runs r SET available_at = t.at, published_at = NULL"
     " FROM unnest($22::uuid[], $23::timestamptz[]) AS t(run_id, at)"
@@ -256,10 +256,10 @@ END_LOST = (
     " WHERE r.run_id = t.run_id),"
     " retried AS ("
     " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, interruptions,"
-    " status, triggered_at, available_at)"
-    " SELECT r, j, u, s, a, i, 'QUEUED', $4::timestamptz, $5::timestamptz"
+    " status, triggered_at, available_at, manual)"
+    " SELECT r, j, u, s, a, i, 'QUEUED', $4::timestamptz, $5::timestamptz, m"
     " FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::timestamptz[], $10::int[],"
-    " $11::int[]) AS t(r, j, u, s, a, i)),"
+    " $11::int[], $18::bool[]) AS t(r, j, u, s, a, i, m)),"
     " released AS ("
     " UPDATE job_runs r SET available_at = $4::timestamptz, published_at = NULL"
     " WHERE r.run_id = ANY($16::uuid[]) AND r.status = 'QUEUED')"
@@ -274,7 +274,7 @@ at ``$4``; the interrupted runs' next attempts (available at ``$5``); the jobs s
 
 _REAP_SELECT = (
     "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, r.status,"
-    " r.lease_owner, r.interruptions, r.started_at IS NOT NULL, r.cancel_requested,"
+    " r.lease_owner, r.interruptions, r.started_at IS NOT NULL, r.cancel_requested, r.manual,"
     " " + SETTLE_COLUMNS + " FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
     " WHERE r.status = 'RUNNING'"
 )

@@ -310,12 +310,12 @@ class PostgresStore(
                 rows = await conn.fetch(sql.REAP_SELECT_LOST, now, params.limit, sorted(live))
             if not rows:
                 return 0
-            jobs = JobStates([r[10:16] for r in rows])
+            jobs = JobStates([r[11:17] for r in rows])
             plan = LostRuns(
                 jobs, now=now, retry_at=retry_at, max_interruptions=params.max_interruptions
             )
             for row in rows:
-                run = LockedRun(*row[1:10])
+                run = LockedRun(*row[1:11])
                 gone = live is not None and run.lease_owner not in live
                 plan.add(row[0], run, LOST_TO_MEMBERSHIP if gone else LOST_TO_LEASE)
             await conn.execute(sql.END_LOST, *plan.args())
