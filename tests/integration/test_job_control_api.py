@@ -29,7 +29,7 @@ from .helpers import (
 if TYPE_CHECKING:
     import httpx
 
-    from .conftest import ServerHandle
+    from .conftest import ServerFactory, ServerHandle
 
 
 def test_every_route_is_documented(api: httpx.Client) -> None:
@@ -389,3 +389,12 @@ def test_recurring_job_paused_resumed_triggered_end_to_end(api: httpx.Client) ->
     assert later.json()["items"][0] == span  # a span is listed while it overlaps the window
     assert len(api.get(f"/v1/jobs/{job_id}/fires", params={"limit": 1}).json()["items"]) == 1
     api.delete(f"/v1/jobs/{job_id}")
+
+
+def test_patch_to_a_shell_payload_needs_shell_permission(server_factory: ServerFactory) -> None:
+    no_shell = server_factory("--no-shell")
+    with make_client(no_shell.url, new_user("sh")) as client:
+        job = create(client, payload="echo", cron_schedule="0 * * * *")
+        r = client.patch(f"/v1/jobs/{job['job_id']}", json={"payload": "cmd:id"})
+        assert_error(r, 403, "shell_disabled")
+        assert get_job(client, job["job_id"])["payload"] == "echo"
