@@ -414,3 +414,20 @@ def test_resume_keeps_a_one_shot_fire() -> None:
         policies=Policies(), fire_count=0, now=T0 + timedelta(days=1), catch_up=False,
     )  # fmt: skip
     assert plan.next_fire_at == T0 and plan.skips == []
+
+
+def test_a_span_too_long_to_count_still_ends_at_max_fires() -> None:
+    """A cron backlog past SPAN_COUNT_CAP is counted as far as the fires left, so the
+    schedule ends exactly at max_fires (it used to count the cap and fire on)."""
+    now = T0 + timedelta(hours=2, milliseconds=500)
+    for max_fires in (5, 1500):
+        plan = plan_claim(due("* * * * * *", T0, max_fires=max_fires), now)
+        assert plan.fire_count == max_fires
+        assert len(plan.runs) + sum(s.count or 0 for s in plan.skips) == max_fires
+        assert plan.next_fire_at is None
+        assert plan.skips[-1].last == T0 + (max_fires - 1) * S
+
+
+def test_a_one_shot_past_its_end_is_skipped_end_reached() -> None:
+    plan = plan_claim(due(None, T0, end_at=T0 - S), T0)
+    assert plan.runs == [] and [s.reason for s in plan.skips] == [SkipReason.END_REACHED]

@@ -284,7 +284,9 @@ def _plan_one_shot(job: DueJob, now: datetime) -> ClaimPlan:
     p = job.policies
     plan = _Plan(job, None)
     late = now - job.due
-    if p.misfire is Misfire.SKIP and late > MISFIRE_GRACE:
+    if plan.past_end(job.due):  # a change moved its end before its one fire
+        plan.skip_one(job.due, SkipReason.END_REACHED)
+    elif p.misfire is Misfire.SKIP and late > MISFIRE_GRACE:
         plan.skip_span(job.due, job.due, SkipReason.MISFIRE)
     else:
         plan.fire(job.due, now)
@@ -327,13 +329,16 @@ class _Plan:
             last = _last_before(self.schedule, first, end + _TICK)  # no fires past the end
         if last is None or last < first:
             return
-        count = span_count(self.schedule, first, last)
         max_fires = self.job.policies.max_fires
-        if max_fires is not None and count is not None and self.count + count > max_fires:
-            # The schedule ends inside the span: it covers only the fires that exist.
-            count = max(max_fires - self.count, 0)
-            if count == 0:
-                return
+        left = None if max_fires is None else max_fires - self.count
+        if left is not None and left <= 0:
+            return
+        # With max_fires, count at least as far as the fires left: an uncounted span must
+        # never hide where the schedule ends.
+        cap = SPAN_COUNT_CAP if left is None else max(SPAN_COUNT_CAP, left)
+        count = span_count(self.schedule, first, last, cap=cap)
+        if left is not None and (count is None or count > left):
+            count = left  # the schedule ends inside the span: it covers the fires that exist
             last = _nth_fire(self.schedule, first, count)
         self.count += count if count is not None else SPAN_COUNT_CAP
         self._add_skip(first, last, count, reason)
@@ -430,8 +435,10 @@ def _last_before(schedule: Schedule, first: datetime, before: datetime) -> datet
         width *= 8
 
 
-def span_count(schedule: Schedule | None, first: datetime, last: datetime) -> int | None:
-    """Nominal fires in ``[first, last]`` (both fires); None past ``SPAN_COUNT_CAP`` for cron."""
+def span_count(
+    schedule: Schedule | None, first: datetime, last: datetime, *, cap: int = SPAN_COUNT_CAP
+) -> int | None:
+    """Nominal fires in ``[first, last]`` (both fires); None past ``cap`` for cron."""
     if schedule is None or first == last:
         return 1
     interval = _interval(schedule)
@@ -444,7 +451,7 @@ def span_count(schedule: Schedule | None, first: datetime, last: datetime) -> in
         if at is None or at > last:
             break
         count += 1
-        if count > SPAN_COUNT_CAP:
+        if count > cap:
             return None
     return count
 
