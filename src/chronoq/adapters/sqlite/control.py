@@ -152,8 +152,8 @@ def _nominal(job: Job, at_us: int) -> bool:
     if job.cron_schedule is None or anchor is None:
         return False
     at = from_micros(at_us)
-    if at < anchor:
-        return False
+    if at <= anchor:
+        return at == anchor  # the next fire itself, even an explicit one off the schedule
     schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
     interval = getattr(schedule, "interval", None)
     if isinstance(interval, timedelta) and interval > timedelta(0):
