@@ -178,7 +178,7 @@ SETTLE_COLUMNS = (
     "j.job_id, j.status, j.cron_schedule IS NOT NULL,"
     " j.next_fire_at IS NULL AND j.paused_fire_at IS NULL, j.running_run_id, j.buffered_run_id"
 )
-"""What ``plans.JobStates`` needs of a locked job ``j`` (in this order)."""
+"""What ``settle.JobStates`` needs of a locked job ``j`` (in this order)."""
 
 LOCK_JOBS_OF_RUNS = (
     "SELECT " + SETTLE_COLUMNS + " FROM jobs j"
@@ -242,7 +242,7 @@ COMPLETE = (
 )
 """Record outcomes (already checked by compare-and-set under lock), create the retries'
 next attempts, settle the jobs (status, overlap bookkeeping) and release the runs buffered
-behind the ended ones (``plans.JobStates``), in one statement. A released run was
+behind the ended ones (``settle.JobStates``), in one statement. A released run was
 locked by ``LOCK_RUNS`` with the others; its earlier message (if any) is spent."""
 
 END_LOST = (

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chronoq.adapters.postgres import sql
-from chronoq.adapters.postgres.plans import JobStates
 from chronoq.adapters.postgres.rows import policies_from_record
+from chronoq.adapters.postgres.settle import JobStates
 from chronoq.adapters.postgres.skips import Skips, skip_ctes
 from chronoq.domain.policies import StartAction, StartingRun, gated, plan_start
 from chronoq.domain.states import RunStatus

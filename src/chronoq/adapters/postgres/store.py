@@ -23,7 +23,7 @@ are kept with many processes writing at once:
   attempt. Runs of plain jobs start in one statement; runs of gated jobs (an overlap
   policy) or with a start deadline pass ``policies.plan_start`` under their jobs'
   locks (``starts``). Ending a job's running run releases the run buffered behind it
-  (``plans.JobStates``).
+  (``settle.JobStates``).
 * Job control (pause, resume, trigger, change, purge) is ``control``; the fire ledger's
   reads and the idempotency keys are ``ledger``.
 * Instants are ``timestamptz``; ids are ``uuid`` (``str`` in the domain).
@@ -53,7 +53,6 @@ from chronoq.adapters.postgres.outbox import PostgresOutbox
 from chronoq.adapters.postgres.picker import PostgresPicker
 from chronoq.adapters.postgres.plans import (
     Completion,
-    JobStates,
     LockedRun,
     LostRuns,
     check_outcomes,
@@ -67,6 +66,7 @@ from chronoq.adapters.postgres.rows import (
     job_from_record,
     run_from_record,
 )
+from chronoq.adapters.postgres.settle import JobStates
 from chronoq.adapters.postgres.starts import START_PLAIN, start_gated
 from chronoq.adapters.postgres.tokens import PostgresTokens
 from chronoq.domain.jobs import (
