@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .helpers import assert_error, list_jobs, make_client, new_user
+from .store_params import store_server  # noqa: F401 - fixture "server": SQLite and PostgreSQL
 
 if TYPE_CHECKING:
     import httpx

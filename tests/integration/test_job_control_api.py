@@ -25,6 +25,7 @@ from .helpers import (
     wait_job_status,
     wait_runs,
 )
+from .store_params import store_server  # noqa: F401 - fixture "server": SQLite and PostgreSQL
 
 if TYPE_CHECKING:
     import httpx
