@@ -14,13 +14,18 @@ lock of an earlier class while it holds one of a later class):
 3. ``jobs`` rows, in ``job_id`` order (``complete_runs``, ``release_runs``,
    ``cancel_job``: one job);
 4. ``job_runs`` rows, in ``run_id`` order (the same three, then ``extend_leases``
-   and ``mark_started``, which lock runs only, in one statement each).
+   and ``mark_started``'s plain path, which lock runs only, in one statement each;
+   ``mark_started``'s gated path, pause and purge lock their jobs first, like cancel);
+5. ``fire_skip_totals`` rows, in ``reason`` order: always the last rows a transaction
+   writes (``skips``), so whoever holds one waits for nothing else.
 
 Statements that lock a run together with its job (``claim_runs``, ``reap_lost``)
 and ``claim_due``'s jobs use ``SKIP LOCKED``: they never wait for a row, so they
-cannot close a cycle. There are no foreign keys (no hidden key-share locks), and a
-run's inserted successor (attempt + 1) is only ever written by whoever holds the
-run's lock, so unique-index waits cannot close one either.
+cannot close a cycle (``reap_lost`` then releases the runs buffered behind the runs
+it ended, waiting for those after its jobs, as class 4 allows; every other waiting
+locker of a buffered run holds that run's job first). There are no foreign keys (no
+hidden key-share locks), and a run's inserted successor (attempt + 1) is only ever
+written by whoever holds the run's lock, so unique-index waits cannot close one either.
 """
 
 from __future__ import annotations

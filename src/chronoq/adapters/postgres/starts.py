@@ -169,6 +169,8 @@ async def start_gated(conn: Any, worker_id: str, run_ids: Sequence[str], at: dat
             if jobs.buffered[job] == run_id:
                 jobs.buffered[job] = None
                 jobs.touch(job)
+            # (A run not started was never the job's running run: settling it releases
+            # nothing, so ``jobs.released`` stays empty here.)
             jobs.settle(job, RunStatus.SKIPPED, at, run_id)
         else:  # BUFFER, or CANCEL_PREVIOUS (then buffer)
             assert running is not None  # plan_start buffers only behind a running run
