@@ -8,6 +8,7 @@ schedule never fires past ``end_at`` or more than ``max_fires`` times.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -431,3 +432,28 @@ def test_a_span_too_long_to_count_still_ends_at_max_fires() -> None:
 def test_a_one_shot_past_its_end_is_skipped_end_reached() -> None:
     plan = plan_claim(due(None, T0, end_at=T0 - S), T0)
     assert plan.runs == [] and [s.reason for s in plan.skips] == [SkipReason.END_REACHED]
+
+
+# -- changes (PATCH) --------------------------------------------------------------------------
+
+
+def test_a_claimed_one_shot_cannot_be_retimed() -> None:
+    """Its one fire already has a run: a new time would give it a second fire."""
+    from chronoq.domain.changes import apply_changes
+    from chronoq.domain.jobs import Job, JobChanges
+    from chronoq.domain.states import JobStatus
+    from chronoq.errors import ConflictError
+
+    job = Job(
+        job_id="j", user_id="u", project_id="p", payload="x", payload_ref=None, payload_size=1,
+        cron_schedule=None, timezone=None, next_fire_at=None, shard_id=0,
+        status=JobStatus.RUNNING, max_retries=0, timeout_seconds=None, created_at=T0,
+        updated_at=T0,
+    )  # fmt: skip
+    retime = JobChanges(fields=frozenset({"next_fire_at"}), next_fire_at=T0 + S)
+    with pytest.raises(ConflictError, match="already claimed"):
+        apply_changes(job, retime, T0)
+    pending = apply_changes(
+        replace(job, status=JobStatus.PENDING, next_fire_at=T0 + 9 * S), retime, T0
+    )
+    assert pending.job.next_fire_at == T0 + S

@@ -8,22 +8,28 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from chronoq.adapters.memory.store_inputs import checked_policies
 from chronoq.adapters.memory.store_policies import skip_run
 from chronoq.adapters.memory.store_rows import JobRow, RunRow
 from chronoq.adapters.memory.store_tables import Tables
+from chronoq.domain.changes import apply_changes, unclaimed_fire
 from chronoq.domain.clock import check_aware
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import SkipReason, first_fire_at, plan_resume, schedule_of
+from chronoq.domain.policies import SkipReason, plan_resume
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
-from chronoq.errors import ConflictError, ValidationError
+from chronoq.errors import ConflictError
 from chronoq.ports.jobs import PurgeResult
 
-_RESCHEDULING = ("start_at", "end_at", "max_fires", "dst_gap", "dst_repeat")
 _ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+_CHANGED = (
+    "cron_schedule", "timezone", "next_fire_at", "paused_fire_at", "payload", "payload_ref",
+    "payload_size", "max_retries", "timeout_seconds", "policies", "status", "updated_at",
+)  # fmt: skip
+"""The job fields a change may move (``domain.changes.apply_changes``)."""
 
 
 class MemoryControl:
@@ -110,7 +116,8 @@ class MemoryControl:
         db = self._db()
         fire = now
         taken = {db.runs[r].scheduled_for for r in row.runs} | set(db.skips.of_job(job_id))
-        while fire in taken or _nominal(job, fire):  # a fire of its own, never a scheduled one's
+        # A fire of its own, never a scheduled one's.
+        while fire in taken or unclaimed_fire(job, fire):
             fire += _ONE_MICROSECOND
         run = RunRow(
             run_id=new_id(),
@@ -134,44 +141,15 @@ class MemoryControl:
         if row is None:
             return None
         job = row.job
-        if job.status in JOB_TERMINAL:
-            raise ConflictError(f"job {job_id} is {job.status}: it cannot change")
-        fields = changes.fields
-        _check_kind(job, changes)
-        new: dict[str, Any] = {name: getattr(changes, name) for name in fields - {"payload"}}
-        if "payload" in fields:
-            new.update(
-                payload=changes.payload,
-                payload_ref=changes.payload_ref,
-                payload_size=changes.payload_size,
-            )
-        if "policies" in fields:
-            new["policies"] = checked_policies(changes.policies)
-        if new.get("next_fire_at") is not None:
-            new["next_fire_at"] = check_aware(new["next_fire_at"], "next_fire_at")
-        after = replace(job, **new)
-        if after.cron_schedule is not None:
-            schedule_of(after.cron_schedule, after.timezone, after.policies)  # or refuse
-        status = job.status
-        if _reschedules(job, after, fields):
-            first = first_fire_at(
-                cron_schedule=after.cron_schedule,
-                timezone=after.timezone,
-                next_fire_at=None if after.recurring else new.get("next_fire_at"),
-                policies=after.policies,
-                now=now,
-            )
-            if status is JobStatus.PAUSED:
-                new.pop("next_fire_at", None)
-                new["paused_fire_at"] = first
-            else:
-                new["next_fire_at"] = first
-                if first is None and status is JobStatus.PENDING:
-                    status = JobStatus.COMPLETED
-        self._db().update_job(row, **new, status=status, updated_at=now)
-        old_ref = job.payload_ref
-        replaced = old_ref if old_ref is not None and old_ref != row.job.payload_ref else None
-        return row.job, replaced
+        if "policies" in changes.fields:
+            changes = replace(changes, policies=checked_policies(changes.policies))
+        changed = apply_changes(job, changes, now)
+        new = changed.job
+        self._db().update_job(
+            row,
+            **{name: getattr(new, name) for name in _CHANGED},
+        )
+        return row.job, changed.replaced_payload_ref
 
     async def purge_job(self, user_id: str, job_id: str) -> PurgeResult | None:
         row = self._own(user_id, job_id)
@@ -187,40 +165,3 @@ class MemoryControl:
             db.delete_run(run.run_id)
         db.delete_job(job_id)
         return PurgeResult(blob_refs=refs, running_run_ids=sorted(running))
-
-
-def _nominal(job: Job, at: datetime) -> bool:
-    """Whether ``at`` is a nominal fire of the job not claimed yet (its run would collide)."""
-    anchor = job.next_fire_at or job.paused_fire_at
-    if job.cron_schedule is None or anchor is None or at < anchor:
-        return False
-    if at == anchor:  # the next fire, even an explicit one off the schedule
-        return True
-    schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
-    interval = getattr(schedule, "interval", None)
-    if isinstance(interval, timedelta) and interval > timedelta(0):
-        return (at - anchor) % interval == timedelta(0)
-    return schedule.next_after(at - _ONE_MICROSECOND) == at
-
-
-def _check_kind(job: Job, changes: JobChanges) -> None:
-    """A recurring job stays recurring and a one-shot job stays one-shot."""
-    fields = changes.fields
-    if job.recurring and "next_fire_at" in fields:
-        raise ValidationError(
-            "a recurring job's next fire follows its schedule", field="next_fire_at"
-        )
-    if not job.recurring and "cron_schedule" in fields:
-        raise ValidationError("a one-shot job has no schedule", field="cron_schedule")
-    if job.recurring and "cron_schedule" in fields and changes.cron_schedule is None:
-        raise ValidationError("a recurring job keeps a schedule", field="cron_schedule")
-
-
-def _reschedules(before: Job, after: Job, fields: frozenset[str]) -> bool:
-    if "next_fire_at" in fields:
-        return True
-    if (before.cron_schedule, before.timezone) != (after.cron_schedule, after.timezone):
-        return True
-    return any(
-        getattr(before.policies, name) != getattr(after.policies, name) for name in _RESCHEDULING
-    )

@@ -12,18 +12,16 @@ from chronoq.adapters.sqlite.dispatch import INSERT_RUN
 from chronoq.adapters.sqlite.jobs import get_job
 from chronoq.adapters.sqlite.ledger import record_skips, run_skip_row, span_rows
 from chronoq.adapters.sqlite.rows import JOB_COLUMNS, job_from_row, opt_micros, policy_values
+from chronoq.domain.changes import apply_changes, unclaimed_fire
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
 from chronoq.domain.policies import (
-    Policies,
     SkipReason,
-    first_fire_at,
     plan_resume,
-    schedule_of,
 )
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
-from chronoq.errors import ConflictError, ValidationError
+from chronoq.errors import ConflictError
 from chronoq.ports.jobs import PurgeResult
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
@@ -122,7 +120,7 @@ def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: dateti
     # A fire is (job, instant): a manual fire takes an instant of its own, 1 µs on from any
     # fire that has a row and from any nominal fire not claimed yet (its claim would collide).
     while (
-        _nominal(job, at_us)
+        unclaimed_fire(job, from_micros(at_us))
         or conn.execute(
             "SELECT EXISTS (SELECT 1 FROM job_runs WHERE job_id = ? AND scheduled_for = ?)"
             " OR EXISTS (SELECT 1 FROM fire_skips WHERE job_id = ? AND scheduled_for = ?)",
@@ -146,91 +144,33 @@ def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: dateti
     )
 
 
-def _nominal(job: Job, at_us: int) -> bool:
-    """Whether ``at_us`` is a nominal fire of the (recurring) job not claimed yet."""
-    anchor = job.next_fire_at or job.paused_fire_at
-    if job.cron_schedule is None or anchor is None:
-        return False
-    at = from_micros(at_us)
-    if at <= anchor:
-        return at == anchor  # the next fire itself, even an explicit one off the schedule
-    schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
-    interval = getattr(schedule, "interval", None)
-    if isinstance(interval, timedelta) and interval > timedelta(0):
-        return (at - anchor) % interval == timedelta(0)
-    return schedule.next_after(at - _ONE_MICROSECOND) == at
-
-
 def update_job(
     conn: sqlite3.Connection, user_id: str, job_id: str, changes: JobChanges, now: datetime
 ) -> tuple[Job, str | None] | None:
     job = get_job(conn, user_id, job_id)
     if job is None:
         return None
-    if job.status in JOB_TERMINAL:
-        raise ConflictError(f"the job is {job.status.value}: it cannot change")
-    f = changes.fields
-    if "cron_schedule" in f and (not job.recurring or changes.cron_schedule is None):
-        raise ValidationError(
-            "a one-shot job has no schedule (and a recurring one keeps one)",
-            field="cron_schedule",
-        )
-    if "next_fire_at" in f and job.recurring:
-        raise ValidationError(
-            "a recurring job's next fire follows its schedule", field="next_fire_at"
-        )
-    cron = changes.cron_schedule if "cron_schedule" in f else job.cron_schedule
-    tz = changes.timezone if "timezone" in f else job.timezone
-    policies = changes.policies if "policies" in f else job.policies
-    held = job.paused_fire_at if job.status is JobStatus.PAUSED else job.next_fire_at
-    one_shot_fire = changes.next_fire_at if "next_fire_at" in f else held
-    old, new = job.policies, policies
-    moved = (
-        cron != job.cron_schedule
-        or tz != job.timezone
-        or ("next_fire_at" in f and changes.next_fire_at != held)
-        or _bounds(old) != _bounds(new)
-    )
-    status = job.status
-    if moved and (job.recurring or one_shot_fire is not None):
-        held = first_fire_at(
-            cron_schedule=cron,
-            timezone=tz,
-            next_fire_at=None if job.recurring else one_shot_fire,
-            policies=policies,
-            now=now,
-        )
-        if held is None and status is JobStatus.PENDING:
-            status = JobStatus.COMPLETED
-    paused = status is JobStatus.PAUSED
-    payload, ref, size = job.payload, job.payload_ref, job.payload_size
-    if "payload" in f:
-        payload, ref, size = changes.payload, changes.payload_ref, changes.payload_size
+    changed = apply_changes(job, changes, now)
+    new = changed.job
     conn.execute(
         _UPDATE_JOB,
         (
-            cron,
-            tz,
-            None if paused else opt_micros(held),
-            opt_micros(held) if paused else None,
-            payload,
-            ref,
-            size,
-            changes.max_retries if "max_retries" in f else job.max_retries,
-            changes.timeout_seconds if "timeout_seconds" in f else job.timeout_seconds,
-            *policy_values(policies),
-            status.value,
+            new.cron_schedule,
+            new.timezone,
+            opt_micros(new.next_fire_at),
+            opt_micros(new.paused_fire_at),
+            new.payload,
+            new.payload_ref,
+            new.payload_size,
+            new.max_retries,
+            new.timeout_seconds,
+            *policy_values(new.policies),
+            new.status.value,
             to_micros(now),
             job_id,
         ),
     )
-    replaced = job.payload_ref if job.payload_ref is not None and job.payload_ref != ref else None
-    return _owned(conn, user_id, job_id), replaced
-
-
-def _bounds(p: Policies) -> tuple[object, ...]:
-    """The policies that move a job's fires (a change recomputes its next one)."""
-    return (p.start_at, p.end_at, p.max_fires, p.dst_gap, p.dst_repeat)
+    return _owned(conn, user_id, job_id), changed.replaced_payload_ref
 
 
 def purge_job(conn: sqlite3.Connection, user_id: str, job_id: str) -> PurgeResult | None:
