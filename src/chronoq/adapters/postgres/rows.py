@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from chronoq.domain.clock import check_aware
@@ -44,17 +45,23 @@ POLICY_WIDTH = 10
 
 def policies_from_record(row: Sequence[Any], at: int = 0) -> Policies:
     """``Policies`` from ``sql.POLICY_COLUMNS`` starting at column ``at``."""
+    return _policies(tuple(row[at : at + POLICY_WIDTH]))
+
+
+@lru_cache(maxsize=4096)
+def _policies(values: tuple[Any, ...]) -> Policies:
+    """Cached: the picker reads a few distinct policies on thousands of rows (immutable)."""
     return Policies(
-        overlap=Overlap(row[at]),
-        misfire=Misfire(row[at + 1]),
-        catch_up_window_seconds=row[at + 2],
-        start_deadline_seconds=row[at + 3],
-        jitter_seconds=row[at + 4],
-        start_at=row[at + 5],
-        end_at=row[at + 6],
-        max_fires=row[at + 7],
-        dst_gap=DstGap(row[at + 8]),
-        dst_repeat=DstRepeat(row[at + 9]),
+        overlap=Overlap(values[0]),
+        misfire=Misfire(values[1]),
+        catch_up_window_seconds=values[2],
+        start_deadline_seconds=values[3],
+        jitter_seconds=values[4],
+        start_at=values[5],
+        end_at=values[6],
+        max_fires=values[7],
+        dst_gap=DstGap(values[8]),
+        dst_repeat=DstRepeat(values[9]),
     )
 
 
