@@ -330,6 +330,18 @@ async def test_a_paused_jobs_new_schedule_moves_its_held_fire(store: Store) -> N
     )
 
 
+async def test_a_one_shot_whose_fire_was_claimed_cannot_be_retimed(store: Store) -> None:
+    """Its one fire has a run: a new time would give it a second fire (409)."""
+    job = make_job(next_fire_at=at(10))
+    await store.insert_jobs([job])
+    (run,) = await claim_due(store, at(10))
+    with pytest.raises(ConflictError):
+        await store.update_job(job.user_id, job.job_id, changes(next_fire_at=at(50)), at(11))
+    claimed = await store.get_job(job.user_id, job.job_id)
+    assert claimed is not None and claimed.next_fire_at is None
+    assert [r.run_id for r in await runs_of(store, job)] == [run.run_id]
+
+
 async def test_a_one_shot_jobs_time_changes(store: Store) -> None:
     job = make_job(next_fire_at=at(100))
     await store.insert_jobs([job])

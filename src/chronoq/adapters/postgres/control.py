@@ -3,8 +3,8 @@ change and purge a job.
 
 Each is one transaction that first locks the user's job (``sql.LOCK_USER_JOB``), then
 its runs in ``run_id`` order, then writes the totals last: the store's lock order
-(``sql``). The schedule rules are ``domain.policies``' (``plan_resume``,
-``first_fire_at``); the same decisions as ``SqliteStore``'s ``control``.
+(``sql``). The decisions are the domain's (``policies.plan_resume``, ``changes.apply_changes``,
+``changes.unclaimed_fire``), as in every store.
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
-from chronoq.adapters.postgres.rows import aware, is_id, job_from_record, opt_aware, policy_values
+from chronoq.adapters.postgres.rows import aware, is_id, job_from_record, policy_values
 from chronoq.adapters.postgres.skips import TOTALS_CTE, Skips, skip_ctes
+from chronoq.domain.changes import apply_changes, unclaimed_fire
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
 from chronoq.domain.policies import (
-    Policies,
     SkipReason,
-    first_fire_at,
     plan_resume,
-    schedule_of,
 )
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
-from chronoq.errors import ConflictError, ValidationError
+from chronoq.errors import ConflictError
 from chronoq.ports.jobs import PurgeResult
 
 T = TypeVar("T")
@@ -179,7 +177,7 @@ class PostgresControl:
             # from any fire that has a row and from any nominal fire not claimed yet (its
             # claim would collide).
             fire = now
-            while _nominal(job, fire) or await conn.fetchval(FIRE_TAKEN, job_id, fire):
+            while unclaimed_fire(job, fire) or await conn.fetchval(FIRE_TAKEN, job_id, fire):
                 fire += _TICK
             run_id = new_id()
             await conn.execute(TRIGGER, run_id, job_id, user_id, fire, now)
@@ -208,12 +206,9 @@ class PostgresControl:
             row = await conn.fetchrow(sql.LOCK_USER_JOB, job_id, user_id)
             if row is None:
                 return None
-            job = job_from_record(row)
-            args = _changed(job, changes, now)
-            row = await conn.fetchrow(UPDATE_JOB, job_id, *args)
-            ref = args[5]
-            old = job.payload_ref
-            return job_from_record(row), old if old is not None and old != ref else None
+            changed = apply_changes(job_from_record(row), changes, now)
+            row = await conn.fetchrow(UPDATE_JOB, job_id, *_columns(changed.job))
+            return job_from_record(row), changed.replaced_payload_ref
 
         return await self._transaction("update_job", body)
 
@@ -233,78 +228,19 @@ class PostgresControl:
         return await self._transaction("purge_job", body)
 
 
-def _nominal(job: Job, at: datetime) -> bool:
-    """Whether ``at`` is a nominal fire of the (recurring) job not claimed yet."""
-    anchor = job.next_fire_at or job.paused_fire_at
-    if job.cron_schedule is None or anchor is None or at < anchor:
-        return False
-    if at == anchor:
-        return True  # the held fire (an explicit first fire need not be on the schedule)
-    schedule = schedule_of(job.cron_schedule, job.timezone, job.policies)
-    interval = getattr(schedule, "interval", None)
-    if isinstance(interval, timedelta) and interval > timedelta(0):
-        return (at - anchor) % interval == timedelta(0)
-    return schedule.next_after(at - _TICK) == at
-
-
-def _bounds(p: Policies) -> tuple[object, ...]:
-    """The policies that move a job's fires (a change recomputes its next one)."""
-    return (p.start_at, p.end_at, p.max_fires, p.dst_gap, p.dst_repeat)
-
-
-def _changed(job: Job, changes: JobChanges, now: datetime) -> list[Any]:
-    """``UPDATE_JOB``'s values ($2 ..) for ``job`` after ``changes``; raises what the
-    port says for a change the job cannot take."""
-    if job.status in JOB_TERMINAL:
-        raise ConflictError(f"the job is {job.status.value}: it cannot change")
-    f = changes.fields
-    if "cron_schedule" in f and (not job.recurring or changes.cron_schedule is None):
-        raise ValidationError(
-            "a one-shot job has no schedule (and a recurring one keeps one)",
-            field="cron_schedule",
-        )
-    if "next_fire_at" in f and job.recurring:
-        raise ValidationError(
-            "a recurring job's next fire follows its schedule", field="next_fire_at"
-        )
-    cron = changes.cron_schedule if "cron_schedule" in f else job.cron_schedule
-    tz = changes.timezone if "timezone" in f else job.timezone
-    policies = changes.policies if "policies" in f else job.policies
-    held = job.paused_fire_at if job.status is JobStatus.PAUSED else job.next_fire_at
-    wanted = opt_aware(changes.next_fire_at, "next_fire_at") if "next_fire_at" in f else held
-    old, new = job.policies, policies
-    moved = (
-        cron != job.cron_schedule
-        or tz != job.timezone
-        or ("next_fire_at" in f and wanted != held)
-        or _bounds(old) != _bounds(new)
-    )
-    status = job.status
-    if moved and (job.recurring or wanted is not None):
-        held = first_fire_at(
-            cron_schedule=cron,
-            timezone=tz,
-            next_fire_at=None if job.recurring else wanted,
-            policies=policies,
-            now=now,
-        )
-        if held is None and status is JobStatus.PENDING:
-            status = JobStatus.COMPLETED
-    paused = status is JobStatus.PAUSED
-    payload, ref, size = job.payload, job.payload_ref, job.payload_size
-    if "payload" in f:
-        payload, ref, size = changes.payload, changes.payload_ref, changes.payload_size
+def _columns(job: Job) -> list[Any]:
+    """``UPDATE_JOB``'s values ($2 ..): the columns a change may move."""
     return [
-        cron,
-        tz,
-        None if paused else held,
-        held if paused else None,
-        payload,
-        ref,
-        size,
-        changes.max_retries if "max_retries" in f else job.max_retries,
-        changes.timeout_seconds if "timeout_seconds" in f else job.timeout_seconds,
-        *policy_values(policies),
-        status.value,
-        now,
+        job.cron_schedule,
+        job.timezone,
+        job.next_fire_at,
+        job.paused_fire_at,
+        job.payload,
+        job.payload_ref,
+        job.payload_size,
+        job.max_retries,
+        job.timeout_seconds,
+        *policy_values(job.policies),
+        job.status.value,
+        job.updated_at,
     ]
