@@ -63,7 +63,7 @@ async def test_overlap_skip_refuses_the_second_run_while_the_first_runs(store: S
     )
     assert refused.lease_until is None
     assert (await run_by_id(store, job, first.run_id)).status is RunStatus.RUNNING
-    assert (await job_now(store, job)).status is JobStatus.PENDING  # settled as any ended run
+    assert (await job_now(store, job)).status is JobStatus.RUNNING  # its running run keeps it so
     fire = (await fires_of(store, job))[1]
     assert (fire.scheduled_for, fire.outcome, fire.reason, fire.run_id, fire.count) == (
         at(10),

@@ -166,7 +166,8 @@ def _start_one(tables: Tables, run: RunRow, at: datetime) -> bool:
     if plan.action is StartAction.SKIP:
         assert plan.reason is not None
         skip_run(tables, run, plan.reason, at)
-        store_runs.settle_job(tables, run, RunStatus.SKIPPED, at)
+        if plan.reason is not SkipReason.OVERLAP:  # else its running run keeps the job RUNNING
+            store_runs.settle_job(tables, run, RunStatus.SKIPPED, at)
         return False
     if plan.action is StartAction.CANCEL_PREVIOUS and running is not None:
         running.cancel_requested = True

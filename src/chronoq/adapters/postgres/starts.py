@@ -21,7 +21,7 @@ from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.rows import policies_from_record
 from chronoq.adapters.postgres.settle import JobStates
 from chronoq.adapters.postgres.skips import Skips, skip_ctes
-from chronoq.domain.policies import StartAction, StartingRun, gated, plan_start
+from chronoq.domain.policies import SkipReason, StartAction, StartingRun, gated, plan_start
 from chronoq.domain.states import RunStatus
 
 START_PLAIN = (
@@ -171,7 +171,8 @@ async def start_gated(conn: Any, worker_id: str, run_ids: Sequence[str], at: dat
                 jobs.touch(job)
             # (A run not started was never the job's running run: settling it releases
             # nothing, so ``jobs.released`` stays empty here.)
-            jobs.settle(job, RunStatus.SKIPPED, at, run_id)
+            if reason is not SkipReason.OVERLAP:  # else its running run keeps the job RUNNING
+                jobs.settle(job, RunStatus.SKIPPED, at, run_id)
         else:  # BUFFER, or CANCEL_PREVIOUS (then buffer)
             assert running is not None  # plan_start buffers only behind a running run
             if plan.action is StartAction.CANCEL_PREVIOUS:

@@ -21,7 +21,7 @@ from chronoq.adapters.sqlite.ledger import SkipRow, record_skips, run_skip_row
 from chronoq.adapters.sqlite.rows import POLICY_COLUMNS, policies_from_row
 from chronoq.adapters.sqlite.settle import Ended, settle
 from chronoq.domain.clock import from_micros
-from chronoq.domain.policies import StartAction, StartingRun, gated, plan_start
+from chronoq.domain.policies import SkipReason, StartAction, StartingRun, gated, plan_start
 from chronoq.domain.states import RunStatus
 
 _CANDIDATES = (
@@ -69,6 +69,14 @@ class _Writes:
     buffers: list[tuple[Any, ...]] = field(default_factory=list)
     cancels: list[tuple[Any, ...]] = field(default_factory=list)
 
+    def skip(self, row: tuple[Any, ...], reason: SkipReason, at_us: int) -> None:
+        """The run (a ``_CANDIDATES`` row) ends SKIPPED for ``reason``, in the ledger too."""
+        run_id, job_id, user_id, scheduled_us, _attempt, manual = row[:6]
+        self.skipped.append((at_us, f"skipped: {reason}", run_id))
+        self.skips.append(run_skip_row(job_id, user_id, scheduled_us, reason, run_id, bool(manual)))
+        if reason is not SkipReason.OVERLAP:  # else its running run keeps the job RUNNING
+            self.ended.append((job_id, run_id, RunStatus.SKIPPED))
+
 
 def mark_started(
     conn: sqlite3.Connection, worker_id: str, run_ids: Sequence[str], at_us: int
@@ -90,7 +98,7 @@ def mark_started(
         row = rows.get(run_id)
         if row is None:
             continue
-        job_id, user_id, scheduled_us, attempt, manual, lease_until, recurring = row[1:8]
+        job_id, _user, scheduled_us, attempt, manual, lease_until, recurring = row[1:8]
         policies = policies_from_row(row[10:])
         job = jobs[job_id]
         plan = plan_start(
@@ -117,11 +125,7 @@ def mark_started(
                     job.buffered = None
         elif plan.action is StartAction.SKIP:
             assert plan.reason is not None
-            writes.skipped.append((at_us, f"skipped: {plan.reason}", run_id))
-            writes.skips.append(
-                run_skip_row(job_id, user_id, scheduled_us, plan.reason, run_id, bool(manual))
-            )
-            writes.ended.append((job_id, run_id, RunStatus.SKIPPED))
+            writes.skip(row, plan.reason, at_us)
             if job.buffered == run_id:
                 job.buffered, job.changed = None, True
         else:  # BUFFER, or CANCEL_PREVIOUS (which buffers too)
