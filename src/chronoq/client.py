@@ -229,6 +229,8 @@ class Client(ControlMixin):
         timezone: str | None = None,
         count: int = 10,
         after: datetime | None = None,
+        dst_gap: str | None = None,
+        dst_repeat: str | None = None,
     ) -> Json:
         """The next ``count`` fires of a schedule, in words, DST transitions marked
         (``GET /v1/schedules/preview``); an invalid schedule is a ``ValidationError``."""
@@ -237,6 +239,9 @@ class Client(ControlMixin):
             params["timezone"] = timezone
         if after is not None:
             params["after"] = format_rfc3339(after)
+        for name, value in (("dst_gap", dst_gap), ("dst_repeat", dst_repeat)):
+            if value is not None:
+                params[name] = value
         return self._object("GET", "/v1/schedules/preview", params=params)
 
     def run_output(self, job_id: str, run_id: str) -> str:

@@ -35,6 +35,19 @@ def test_a_preview_lists_fires_in_words_with_the_dst_gap_marked(server: ServerHa
     assert body["fires"][1]["local"] == "2026-03-08T03:00:00-04:00"
 
 
+def test_the_preview_follows_the_jobs_dst_policy(server: ServerHandle) -> None:
+    """With ``dst_gap=skip`` the spring-forward day has no 02:30 fire at all (the client,
+    and the same answer from the CLI's local computation)."""
+    after = datetime(2026, 3, 7, tzinfo=UTC)
+    with Client(server.url, user_id="previewer") as client:
+        body = client.preview("30 2 * * *", timezone="America/New_York", count=2, after=after,
+                              dst_gap="skip")  # fmt: skip
+    assert [f["at"] for f in body["fires"]] == [
+        "2026-03-07T07:30:00.000Z", "2026-03-09T06:30:00.000Z",
+    ]  # fmt: skip
+    assert [f["dst"] for f in body["fires"]] == [None, "offset_change"]
+
+
 def test_the_default_is_ten_fires_from_now(server: ServerHandle) -> None:
     with make_client(server.url, "previewer") as api:
         body = api.get(PATH, params={"cron_schedule": "@every 5s"}).json()
@@ -54,6 +67,8 @@ def test_the_default_is_ten_fires_from_now(server: ServerHandle) -> None:
         ({"cron_schedule": "@daily", "count": "٥"}, "count", "1 to 100"),
         ({"cron_schedule": "@daily", "after": "2026-W01-1"}, "after", "RFC 3339"),
         ({"cron_schedule": "@daily\x00"}, "cron_schedule", "NUL"),
+        ({"cron_schedule": "@daily", "dst_gap": "later"}, "dst_gap", "one of auto, shift, skip"),
+        ({"cron_schedule": "@daily", "dst_repeat": "x"}, "dst_repeat", "auto, first, both"),
     ],
 )
 def test_a_bad_preview_is_a_400_naming_the_field(

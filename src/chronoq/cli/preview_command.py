@@ -11,6 +11,7 @@ import click
 
 from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.preview import GAP, MAX_PREVIEW, OFFSET_CHANGE, REPEATED, preview
+from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.errors import ValidationError
 from chronoq.services.api.routes_schedules import preview_json
 
@@ -26,10 +27,25 @@ _NOTES = {
 @click.option("--timezone", "-z", metavar="TZ", help="IANA timezone the fields are read in.")
 @click.option("--count", "-n", type=click.IntRange(1, MAX_PREVIEW), default=10, show_default=True)
 @click.option("--after", metavar="RFC3339", help="Start after this instant (default: now).")
+@click.option(
+    "--dst-gap",
+    type=click.Choice([v.value for v in DstGap]),
+    default="auto",
+    show_default=True,
+    help="Wall times DST skips: shift to the transition, or skip.",
+)
+@click.option(
+    "--dst-repeat",
+    type=click.Choice([v.value for v in DstRepeat]),
+    default="auto",
+    show_default=True,
+    help="Wall times DST repeats: fire at the first, or at both.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the API's answer).")
 def preview_command(
-    cron_schedule: str, timezone: str | None, count: int, after: str | None, as_json: bool
-) -> None:
+    cron_schedule: str, timezone: str | None, count: int, after: str | None, dst_gap: str,
+    dst_repeat: str, as_json: bool,
+) -> None:  # fmt: skip
     """Show the next fires of CRON_SCHEDULE (cron, @every, @daily...), DST transitions marked."""
     try:
         start = parse_rfc3339(after) if after else datetime.now(UTC)
@@ -38,7 +54,10 @@ def preview_command(
             f"{after!r} is not an RFC 3339 timestamp", param_hint="--after"
         ) from None
     try:
-        result = preview(cron_schedule, timezone, start, count)
+        result = preview(
+            cron_schedule, timezone, start, count,
+            dst_gap=DstGap(dst_gap), dst_repeat=DstRepeat(dst_repeat),
+        )  # fmt: skip
     except ValidationError as exc:
         raise click.ClickException(exc.message) from None
     if as_json:

@@ -24,7 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from chronoq.domain.schedules import CronSchedule, EverySchedule, parse_schedule
+from chronoq.domain.schedules import (
+    CronSchedule,
+    DstGap,
+    DstRepeat,
+    EverySchedule,
+    parse_schedule,
+)
 from chronoq.errors import ValidationError
 
 MAX_PREVIEW: Final = 100
@@ -51,11 +57,20 @@ class Preview:
     fires: list[PreviewFire]
 
 
-def preview(expression: str, timezone: str | None, after: datetime, count: int) -> Preview:
-    """The first ``count`` fires strictly after ``after`` (fewer if the schedule ends)."""
+def preview(
+    expression: str,
+    timezone: str | None,
+    after: datetime,
+    count: int,
+    *,
+    dst_gap: DstGap = DstGap.AUTO,
+    dst_repeat: DstRepeat = DstRepeat.AUTO,
+) -> Preview:
+    """The first ``count`` fires strictly after ``after`` (fewer if the schedule ends), with
+    the job's DST policy (``dst_gap``, ``dst_repeat``; ``auto`` by default)."""
     if not 1 <= count <= MAX_PREVIEW:
         raise ValidationError(f"count must be from 1 to {MAX_PREVIEW}", field="count")
-    schedule = parse_schedule(expression, timezone)
+    schedule = parse_schedule(expression, timezone, dst_gap=dst_gap, dst_repeat=dst_repeat)
     zone = ZoneInfo(timezone or "UTC")
     fires: list[PreviewFire] = []
     cursor = after.astimezone(UTC)

@@ -8,7 +8,7 @@ import msgspec
 
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS
 from chronoq.domain.preview import GAP, MAX_PREVIEW, OFFSET_CHANGE, REPEATED
-from chronoq.domain.schedules import known_timezones
+from chronoq.domain.schedules import DstGap, DstRepeat, known_timezones
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.services.api.schemas import (
     MAX_BATCH,
@@ -212,6 +212,12 @@ _PREVIEW_QUERY = [
     {"name": "after", "in": "query", "required": False,
      "description": "start after this instant (default: now)",
      "schema": {"type": "string", "format": "date-time", "pattern": _RFC3339}},
+    {"name": "dst_gap", "in": "query", "required": False,
+     "description": "the job's DST policy for skipped wall times (docs/policies.md)",
+     "schema": {"type": "string", "enum": [v.value for v in DstGap], "default": "auto"}},
+    {"name": "dst_repeat", "in": "query", "required": False,
+     "description": "the job's DST policy for repeated wall times (docs/policies.md)",
+     "schema": {"type": "string", "enum": [v.value for v in DstRepeat], "default": "auto"}},
 ]  # fmt: skip
 _PREVIEW = {
     "type": "object",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
 from chronoq.domain.clock import format_rfc3339, parse_rfc3339
 from chronoq.domain.preview import MAX_PREVIEW, Preview, preview
+from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.errors import ValidationError
 from chronoq.services.api.http import JSONResponse, user_of
 from chronoq.services.api.routes_jobs import deps_of
 
 DEFAULT_COUNT = 10
+E = TypeVar("E", bound=StrEnum)
 
 
 async def schedule_preview(request: Request) -> JSONResponse:
@@ -21,7 +24,7 @@ async def schedule_preview(request: Request) -> JSONResponse:
     expression = query.get("cron_schedule")
     if not expression:
         raise ValidationError("cron_schedule is required", field="cron_schedule")
-    for name in ("cron_schedule", "timezone", "after", "count"):
+    for name in ("cron_schedule", "timezone", "after", "count", "dst_gap", "dst_repeat"):
         if "\x00" in (query.get(name) or ""):
             raise ValidationError(f"{name} must not contain a NUL character", field=name)
     after = deps_of(request).clock.now()
@@ -32,7 +35,14 @@ async def schedule_preview(request: Request) -> JSONResponse:
             raise ValidationError(
                 f"after {raw_after[:80]!r} is not an RFC 3339 timestamp", field="after"
             ) from None
-    result = preview(expression, query.get("timezone") or None, after, _count(query.get("count")))
+    result = preview(
+        expression,
+        query.get("timezone") or None,
+        after,
+        _count(query.get("count")),
+        dst_gap=_choice(DstGap, "dst_gap", query.get("dst_gap")),
+        dst_repeat=_choice(DstRepeat, "dst_repeat", query.get("dst_repeat")),
+    )
     return JSONResponse(preview_json(result))
 
 
@@ -50,6 +60,17 @@ def preview_json(result: Preview) -> dict[str, Any]:
             for fire in result.fires
         ],
     }
+
+
+def _choice(kind: type[E], name: str, raw: str | None) -> E:
+    """A DST policy value (default ``auto``), or a 400 naming the field."""
+    if raw is None or raw == "":
+        return kind("auto")
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(v.value for v in kind)
+        raise ValidationError(f"{name} must be one of {allowed}", field=name) from None
 
 
 def _count(raw: str | None) -> int:
