@@ -8,15 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from chronoq.domain.fire_spans import SPAN_COUNT_CAP
 from chronoq.domain.jobs import Fire
-from chronoq.domain.policies import (
-    SPAN_COUNT_CAP,
-    Misfire,
-    Overlap,
-    Policies,
-    SkipReason,
-    jitter_offset,
-)
+from chronoq.domain.policies import Misfire, Overlap, Policies, SkipReason, jitter_offset
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.ports.store import Store
 

@@ -1,5 +1,5 @@
 """Store contract: ``mark_started`` applies the overlap policy across workers and the start
-deadline (``policies.plan_start``), and the store releases a buffered run when the
+deadline (``starts.plan_start``), and the store releases a buffered run when the
 running one ends (issue 9)."""
 
 from __future__ import annotations

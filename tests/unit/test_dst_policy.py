@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chronoq.domain.policies import DueJob, Policies, first_fire_at, plan_claim
+from chronoq.domain.claims import DueJob, plan_claim
+from chronoq.domain.policies import Policies, first_fire_at
 from chronoq.domain.schedules import CronSchedule, DstGap, DstRepeat, parse_schedule
 from chronoq.errors import ScheduleError
 from tests.unit.test_schedules import Expr, around_transition, cron_expression, fires_until

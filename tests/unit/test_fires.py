@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chronoq.domain.policies import MISFIRE_GRACE, DueJob, Policies, first_fire_at, plan_claim
+from chronoq.domain.claims import MISFIRE_GRACE, DueJob, plan_claim
+from chronoq.domain.policies import Policies, first_fire_at
 from chronoq.domain.schedules import parse_schedule
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -15,25 +15,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chronoq.domain.policies import (
+from chronoq.domain.claims import (
     MISFIRE_GRACE,
     RUN_ALL_BATCH,
     ClaimPlan,
     DueJob,
+    plan_claim,
+    plan_resume,
+)
+from chronoq.domain.fire_spans import span_count
+from chronoq.domain.policies import (
     Misfire,
     Overlap,
     Policies,
     SkipReason,
-    StartAction,
-    StartingRun,
     first_fire_at,
     jitter_offset,
-    plan_claim,
-    plan_resume,
-    plan_start,
-    span_count,
 )
 from chronoq.domain.schedules import parse_schedule
+from chronoq.domain.starts import StartAction, StartingRun, plan_start
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 S = timedelta(seconds=1)

@@ -155,7 +155,7 @@ class ClaimedRun:
     interruptions: int = 0
     """Earlier attempts of this fire that were INTERRUPTED; ``attempts_left`` discounts them."""
     start_check: bool = False
-    """The store must judge this run's start (``policies.plan_start``): its job is gated
+    """The store must judge this run's start (``starts.plan_start``): its job is gated
     (an overlap policy other than ``allow``) or has a start deadline. Such a run is always
     recorded as started before it executes, even by an inline no-op executor."""
 

@@ -106,7 +106,7 @@ OUTCOME_STATUSES = frozenset(
 )
 """What a worker may report for an attempt (``Dispatch.complete_runs``): the ways out of
 RUNNING that end it. Requeueing and INTERRUPTED belong to the lost-run rule (``lost_run``);
-SKIPPED to the start rule (``policies.plan_start``, applied by ``Dispatch.mark_started``)."""
+SKIPPED to the start rule (``starts.plan_start``, applied by ``Dispatch.mark_started``)."""
 
 
 class InvalidTransition(ValueError):

@@ -14,10 +14,11 @@ from chronoq.adapters.memory.store_policies import skip_run
 from chronoq.adapters.memory.store_rows import JobRow, RunRow
 from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.changes import apply_changes, unclaimed_fire
+from chronoq.domain.claims import plan_resume
 from chronoq.domain.clock import check_aware
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import SkipReason, plan_resume
+from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError
 from chronoq.ports.jobs import PurgeResult

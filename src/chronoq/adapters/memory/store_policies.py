@@ -15,18 +15,11 @@ from chronoq.adapters.memory import store_runs
 from chronoq.adapters.memory.store_rows import JobRow, RunRow, needs_start_check
 from chronoq.adapters.memory.store_skips import SkipRow
 from chronoq.adapters.memory.store_tables import Tables
+from chronoq.domain.claims import ClaimPlan, DueJob, plan_claim
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
-from chronoq.domain.policies import (
-    ClaimPlan,
-    DueJob,
-    SkipReason,
-    StartAction,
-    StartingRun,
-    gated,
-    plan_claim,
-    plan_start,
-)
+from chronoq.domain.policies import SkipReason
+from chronoq.domain.starts import StartAction, StartingRun, gated, plan_start
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 
 _BUFFER_FALLBACK = timedelta(seconds=1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from chronoq.domain.jobs import ClaimedRun, Job, Run
-from chronoq.domain.policies import gated
+from chronoq.domain.starts import gated
 from chronoq.domain.states import RunStatus
 
 Fire = tuple[str, datetime]

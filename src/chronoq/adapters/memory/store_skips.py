@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from chronoq.domain.policies import SPAN_COUNT_CAP, SkipReason, SkipSpan
+from chronoq.domain.claims import SkipSpan
+from chronoq.domain.fire_spans import SPAN_COUNT_CAP
+from chronoq.domain.policies import SkipReason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

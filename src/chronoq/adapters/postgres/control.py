@@ -3,7 +3,7 @@ change and purge a job.
 
 Each is one transaction that first locks the user's job (``sql.LOCK_USER_JOB``), then
 its runs in ``run_id`` order, then writes the totals last: the store's lock order
-(``sql``). The decisions are the domain's (``policies.plan_resume``, ``changes.apply_changes``,
+(``sql``). The decisions are the domain's (``claims.plan_resume``, ``changes.apply_changes``,
 ``changes.unclaimed_fire``), as in every store.
 """
 
@@ -17,12 +17,10 @@ from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.rows import aware, is_id, job_from_record, policy_values
 from chronoq.adapters.postgres.skips import TOTALS_CTE, Skips, skip_ctes
 from chronoq.domain.changes import apply_changes, unclaimed_fire
+from chronoq.domain.claims import plan_resume
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import (
-    SkipReason,
-    plan_resume,
-)
+from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError
 from chronoq.ports.jobs import PurgeResult

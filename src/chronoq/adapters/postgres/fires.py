@@ -1,4 +1,4 @@
-"""``claim_due``'s decisions and its one write: ``policies.plan_claim`` on each locked due job.
+"""``claim_due``'s decisions and its one write: ``claims.plan_claim`` on each locked due job.
 
 The picker's select (``sql.CLAIM_DUE_*``) locks the due jobs; for each, ``Fires.add``
 asks ``plan_claim`` for its runs (available at the fire plus its jitter), its skipped
@@ -17,9 +17,9 @@ from typing import Any
 
 from chronoq.adapters.postgres.rows import policies_from_record
 from chronoq.adapters.postgres.skips import Skips, skip_ctes
+from chronoq.domain.claims import DueJob, plan_claim
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
-from chronoq.domain.policies import DueJob, plan_claim
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 
 _TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from chronoq.domain.policies import SPAN_COUNT_CAP, SkipReason, SkipSpan
+from chronoq.domain.claims import SkipSpan
+from chronoq.domain.fire_spans import SPAN_COUNT_CAP
+from chronoq.domain.policies import SkipReason
 
 TOTALS_CTE = (
     "totals AS ("

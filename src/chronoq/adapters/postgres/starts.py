@@ -1,4 +1,4 @@
-"""``mark_started``: the start rule (``policies.plan_start``) on PostgreSQL.
+"""``mark_started``: the start rule (``starts.plan_start``) on PostgreSQL.
 
 Fast path, one statement (``START_PLAIN``): runs whose job is *plain* (not gated by
 an overlap policy — a one-shot, or ``overlap = 'allow'`` — and without a start
@@ -21,7 +21,8 @@ from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.rows import policies_from_record
 from chronoq.adapters.postgres.settle import JobStates
 from chronoq.adapters.postgres.skips import Skips, skip_ctes
-from chronoq.domain.policies import SkipReason, StartAction, StartingRun, gated, plan_start
+from chronoq.domain.policies import SkipReason
+from chronoq.domain.starts import StartAction, StartingRun, gated, plan_start
 from chronoq.domain.states import RunStatus
 
 START_PLAIN = (

@@ -5,7 +5,7 @@ are kept with many processes writing at once:
 
 * Pickers and workers claim with ``FOR NO KEY UPDATE ... SKIP LOCKED``, so
   several of them never claim the same fire or lease the same run, and never
-  wait for each other. ``claim_due`` (``picker``) applies ``policies.plan_claim`` to
+  wait for each other. ``claim_due`` (``picker``) applies ``claims.plan_claim`` to
   each locked due job and writes its runs, ledger skips and next fire in the same
   transaction (DESIGN §5.3, ``fires``). With ``owner``/``epoch``
   it is fenced by the store's OWN record (``fenced_shards``, written by
@@ -21,7 +21,7 @@ are kept with many processes writing at once:
 * ``claim_runs`` leases without starting; ``mark_started`` records the start, so
   ``reap_lost``/``release_runs`` requeue a run that never started without using an
   attempt. Runs of plain jobs start in one statement; runs of gated jobs (an overlap
-  policy) or with a start deadline pass ``policies.plan_start`` under their jobs'
+  policy) or with a start deadline pass ``starts.plan_start`` under their jobs'
   locks (``starts``). Ending a job's running run releases the run buffered behind it
   (``settle.JobStates``).
 * Job control (pause, resume, trigger, change, purge) is ``control``; the fire ledger's

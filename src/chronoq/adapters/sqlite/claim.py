@@ -1,6 +1,6 @@
 """``claim_due`` of ``SqliteStore``: due fires become runs, by the schedule policies.
 
-Each due job goes through ``policies.plan_claim``: its planned runs are inserted QUEUED
+Each due job goes through ``claims.plan_claim``: its planned runs are inserted QUEUED
 (attempt 1, available at the fire plus its jitter), its skipped spans recorded in the
 fire ledger, and its next fire and ``fire_count`` set, all in the claim's transaction.
 """
@@ -14,10 +14,10 @@ from typing import Any
 from chronoq.adapters.sqlite.dispatch import INSERT_RUN, fence_filter, marks
 from chronoq.adapters.sqlite.ledger import SkipRow, record_skips, span_rows
 from chronoq.adapters.sqlite.rows import POLICY_COLUMNS, opt_micros, policies_from_row
+from chronoq.domain.claims import DueJob, plan_claim
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
-from chronoq.domain.policies import DueJob, plan_claim
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.ports.dispatch import ClaimDueParams
 

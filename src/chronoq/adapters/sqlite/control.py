@@ -13,13 +13,11 @@ from chronoq.adapters.sqlite.jobs import get_job
 from chronoq.adapters.sqlite.ledger import record_skips, run_skip_row, span_rows
 from chronoq.adapters.sqlite.rows import JOB_COLUMNS, job_from_row, opt_micros, policy_values
 from chronoq.domain.changes import apply_changes, unclaimed_fire
+from chronoq.domain.claims import plan_resume
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, JobChanges, Run
-from chronoq.domain.policies import (
-    SkipReason,
-    plan_resume,
-)
+from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
 from chronoq.errors import ConflictError
 from chronoq.ports.jobs import PurgeResult

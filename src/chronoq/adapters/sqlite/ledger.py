@@ -13,9 +13,11 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from chronoq.domain.claims import SkipSpan
 from chronoq.domain.clock import from_micros, to_micros
+from chronoq.domain.fire_spans import SPAN_COUNT_CAP
 from chronoq.domain.jobs import Fire
-from chronoq.domain.policies import SPAN_COUNT_CAP, SkipReason, SkipSpan
+from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import RunStatus
 from chronoq.ports.jobs import ListFiresParams
 

@@ -33,7 +33,7 @@ CLAIMED_COLUMNS = (
     " OR (j.cron_schedule IS NOT NULL AND j.overlap <> 'allow')"
 )
 """``claimed_from_row``'s columns, over ``job_runs r JOIN jobs j``. The last is
-``ClaimedRun.start_check``: the job is gated (``policies.gated``) or has a start deadline."""
+``ClaimedRun.start_check``: the job is gated (``starts.gated``) or has a start deadline."""
 
 
 def _opt_time(value: int | None) -> Any:

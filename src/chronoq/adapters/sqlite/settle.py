@@ -4,7 +4,7 @@ outcomes, lost runs, cancels, a refusal at start).
 * The job moves on by ``job_status_after_run``, except that a terminal or PAUSED job
   stays, and a recurring job whose schedule has ended (no next fire, none held by a
   pause) becomes COMPLETED once a run reaches a terminal state.
-* Overlap bookkeeping (``policies.gated``): if the run was the job's running run, the
+* Overlap bookkeeping (``starts.gated``): if the run was the job's running run, the
   job's buffered run (if still QUEUED) becomes available now, and both are cleared.
 
 Two statements per ended run, batched with ``executemany``: ``RELEASE_BUFFERED`` (it

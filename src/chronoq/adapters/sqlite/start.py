@@ -1,7 +1,7 @@
-"""``mark_started`` of ``SqliteStore``: runs pass ``policies.plan_start`` as they start.
+"""``mark_started`` of ``SqliteStore``: runs pass ``starts.plan_start`` as they start.
 
 Fast path (the embedded hot path, thousands of starts a second): when no run of the
-batch belongs to a gated job (``policies.gated``) and none has a start deadline, one
+batch belongs to a gated job (``starts.gated``) and none has a start deadline, one
 batch UPDATE marks them all started, as before policies existed. Otherwise the runs and
 their jobs' overlap bookkeeping are read in a few batch queries, each run is decided in
 the order asked (each decision updating what the next run of the same job sees), and
@@ -21,7 +21,8 @@ from chronoq.adapters.sqlite.ledger import SkipRow, record_skips, run_skip_row
 from chronoq.adapters.sqlite.rows import POLICY_COLUMNS, policies_from_row
 from chronoq.adapters.sqlite.settle import Ended, settle
 from chronoq.domain.clock import from_micros
-from chronoq.domain.policies import SkipReason, StartAction, StartingRun, gated, plan_start
+from chronoq.domain.policies import SkipReason
+from chronoq.domain.starts import StartAction, StartingRun, gated, plan_start
 from chronoq.domain.states import RunStatus
 
 _CANDIDATES = (

@@ -20,7 +20,7 @@ ALTER TABLE jobs
     ADD COLUMN max_fires               integer,
     -- While PAUSED: the fire the job holds (next_fire_at is NULL meanwhile).
     ADD COLUMN paused_fire_at          timestamptz,
-    -- Overlap bookkeeping of gated jobs (policies.gated), never shown: the run that is
+    -- Overlap bookkeeping of gated jobs (starts.gated), never shown: the run that is
     -- RUNNING and started, and the run buffered behind it (QUEUED). Checked before use.
     ADD COLUMN running_run_id          uuid,
     ADD COLUMN buffered_run_id         uuid,

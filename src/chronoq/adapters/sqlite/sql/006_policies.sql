@@ -16,7 +16,7 @@ ALTER TABLE jobs ADD COLUMN dst_repeat TEXT NOT NULL DEFAULT 'auto';
 ALTER TABLE jobs ADD COLUMN fire_count INTEGER NOT NULL DEFAULT 0;
 -- While PAUSED: the fire the job holds (next_fire_at is NULL meanwhile).
 ALTER TABLE jobs ADD COLUMN paused_fire_at INTEGER;
--- Overlap bookkeeping of gated jobs (policies.gated), never shown: the run that is
+-- Overlap bookkeeping of gated jobs (starts.gated), never shown: the run that is
 -- RUNNING and started, and the run buffered behind it (QUEUED). Checked before use.
 ALTER TABLE jobs ADD COLUMN running_run_id TEXT;
 ALTER TABLE jobs ADD COLUMN buffered_run_id TEXT;
