@@ -133,7 +133,7 @@ class Dispatch(Protocol):
         ...
 
     async def claim_due(self, params: ClaimDueParams) -> list[Run]:
-        """Claim due fires, oldest first: for each due job, apply ``policies.plan_claim`` —
+        """Claim due fires, oldest first: for each due job, apply ``claims.plan_claim`` —
         create its QUEUED runs (attempt 1, available at the fire plus its jitter), record
         its skipped spans in the fire ledger, and set its next fire and ``fire_count`` —
         in one transaction (DESIGN §5.3). A recurring job whose schedule ended with no run
@@ -162,13 +162,13 @@ class Dispatch(Protocol):
         this worker's lease and not started yet. Returns those, in the order asked: the
         worker executes only them. Durable before it returns.
 
-        Each run first passes ``policies.plan_start`` (in the order asked, each seeing the
+        Each run first passes ``starts.plan_start`` (in the order asked, each seeing the
         decisions before it): a run past its start deadline, or refused by its job's
         overlap policy, ends SKIPPED (recorded in the fire ledger); a buffered one goes
         back to QUEUED, available when the job's running run ends (at the latest when that
         run's lease expires, when it is judged again), and ``cancel_previous`` also
         requests the running run's cancel (``extend_leases`` reports it). None of those
-        is returned. For a gated job (``policies.gated``) the store tracks which run is
+        is returned. For a gated job (``starts.gated``) the store tracks which run is
         running and which is buffered, and releases the buffered one (available now) in
         the transaction that ends the running one."""
         ...

@@ -176,7 +176,7 @@ class JobStore(Protocol):
     async def resume_job(
         self, user_id: str, job_id: str, now: datetime, *, catch_up: bool
     ) -> Job | None:
-        """PAUSED -> PENDING, next fire from ``policies.plan_resume`` (its skip spans are
+        """PAUSED -> PENDING, next fire from ``claims.plan_resume`` (its skip spans are
         recorded). Other states: returned unchanged. None if not found."""
         ...
 
@@ -212,7 +212,7 @@ class JobStore(Protocol):
 
     async def skip_counts(self) -> dict[SkipReason, int]:
         """Skipped nominal fires recorded so far, per reason, over all jobs (metrics; a span
-        too long to count adds ``policies.SPAN_COUNT_CAP``)."""
+        too long to count adds ``fire_spans.SPAN_COUNT_CAP``)."""
         ...
 
     # -- idempotency keys ----------------------------------------------------------------
