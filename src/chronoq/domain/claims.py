@@ -169,6 +169,13 @@ def _skip_late(plan: _Plan, schedule: Schedule, backlog_last: datetime, now: dat
 
 def _plan_one_shot(job: DueJob, now: datetime) -> ClaimPlan:
     p = job.policies
+    if (
+        p.misfire is not Misfire.SKIP
+        and p.start_deadline_seconds is None
+        and (p.end_at is None and p.max_fires is None and not p.jitter_seconds)
+    ):  # the common case, on the picker's hot path: its one fire runs, on time
+        run = PlannedRun(scheduled_for=job.due, available_at=job.due)
+        return ClaimPlan(runs=[run], next_fire_at=None, fire_count=job.fire_count + 1)
     plan = _Plan(job, None)
     late = now - job.due
     if plan.past_end(job.due):  # a change moved its end before its one fire
