@@ -46,8 +46,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser per module, closed when the module ends: Playwright's sync API keeps an
+    asyncio event loop running in the main thread while it is open, and every later test
+    that calls ``asyncio.run`` (most of the suite) would fail with "cannot be called from
+    a running event loop" if it stayed open to the end of the session."""
     if os.environ.get("CHRONOQ_SKIP_BROWSER") == "1":
         pytest.skip("CHRONOQ_SKIP_BROWSER=1")
     if not CHROMIUM.exists():
