@@ -197,6 +197,22 @@ async def test_runs_of_one_job_in_one_batch_see_each_others_decisions(store: Sto
     assert (await run_by_id(store, job, ids[1])).status is RunStatus.SKIPPED
 
 
+async def test_in_one_batch_the_older_fire_of_a_job_starts_whatever_the_order_asked(
+    store: Store,
+) -> None:
+    """A worker that comes back to a backlog (a redelivered fire and newer ones) starts the
+    oldest fire of each job; the newer ones are the overlap."""
+    job = policy_job(Policies(overlap=Overlap.SKIP), cron="@every 10s", next_fire_at=T0)
+    await store.insert_jobs([job])
+    await claim_due(store, T0)
+    await claim_due(store, at(10))
+    older, newer = sorted(await claim_runs(store, "w1", at(10)), key=lambda c: c.scheduled_for)
+
+    assert await store.mark_started("w1", [newer.run_id, older.run_id], at(10)) == [older.run_id]
+
+    assert (await run_by_id(store, job, newer.run_id)).status is RunStatus.SKIPPED
+
+
 async def test_a_manual_fire_goes_through_the_overlap_policy(store: Store) -> None:
     job, _ = await first_running(store, Overlap.SKIP)
     manual = await store.trigger_job(job.user_id, job.job_id, at(3.5))

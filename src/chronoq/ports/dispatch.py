@@ -162,8 +162,9 @@ class Dispatch(Protocol):
         this worker's lease and not started yet. Returns those, in the order asked: the
         worker executes only them. Durable before it returns.
 
-        Each run first passes ``starts.plan_start`` (in the order asked, each seeing the
-        decisions before it): a run past its start deadline, or refused by its job's
+        Each run first passes ``starts.plan_start`` (oldest fire first, each seeing the
+        decisions before it: of two runs of one job in one batch, the older fire is "the
+        previous run"): a run past its start deadline, or refused by its job's
         overlap policy, ends SKIPPED (recorded in the fire ledger); a buffered one goes
         back to QUEUED, available when the job's running run ends (at the latest when that
         run's lease expires, when it is judged again), and ``cancel_previous`` also

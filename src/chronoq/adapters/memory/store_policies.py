@@ -107,15 +107,17 @@ def skip_run(tables: Tables, run: RunRow, reason: SkipReason, at: datetime) -> N
 
 
 def start_runs(tables: Tables, worker_id: str, run_ids: Sequence[str], at: datetime) -> list[str]:
-    """``Dispatch.mark_started``: each run passes ``plan_start``, in the order asked."""
-    started: list[str] = []
-    for run_id in run_ids:
-        run = tables.runs.get(run_id)
-        if run is None or not store_runs.holds(run, worker_id) or run.started_at is not None:
-            continue
-        if _start_one(tables, run, at):
-            started.append(run_id)
-    return started
+    """``Dispatch.mark_started``: each run passes ``plan_start``, oldest fire first (runs
+    of one job in one batch: the older fire is "the previous run"); the started ones, in
+    the order asked."""
+    held = [tables.runs[r] for r in dict.fromkeys(run_ids) if r in tables.runs]
+    held = [r for r in held if store_runs.holds(r, worker_id) and r.started_at is None]
+    started = {
+        run.run_id
+        for run in sorted(held, key=lambda r: (r.scheduled_for, r.attempt))
+        if _start_one(tables, run, at)
+    }
+    return [r for r in dict.fromkeys(run_ids) if r in started]
 
 
 def _start_one(tables: Tables, run: RunRow, at: datetime) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chronoq.adapters.postgres import sql
@@ -100,6 +100,14 @@ class _Run:
     manual: bool
 
 
+def _fire_order(run: _Run | None) -> tuple[datetime, int]:
+    return (
+        (run.scheduled_for, run.attempt)
+        if run is not None
+        else (datetime.max.replace(tzinfo=UTC), 0)
+    )
+
+
 @dataclass(slots=True)
 class _Write:
     kind: str = "none"
@@ -110,7 +118,8 @@ class _Write:
 
 async def start_gated(conn: Any, worker_id: str, run_ids: Sequence[str], at: datetime) -> set[str]:
     """In the caller's transaction: decide and write the start of ``run_ids`` (runs of
-    gated or deadlined jobs, in the order asked); returns those that start."""
+    gated or deadlined jobs, oldest fire first: of two runs of one job in one batch, the
+    older fire is "the previous run"); returns those that start."""
     job_rows = await conn.fetch(LOCK_JOBS, list(run_ids))
     jobs = JobStates([r[:6] for r in job_rows])
     policies = {str(r[0]): policies_from_record(r, 6) for r in job_rows}
@@ -122,7 +131,7 @@ async def start_gated(conn: Any, worker_id: str, run_ids: Sequence[str], at: dat
     writes: dict[str, _Write] = {}
     skips = Skips()
     started: set[str] = set()
-    for run_id in run_ids:
+    for run_id in sorted(run_ids, key=lambda r: _fire_order(runs.get(r))):
         run = runs.get(run_id)
         if run is None or run.status != _RUNNING or run.lease_owner != worker_id or run.started:
             continue

@@ -95,10 +95,8 @@ def mark_started(
     writes = _Writes()
     started: set[str] = set()
     at = from_micros(at_us)
-    for run_id in dict.fromkeys(run_ids):
-        row = rows.get(run_id)
-        if row is None:
-            continue
+    # Oldest fire first: of two runs of one job in one batch, the older is "the previous run".
+    for run_id, row in sorted(rows.items(), key=lambda item: (item[1][3], item[1][4])):
         job_id, _user, scheduled_us, attempt, manual, lease_until, recurring = row[1:8]
         policies = policies_from_row(row[10:])
         job = jobs[job_id]
