@@ -29,8 +29,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from chronoq.client_control import POLICY_ARGS, RESET, ControlMixin, job_path, times_as_text
+from chronoq.client_control import RESET, ControlMixin, job_path, times_as_text
 from chronoq.domain.clock import format_rfc3339
+from chronoq.domain.policies import POLICY_NAMES
 from chronoq.errors import (
     ChronoqError,
     ConflictError,
@@ -141,7 +142,7 @@ class Client(ControlMixin):
         raise ``ConflictError``. Arguments left ``None`` are not sent, so the server's
         defaults apply.
         """
-        unknown = sorted(set(policies) - set(POLICY_ARGS))
+        unknown = sorted(set(policies) - set(POLICY_NAMES))
         if unknown:
             raise TypeError(f"submit() got unexpected keyword arguments {unknown}")
         spec = {

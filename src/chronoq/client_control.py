@@ -12,18 +12,6 @@ from chronoq.errors import ValidationError
 
 Json = dict[str, Any]
 
-POLICY_ARGS = (
-    "overlap",
-    "misfire",
-    "catch_up_window_seconds",
-    "start_deadline_seconds",
-    "jitter_seconds",
-    "start_at",
-    "end_at",
-    "max_fires",
-    "dst_gap",
-    "dst_repeat",
-)
 """Keyword arguments of ``submit`` and ``update`` that are schedule policies."""
 TIME_FIELDS = ("next_fire_at", "start_at", "end_at")
 

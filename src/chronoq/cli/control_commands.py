@@ -19,6 +19,7 @@ from chronoq.cli.client_commands import (
 )
 from chronoq.cli.policy_options import policies_of, policy_options
 from chronoq.client import RESET
+from chronoq.domain.policies import POLICY_NAMES
 
 Json = dict[str, Any]
 
@@ -86,20 +87,7 @@ def resume(job_id: str, catch_up: bool, url: str, user: str, as_json: bool) -> N
     _print_job(_console(), job, title="Resumed" if job["status"] != "PAUSED" else None)
 
 
-_CLEARABLE = (
-    "timezone",
-    "timeout_seconds",
-    "overlap",
-    "misfire",
-    "catch_up_window_seconds",
-    "start_deadline_seconds",
-    "jitter_seconds",
-    "start_at",
-    "end_at",
-    "max_fires",
-    "dst_gap",
-    "dst_repeat",
-)
+_CLEARABLE = ("timezone", "timeout_seconds", *POLICY_NAMES)
 
 
 @click.command()

@@ -11,7 +11,7 @@ transactions, so every backend decides alike (docs/policies.md).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
@@ -94,6 +94,9 @@ def schedule_of(cron_schedule: str, timezone: str | None, policies: Policies) ->
 
 
 DEFAULT_POLICIES: Final = Policies()
+
+POLICY_NAMES: Final = tuple(f.name for f in fields(Policies))
+"""The policy fields, in declaration order: the API, client and CLI take each by name."""
 
 
 def jitter_offset(job_id: str, scheduled_for: datetime, jitter_seconds: float) -> timedelta:

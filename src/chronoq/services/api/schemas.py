@@ -11,12 +11,11 @@ import msgspec
 
 from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.jobs import JobSpec
-from chronoq.domain.policies import Policies, first_fire_at
+from chronoq.domain.policies import POLICY_NAMES, Policies, first_fire_at
 from chronoq.domain.schedules import parse_schedule, validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 from chronoq.services.api.idempotency import with_key
 from chronoq.services.api.schemas_policies import (
-    POLICY_FIELDS,
     check_policies,
     idempotency_key,
     merge_policies,
@@ -120,7 +119,7 @@ def to_spec(
         except ScheduleError as exc:
             raise ValidationError(exc.message, field=prefix + "cron_schedule") from None
     next_fire_at = _time(item.next_fire_at, prefix)
-    given = {name: getattr(item, name) for name in POLICY_FIELDS}
+    given = {name: getattr(item, name) for name in POLICY_NAMES}
     given = {name: value for name, value in given.items() if value is not None}
     policies = merge_policies(Policies(), parse_policies(given, prefix))
     check_policies(

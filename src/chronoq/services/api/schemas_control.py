@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 
 from chronoq.domain.jobs import Job, JobChanges
+from chronoq.domain.policies import POLICY_NAMES
 from chronoq.domain.schedules import parse_schedule, validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 from chronoq.services.api.schemas import SHELL_PREFIX, _optional_text, _retries, _time, _timeout
 from chronoq.services.api.schemas_policies import (
-    POLICY_FIELDS,
     check_policies,
     merge_policies,
     parse_policies,
@@ -89,7 +89,7 @@ def to_changes(patch: JobPatchIn, job: Job, *, shell_enabled: bool) -> JobChange
     if "timeout_seconds" in given:
         values["timeout_seconds"] = _timeout(given["timeout_seconds"], "")
         fields.add("timeout_seconds")
-    changed: dict[str, Any] = {name: given[name] for name in POLICY_FIELDS if name in given}
+    changed: dict[str, Any] = {name: given[name] for name in POLICY_NAMES if name in given}
     policies = merge_policies(job.policies, parse_policies(changed, ""))
     if changed:
         if not job.recurring and "start_at" in changed and changed["start_at"] is not None:

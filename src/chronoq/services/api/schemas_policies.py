@@ -28,18 +28,6 @@ MAX_FIRES: Final = 1_000_000_000
 MAX_KEY_LEN: Final = 255
 """Characters of an idempotency key."""
 
-POLICY_FIELDS: Final = (
-    "overlap",
-    "misfire",
-    "catch_up_window_seconds",
-    "start_deadline_seconds",
-    "jitter_seconds",
-    "start_at",
-    "end_at",
-    "max_fires",
-    "dst_gap",
-    "dst_repeat",
-)
 DST_FIELDS: Final = ("dst_gap", "dst_repeat")
 RECURRING_ONLY: Final = {
     "overlap": "a one-shot job has one fire, so no run of it can overlap another",
