@@ -11,10 +11,11 @@ transactions, so every backend decides alike (docs/policies.md).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from chronoq.domain.schedules import DstGap, DstRepeat, Schedule, parse_schedule
 
@@ -96,7 +97,35 @@ def schedule_of(cron_schedule: str, timezone: str | None, policies: Policies) ->
 DEFAULT_POLICIES: Final = Policies()
 
 POLICY_NAMES: Final = tuple(f.name for f in fields(Policies))
-"""The policy fields, in declaration order: the API, client and CLI take each by name."""
+"""The policy fields, in declaration order: the API, client and CLI take each by name, and
+the stores keep one column each, in this order (``policies_from_values``)."""
+
+_INSTANTS: Final = frozenset({"start_at", "end_at"})
+_ENUMS: Final = {"overlap": Overlap, "misfire": Misfire, "dst_gap": DstGap, "dst_repeat": DstRepeat}
+
+
+def policies_from_values(
+    values: Sequence[Any], instant: Callable[[Any], datetime | None]
+) -> Policies:
+    """``Policies`` from stored column values in ``POLICY_NAMES`` order; ``instant`` turns
+    a store's stored instant into a datetime (each store keeps instants its own way)."""
+    given: dict[str, Any] = {}
+    for name, value in zip(POLICY_NAMES, values, strict=True):
+        kind = _ENUMS.get(name)
+        given[name] = kind(value) if kind else instant(value) if name in _INSTANTS else value
+    return Policies(**given)
+
+
+def policy_column_values(p: Policies, instant: Callable[[str, Any], Any]) -> tuple[Any, ...]:
+    """``p``'s column values in ``POLICY_NAMES`` order: enums by value, instants through
+    ``instant(name, value)`` (the store's own form)."""
+    out: list[Any] = []
+    for name in POLICY_NAMES:
+        value = getattr(p, name)
+        out.append(
+            value.value if name in _ENUMS else instant(name, value) if name in _INSTANTS else value
+        )
+    return tuple(out)
 
 
 def jitter_offset(job_id: str, scheduled_for: datetime, jitter_seconds: float) -> timedelta:

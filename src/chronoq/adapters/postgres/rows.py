@@ -16,8 +16,11 @@ from typing import Any
 
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import ClaimedRun, Job, Run
-from chronoq.domain.policies import Misfire, Overlap, Policies
-from chronoq.domain.schedules import DstGap, DstRepeat
+from chronoq.domain.policies import (
+    Policies,
+    policies_from_values,
+    policy_column_values,
+)
 from chronoq.domain.states import JobStatus, RunStatus
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -51,34 +54,12 @@ def policies_from_record(row: Sequence[Any], at: int = 0) -> Policies:
 @lru_cache(maxsize=4096)
 def _policies(values: tuple[Any, ...]) -> Policies:
     """Cached: the picker reads a few distinct policies on thousands of rows (immutable)."""
-    return Policies(
-        overlap=Overlap(values[0]),
-        misfire=Misfire(values[1]),
-        catch_up_window_seconds=values[2],
-        start_deadline_seconds=values[3],
-        jitter_seconds=values[4],
-        start_at=values[5],
-        end_at=values[6],
-        max_fires=values[7],
-        dst_gap=DstGap(values[8]),
-        dst_repeat=DstRepeat(values[9]),
-    )
+    return policies_from_values(values, lambda value: value)
 
 
 def policy_values(p: Policies) -> tuple[Any, ...]:
     """``sql.POLICY_COLUMNS``' values for ``p``."""
-    return (
-        p.overlap.value,
-        p.misfire.value,
-        p.catch_up_window_seconds,
-        p.start_deadline_seconds,
-        p.jitter_seconds,
-        opt_aware(p.start_at, "start_at"),
-        opt_aware(p.end_at, "end_at"),
-        p.max_fires,
-        p.dst_gap.value,
-        p.dst_repeat.value,
-    )
+    return policy_column_values(p, lambda name, value: opt_aware(value, name))
 
 
 def job_args(jobs: Sequence[Job]) -> list[list[Any]]:

@@ -6,8 +6,11 @@ from typing import Any
 
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.jobs import ClaimedRun, Job, Run
-from chronoq.domain.policies import Misfire, Overlap, Policies
-from chronoq.domain.schedules import DstGap, DstRepeat
+from chronoq.domain.policies import (
+    Policies,
+    policies_from_values,
+    policy_column_values,
+)
 from chronoq.domain.states import JobStatus, RunStatus
 
 POLICY_COLUMNS = (
@@ -47,34 +50,12 @@ def opt_micros(value: Any) -> int | None:
 
 def policies_from_row(row: tuple[Any, ...] | list[Any]) -> Policies:
     """``Policies`` from ``POLICY_COLUMNS``."""
-    return Policies(
-        overlap=Overlap(row[0]),
-        misfire=Misfire(row[1]),
-        catch_up_window_seconds=row[2],
-        start_deadline_seconds=row[3],
-        jitter_seconds=row[4],
-        start_at=_opt_time(row[5]),
-        end_at=_opt_time(row[6]),
-        max_fires=row[7],
-        dst_gap=DstGap(row[8]),
-        dst_repeat=DstRepeat(row[9]),
-    )
+    return policies_from_values(row, _opt_time)
 
 
 def policy_values(p: Policies) -> tuple[Any, ...]:
     """``POLICY_COLUMNS``' values for ``p``."""
-    return (
-        p.overlap.value,
-        p.misfire.value,
-        p.catch_up_window_seconds,
-        p.start_deadline_seconds,
-        p.jitter_seconds,
-        opt_micros(p.start_at),
-        opt_micros(p.end_at),
-        p.max_fires,
-        p.dst_gap.value,
-        p.dst_repeat.value,
-    )
+    return policy_column_values(p, lambda _name, value: opt_micros(value))
 
 
 def job_from_row(row: tuple[Any, ...]) -> Job:
