@@ -57,8 +57,9 @@ def _policies(values: tuple[Any, ...]) -> Policies:
     return policies_from_values(values, lambda value: value)
 
 
+@lru_cache(maxsize=4096)
 def policy_values(p: Policies) -> tuple[Any, ...]:
-    """``sql.POLICY_COLUMNS``' values for ``p``."""
+    """``sql.POLICY_COLUMNS``' values for ``p`` (cached: a batch shares a few policies)."""
     return policy_column_values(p, lambda name, value: opt_aware(value, name))
 
 

@@ -51,18 +51,22 @@ def claim_due(conn: sqlite3.Connection, params: ClaimDueParams) -> list[Run]:
     advances: list[tuple[Any, ...]] = []
     for row in conn.execute(sql, args).fetchall():
         job_id, user_id, cron, tz, due, fire_count, status = row[:7]
+        due_at = from_micros(due)
         plan = plan_claim(
             DueJob(
                 job_id=job_id,
                 cron_schedule=cron,
                 timezone=tz,
-                due=from_micros(due),
+                due=due_at,
                 policies=policies_from_row(row[7:]),
                 fire_count=fire_count,
             ),
             params.now,
         )
         for planned in plan.runs:
+            # Most runs are the due fire, unmoved: its stored form is at hand (hot path).
+            sched_us = due if planned.scheduled_for is due_at else to_micros(planned.scheduled_for)
+            avail_us = due if planned.available_at is due_at else to_micros(planned.available_at)
             run = Run(
                 run_id=new_id(),
                 job_id=job_id,
@@ -79,10 +83,10 @@ def claim_due(conn: sqlite3.Connection, params: ClaimDueParams) -> list[Run]:
                     run.run_id,
                     job_id,
                     user_id,
-                    to_micros(run.scheduled_for),
+                    sched_us,
                     1,
                     now_us,
-                    to_micros(run.available_at),
+                    avail_us,
                     0,
                     False,
                 )

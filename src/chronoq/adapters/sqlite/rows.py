@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from chronoq.domain.clock import from_micros, to_micros
@@ -50,11 +51,18 @@ def opt_micros(value: Any) -> int | None:
 
 def policies_from_row(row: tuple[Any, ...] | list[Any]) -> Policies:
     """``Policies`` from ``POLICY_COLUMNS``."""
-    return policies_from_values(row, _opt_time)
+    return _policies(tuple(row))
 
 
+@lru_cache(maxsize=4096)
+def _policies(values: tuple[Any, ...]) -> Policies:
+    """Cached: pickers and workers read a few distinct policies on thousands of rows."""
+    return policies_from_values(values, _opt_time)
+
+
+@lru_cache(maxsize=4096)
 def policy_values(p: Policies) -> tuple[Any, ...]:
-    """``POLICY_COLUMNS``' values for ``p``."""
+    """``POLICY_COLUMNS``' values for ``p`` (cached: a batch shares a few policies)."""
     return policy_column_values(p, lambda _name, value: opt_micros(value))
 
 

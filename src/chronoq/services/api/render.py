@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from chronoq.domain.clock import format_rfc3339
@@ -37,8 +38,10 @@ def job_v1(job: Job, payload: str | None) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=1024)
 def policies_v1(p: Policies) -> dict[str, Any]:
-    """A job's schedule policies, flat, as they are submitted (defaults filled in)."""
+    """A job's schedule policies, flat, as they are submitted (defaults filled in).
+    Cached (a list or a batch shares a few policies): callers copy it, never change it."""
     return {
         "overlap": p.overlap.value,
         "misfire": p.misfire.value,

@@ -11,7 +11,7 @@ import msgspec
 
 from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.jobs import JobSpec
-from chronoq.domain.policies import POLICY_NAMES, Policies, first_fire_at
+from chronoq.domain.policies import DEFAULT_POLICIES, POLICY_NAMES, first_fire_at
 from chronoq.domain.schedules import parse_schedule, validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 from chronoq.services.api.idempotency import with_key
@@ -119,17 +119,18 @@ def to_spec(
         except ScheduleError as exc:
             raise ValidationError(exc.message, field=prefix + "cron_schedule") from None
     next_fire_at = _time(item.next_fire_at, prefix)
-    given = {name: getattr(item, name) for name in POLICY_NAMES}
-    given = {name: value for name, value in given.items() if value is not None}
-    policies = merge_policies(Policies(), parse_policies(given, prefix))
-    check_policies(
-        policies,
-        recurring=schedule is not None,
-        given=frozenset(given),
-        prefix=prefix,
-        next_fire_at=next_fire_at,
-        timezone=timezone,
-    )
+    given = {name: value for name in POLICY_NAMES if (value := getattr(item, name)) is not None}
+    policies = DEFAULT_POLICIES  # most jobs set no policy: no per-item parse (batch hot path)
+    if given:
+        policies = merge_policies(DEFAULT_POLICIES, parse_policies(given, prefix))
+        check_policies(
+            policies,
+            recurring=schedule is not None,
+            given=frozenset(given),
+            prefix=prefix,
+            next_fire_at=next_fire_at,
+            timezone=timezone,
+        )
     spec = JobSpec(
         user_id=user_id,
         project_id=item.project_id,

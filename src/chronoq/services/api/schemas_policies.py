@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from chronoq.domain.clock import parse_rfc3339
-from chronoq.domain.policies import Misfire, Overlap, Policies
+from chronoq.domain.policies import DEFAULT_POLICIES, Misfire, Overlap, Policies
 from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.errors import ValidationError
 
@@ -51,7 +51,7 @@ def parse_policies(given: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def merge_policies(base: Policies, changes: dict[str, Any]) -> Policies:
     """``base`` with the parsed ``changes`` (None resets a field to its default)."""
-    defaults = Policies()
+    defaults = DEFAULT_POLICIES
     values = {
         name: getattr(defaults, name) if value is None else value for name, value in changes.items()
     }
