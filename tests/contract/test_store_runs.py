@@ -287,6 +287,21 @@ async def test_the_schema_refuses_a_second_terminal_run_for_a_fire(harness: Harn
     )
 
 
+@pytest.mark.parametrize("status", sorted(s.value for s in RUN_TERMINAL))
+async def test_every_terminal_status_counts_as_the_fires_one_outcome(
+    harness: Harness, status: str
+) -> None:
+    """The unique index's predicate names every terminal status (SQLite spells it as ORs)."""
+    harness.require_schema()
+    job = make_job()
+    claimed = await submit_and_lease(harness.store, job, "w1")
+    assert await harness.store.complete_runs([outcome(claimed, RunStatus.COMPLETED)]) == [True]
+    with pytest.raises(harness.integrity_errors):
+        await harness.insert_raw_run(
+            job_id=job.job_id, user_id=job.user_id, scheduled_for=T0, attempt=2, status=status
+        )
+
+
 @pytest.mark.parametrize("status", ["INTERRUPTED", "RETRY_SCHEDULED"])
 async def test_the_schema_allows_many_attempts_that_end_only_an_attempt(
     harness: Harness, status: str
