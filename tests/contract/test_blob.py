@@ -25,7 +25,7 @@ from chronoq.adapters.memory.blob import MemoryBlobStore
 from chronoq.adapters.s3 import blob_store
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.ids import new_id
-from chronoq.domain.jobs import BLOB_REF_PREFIX, Job
+from chronoq.domain.jobs import BLOB_REF_PREFIX, Job, JobChanges
 from chronoq.domain.states import RunStatus
 from chronoq.errors import NotFoundError
 from chronoq.ports.blob import BlobStore
@@ -143,6 +143,31 @@ async def test_the_orphan_sweep_deletes_old_payloads_no_job_references_and_nothi
     left = [e.key for e in await blob.list_objects("")]
     assert sorted(left) == sorted([f"payloads/{referenced.job_id}", *foreign])
     assert await sweep.sweep() == 0  # and again from the start: the referenced one stays
+
+
+async def test_the_sweep_keeps_a_changed_payload_and_collects_the_replaced_one(
+    blob: BlobStore, store: Store
+) -> None:
+    """A PATCH puts ``payloads/<id>.<rev>`` and leaves the old object to the sweep."""
+    job = _job_with_blob()
+    await store.insert_jobs([job])
+    old, new = f"payloads/{job.job_id}", f"payloads/{job.job_id}.{new_id()}"
+    failed = f"payloads/{job.job_id}.{new_id()}"  # a PATCH that failed after its put
+    for key in (old, new, failed):
+        await blob.put(key, b"x")
+    changes = JobChanges(
+        fields=frozenset({"payload"}), payload_ref=BLOB_REF_PREFIX + new, payload_size=1
+    )
+    assert await store.update_job(job.user_id, job.job_id, changes, T0) is not None
+    assert await store.payload_refs_of([job.job_id, new_id(), "not-an-id"]) == {
+        BLOB_REF_PREFIX + new
+    }
+
+    # The old object stays while young: a run claimed before the change still reads it.
+    assert await OrphanSweep(store, blob, SystemClock(), min_age=600).sweep() == 0
+    sweep = OrphanSweep(store, blob, cast(Clock, _HourLater()), min_age=600)
+    assert await sweep.sweep() == 2
+    assert [e.key for e in await blob.list_objects("payloads/")] == [new]
 
 
 async def test_retention_deletes_a_purged_jobs_payload(blob: BlobStore, store: Store) -> None:

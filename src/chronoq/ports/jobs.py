@@ -231,6 +231,12 @@ class JobStore(Protocol):
         orphan-blob sweep; never user-facing). Strings that are not job ids are absent."""
         ...
 
+    async def payload_refs_of(self, job_ids: Sequence[str]) -> set[str]:
+        """The payload references (``Job.payload_ref``) of those of ``job_ids`` that exist,
+        whoever owns them (the leader's orphan sweep of ``payloads/``; never user-facing).
+        Strings that are not job ids are ignored."""
+        ...
+
     async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
         """The output references (``Run.output_ref``) recorded on those of ``run_ids`` that
         exist, whoever owns them (the leader's orphan sweep of ``outputs/``; never

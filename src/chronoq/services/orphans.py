@@ -3,8 +3,15 @@
 The api puts an offloaded payload (``payloads/<job_id>``) BEFORE it inserts the job
 row — so no row ever points to a missing object — which means a crash, or a failed
 insert, between the two leaves an object that no job references. The leader lists
-``payloads/`` page by page, asks the store which of those job ids exist, and deletes
-the objects of the ones that do not, but only objects older than ``min_age``.
+``payloads/`` page by page, asks the store which payload references those jobs carry
+(``JobStore.payload_refs_of``), and deletes the objects no job references, but only
+objects older than ``min_age``.
+
+A ``PATCH`` that changes an offloaded payload puts it under a new key
+(``payloads/<job_id>.<rev>``) before the row changes, and leaves the old object to
+this sweep rather than deleting it at once: a worker that claimed a run just before
+the change still reads the payload it was given, for ``min_age``. A ``PATCH`` that
+failed after its put leaves an object no row references; the sweep collects it too.
 
 Why the age, and how large: an object younger than the longest put-to-insert window
 may still get its row. Direct ingestion inserts within a second or two; with a
@@ -24,7 +31,7 @@ The same age applies: an outcome is recorded within seconds of its put.
 Why not delete at once when an insert fails: the insert may have committed and only
 its answer been lost; deleting then would leave a row pointing nowhere. The sweep
 asks the store, so it never deletes a referenced object. Keys that are not
-``payloads/<uuid>`` or ``outputs/<uuid>-<attempt>`` are never touched. The sweep resumes
+``payloads/<uuid>[.<uuid>]`` or ``outputs/<uuid>-<attempt>`` are never touched. The sweep resumes
 where the last pass stopped, so a large bucket is covered over several passes.
 """
 
@@ -40,9 +47,10 @@ from chronoq.ports.jobs import JobStore
 from chronoq.services.base import log
 
 PAYLOADS = "payloads/"
-"""Where the api puts offloaded payloads (``services.api.ingest``: ``payloads/<job_id>``)."""
+"""Where the api puts offloaded payloads (``services.api.ingest``: ``payloads/<job_id>``,
+and ``payloads/<job_id>.<rev>`` for a changed one)."""
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_JOB_ID = re.compile(_UUID)
+_PAYLOAD = re.compile(rf"({_UUID})(?:\.{_UUID})?")
 _OUTPUT = re.compile(rf"({_UUID})-[1-9][0-9]*")
 """``outputs/``'s names: ``<run_id>-<attempt>`` (``domain.jobs.output_key``)."""
 
@@ -95,15 +103,15 @@ class OrphanSweep:
 
     async def _unreferenced(self, prefix: str, keys: list[str]) -> list[str]:
         """Those of ``keys`` (under ``prefix``) that no row references; others' names kept."""
-        if prefix == PAYLOADS:
-            ids = {key: key[len(prefix) :] for key in keys}
-            ids = {key: i for key, i in ids.items() if _JOB_ID.fullmatch(i)}
-            existing = await self._jobs.existing_job_ids(list(ids.values())) if ids else set()
-            return [key for key, job_id in ids.items() if job_id not in existing]
-        runs: dict[str, str] = {}
+        payloads = prefix == PAYLOADS
+        owners: dict[str, str] = {}  # key -> the job (payloads) or run (outputs) it belongs to
         for key in keys:
-            match = _OUTPUT.fullmatch(key[len(prefix) :])
+            match = (_PAYLOAD if payloads else _OUTPUT).fullmatch(key[len(prefix) :])
             if match:
-                runs[key] = match.group(1)
-        refs = await self._jobs.output_refs_of(list(set(runs.values()))) if runs else set()
-        return [key for key in runs if BLOB_REF_PREFIX + key not in refs]
+                owners[key] = match.group(1)
+        if not owners:
+            return []
+        ids = list(set(owners.values()))
+        refs_of = self._jobs.payload_refs_of if payloads else self._jobs.output_refs_of
+        refs = await refs_of(ids)
+        return [key for key in owners if BLOB_REF_PREFIX + key not in refs]

@@ -191,6 +191,11 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         jobs = self._db().jobs
         return {job_id for job_id in job_ids if job_id in jobs}
 
+    async def payload_refs_of(self, job_ids: Sequence[str]) -> set[str]:
+        jobs = self._db().jobs
+        refs = (jobs[i].job.payload_ref for i in job_ids if i in jobs)
+        return {ref for ref in refs if ref is not None}
+
     async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
         runs = self._db().runs
         refs = (runs[i].output_ref for i in run_ids if i in runs)

@@ -86,6 +86,9 @@ LIST_RUNS = (  # left(): a list never detoasts whole outputs (PostgreSQL slices 
     " ORDER BY scheduled_for DESC, attempt DESC LIMIT $3"
 )
 OUTPUT_REF = "SELECT output_ref FROM job_runs WHERE run_id = $1 AND job_id = $2 AND user_id = $3"
+PAYLOAD_REFS_OF = (
+    "SELECT payload_ref FROM jobs WHERE job_id = ANY($1::uuid[]) AND payload_ref IS NOT NULL"
+)
 OUTPUT_REFS_OF = (
     "SELECT output_ref FROM job_runs WHERE run_id = ANY($1::uuid[]) AND output_ref IS NOT NULL"
 )

@@ -344,6 +344,14 @@ class PostgresStore(
             )
         return {r[0] for r in rows}
 
+    async def payload_refs_of(self, job_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(i for i in job_ids if is_id(i)))
+        if not ids:
+            return set()
+        with translated("payload_refs_of"):
+            rows = await self._connected().fetch(sql.PAYLOAD_REFS_OF, ids)
+        return {r[0] for r in rows}
+
     async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
         ids = list(dict.fromkeys(i for i in run_ids if is_id(i)))
         if not ids:

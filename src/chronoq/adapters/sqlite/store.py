@@ -178,6 +178,14 @@ class SqliteStore(SqliteTokens):
         query = "SELECT job_id FROM jobs WHERE job_id IN (SELECT value FROM json_each(?))"
         return await self._run(lambda c: {r[0] for r in c.execute(query, (ids,))})
 
+    async def payload_refs_of(self, job_ids: Sequence[str]) -> set[str]:
+        ids = json.dumps(list(dict.fromkeys(job_ids)))
+        query = (
+            "SELECT payload_ref FROM jobs WHERE payload_ref IS NOT NULL"
+            " AND job_id IN (SELECT value FROM json_each(?))"
+        )
+        return await self._run(lambda c: {r[0] for r in c.execute(query, (ids,))})
+
     async def output_refs_of(self, run_ids: Sequence[str]) -> set[str]:
         ids = json.dumps(list(dict.fromkeys(run_ids)))
         query = (

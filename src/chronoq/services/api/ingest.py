@@ -113,8 +113,8 @@ class Ingest:
     async def offload_changed(self, job_id: str, payload: str) -> str | None:
         """A changed payload (``PATCH``) put to the blob store if over the threshold: its
         reference, or None (kept inline). A new key per change (``payloads/<id>.<rev>``),
-        so the old object stays until the change is stored, then the caller deletes it.
-        Such keys are not ``payloads/<uuid>``: the orphan sweep never touches them."""
+        so the old object stays for runs claimed before the change; the leader's orphan
+        sweep deletes whichever of the two no job references once it is old enough."""
         if len(payload.encode()) <= OFFLOAD_THRESHOLD:
             return None
         key = f"payloads/{job_id}.{new_id()}"

@@ -65,18 +65,16 @@ async def update_job(request: Request) -> JSONResponse:
         new_ref = await deps.ingest.offload_changed(job_id, changes.payload)
         if new_ref is not None:
             changes = replace(changes, payload=None, payload_ref=new_ref)
-    try:
-        result = await deps.store.update_job(user, job_id, changes, deps.clock.now())
-    except BaseException:
-        await deps.ingest.delete_refs([new_ref])  # the row never pointed at it
-        raise
-    if result is None:
+    # No blob is deleted here when the row may point at it. A failed update may have
+    # committed with only its answer lost, so its new object is left to the leader's
+    # orphan sweep (services.orphans), like the old object after a change: a worker that
+    # claimed a run just before the change still reads the payload it was given.
+    result = await deps.store.update_job(user, job_id, changes, deps.clock.now())
+    if result is None:  # no such job of this user: nothing was changed
         await deps.ingest.delete_refs([new_ref])
         await _missing(deps, user, job_id)
     assert result is not None
-    job, old_ref = result
-    if old_ref is not None and old_ref != job.payload_ref:
-        await deps.ingest.delete_refs([old_ref])
+    job, _old_ref = result
     deps.notifier.publish(FIRES)
     return JSONResponse(job_v1(job, await deps.ingest.load_payload(job)))
 
