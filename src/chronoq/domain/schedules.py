@@ -44,24 +44,38 @@ are rejected at parse time.
 cronsim parses and validates the fields and decides which days match; the
 search itself is ours, over cronsim's parsed field sets, in naive wall time,
 so DST is handled here and not by cronsim (which either ticks in UTC or
-applies Debian-cron fixups to 5-field expressions only).
+applies Debian-cron fixups to 5-field expressions only). The expression's text
+(descriptors, fields, messages) is ``cron_text``'s; the timezones are ``zones``'.
 """
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import MAXYEAR, UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from functools import lru_cache
 from typing import Final, Protocol
-from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from chronoq.domain.durations import parse_go_duration
-from chronoq.errors import ScheduleError, ValidationError
+from chronoq.domain.cron_text import (
+    DESCRIPTORS,
+    FIELD,
+    cronsim_spec,
+    every_interval,
+    explain_cron_error,
+    normalise_cron,
+)
+from chronoq.domain.zones import (
+    UTC_NAMES,
+    known_timezones,
+    load_zone,
+    transition_instant,
+    validate_timezone,
+    wall_offsets,
+)
+from chronoq.errors import ScheduleError
 
 __all__ = [
     "CronSchedule",
@@ -69,42 +83,13 @@ __all__ = [
     "DstRepeat",
     "EverySchedule",
     "Schedule",
+    "known_timezones",
     "parse_schedule",
     "validate_timezone",
 ]
 
-MIN_EVERY: Final = timedelta(seconds=1)
 _SEARCH_YEARS: Final = 400
 _ONE_SECOND: Final = timedelta(seconds=1)
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_FIELD = "cron_schedule"
-
-DESCRIPTORS: Final[dict[str, str]] = {
-    "@yearly": "0 0 0 1 1 *",
-    "@annually": "0 0 0 1 1 *",
-    "@monthly": "0 0 0 1 * *",
-    "@weekly": "0 0 0 * * 0",
-    "@daily": "0 0 0 * * *",
-    "@midnight": "0 0 0 * * *",
-    "@hourly": "0 0 * * * *",
-}
-
-# (name, lowest, highest, symbolic names) per field of the 6-field form.
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-_FIELDS: Final = (
-    ("second", 0, 59, ()),
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, _MONTHS),
-    ("day-of-week", 0, 7, _DAYS),
-)
-_MONTH_NAME = re.compile(r"\b(?:" + "|".join(_MONTHS) + r")\b")
-_DAY_NAME = re.compile(r"\b(?:" + "|".join(_DAYS) + r")\b")
-_ZONE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
-_UTC_NAMES = frozenset({"UTC", "Etc/UTC"})  # evaluated on the fast path, no DST
-_NOT_ZONES = frozenset({"localtime", "posixrules"})  # host-dependent files, not IANA zones
 
 
 class Schedule(Protocol):
@@ -127,24 +112,6 @@ class Schedule(Protocol):
         ``None`` when the schedule has no later fire.
         """
         ...
-
-
-@lru_cache(maxsize=1)
-def known_timezones() -> frozenset[str]:
-    """Every timezone a job may name: the IANA keys this installation has (the ``tzdata``
-    package, a dependency, and the system's), without host-dependent files. The OpenAPI
-    document lists exactly these, so the schema and the validation agree."""
-    return frozenset(
-        name
-        for name in available_timezones()
-        if _ZONE_KEY.fullmatch(name) is not None and name not in _NOT_ZONES
-    )
-
-
-def validate_timezone(name: str) -> str:
-    """Return ``name`` if it is a loadable IANA timezone key, else raise ``ScheduleError``."""
-    _load_zone(name)
-    return name
 
 
 class DstGap(StrEnum):
@@ -186,7 +153,7 @@ def parse_schedule(
     Results are cached.
     """
     if not isinstance(expression, str):
-        raise ScheduleError(f"invalid {_FIELD}: expected a string", field=_FIELD)
+        raise ScheduleError(f"invalid {FIELD}: expected a string", field=FIELD)
     if timezone is not None and not isinstance(timezone, str):
         raise ScheduleError("invalid timezone: expected a string", field="timezone")
     return _parse_cached(expression, timezone, DstGap(dst_gap), DstRepeat(dst_repeat))
@@ -197,29 +164,27 @@ def _parse_cached(
     expression: str, timezone: str | None, dst_gap: DstGap, dst_repeat: DstRepeat
 ) -> Schedule:
     text = expression.strip()
-    zone = None if timezone is None or timezone in _UTC_NAMES else _load_zone(timezone)
+    zone = None if timezone is None or timezone in UTC_NAMES else load_zone(timezone)
     if not text:
-        raise ScheduleError(f"invalid {_FIELD} {text!r}: empty", field=_FIELD)
+        raise ScheduleError(f"invalid {FIELD} {text!r}: empty", field=FIELD)
     if text.startswith("@"):
         head, *rest_ = text.split(maxsplit=1)
         head, rest = head.lower(), "".join(rest_)
         if head == "@every":
-            return EverySchedule(text, timezone, _every_interval(text, rest))
+            return EverySchedule(text, timezone, every_interval(text, rest))
         spec = DESCRIPTORS.get(head)
         if spec is None:
             known = ", ".join([*DESCRIPTORS, "@every <duration>"])
             raise ScheduleError(
-                f"invalid {_FIELD} {text!r}: unknown descriptor (expected one of {known})",
-                field=_FIELD,
+                f"invalid {FIELD} {text!r}: unknown descriptor (expected one of {known})",
+                field=FIELD,
             )
         if rest.strip():
-            raise ScheduleError(
-                f"invalid {_FIELD} {text!r}: {head} takes no arguments", field=_FIELD
-            )
+            raise ScheduleError(f"invalid {FIELD} {text!r}: {head} takes no arguments", field=FIELD)
         parts = spec.split()
     else:
-        parts = _normalise_cron(text)
-    spec = _cronsim_spec(parts)
+        parts = normalise_cron(text)
+    spec = cronsim_spec(parts)
     fields = _CronFields(text, parts, spec)
     fixed_time = not parts[2].startswith("*")
     shift = dst_gap is DstGap.SHIFT or (dst_gap is DstGap.AUTO and fixed_time)
@@ -291,9 +256,9 @@ class CronSchedule:
     def _next_in_zone(self, a: datetime, zone: tzinfo) -> datetime | None:
         local = a.astimezone(zone)
         cursor = local.replace(tzinfo=None, fold=0)
-        before, after_ = _offsets(cursor, zone)
+        before, after_ = wall_offsets(cursor, zone)
         if before > after_:  # `a` lies in a fall-back overlap
-            start = _transition(cursor - before, cursor - after_, zone).replace(tzinfo=None)
+            start = transition_instant(cursor - before, cursor - after_, zone).replace(tzinfo=None)
             overlap_start, overlap_end = start + after_, start + before
             if local.fold == 1 and self.repeat_once:
                 # Second pass: fixed-time fires in the overlap already happened.
@@ -307,7 +272,7 @@ class CronSchedule:
             wall = self._fields.next_wall(cursor)
             if wall is None:
                 return None
-            before, after_ = _offsets(wall, zone)
+            before, after_ = wall_offsets(wall, zone)
             if before == after_:
                 fire = _as_utc(wall, before)
             elif before > after_:  # ambiguous: first pass, and the second for interval-like
@@ -315,7 +280,7 @@ class CronSchedule:
                 if fire <= a and not self.repeat_once:
                     fire = _as_utc(wall, after_)
             else:  # nonexistent: fixed-time fires at the transition, interval-like skips
-                start = _transition(wall - after_, wall - before, zone)
+                start = transition_instant(wall - after_, wall - before, zone)
                 if self.gap_shift:
                     fire = start
                 else:
@@ -354,7 +319,7 @@ class _CronFields:
         try:
             sim = CronSim(spec, datetime(2000, 1, 1))
         except CronSimError as exc:
-            raise ScheduleError(_explain_cron_error(text, parts, exc), field=_FIELD) from None
+            raise ScheduleError(explain_cron_error(text, parts, exc), field=FIELD) from None
         self._sim = sim
         self._seconds = tuple(sorted(sim.seconds))
         self._minutes = tuple(sorted(sim.minutes))
@@ -362,7 +327,7 @@ class _CronFields:
         self._months = frozenset(sim.months)
         self._first = time(self._hours[0], self._minutes[0], self._seconds[0])
         if self.next_wall(datetime(1999, 12, 31, 23, 59, 59)) is None:
-            raise ScheduleError(f"invalid {_FIELD} {text!r}: it never fires", field=_FIELD)
+            raise ScheduleError(f"invalid {FIELD} {text!r}: it never fires", field=FIELD)
 
     def explain(self) -> str:
         text: str = self._sim.explain()
@@ -420,138 +385,3 @@ def _utc(value: datetime) -> datetime:
 
 def _as_utc(wall: datetime, offset: timedelta) -> datetime:
     return (wall - offset).replace(tzinfo=UTC)
-
-
-def _offsets(wall: datetime, zone: tzinfo) -> tuple[timedelta, timedelta]:
-    """UTC offsets of naive ``wall`` read with fold=0 and fold=1 (PEP 495).
-
-    Equal: an ordinary time. fold0 > fold1: ambiguous (fall-back overlap), fold0
-    is the first occurrence. fold0 < fold1: nonexistent (spring-forward gap).
-    """
-    first = zone.utcoffset(wall)
-    second = zone.utcoffset(wall.replace(fold=1))
-    if first is None or second is None:  # pragma: no cover - ZoneInfo always answers
-        raise ValueError(f"timezone {zone!r} has no UTC offset")
-    return first, second
-
-
-def _transition(low: datetime, high: datetime, zone: tzinfo) -> datetime:
-    """The instant in ``(low, high]`` (naive UTC) where the offset becomes that of ``high``.
-
-    Transitions are whole seconds; the range spans one transition (at most a DST shift).
-    """
-    lo = (low.replace(tzinfo=UTC) - _EPOCH) // _ONE_SECOND
-    hi = -((_EPOCH - high.replace(tzinfo=UTC)) // _ONE_SECOND)  # ceiling
-    target = datetime.fromtimestamp(hi, zone).utcoffset()
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if datetime.fromtimestamp(mid, zone).utcoffset() == target:
-            hi = mid
-        else:
-            lo = mid
-    return _EPOCH + timedelta(seconds=hi)
-
-
-def _load_zone(name: str) -> tzinfo:
-    message = f"unknown timezone {name!r}: expected an IANA name such as 'Europe/Berlin'"
-    if not isinstance(name, str) or name not in known_timezones():
-        raise ScheduleError(message, field="timezone")
-    try:
-        return ZoneInfo(name)
-    except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-        raise ScheduleError(message, field="timezone") from None
-
-
-def _every_interval(text: str, duration: str) -> timedelta:
-    if not duration.strip():
-        raise ScheduleError(
-            f"invalid {_FIELD} {text!r}: @every needs a duration such as '@every 5m'",
-            field=_FIELD,
-        )
-    try:
-        interval = parse_go_duration(duration)
-    except ValidationError as exc:
-        raise ScheduleError(f"invalid {_FIELD} {text!r}: {exc.message}", field=_FIELD) from None
-    if interval < MIN_EVERY:
-        raise ScheduleError(
-            f"invalid {_FIELD} {text!r}: @every interval must be at least 1s", field=_FIELD
-        )
-    return interval
-
-
-def _normalise_cron(text: str) -> list[str]:
-    """The six fields (seconds first) of a 5- or 6-field expression, upper case, ``?`` as ``*``."""
-    parts = text.upper().replace("?", "*").split()
-    if len(parts) == 5:
-        parts.insert(0, "0")
-    elif len(parts) != 6:
-        raise ScheduleError(
-            f"invalid {_FIELD} {text!r}: expected 5 fields (minute hour day-of-month month "
-            f"day-of-week) or 6 with seconds first, got {len(parts)}",
-            field=_FIELD,
-        )
-    return parts
-
-
-def _cronsim_spec(parts: list[str]) -> str:
-    """What cronsim must be given to mean what robfig means by ``parts``.
-
-    cronsim reads any single-value term with a step (``5-5/2``, ``SAT-6/1``) as "from
-    that value to the field's end", and a day-of-week ``a/n`` runs on to 7 (Sunday again).
-    Names become numbers so those cases can be seen, then the steps are rewritten.
-    """
-    fixed = list(parts)
-    fixed[4] = _MONTH_NAME.sub(lambda m: str(_MONTHS.index(m[0]) + 1), fixed[4])
-    fixed[5] = _DAY_NAME.sub(lambda m: str(_DAYS.index(m[0])), fixed[5])
-    for index, part in enumerate(fixed):
-        terms = (_fix_step(term, dow=index == 5) for term in part.split(","))
-        fixed[index] = ",".join(terms)
-    return " ".join(fixed)
-
-
-def _fix_step(term: str, *, dow: bool) -> str:
-    base, slash, step = term.partition("/")
-    if not slash:
-        return term
-    if dow and base.isdigit() and int(base) <= 6:
-        base = f"{base}-6"
-    low, dash, high = base.partition("-")
-    if dash and low.isdigit() and high.isdigit() and int(low) == int(high):
-        return low
-    return f"{base}/{step}"
-
-
-def _explain_cron_error(text: str, parts: list[str], exc: CronSimError) -> str:
-    """Turn cronsim's terse "Bad minute" into a message that names the problem."""
-    prefix = f"invalid {_FIELD} {text!r}: "
-    for (name, low, high, names), value in zip(_FIELDS, parts, strict=True):
-        if str(exc) == f"Bad {name}":
-            return prefix + _diagnose_field(name, low, high, names, value)
-    return prefix + str(exc)
-
-
-def _diagnose_field(name: str, low: int, high: int, names: tuple[str, ...], value: str) -> str:
-    for term in value.split(","):
-        base, slash, step = term.partition("/")
-        if not term:
-            return f"empty item in {name} field {value!r}"
-        if slash and (not step.isdigit() or int(step) == 0):
-            return f"step {step!r} in {name} field must be a positive integer"
-        numbers = []
-        for token in base.split("-", 1):
-            if name == "day-of-week":
-                token = token.split("#", 1)[0].removesuffix("L")
-            if token == "*" or (name == "day-of-month" and token in ("L", "LW")):
-                continue
-            number = names.index(token) + (name == "month") if token in names else None
-            if number is None and not token.isdigit():
-                return f"unrecognised value {token!r} in {name} field {value!r}"
-            number = int(token) if number is None else number
-            if not low <= number <= high:
-                return f"{name} value {number} out of range {low}-{high}"
-            numbers.append(number)
-        if len(numbers) == 2 and numbers[0] > numbers[1]:
-            return f"range {base} in {name} field is reversed (start after end)"
-    if name == "day-of-month":
-        return f"day-of-month {value!r} never occurs in the chosen months"
-    return f"invalid {name} field {value!r}"
