@@ -623,8 +623,9 @@ def check(
     context: str = "",
 ) -> Report:
     reader = executions if callable(executions) else None
+    given: Sequence[Execution] = [] if callable(executions) else executions
     checker = Checker(
-        db=db, book=book, executions=[] if reader else executions,
+        db=db, book=book, executions=given,
         faults=faults, cutoff=cutoff, read_executions=reader,
         bad_ledger_lines=() if callable(bad_ledger_lines) else bad_ledger_lines,
         read_bad_lines=bad_ledger_lines if callable(bad_ledger_lines) else None,
@@ -645,7 +646,7 @@ def wait_settled(db: Db, cutoff: datetime, timeout: float) -> bool:
             " AND status IN ('QUEUED', 'RUNNING'))",
             cutoff,
         )
-        return open_count == 0
+        return open_count is not None and int(open_count) == 0  # None: unreachable
 
     return bool(wait_for(settled, timeout, interval=0.25))
 
