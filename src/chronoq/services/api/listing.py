@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import QueryParams
 
@@ -27,8 +28,12 @@ _MAX_STATUS_PARAMS = len(JobStatus)
 _STATUSES = ", ".join(s.value for s in JobStatus)
 
 
-def list_params(user: str, query: QueryParams, cursor: str | None) -> ListJobsParams:
-    """``cursor``: the store position, already opened by the caller."""
+def list_params(
+    user: str, query: QueryParams, raw_query: bytes, cursor: str | None
+) -> ListJobsParams:
+    """``cursor``: the store position, already opened by the caller; ``raw_query``: the
+    query string as sent (checked for invalid UTF-8, which Starlette would replace)."""
+    _check_utf8(raw_query)
     return ListJobsParams(
         user_id=user,
         statuses=_statuses(query.getlist("status")),
@@ -88,6 +93,23 @@ def _statuses(raw: list[str]) -> frozenset[JobStatus]:
     return frozenset(found)
 
 
+_TEXT_PARAMS = frozenset({"status", "project_id", "kind", "q"})
+
+
+def _check_utf8(raw_query: bytes) -> None:
+    """A 400 naming the parameter whose value is not UTF-8 once percent-decoded (decoded
+    with replacement, it would filter for a text the caller never sent)."""
+    for pair in raw_query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        key = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8", "replace")
+        if key not in _TEXT_PARAMS:
+            continue
+        try:
+            unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError(f"{key} must be valid UTF-8", field=key) from None
+
+
 def _kind(raw: str | None) -> JobKind | None:
     if not raw:
         return None
@@ -100,10 +122,6 @@ def _kind(raw: str | None) -> JobKind | None:
 def _text(raw: str | None, name: str, max_len: int) -> str | None:
     if raw is not None and "\x00" in raw:
         raise ValidationError(f"{name} must not contain a NUL character", field=name)
-    if raw is not None and "\ufffd" in raw:
-        # Starlette decodes the query string with replacement: U+FFFD here means the bytes
-        # were not UTF-8 (a filter for a text no job can hold).
-        raise ValidationError(f"{name} must be valid UTF-8", field=name)
     if raw is not None and len(raw) > max_len:
         raise ValidationError(f"{name} must be at most {max_len} characters", field=name)
     return raw or None

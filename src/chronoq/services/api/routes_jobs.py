@@ -118,7 +118,8 @@ async def list_jobs(request: Request) -> JSONResponse:
     user = user_of(request)
     query = request.query_params
     cursors: CursorSeal = request.app.state.cursors
-    params = list_params(user, query, cursors.open(user, query.get("cursor")))
+    raw = request.scope.get("query_string", b"")
+    params = list_params(user, query, raw, cursors.open(user, query.get("cursor")))
     page = await deps.store.list_jobs(params)
     return JSONResponse(
         {"items": page_items(page), "next_cursor": cursors.seal(user, page.next_cursor)}
