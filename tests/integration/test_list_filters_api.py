@@ -3,11 +3,16 @@ through a real server: a bad value of each parameter is a 400 naming it."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
+from chronoq import Client
+from chronoq.cli.main import main
+from chronoq.errors import ValidationError
 from tests.support.waiting import wait_for
 
 from .auth_support import bearer, make_token
@@ -94,3 +99,38 @@ def test_whoami_in_token_mode_names_the_token_user(module_server_factory: Server
         assert r.json()["user_id"] == alice and r.json()["auth"] == "token"
     with bearer(server.url, None, user_header=alice) as header_only:
         assert_error(header_only.get("/v1/whoami"), 401, "missing_token", "Authorization")
+
+
+def _cli(server: ServerHandle, user: str, *args: str) -> Result:
+    return CliRunner().invoke(main, [*args, "--url", server.url, "--user", user])
+
+
+def test_client_and_cli_filters(server: ServerHandle) -> None:
+    user = new_user("cli")
+    with Client(server.url, user_id=user) as client:
+        once = client.submit(project_id="cli-alpha", payload="echo hi")
+        cron = client.submit(project_id="cli-beta", payload="x", cron_schedule="0 3 * * *")
+        assert wait_for(lambda: client.jobs(status=["COMPLETED"]) != [], 30)
+        assert [j["job_id"] for j in client.jobs(kind="recurring")] == [cron["job_id"]]
+        assert [j["job_id"] for j in client.jobs(search="alpha")] == [once["job_id"]]
+        both = client.jobs(status=["COMPLETED", "PENDING"], search="cli-")
+        assert [j["job_id"] for j in both] == [once["job_id"], cron["job_id"]]
+        assert both[0]["last_run"]["status"] == "COMPLETED"
+        assert client.whoami()["user_id"] == user
+        with pytest.raises(ValidationError) as refused:
+            client.jobs(kind="daily")
+        assert refused.value.field == "kind"
+
+    listed = _cli(server, user, "jobs", "--status", "completed,paused", "--kind", "once", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [j["job_id"] for j in json.loads(listed.stdout)] == [once["job_id"]]
+    table = _cli(server, user, "jobs", "--search", "beta", "--project", "cli-beta")
+    assert table.exit_code == 0, table.output
+    assert cron["job_id"] in table.stdout and once["job_id"] not in table.stdout
+    assert "LAST RUN" in table.stdout
+    table = _cli(server, user, "jobs", "-s", "COMPLETED")
+    assert "COMPLETED" in table.stdout and once["job_id"] in table.stdout
+    who = _cli(server, user, "whoami")
+    assert who.exit_code == 0 and user in who.stdout, who.output
+    bad = _cli(server, user, "jobs", "--status", "BOGUS")
+    assert bad.exit_code == 1 and "status" in bad.output
