@@ -82,6 +82,12 @@ async def test_search_matches_an_id_prefix_or_a_project_substring(store: Store) 
     assert await ids(store, search=target.job_id[3:12]) == []
     assert await ids(store, search="report", kind=JobKind.ONCE) == []
     assert await ids(store, search="report", kind=JobKind.RECURRING) == [nightly.job_id]
+    assert await ids(store, search=target.job_id[:9] + "x") == []  # no id has that shape
+    # A whole id finds that job alone, even in a project id holding it.
+    holder = once(project_id=f"copy-of-{target.job_id}")
+    await store.insert_jobs([holder])
+    assert await ids(store, search=target.job_id) == [target.job_id]
+    assert await ids(store, search=target.job_id[:-1]) == [target.job_id, holder.job_id]
 
 
 @pytest.mark.parametrize("project", ["50%_off", "it's", "a\\b", "Ünïcødé ☃ 𝄞", "[x]*"])

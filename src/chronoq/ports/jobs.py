@@ -48,8 +48,10 @@ class ListJobsParams:
     project_id: str | None = None
     kind: JobKind | None = None
     search: str | None = None
-    """Jobs whose id starts with it (ASCII letters compared lowercased: ids are lowercase)
-    or whose project id contains it (exact characters). See ``matches_search``."""
+    """A whole job id finds that job alone (through the id's unique index); anything else
+    finds jobs whose id starts with it (ASCII letters compared lowercased: ids are
+    lowercase) or whose project id contains it (exact characters). See
+    ``matches_search``."""
     cursor: str | None = None
     """Opaque cursor from a previous page's ``next_cursor``."""
     limit: int = 100
@@ -65,10 +67,29 @@ def search_id_prefix(search: str) -> str:
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ZEROS = "00000000-0000-0000-0000-000000000000"
+_EFFS = "ffffffff-ffff-ffff-ffff-ffffffffffff"
+_HEX = frozenset("0123456789abcdef")
+
+
+def search_id_bounds(search: str) -> tuple[str, str] | None:
+    """The lowest and highest canonical job id starting with ``search``'s id prefix, or
+    None when no id can (then only the project part of a search can match): the SQL
+    stores compare ids as a range, never as text cut to a length."""
+    prefix = search_id_prefix(search)
+    if len(prefix) > len(_ZEROS):
+        return None
+    for char, shape in zip(prefix, _ZEROS, strict=False):
+        if (char != "-") if shape == "-" else (char not in _HEX):
+            return None
+    return prefix + _ZEROS[len(prefix) :], prefix + _EFFS[len(prefix) :]
 
 
 def matches_search(job: Job, search: str) -> bool:
     """The search rule every store implements (the memory store uses this one)."""
+    bounds = search_id_bounds(search)
+    if bounds is not None and bounds[0] == bounds[1]:  # a whole id
+        return job.job_id == bounds[0]
     return job.job_id.startswith(search_id_prefix(search)) or search in job.project_id
 
 

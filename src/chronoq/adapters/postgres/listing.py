@@ -16,16 +16,9 @@ from chronoq.adapters.postgres.rows import job_from_record
 from chronoq.adapters.postgres.sql import JOB_COLUMNS
 from chronoq.domain.states import RunStatus
 from chronoq.errors import ValidationError
-from chronoq.ports.jobs import JobKind, JobPage, ListJobsParams, RunBrief, search_id_prefix
+from chronoq.ports.jobs import JobKind, JobPage, ListJobsParams, RunBrief, search_id_bounds
 
-LIST_JOBS = (
-    "SELECT seq, " + JOB_COLUMNS + " FROM jobs WHERE user_id = $1 AND seq > $2"
-    " AND (cardinality($3::text[]) = 0 OR status = ANY($3::text[]))"
-    " AND ($4::text IS NULL OR project_id = $4)"
-    " AND ($5::bool IS NULL OR (cron_schedule IS NOT NULL) = $5)"
-    " AND ($6::text IS NULL OR starts_with(job_id::text, $7) OR strpos(project_id, $6) > 0)"
-    " ORDER BY seq LIMIT $8"
-)
+_SELECT = "SELECT seq, " + JOB_COLUMNS + " FROM jobs WHERE user_id = $1 AND seq > $2"
 
 RECENT_RUNS = (
     "SELECT p.job_id, r.run_id, r.status, r.scheduled_for, r.attempt, r.started_at,"
@@ -39,21 +32,9 @@ RECENT_RUNS = (
 
 async def list_jobs(conn: Any, params: ListJobsParams) -> JobPage:
     """``conn``: the store's pool (each statement takes its own connection)."""
-    after = decode_cursor(params.cursor)
-    kind = None if params.kind is None else params.kind is JobKind.RECURRING
-    search = params.search
+    sql, args = list_statement(params, decode_cursor(params.cursor))
     with translated("list_jobs"):
-        rows = await conn.fetch(
-            LIST_JOBS,
-            params.user_id,
-            after,
-            sorted(s.value for s in params.statuses),
-            params.project_id,
-            kind,
-            search,
-            None if search is None else search_id_prefix(search),
-            params.limit + 1,
-        )
+        rows = await conn.fetch(sql, *args)
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     cursor = str(rows[-1][0]) if more and rows else None
@@ -74,6 +55,37 @@ async def list_jobs(conn: Any, params: ListJobsParams) -> JobPage:
                 )
             )
     return JobPage(items=jobs, next_cursor=cursor, recent_runs=recent)
+
+
+def list_statement(params: ListJobsParams, after: int) -> tuple[str, list[Any]]:
+    """The statement names only the filters in use: each combination is planned for what
+    it asks (a catch-all ``$n IS NULL OR ...`` statement gets a generic plan that costs
+    twice as much per row). The id prefix is a uuid range, never ``job_id::text``."""
+    sql, args = _SELECT, [params.user_id, after]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if params.statuses:
+        sql += f" AND status = ANY({arg(sorted(s.value for s in params.statuses))}::text[])"
+    if params.project_id is not None:
+        sql += f" AND project_id = {arg(params.project_id)}"
+    if params.kind is not None:
+        recurring = params.kind is JobKind.RECURRING
+        sql += f" AND cron_schedule IS {'NOT ' if recurring else ''}NULL"
+    if params.search is not None:
+        bounds = search_id_bounds(params.search)
+        if bounds is not None and bounds[0] == bounds[1]:  # a whole id: the primary key
+            sql += f" AND job_id = {arg(bounds[0])}::uuid"
+        elif bounds is None:  # no id starts so: only the project part can match
+            sql += f" AND strpos(project_id, {arg(params.search)}) > 0"
+        else:
+            low, high, text = arg(bounds[0]), arg(bounds[1]), arg(params.search)
+            sql += f" AND (job_id BETWEEN {low}::uuid AND {high}::uuid"
+            sql += f" OR strpos(project_id, {text}) > 0)"
+    sql += f" ORDER BY seq LIMIT {arg(params.limit + 1)}"
+    return sql, args
 
 
 def decode_cursor(cursor: str | None) -> int:

@@ -17,7 +17,7 @@ from chronoq.adapters.sqlite.rows import JOB_COLUMNS, job_from_row
 from chronoq.domain.clock import from_micros
 from chronoq.domain.jobs import Job
 from chronoq.domain.states import RunStatus
-from chronoq.ports.jobs import JobKind, JobPage, ListJobsParams, RunBrief, search_id_prefix
+from chronoq.ports.jobs import JobKind, JobPage, ListJobsParams, RunBrief, search_id_bounds
 
 _RECENT = (
     "SELECT p.value, r.run_id, r.status, r.scheduled_for, r.attempt, r.started_at,"
@@ -41,9 +41,16 @@ def list_jobs(conn: sqlite3.Connection, params: ListJobsParams, after: int) -> J
         recurring = params.kind is JobKind.RECURRING
         sql += f" AND cron_schedule IS {'NOT ' if recurring else ''}NULL"
     if params.search is not None:
-        prefix = search_id_prefix(params.search)
-        sql += " AND (substr(job_id, 1, ?) = ? OR instr(project_id, ?) > 0)"
-        args.extend([len(prefix), prefix, params.search])
+        bounds = search_id_bounds(params.search)
+        if bounds is None:  # no id starts so: only the project part can match
+            sql += " AND instr(project_id, ?) > 0"
+            args.append(params.search)
+        elif bounds[0] == bounds[1]:  # a whole id: the unique index finds it
+            sql += " AND job_id = ?"
+            args.append(bounds[0])
+        else:
+            sql += " AND (job_id BETWEEN ? AND ? OR instr(project_id, ?) > 0)"
+            args.extend([*bounds, params.search])
     sql += " ORDER BY seq LIMIT ?"
     args.append(params.limit + 1)
     rows = conn.execute(sql, args).fetchall()
