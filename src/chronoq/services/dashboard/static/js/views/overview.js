@@ -24,7 +24,7 @@ export async function render(main, { signal }) {
   const mine = h("section", { "aria-labelledby": "h-you" }, h("h2", { id: "h-you" }, "You"),
     h("p", { class: "muted" }, "Loading…"));
   replace(main, heading("Overview"), mine,
-    h("p", { class: "hint" }, "The rest is the whole server's, not yours: from the metrics of the api process this page talks to " +
+    h("p", { class: "hint server-note" }, "The rest is the whole server's, not yours: from the metrics of the api process this page talks to " +
       "(GET /metrics): counters count since that process started; the backlog and " +
       "members are the leader's view. Refreshed every 5 s."),
     body);
