@@ -122,7 +122,16 @@ async def test_filters_combine_with_the_cursor(store: Store) -> None:
         frozenset({JobStatus.PENDING}),
         frozenset({JobStatus.FAILED, JobStatus.PAUSED, JobStatus.RUNNING}),
     ]
-    searches = [None, "alpha", "bet", "Gamma", jobs[3].job_id[:2], "nothing"]
+    searches = [
+        None,
+        "alpha",
+        "bet",
+        "Gamma",
+        jobs[3].job_id[:2],
+        "nothing",
+        jobs[7].job_id,
+        jobs[10].job_id,
+    ]
     for sts, project, kind, search in itertools.product(
         status_sets, [None, "alpha"], [None, *JobKind], searches
     ):
