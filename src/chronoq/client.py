@@ -169,12 +169,21 @@ class Client(ControlMixin):
         return _items(self._object("POST", "/v1/jobs:batch", json=body))
 
     def jobs(
-        self, status: str | None = None, project_id: str | None = None, limit: int = 100
+        self,
+        status: str | Sequence[str] | None = None,
+        project_id: str | None = None,
+        limit: int = 100,
+        *,
+        kind: str | None = None,
+        search: str | None = None,
     ) -> list[Json]:
         """The caller's jobs, oldest first: at most ``limit`` of them.
 
-        Follows the server's cursors as needed, so ``limit`` may exceed the
-        per-page maximum of 1000. Use :meth:`iter_jobs` to walk every job
+        Filters (all optional, combined with AND): ``status`` one status or several,
+        ``project_id`` exact, ``kind`` ``once`` or ``recurring``, ``search`` a job id
+        prefix or a substring of the project id. Each job carries ``last_run`` and
+        ``recent_run_statuses``. Follows the server's cursors as needed, so ``limit`` may
+        exceed the per-page maximum of 1000. Use :meth:`iter_jobs` to walk every job
         lazily, or :meth:`jobs_page` to paginate by hand.
         """
         if limit < 1:
@@ -183,7 +192,12 @@ class Client(ControlMixin):
         cursor: str | None = None
         while len(found) < limit:
             page, cursor = self.jobs_page(
-                status, project_id, min(limit - len(found), MAX_PAGE), cursor
+                status,
+                project_id,
+                min(limit - len(found), MAX_PAGE),
+                cursor,
+                kind=kind,
+                search=search,
             )
             found.extend(page)
             if cursor is None or not page:
@@ -191,29 +205,53 @@ class Client(ControlMixin):
         return found[:limit]
 
     def iter_jobs(
-        self, status: str | None = None, project_id: str | None = None, page_size: int = 100
+        self,
+        status: str | Sequence[str] | None = None,
+        project_id: str | None = None,
+        page_size: int = 100,
+        *,
+        kind: str | None = None,
+        search: str | None = None,
     ) -> Iterator[Json]:
         """Every matching job, oldest first, fetching one page at a time."""
         cursor: str | None = None
         while True:
-            page, cursor = self.jobs_page(status, project_id, page_size, cursor)
+            page, cursor = self.jobs_page(
+                status, project_id, page_size, cursor, kind=kind, search=search
+            )
             yield from page
             if cursor is None or not page:
                 return
 
     def jobs_page(
         self,
-        status: str | None = None,
+        status: str | Sequence[str] | None = None,
         project_id: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        *,
+        kind: str | None = None,
+        search: str | None = None,
     ) -> tuple[list[Json], str | None]:
         """One page of ``GET /v1/jobs``: ``(items, next_cursor)``; the cursor is None at the end."""
-        params = {"status": status, "project_id": project_id, "limit": limit, "cursor": cursor}
-        query = {key: value for key, value in params.items() if value is not None}
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        params: dict[str, str | int | None] = {
+            "project_id": project_id,
+            "kind": kind,
+            "q": search,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        query: list[tuple[str, str | int]] = [("status", s) for s in statuses]
+        query += [(key, value) for key, value in params.items() if value is not None]
         body = self._object("GET", "/v1/jobs", params=query)
         next_cursor = body.get("next_cursor")
         return _items(body), next_cursor if isinstance(next_cursor, str) else None
+
+    def whoami(self) -> Json:
+        """Who these credentials are (``GET /v1/whoami``): ``user_id``, ``shell_allowed``,
+        ``auth``."""
+        return self._object("GET", "/v1/whoami")
 
     def job(self, job_id: str) -> Json:
         """One job (``GET /v1/jobs/{id}``); ``NotFoundError`` for a missing or foreign id."""

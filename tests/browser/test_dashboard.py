@@ -153,7 +153,8 @@ def test_token_login_in_the_token_mode(page: Page, token_server: ServerHandle, s
     expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
     expect(page.get_by_text(f"of-{alice}")).to_be_visible()
     expect(page.get_by_text(f"of-{bob}")).to_have_count(0)
-    expect(page.get_by_text(f"…{alice_token[-4:]}")).to_be_visible()
+    # The header names the token's user, as the API says (GET /v1/whoami).
+    expect(page.get_by_text(f"Signed in as {alice}", exact=True)).to_be_visible()
     shot(page, shots, "jobs-token-mode")
     # A token that stops working mid-visit (revoked, expired): the next call's 401 signs
     # the tab out and says why.
@@ -161,8 +162,8 @@ def test_token_login_in_the_token_mode(page: Page, token_server: ServerHandle, s
         """() => sessionStorage.setItem('chronoq.session',
                  JSON.stringify({token: 'cq_' + 'B'.repeat(43)}))"""
     )
+    # The next page's first call (the header's GET /v1/whoami for the new token) is a 401.
     page.get_by_role("link", name="Submit a job").click()
-    page.get_by_role("link", name="Jobs", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("Signed out: the bearer token is not valid")
     expect(page.get_by_label("API token")).to_be_visible()
     sign_in_with_token(page, token_server, alice_token)

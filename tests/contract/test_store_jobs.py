@@ -129,16 +129,18 @@ async def test_list_filters_by_status_and_project(store: Store) -> None:
         page = await store.list_jobs(ListJobsParams(user_id="alice", **filters))  # type: ignore[arg-type]
         return [j.job_id for j in page.items]
 
-    assert await ids(status=JobStatus.COMPLETED) == [b.job_id, c.job_id]
+    assert await ids(statuses=frozenset({JobStatus.COMPLETED})) == [b.job_id, c.job_id]
     assert await ids(project_id="p1") == [a.job_id, c.job_id]
-    assert await ids(project_id="p1", status=JobStatus.PENDING) == [a.job_id]
-    assert await ids(status=JobStatus.CANCELLED) == []
+    assert await ids(project_id="p1", statuses=frozenset({JobStatus.PENDING})) == [a.job_id]
+    assert await ids(statuses=frozenset({JobStatus.CANCELLED})) == []
 
     first = await store.list_jobs(
-        ListJobsParams(user_id="alice", status=JobStatus.COMPLETED, limit=1)
+        ListJobsParams(user_id="alice", statuses=frozenset({JobStatus.COMPLETED}), limit=1)
     )
     rest = await store.list_jobs(
-        ListJobsParams(user_id="alice", status=JobStatus.COMPLETED, cursor=first.next_cursor)
+        ListJobsParams(
+            user_id="alice", statuses=frozenset({JobStatus.COMPLETED}), cursor=first.next_cursor
+        )
     )
     assert [j.job_id for j in first.items + rest.items] == [b.job_id, c.job_id]
 

@@ -165,7 +165,9 @@ def _print_jobs(console: Console, found: list[Json]) -> None:
     if not found:
         console.print("No jobs.")
         return
-    table = Table("JOB ID", "PROJECT", "STATUS", "PAYLOAD", "SCHEDULE", "NEXT FIRE", "CREATED")
+    table = Table(
+        "JOB ID", "PROJECT", "STATUS", "PAYLOAD", "SCHEDULE", "NEXT FIRE", "LAST RUN", "CREATED"
+    )
     table.columns[0].no_wrap = True
     for item in found:
         table.add_row(
@@ -175,9 +177,21 @@ def _print_jobs(console: Console, found: list[Json]) -> None:
             _clip(item.get("payload"), 32),
             _clip(item.get("cron_schedule"), 24),
             _when(item.get("next_fire_at")),
+            _last_run(item.get("last_run")),
             _when(item.get("created_at")),
         )
     console.print(table)
+
+
+def _last_run(value: object) -> Text:
+    """The newest run's status and when it ended (or was due), from a list item."""
+    from rich.text import Text
+
+    if not isinstance(value, dict):
+        return Text("-")
+    text = _status(value.get("status"))
+    text.append(" " + _when(value.get("completed_at") or value.get("scheduled_for")))
+    return text
 
 
 _JOB_FIELDS = (
@@ -299,17 +313,43 @@ def submit(
 
 
 @click.command()
-@click.option("--status", "-s", help="Only jobs in this status, e.g. PENDING.")
-@click.option("--project", "-p", help="Only jobs of this project.")
+@click.option(
+    "--status",
+    "-s",
+    "statuses",
+    multiple=True,
+    help="Only jobs in this status, e.g. PENDING; repeat it (or use commas) for several.",
+)
+@click.option("--project", "-p", help="Only jobs of this project (exact).")
+@click.option(
+    "--kind",
+    type=click.Choice(["once", "recurring"]),
+    help="Only one-shot jobs, or only jobs with a schedule.",
+)
+@click.option(
+    "--search", "-q", help="Jobs whose id starts with this, or whose project contains it."
+)
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=100, show_default=True)
 @_client_options
 def jobs(
-    status: str | None, project: str | None, limit: int, url: str, user: str, as_json: bool
+    statuses: tuple[str, ...],
+    project: str | None,
+    kind: str | None,
+    search: str | None,
+    limit: int,
+    url: str,
+    user: str,
+    as_json: bool,
 ) -> None:
-    """List your jobs, oldest first."""
+    """List your jobs, oldest first, with each one's last run."""
+    wanted = [s.strip().upper() for value in statuses for s in value.split(",") if s.strip()]
     with _api(url, user) as client:
         found = client.jobs(
-            status=status.upper() if status else None, project_id=project, limit=limit
+            status=wanted or None,
+            project_id=project,
+            limit=limit,
+            kind=kind,
+            search=search,
         )
     if as_json:
         _print_json(found)
@@ -375,4 +415,19 @@ def cancel(job_id: str, url: str, user: str, as_json: bool) -> None:
         click.echo(f"Cancelled job {cancelled.get('job_id', job_id)} ({status})")
 
 
-CLIENT_COMMANDS: tuple[click.Command, ...] = (submit, jobs, job, runs, output, cancel)
+@click.command()
+@_client_options
+def whoami(url: str, user: str, as_json: bool) -> None:
+    """Who the server takes you for, and whether it accepts your cmd: jobs."""
+    with _api(url, user) as client:
+        found = client.whoami()
+    if as_json:
+        _print_json(found)
+        return
+    from rich.text import Text
+
+    shell = "allowed" if found.get("shell_allowed") else "not allowed"
+    _console().print(Text(f"{found.get('user_id')} ({found.get('auth')} auth; shell jobs {shell})"))
+
+
+CLIENT_COMMANDS: tuple[click.Command, ...] = (submit, jobs, job, runs, output, cancel, whoami)

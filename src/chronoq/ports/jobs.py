@@ -20,29 +20,121 @@ Contract, for every adapter:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Fire, Job, JobChanges, Run
 from chronoq.domain.policies import SkipReason
-from chronoq.domain.states import JobStatus
+from chronoq.domain.states import JobStatus, RunStatus
+
+
+class JobKind(StrEnum):
+    """A list filter: one-shot jobs (no schedule) or recurring ones (a cron schedule)."""
+
+    ONCE = "once"
+    RECURRING = "recurring"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListJobsParams:
+    """Filters combine with AND; every store applies them while walking the user's jobs in
+    list order (the ``(user_id, seq)`` index), so a page costs at most the user's own jobs."""
+
     user_id: str
-    status: JobStatus | None = None
+    statuses: frozenset[JobStatus] = frozenset()
+    """Only jobs in one of these statuses (empty: any)."""
     project_id: str | None = None
+    kind: JobKind | None = None
+    search: str | None = None
+    """A whole job id finds that job alone (through the id's unique index); anything else
+    finds jobs whose id starts with it (ASCII letters compared lowercased: ids are
+    lowercase) or whose project id contains it (exact characters). See
+    ``matches_search``."""
     cursor: str | None = None
     """Opaque cursor from a previous page's ``next_cursor``."""
     limit: int = 100
+    recent_runs: int = 0
+    """Also return up to this many newest runs of each listed job (``JobPage.recent_runs``),
+    read for the whole page at once."""
+
+
+def search_id_prefix(search: str) -> str:
+    """The id prefix ``search`` stands for: ids are lowercase, so ASCII letters are folded
+    (only ASCII: a Unicode case rule would differ between the stores)."""
+    return search.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ZEROS = "00000000-0000-0000-0000-000000000000"
+_EFFS = "ffffffff-ffff-ffff-ffff-ffffffffffff"
+_HEX = frozenset("0123456789abcdef")
+
+
+def search_id_bounds(search: str) -> tuple[str, str] | None:
+    """The lowest and highest canonical job id starting with ``search``'s id prefix, or
+    None when no id can (then only the project part of a search can match): the SQL
+    stores compare ids as a range, never as text cut to a length."""
+    prefix = search_id_prefix(search)
+    if len(prefix) > len(_ZEROS):
+        return None
+    for char, shape in zip(prefix, _ZEROS, strict=False):
+        if (char != "-") if shape == "-" else (char not in _HEX):
+            return None
+    return prefix + _ZEROS[len(prefix) :], prefix + _EFFS[len(prefix) :]
+
+
+def matches_search(job: Job, search: str) -> bool:
+    """The search rule every store implements (the memory store uses this one)."""
+    bounds = search_id_bounds(search)
+    if bounds is not None and bounds[0] == bounds[1]:  # a whole id
+        return job.job_id == bounds[0]
+    return job.job_id.startswith(search_id_prefix(search)) or search in job.project_id
+
+
+def job_listed(job: Job, params: ListJobsParams) -> bool:
+    """Whether ``job`` passes the filters of ``params`` (the reference rule; the SQL stores
+    say the same in SQL, and the contract tests hold all three to it)."""
+    if params.statuses and job.status not in params.statuses:
+        return False
+    if params.project_id is not None and job.project_id != params.project_id:
+        return False
+    if params.kind is not None and (params.kind is JobKind.RECURRING) != job.recurring:
+        return False
+    return params.search is None or matches_search(job, params.search)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunBrief:
+    """What a job list shows of a run: its outcome and when."""
+
+    run_id: str
+    status: RunStatus
+    scheduled_for: datetime
+    attempt: int
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunBrief:
+        return cls(
+            run_id=run.run_id,
+            status=run.status,
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt,
+            started_at=run.started_at,
+            completed_at=run.completed_at,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobPage:
     items: list[Job]
     next_cursor: str | None
+    recent_runs: dict[str, list[RunBrief]] = field(default_factory=dict)
+    """Job id -> its newest runs, newest fire first and within a fire newest attempt first
+    (at most ``ListJobsParams.recent_runs``; a job without runs is absent)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +203,8 @@ class JobStore(Protocol):
         ...
 
     async def list_jobs(self, params: ListJobsParams) -> JobPage:
-        """The user's jobs, oldest first, after the cursor (ValidationError if it is bad)."""
+        """The user's jobs, oldest first, after the cursor (ValidationError if it is bad),
+        filtered as ``params`` says, with their newest runs if ``params.recent_runs``."""
         ...
 
     async def list_runs(

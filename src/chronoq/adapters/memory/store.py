@@ -43,7 +43,14 @@ from chronoq.errors import ConflictError, UnavailableError, ValidationError
 from chronoq.ports.dispatch import (
     ClaimDueParams,
 )
-from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
+from chronoq.ports.jobs import (
+    Backlog,
+    CancelResult,
+    JobPage,
+    ListJobsParams,
+    RunBrief,
+    job_listed,
+)
 
 _FINISHED_RUN = frozenset(RunStatus) - {RunStatus.QUEUED, RunStatus.RUNNING}
 
@@ -94,9 +101,7 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         after = store_inputs.decode_cursor(params.cursor)
         items: list[tuple[int, Job]] = []
         for position, job in self._db().user_jobs(params.user_id, after):
-            if params.status is not None and job.status is not params.status:
-                continue
-            if params.project_id is not None and job.project_id != params.project_id:
+            if not job_listed(job, params):
                 continue
             items.append((position, job))
             if len(items) > params.limit:
@@ -104,7 +109,21 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         more = len(items) > params.limit
         items = items[: max(params.limit, 0)]
         cursor = str(items[-1][0]) if more and items else None
-        return JobPage(items=[job for _, job in items], next_cursor=cursor)
+        jobs = [job for _, job in items]
+        return JobPage(items=jobs, next_cursor=cursor, recent_runs=self._recent(jobs, params))
+
+    def _recent(self, jobs: list[Job], params: ListJobsParams) -> dict[str, list[RunBrief]]:
+        found: dict[str, list[RunBrief]] = {}
+        if params.recent_runs <= 0:
+            return found
+        for job in jobs:
+            row = self._own(params.user_id, job.job_id)
+            if row is None or not row.runs:
+                continue
+            runs = [self._tables.runs[run_id] for run_id in row.runs]
+            runs.sort(key=lambda r: (r.scheduled_for, r.attempt), reverse=True)
+            found[job.job_id] = [RunBrief.of(r.to_run()) for r in runs[: params.recent_runs]]
+        return found
 
     async def list_runs(
         self, user_id: str, job_id: str, limit: int = 100, *, output_chars: int = LIST_OUTPUT_CHARS

@@ -73,12 +73,6 @@ user already has a job under their idempotency key, are skipped."""
 
 GET_JOB = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE job_id = $1 AND user_id = $2"
 
-LIST_JOBS = (
-    "SELECT seq, " + JOB_COLUMNS + " FROM jobs WHERE user_id = $1 AND seq > $2"
-    " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR project_id = $4)"
-    " ORDER BY seq LIMIT $5"
-)
-
 LIST_RUNS = (  # left(): a list never detoasts whole outputs (PostgreSQL slices them)
     "SELECT "
     + RUN_COLUMNS.replace(" output,", " left(output, $4),")

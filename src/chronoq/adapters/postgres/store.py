@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres import sql
+from chronoq.adapters.postgres import listing, sql
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.ledger import PURGE_SKIPS, PostgresLedger
@@ -146,16 +146,7 @@ class PostgresStore(
         return None if row is None else job_from_record(row)
 
     async def list_jobs(self, params: ListJobsParams) -> JobPage:
-        after = _decode_cursor(params.cursor)
-        status = None if params.status is None else params.status.value
-        with translated("list_jobs"):
-            rows = await self._connected().fetch(
-                sql.LIST_JOBS, params.user_id, after, status, params.project_id, params.limit + 1
-            )
-        more = len(rows) > params.limit
-        rows = rows[: params.limit]
-        cursor = str(rows[-1][0]) if more and rows else None
-        return JobPage(items=[job_from_record(r, 1) for r in rows], next_cursor=cursor)
+        return await listing.list_jobs(self._connected(), params)
 
     async def list_runs(
         self, user_id: str, job_id: str, limit: int = 100, *, output_chars: int = LIST_OUTPUT_CHARS
@@ -367,11 +358,3 @@ class PostgresStore(
 
     async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
         return await self._pool.transaction(what, body)
-
-
-def _decode_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-        raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
-    return int(cursor)

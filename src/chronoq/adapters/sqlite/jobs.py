@@ -22,7 +22,7 @@ from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Job, Run, output_cut
 from chronoq.domain.states import JOB_TERMINAL
 from chronoq.errors import ConflictError, ValidationError
-from chronoq.ports.jobs import Backlog, CancelResult, JobPage, ListJobsParams
+from chronoq.ports.jobs import Backlog, CancelResult
 
 CANCELLED_BY_USER = "cancelled by the user"
 
@@ -97,24 +97,6 @@ def decode_cursor(cursor: str | None) -> int:
     if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
     return int(cursor)
-
-
-def list_jobs(conn: sqlite3.Connection, params: ListJobsParams, after: int) -> JobPage:
-    sql = f"SELECT seq, {JOB_COLUMNS} FROM jobs WHERE user_id = ? AND seq > ?"
-    args: list[Any] = [params.user_id, after]
-    if params.status is not None:
-        sql += " AND status = ?"
-        args.append(params.status.value)
-    if params.project_id is not None:
-        sql += " AND project_id = ?"
-        args.append(params.project_id)
-    sql += " ORDER BY seq LIMIT ?"
-    args.append(params.limit + 1)
-    rows = conn.execute(sql, args).fetchall()
-    more = len(rows) > params.limit
-    rows = rows[: params.limit]
-    cursor = str(rows[-1][0]) if more and rows else None
-    return JobPage(items=[job_from_row(r[1:]) for r in rows], next_cursor=cursor)
 
 
 def list_runs(

@@ -34,6 +34,7 @@ from chronoq.adapters.sqlite import control as control_tx
 from chronoq.adapters.sqlite import dispatch as dispatch_tx
 from chronoq.adapters.sqlite import jobs as jobs_tx
 from chronoq.adapters.sqlite import ledger as ledger_tx
+from chronoq.adapters.sqlite import listing
 from chronoq.adapters.sqlite import lost as lost_tx
 from chronoq.adapters.sqlite import start as start_tx
 from chronoq.adapters.sqlite.migrations import migrate
@@ -109,7 +110,7 @@ class SqliteStore(SqliteTokens):
 
     async def list_jobs(self, params: ListJobsParams) -> JobPage:
         after = jobs_tx.decode_cursor(params.cursor)
-        return await self._run(lambda c: jobs_tx.list_jobs(c, params, after))
+        return await self._run(lambda c: listing.list_jobs(c, params, after))
 
     async def list_runs(
         self, user_id: str, job_id: str, limit: int = 100, *, output_chars: int = LIST_OUTPUT_CHARS

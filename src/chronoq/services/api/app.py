@@ -24,7 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronoq.errors import ChronoqError
 from chronoq.observability.metrics import Metrics
-from chronoq.services.api import routes_control, routes_jobs, routes_schedules, routes_seed
+from chronoq.services.api import (
+    routes_control,
+    routes_jobs,
+    routes_me,
+    routes_schedules,
+    routes_seed,
+)
 from chronoq.services.api.auth import Authenticator, authenticate
 from chronoq.services.api.browser import HostAllowlist
 from chronoq.services.api.cursors import CursorSeal
@@ -75,6 +81,7 @@ def create_app(deps: ApiDeps) -> Starlette:
         Route("/v1/jobs", _guard(routes_jobs.create_job), methods=["POST"]),
         Route("/v1/jobs", _guard(routes_jobs.list_jobs), methods=["GET"]),
         Route("/v1/jobs:batch", _guard(routes_jobs.create_batch), methods=["POST"]),
+        Route("/v1/whoami", _guard(routes_me.whoami), methods=["GET"]),
         Route("/v1/jobs/{job_id:jobid}", _guard(routes_jobs.get_job), methods=["GET"]),
         Route("/v1/jobs/{job_id:jobid}", _guard(routes_control.delete_job), methods=["DELETE"]),
         Route("/v1/jobs/{job_id:jobid}", _guard(routes_control.update_job), methods=["PATCH"]),

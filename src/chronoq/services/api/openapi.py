@@ -374,6 +374,9 @@ def openapi_document(auth: str = "header") -> dict[str, Any]:
     from chronoq.services.api.openapi_control import add_control
 
     add_control(paths, components)
+    from chronoq.services.api.openapi_list import add_listing
+
+    add_listing(paths, components)
     if auth == "token":
         for item in paths.values():
             for operation in item.values():

@@ -11,7 +11,6 @@ from starlette.responses import Response, StreamingResponse
 from chronoq.domain.jobs import Job
 from chronoq.domain.states import JobStatus
 from chronoq.errors import NotFoundError, UnavailableError, ValidationError
-from chronoq.ports.jobs import ListJobsParams
 from chronoq.services.api.cursors import CursorSeal
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import (
@@ -21,13 +20,13 @@ from chronoq.services.api.http import (
     shell_allowed,
     user_of,
 )
+from chronoq.services.api.listing import limit_param, list_params, page_items
 from chronoq.services.api.outputs import chunks, offloaded_output
 from chronoq.services.api.render import job_v1, run_v1
 from chronoq.services.api.schemas import (
     BATCH_DECODER,
     JOB_DECODER,
     MAX_BATCH,
-    MAX_ID_LEN,
     decode,
     to_spec,
 )
@@ -119,19 +118,12 @@ async def list_jobs(request: Request) -> JSONResponse:
     user = user_of(request)
     query = request.query_params
     cursors: CursorSeal = request.app.state.cursors
-    page = await deps.store.list_jobs(
-        ListJobsParams(
-            user_id=user,
-            status=_status(query.get("status")),
-            project_id=_project_filter(query.get("project_id")),
-            cursor=cursors.open(user, query.get("cursor")),
-            limit=_limit(query.get("limit")),
-        )
+    raw = request.scope.get("query_string", b"")
+    params = list_params(user, query, raw, cursors.open(user, query.get("cursor")))
+    page = await deps.store.list_jobs(params)
+    return JSONResponse(
+        {"items": page_items(page), "next_cursor": cursors.seal(user, page.next_cursor)}
     )
-    # Offloaded payloads (each up to max_body_bytes) stay in the blob store: a page of
-    # 1,000 jobs must not fetch 1,000 objects. GET /v1/jobs/{id} returns them.
-    items = [job_v1(job, job.payload) for job in page.items]
-    return JSONResponse({"items": items, "next_cursor": cursors.seal(user, page.next_cursor)})
 
 
 async def get_job(request: Request) -> JSONResponse:
@@ -144,7 +136,9 @@ async def list_runs(request: Request) -> JSONResponse:
     deps = deps_of(request)
     user = user_of(request)
     job = await owned_job(deps, user, request.path_params["job_id"])
-    runs = await deps.store.list_runs(user, job.job_id, _limit(request.query_params.get("limit")))
+    runs = await deps.store.list_runs(
+        user, job.job_id, limit_param(request.query_params.get("limit"))
+    )
     return JSONResponse({"items": [run_v1(run) for run in runs]})
 
 
@@ -179,31 +173,3 @@ async def run_output(request: Request) -> Response:
             )
 
     return StreamingResponse(slices(), media_type="text/plain; charset=utf-8")
-
-
-def _status(raw: str | None) -> JobStatus | None:
-    if not raw:
-        return None
-    try:
-        return JobStatus(raw.upper())
-    except ValueError:
-        allowed = ", ".join(s.value for s in JobStatus)
-        raise ValidationError(f"status must be one of {allowed}", field="status") from None
-
-
-def _project_filter(raw: str | None) -> str | None:
-    if raw is not None and "\x00" in raw:
-        raise ValidationError("project_id must not contain a NUL character", field="project_id")
-    if raw is not None and len(raw) > MAX_ID_LEN:
-        raise ValidationError(
-            f"project_id must be at most {MAX_ID_LEN} characters", field="project_id"
-        )
-    return raw or None
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return 100
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or not 1 <= int(raw) <= 1000:
-        raise ValidationError("limit must be an integer from 1 to 1000", field="limit")
-    return int(raw)

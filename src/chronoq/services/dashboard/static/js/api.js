@@ -64,3 +64,16 @@ export function preview(cron, timezone, count = 1) {
   previews.set(key, { at: Date.now(), promise });
   return promise;
 }
+
+let me = { key: null, promise: null };
+
+// Who the session's credentials are (GET /v1/whoami), asked once per credentials.
+export function whoami() {
+  const key = JSON.stringify(authHeaders());
+  if (me.key !== key) {
+    const promise = get("/v1/whoami");
+    promise.catch(() => { if (me.promise === promise) me = { key: null, promise: null }; });
+    me = { key, promise };
+  }
+  return me.promise;
+}

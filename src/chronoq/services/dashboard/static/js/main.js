@@ -1,6 +1,6 @@
 // The dashboard's router: one page per location hash, a fresh AbortSignal per page
 // (its polls stop when the user leaves it), and the sign-in gate.
-import { onUnauthenticated } from "./api.js";
+import { onUnauthenticated, whoami } from "./api.js";
 import { alertBox, h, replace } from "./dom.js";
 import * as session from "./session.js";
 import * as job from "./views/job.js";
@@ -75,7 +75,14 @@ function showWho() {
   const who = document.getElementById("who");
   const signedIn = session.current();
   who.hidden = !signedIn;
-  document.getElementById("who-name").textContent = signedIn ? `Signed in as ${session.label()}` : "";
+  const name = document.getElementById("who-name");
+  name.textContent = signedIn ? `Signed in as ${session.label()}` : "";
+  // A token says nothing readable about its user: the API names them (token mode only).
+  if (signedIn?.token) {
+    whoami().then((me) => {
+      if (session.current()?.token === signedIn.token) name.textContent = `Signed in as ${me.user_id}`;
+    }, () => {});
+  }
 }
 
 onUnauthenticated.handler = (problem) => {

@@ -1,97 +1,125 @@
 // The jobs list: one page from GET /v1/jobs at a time (the API's cursor; never all
-// jobs), filtered by status and project. The schedule in words comes from the preview
-// endpoint (once per distinct schedule), the last outcome and a success sparkline from each
-// shown job's newest runs.
-import { get, jobPath, preview } from "../api.js";
-import { alertBox, badge, field, h, heading, replace, shortId, timeEl } from "../dom.js";
+// jobs), filtered by the API (status, project, kind, search). Each listed job carries its
+// newest runs' outcomes (last_run, recent_run_statuses), so a page is one list request;
+// the schedule in words comes from the preview endpoint (once per distinct schedule).
+import { get, preview } from "../api.js";
+import { badge, field, h, heading, relative, replace, shortId, timeEl } from "../dom.js";
 
 export const JOB_STATUSES = ["PENDING", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELLED"];
+const KINDS = [["", "Any kind"], ["once", "One-shot"], ["recurring", "Recurring"]];
 const PAGE_SIZES = ["25", "50", "100"];
-const LOOKUPS_AT_ONCE = 6;
-const RECENT_RUNS = 10;
 const ENDED = new Set(["COMPLETED", "FAILED", "TIMED_OUT", "DEAD", "CANCELLED", "SKIPPED",
   "RETRY_SCHEDULED", "INTERRUPTED"]);
+
+// The filters, as they appear in the page's hash and as the API takes them. A new filter
+// (the job queue one, to come) is one entry here and one control in filterForm.
+const FILTERS = [
+  { hash: "status", api: "status" }, // comma-separated, as the API also takes them
+  { hash: "project", api: "project_id" },
+  { hash: "kind", api: "kind" },
+  { hash: "q", api: "q" },
+];
 
 // Cursors of the pages before this one, for "Previous" (per filter; a reload starts over).
 let trail = { key: "", cursors: [] };
 
+export function readFilters(query) {
+  const chosen = Object.fromEntries(FILTERS.map((f) => [f.hash, query.get(f.hash) || ""]));
+  chosen.status = chosen.status.split(",").filter((s) => JOB_STATUSES.includes(s)).join(",");
+  if (!KINDS.some(([value]) => value === chosen.kind)) chosen.kind = "";
+  return chosen;
+}
+
+export function jobsLink(chosen, limit = "25", cursor = "") {
+  const q = new URLSearchParams();
+  for (const f of FILTERS) if (chosen[f.hash]) q.set(f.hash, chosen[f.hash]);
+  if (limit !== "25") q.set("limit", limit);
+  if (cursor) q.set("cursor", cursor);
+  return `/jobs${q.size ? `?${q}` : ""}`;
+}
+
 export async function render(main, { query, signal, go }) {
-  const status = query.get("status") || "";
-  const project = query.get("project") || "";
+  const chosen = readFilters(query);
   const limit = PAGE_SIZES.includes(query.get("limit")) ? query.get("limit") : "25";
   const cursor = query.get("cursor") || "";
-  const key = JSON.stringify([status, project, limit]);
+  const key = JSON.stringify([chosen, limit]);
   if (trail.key !== key || !cursor) trail = { key, cursors: [] };
 
-  const link = (next) => {
-    const q = new URLSearchParams();
-    if (status) q.set("status", status);
-    if (project) q.set("project", project);
-    if (limit !== "25") q.set("limit", limit);
-    if (next) q.set("cursor", next);
-    return `/jobs${q.size ? `?${q}` : ""}`;
-  };
-
-  const statusSelect = h("select", { name: "status" },
-    h("option", { value: "" }, "Any status"),
-    JOB_STATUSES.map((s) => h("option", { value: s, selected: s === status }, s)));
-  const projectInput = h("input", { type: "search", name: "project", value: project,
-    maxlength: 200, autocomplete: "off" });
-  const limitSelect = h("select", { name: "limit" },
-    PAGE_SIZES.map((n) => h("option", { value: n, selected: n === limit }, n)));
-  const filters = h("form", { class: "filters", role: "search", "aria-label": "Filter jobs" },
-    field("filter-status", "Status", statusSelect),
-    field("filter-project", "Project", projectInput),
-    field("filter-limit", "Per page", limitSelect),
-    h("button", { type: "submit" }, "Apply"));
-  filters.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const q = new URLSearchParams();
-    if (statusSelect.value) q.set("status", statusSelect.value);
-    if (projectInput.value.trim()) q.set("project", projectInput.value.trim());
-    if (limitSelect.value !== "25") q.set("limit", limitSelect.value);
-    go(`/jobs${q.size ? `?${q}` : ""}`);
-  });
-
-  const page = await get("/v1/jobs", { status, project_id: project, limit, cursor });
+  const asked = { limit, cursor };
+  for (const f of FILTERS) asked[f.api] = chosen[f.hash];
+  const page = await get("/v1/jobs", asked);
   if (signal.aborted) return;
   const rows = page.items.map((job) => row(job));
   const number = trail.cursors.length + 1;
   const prev = h("button", { type: "button", disabled: !cursor }, "← Previous");
-  prev.addEventListener("click", () => {
-    const back = trail.cursors.pop();
-    go(link(back || ""));
-  });
+  prev.addEventListener("click", () => go(jobsLink(chosen, limit, trail.cursors.pop() || "")));
   const next = h("button", { type: "button", disabled: !page.next_cursor }, "Next →");
   next.addEventListener("click", () => {
     trail.cursors.push(cursor);
-    go(link(page.next_cursor));
+    go(jobsLink(chosen, limit, page.next_cursor));
   });
+  const filtered = FILTERS.some((f) => chosen[f.hash]);
   const table = page.items.length
     ? h("table", { class: "jobs stack" },
       h("caption", { class: "visually-hidden" }, `Jobs, page ${number}`),
       h("thead", {}, h("tr", {}, ["Job", "Project", "Status", "Schedule", "Next fire",
-        "Recent runs"].map((c) => h("th", { scope: "col" }, c)))),
+        "Last run"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, rows.map((r) => r.tr)))
     : h("p", { class: "empty" }, cursor ? "No more jobs." : "No jobs match. ",
-      cursor ? null : h("a", { href: "#/submit" }, "Submit one"));
+      cursor ? null : filtered ? h("a", { href: "#/jobs" }, "Show every job")
+        : h("a", { href: "#/submit" }, "Submit one"));
   replace(main,
     heading("Jobs"),
-    filters,
+    filterForm(chosen, limit, go),
+    h("p", { class: "visually-hidden", role: "status" },
+      `${page.items.length} job${page.items.length === 1 ? "" : "s"} on page ${number}`),
     table,
     h("nav", { class: "pager", "aria-label": "Pages" }, prev,
       h("span", { "aria-live": "polite" }, `Page ${number}`), next));
   fillIn(rows, signal);
 }
 
+function filterForm(chosen, limit, go) {
+  const picked = new Set(chosen.status.split(",").filter(Boolean));
+  const boxes = JOB_STATUSES.map((s) => h("input", { type: "checkbox", name: "status",
+    value: s, id: `filter-status-${s.toLowerCase()}`, checked: picked.has(s) }));
+  const statuses = h("fieldset", { class: "checks" },
+    h("legend", {}, "Status"),
+    boxes.map((box) => h("label", { class: "inline", for: box.id }, box, box.value.toLowerCase())));
+  const project = h("input", { type: "text", name: "project", value: chosen.project,
+    maxlength: 200, autocomplete: "off", spellcheck: "false" });
+  const kind = h("select", { name: "kind" },
+    KINDS.map(([value, text]) => h("option", { value, selected: value === chosen.kind }, text)));
+  const search = h("input", { type: "search", name: "q", value: chosen.q, maxlength: 200,
+    autocomplete: "off", spellcheck: "false" });
+  const perPage = h("select", { name: "limit" },
+    PAGE_SIZES.map((n) => h("option", { value: n, selected: n === limit }, n)));
+  const form = h("form", { class: "filters", role: "search", "aria-label": "Filter jobs" },
+    statuses,
+    field("filter-project", "Project", project, "Exact project id"),
+    field("filter-kind", "Kind", kind),
+    // The job queue filter goes here (a field like Kind; see FILTERS above).
+    field("filter-q", "Search", search, "Start of a job id, or part of a project id"),
+    field("filter-limit", "Per page", perPage),
+    h("div", { class: "filter-actions" },
+      h("button", { type: "submit", class: "primary" }, "Apply"),
+      FILTERS.some((f) => chosen[f.hash])
+        ? h("a", { href: `#${jobsLink({}, limit)}` }, "Clear filters") : null));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    go(jobsLink({
+      status: boxes.filter((b) => b.checked).map((b) => b.value).join(","),
+      project: project.value.trim(),
+      kind: kind.value,
+      q: search.value.trim(),
+    }, perPage.value));
+  });
+  return form;
+}
+
 function row(job) {
-  const schedule = h("td", { "data-label": "Schedule" });
-  const outcome = h("td", { "data-label": "Recent runs" }, h("span", { class: "muted" }, "…"));
-  if (job.cron_schedule) {
-    replace(schedule, h("code", {}, job.cron_schedule));
-  } else {
-    replace(schedule, h("span", { class: "muted" }, "one-shot"));
-  }
+  const schedule = h("td", { "data-label": "Schedule" },
+    job.cron_schedule ? h("code", {}, job.cron_schedule) : h("span", { class: "muted" }, "one-shot"));
   const tr = h("tr", {},
     h("td", { "data-label": "Job" },
       h("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}`, class: "mono" },
@@ -100,12 +128,24 @@ function row(job) {
     h("td", { "data-label": "Status" }, badge(job.status)),
     schedule,
     h("td", { "data-label": "Next fire" }, timeEl(job.next_fire_at)),
-    outcome);
-  return { job, tr, schedule, outcome };
+    h("td", { "data-label": "Last run" }, lastRun(job)));
+  return { job, tr, schedule };
 }
 
-// The words and outcomes, a few requests at a time, after the table is shown.
-async function fillIn(rows, signal) {
+// The newest run (a link to it, with when it ended or was due) and the sparkline.
+function lastRun(job) {
+  const last = job.last_run;
+  if (!last) return h("span", { class: "muted" }, "no run yet");
+  const when = last.completed_at || last.started_at || last.scheduled_for;
+  return h("span", { class: "last-run" },
+    h("a", { href: `#/jobs/${encodeURIComponent(job.job_id)}/runs/${encodeURIComponent(last.run_id)}` },
+      badge(last.status)), " ",
+    h("time", { datetime: when, title: when, class: "muted" }, relative(when)), " ",
+    sparkline(job.recent_run_statuses || []));
+}
+
+// The schedules in words, after the table is shown (one preview per distinct schedule).
+function fillIn(rows, signal) {
   for (const r of rows) {
     if (!r.job.cron_schedule) continue;
     preview(r.job.cron_schedule, r.job.timezone).then((p) => {
@@ -115,30 +155,13 @@ async function fillIn(rows, signal) {
       }
     }, () => {});
   }
-  const queue = [...rows];
-  const worker = async () => {
-    while (queue.length && !signal.aborted) {
-      const r = queue.shift();
-      try {
-        const runs = await get(`${jobPath(r.job.job_id)}/runs`, { limit: RECENT_RUNS });
-        const last = runs.items[0];
-        replace(r.outcome, last
-          ? [h("a", { href: `#/jobs/${encodeURIComponent(r.job.job_id)}/runs/${encodeURIComponent(last.run_id)}` },
-            badge(last.status)), " ", sparkline(runs.items)]
-          : h("span", { class: "muted" }, "no run yet"));
-      } catch (exc) {
-        replace(r.outcome, alertBox(exc.message));
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: LOOKUPS_AT_ONCE }, worker));
 }
 
 // The recent runs' outcomes, oldest first, one tick each; the label says the success rate.
-function sparkline(runs) {
-  const ended = runs.filter((r) => ENDED.has(r.status));
-  const ok = ended.filter((r) => r.status === "COMPLETED").length;
+function sparkline(statuses) {
+  const ended = statuses.filter((s) => ENDED.has(s));
+  const ok = ended.filter((s) => s === "COMPLETED").length;
   const rate = ended.length ? `${ok} of the last ${ended.length} ended runs completed` : "no run ended yet";
   return h("span", { class: "spark", role: "img", "aria-label": rate, title: rate },
-    [...runs].reverse().map((r) => h("span", { class: `tick s-${r.status.toLowerCase()}` })));
+    [...statuses].reverse().map((s) => h("span", { class: `tick s-${s.toLowerCase()}` })));
 }

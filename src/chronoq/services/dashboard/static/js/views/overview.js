@@ -1,9 +1,15 @@
-// Overview: the server's own numbers from /metrics (Prometheus text, read by the page):
-// the backlog, the leader and live members, runs finished by outcome (and per minute
-// while the page is open), fire-lag percentiles, skipped fires. Cluster-wide figures,
-// not one user's (/metrics carries no job data and needs no sign-in).
+// Overview: first the signed-in user's own figures, from the API with their credentials
+// (GET /v1/whoami; their jobs per status, one GET /v1/jobs?status=…&limit=100 each, once
+// per visit), then the server's own numbers from /metrics (Prometheus text, read by the
+// page): the backlog, the leader and live members, runs finished by outcome (and per
+// minute while the page is open), fire-lag percentiles, skipped fires. Those are
+// cluster-wide figures, not one user's (/metrics carries no job data, needs no sign-in).
+import { get, whoami } from "../api.js";
 import { alertBox, every, facts, h, heading, replace } from "../dom.js";
 import { parseMetrics, quantile, sample, samples } from "../metrics.js";
+import { JOB_STATUSES, jobsLink } from "./jobs.js";
+
+const COUNT_UP_TO = 100; // one page per status: "100+" beyond, never a walk of every job
 
 const REFRESH_MS = 5000;
 
@@ -15,11 +21,14 @@ async function scrape() {
 
 export async function render(main, { signal }) {
   const body = h("div", { "aria-live": "off" });
-  replace(main, heading("Overview"),
-    h("p", { class: "hint" }, "From the metrics of the api process this page talks to " +
+  const mine = h("section", { "aria-labelledby": "h-you" }, h("h2", { id: "h-you" }, "You"),
+    h("p", { class: "muted" }, "Loading…"));
+  replace(main, heading("Overview"), mine,
+    h("p", { class: "hint server-note" }, "The rest is the whole server's, not yours: from the metrics of the api process this page talks to " +
       "(GET /metrics): counters count since that process started; the backlog and " +
       "members are the leader's view. Refreshed every 5 s."),
     body);
+  yours(mine, signal);
   const first = await scrape();
   const draw = (now) => replace(body, ...sections(now, first));
   draw(first);
@@ -30,6 +39,24 @@ export async function render(main, { signal }) {
       replace(body, alertBox(exc.message));
     }
   });
+}
+
+async function yours(section, signal) {
+  try {
+    const [me, ...pages] = await Promise.all([whoami(),
+      ...JOB_STATUSES.map((status) => get("/v1/jobs", { status, limit: COUNT_UP_TO }))]);
+    if (signal.aborted) return;
+    const count = (p) => `${p.items.length}${p.next_cursor ? "+" : ""}`;
+    replace(section, section.firstChild,
+      facts([
+        ["Signed in as", me.user_id],
+        ["Shell (cmd:) jobs", me.shell_allowed ? "allowed" : "not allowed"],
+      ]),
+      table(["Status", "Your jobs"], JOB_STATUSES.map((status, i) => [
+        h("a", { href: `#${jobsLink({ status })}` }, status.toLowerCase()), count(pages[i])])));
+  } catch (exc) {
+    if (!signal.aborted) replace(section, section.firstChild, alertBox(exc.message));
+  }
 }
 
 function number(v, digits = 0) {
