@@ -30,14 +30,18 @@ _RUNNING_COUNTS = (
 )
 
 
-@lru_cache(maxsize=16)
-def _candidates_sql(queues: bool, full_queues: bool, full_users: bool) -> str:
+@lru_cache(maxsize=32)
+def _candidates_sql(queues: int, full_queues: bool, full_users: bool) -> str:
     """One statement per shape, each planned on its own (no ``$n IS NULL OR``); its
-    arguments: horizon, limit, then the lists this shape names, in this order."""
+    arguments: horizon, limit, then the values this shape names, in this order.
+    ``queues``: how many the worker names (0: every queue). One queue is an equality, so
+    ``runs_queued_queue`` yields its runs in claim order (no sort); several are one
+    ``ANY`` (their claimable runs are sorted)."""
     where = "r.status = 'QUEUED' AND r.available_at <= $1"
     n = 2
     for used, condition in (
-        (queues, "r.queue = ANY(${}::text[])"),
+        (queues == 1, "r.queue = ${}"),
+        (queues > 1, "r.queue = ANY(${}::text[])"),
         (full_queues, "NOT (r.queue = ANY(${}::text[]))"),
         (full_users, "NOT (r.user_id = ANY(${}::text[]))"),
     ):
@@ -61,12 +65,16 @@ async def claim_restricted(conn: Any, params: ClaimRunsParams) -> list[ClaimedRu
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LIMITS_LOCK)
         running = [(r[0], r[1], r[2]) for r in await conn.fetch(_RUNNING_COUNTS)]
     slots = Slots(params.limits, running)
-    queues = None if params.queues is None else sorted(params.queues)
+    queues: list[str] | str | None = None
+    if params.queues is not None:
+        queues = sorted(params.queues)
+        queues = queues[0] if len(queues) == 1 else queues
     claimed: list[ClaimedRun] = []
     while len(claimed) < params.limit:
         want = params.limit - len(claimed)
         full_queues, full_users = slots.full_queues(), slots.full_users()
-        statement = _candidates_sql(queues is not None, bool(full_queues), bool(full_users))
+        shape = 0 if params.queues is None else len(params.queues)
+        statement = _candidates_sql(shape, bool(full_queues), bool(full_users))
         lists = [x for x in (queues, full_queues, full_users) if x]
         rows = await conn.fetch(statement, horizon, want, *lists)
         ids = [r[0] for r in rows if slots.admit(r[1], r[2])]
