@@ -7,12 +7,17 @@ contract tests' (tests/contract/test_queues_priorities.py)."""
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from click.testing import CliRunner
 
+from chronoq import Client
+from chronoq.cli.main import main
+from chronoq.errors import ValidationError
 from tests.support.processes import clean_env
 from tests.support.times import parse_ts
 from tests.support.waiting import wait_for
@@ -186,3 +191,34 @@ def test_defaults_and_a_reset(api: httpx.Client) -> None:
     assert (r.json()["queue"], r.json()["priority"]) == ("x.y-z_1", -1000)
     r = api.patch(f"/v1/jobs/{job['job_id']}", json={"queue": None, "priority": None})
     assert (r.json()["queue"], r.json()["priority"]) == ("default", 0)
+
+
+def test_the_client_and_the_cli_set_and_clear_queue_and_priority(server: ServerHandle) -> None:
+    user = new_user("qcli")
+    with Client(server.url, user_id=user) as client:
+        job = client.submit("p", "x", cron_schedule="@daily", queue="reports", priority=7)
+        assert (job["queue"], job["priority"]) == ("reports", 7)
+        batch = client.submit_batch([{"project_id": "p", "payload": "y", "queue": "b"}])
+        assert (batch[0]["queue"], batch[0]["priority"]) == ("b", 0)
+        with pytest.raises(ValidationError) as bad:
+            client.submit("p", "x", queue="no spaces")
+        assert bad.value.field == "queue"
+        changed = client.update(job["job_id"], priority=-2)
+        assert (changed["queue"], changed["priority"]) == ("reports", -2)
+
+    def cli(*args: str) -> Any:
+        result = CliRunner().invoke(main, [*args, "--url", server.url, "--user", user, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    made = cli("submit", "echo hi", "-p", "p", "--cron", "@daily", "--queue", "q1", "--priority",
+               "1000")  # fmt: skip
+    assert (made["queue"], made["priority"]) == ("q1", 1000)
+    edited = cli("edit", made["job_id"], "--queue", "q2")
+    assert (edited["queue"], edited["priority"]) == ("q2", 1000)
+    cleared = cli("edit", made["job_id"], "--clear", "queue", "--clear", "priority")
+    assert (cleared["queue"], cleared["priority"]) == ("default", 0)
+    refused = CliRunner().invoke(
+        main, ["submit", "x", "-p", "p", "--priority", "1001", "--url", server.url]
+    )
+    assert refused.exit_code == 2  # a usage error, before any request
