@@ -105,7 +105,7 @@ async def test_a_retry_and_a_trigger_take_the_queue_the_job_has_then(store: Stor
     retry = outcome(leased, RunStatus.RETRY_SCHEDULED, started_at=at(1), retry_at=at(5))
     assert await store.complete_runs([retry]) == [True]
     manual = await store.trigger_job(job.user_id, job.job_id, at(6))
-    assert manual is not None
+    assert manual is not None and (manual.queue, manual.priority) == ("b", -3)
     runs = await runs_of(store, job)
     assert [(r.attempt, r.manual, r.queue, r.priority) for r in runs] == [
         (1, False, "a", 1),

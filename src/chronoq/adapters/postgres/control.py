@@ -192,6 +192,8 @@ class PostgresControl:
                 triggered_at=now,
                 available_at=fire,
                 manual=True,
+                queue=job.queue,  # what TRIGGER copied from the locked job
+                priority=job.priority,
             )
 
         return await self._transaction("trigger_job", body)

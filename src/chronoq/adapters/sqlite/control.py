@@ -139,6 +139,8 @@ def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: dateti
         triggered_at=now,
         available_at=fire,
         manual=True,
+        queue=job.queue,  # what INSERT_RUN copied from the job
+        priority=job.priority,
     )
 
 
