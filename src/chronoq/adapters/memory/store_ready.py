@@ -68,7 +68,7 @@ class ReadyRuns:
             if top is not None and not (slots is not None and slots.queue_full(name)):
                 heapq.heappush(heads, (top, name))
         for name, entry in passed:
-            heapq.heappush(self._ready[name], entry)
+            heapq.heappush(self._ready.setdefault(name, []), entry)
         return taken
 
     def _promote(self, runs: Mapping[str, RunRow], horizon: datetime) -> None:
@@ -81,10 +81,11 @@ class ReadyRuns:
                 heapq.heappush(self._ready.setdefault(run.queue, []), entry)
 
     def _head(self, runs: Mapping[str, RunRow], name: str) -> _Ready | None:
-        heap = self._ready[name]
+        heap = self._ready.get(name, [])
         while heap:
             run = runs.get(heap[0][3])
             if run is not None and run.queue_version == heap[0][2]:
                 return heap[0]
             heapq.heappop(heap)
+        self._ready.pop(name, None)  # an empty queue costs later claims nothing
         return None
