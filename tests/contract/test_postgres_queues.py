@@ -14,7 +14,7 @@ import pytest
 
 from chronoq.adapters.postgres import PostgresStore
 from chronoq.adapters.postgres.claims import _candidates_sql
-from chronoq.adapters.postgres.sql import CLAIM_RUNS
+from chronoq.adapters.postgres.sql import CLAIM_RUNS, JOB_QUEUE
 from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.queues import ClaimLimits
 from chronoq.ports.dispatch import ClaimRunsParams
@@ -132,3 +132,25 @@ async def test_claims_walk_the_priority_indexes(
     assert not [key for key in sorts if key.startswith("r.")], sorts
     indexes, sorts = await _plan(pg_database, _candidates_sql(1, False, False), at(100), 10, "q3")
     assert "runs_queued_queue" in indexes and not sorts, (indexes, sorts)
+
+
+async def test_a_new_run_reads_its_jobs_queue_by_key_not_by_scanning_jobs(
+    stores: list[PostgresStore], pg_database: str
+) -> None:
+    """The runs of a big claim take their jobs' queue and priority with one primary-key
+    probe each (``sql.JOB_QUEUE``): a plain join hashed the whole jobs table instead."""
+    jobs = [make_job(next_fire_at=at(i % 50)) for i in range(5000)]
+    for i in range(0, len(jobs), 1000):
+        await stores[0].insert_jobs(jobs[i : i + 1000])
+    conn = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
+    try:
+        await conn.execute("ANALYZE jobs")
+    finally:
+        await conn.close()
+    batch = [j.job_id for j in jobs[:1000]]
+    statement = (
+        "SELECT t.j, jb.queue, jb.priority FROM unnest($1::uuid[]) AS t(j)"
+        " CROSS JOIN LATERAL " + JOB_QUEUE + " jb"
+    )
+    indexes, _sorts = await _plan(pg_database, statement, batch)
+    assert indexes == ["jobs_pkey"], indexes

@@ -49,6 +49,11 @@ RUN_COLUMNS = (
     " interruptions, output_ref, manual, queue, priority"
 )
 
+JOB_QUEUE = "(SELECT queue, priority FROM jobs WHERE job_id = t.j LIMIT 1)"
+"""A new run's job's queue and priority (``domain.queues``), for ``CROSS JOIN LATERAL`` over
+an ``unnest`` of runs ``t`` with job ids ``t.j``: the LIMIT keeps it a probe of the jobs'
+primary key per run (planned as a plain join, a big batch hashed the whole jobs table)."""
+
 # -- jobs ------------------------------------------------------------------------------------
 
 INSERT_JOBS = (
@@ -239,7 +244,7 @@ COMPLETE = (
     " FROM unnest($8::uuid[], $9::uuid[],"
     " $10::text[], $11::timestamptz[], $12::int[], $13::int[], $14::timestamptz[],"
     " $15::timestamptz[], $24::bool[]) AS t(r, j, u, s, a, i, tr, av, m)"
-    " JOIN jobs jb ON jb.job_id = t.j),"
+    " CROSS JOIN LATERAL " + JOB_QUEUE + " jb),"
     " released AS ("
     " UPDATE job_runs r SET available_at = t.at, published_at = NULL"
     " FROM unnest($22::uuid[], $23::timestamptz[]) AS t(run_id, at)"
@@ -269,7 +274,7 @@ END_LOST = (
     " status, triggered_at, available_at, manual, queue, priority)"
     " SELECT r, j, u, s, a, i, 'QUEUED', $4::timestamptz, $5::timestamptz, m, jb.queue,"
     " jb.priority FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::timestamptz[], $10::int[],"
-    " $11::int[], $18::bool[]) AS t(r, j, u, s, a, i, m) JOIN jobs jb ON jb.job_id = t.j),"
+    " $11::int[], $18::bool[]) AS t(r, j, u, s, a, i, m) CROSS JOIN LATERAL " + JOB_QUEUE + " jb),"
     " released AS ("
     " UPDATE job_runs r SET available_at = $4::timestamptz, published_at = NULL"
     " WHERE r.run_id = ANY($16::uuid[]) AND r.status = 'QUEUED')"
