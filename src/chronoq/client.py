@@ -129,6 +129,8 @@ class Client(ControlMixin):
         timeout_seconds: float | None = None,
         timezone: str | None = None,
         idempotency_key: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
         **policies: Any,
     ) -> Json:
         """Create one job (``POST /v1/jobs``) and return the job object.
@@ -137,7 +139,9 @@ class Client(ControlMixin):
         RFC 3339 string; a naive ``datetime`` is refused. Schedule policies are keyword
         arguments: ``overlap``, ``misfire``, ``catch_up_window_seconds``,
         ``start_deadline_seconds``, ``jitter_seconds``, ``start_at``, ``end_at``,
-        ``max_fires`` (docs/policies.md). With ``idempotency_key``, a repeated call with
+        ``max_fires`` (docs/policies.md). ``queue`` (default ``default``) says which
+        workers take its runs, ``priority`` (-1000..1000, default 0; higher first) their
+        order (docs/queues.md). With ``idempotency_key``, a repeated call with
         the same arguments returns the original job; other arguments under the same key
         raise ``ConflictError``. Arguments left ``None`` are not sent, so the server's
         defaults apply.
@@ -154,6 +158,8 @@ class Client(ControlMixin):
             "timeout_seconds": timeout_seconds,
             "timezone": timezone,
             "idempotency_key": idempotency_key,
+            "queue": queue,
+            "priority": priority,
             **policies,
         }
         return self._object("POST", "/v1/jobs", json=_spec_body(spec))

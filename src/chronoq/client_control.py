@@ -63,7 +63,8 @@ class ControlMixin:
     def update(self, job_id: str, **changes: Any) -> Json:
         """Change a job from its next fire (``PATCH /v1/jobs/{id}``): any of
         ``cron_schedule``, ``timezone``, ``next_fire_at`` (one-shot jobs), ``payload``,
-        ``max_retries``, ``timeout_seconds`` and the policies of :meth:`Client.submit`.
+        ``max_retries``, ``timeout_seconds``, ``queue``, ``priority`` (runs created after
+        the change) and the policies of :meth:`Client.submit`.
         ``None`` leaves a field alone; :data:`RESET` sends ``null`` (reset)."""
         body = {k: (None if v is RESET else v) for k, v in changes.items() if v is not None}
         if not body:

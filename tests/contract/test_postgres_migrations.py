@@ -17,8 +17,9 @@ from chronoq.adapters.postgres import PostgresStore, PostgresSubmissionLog
 from chronoq.adapters.postgres.migrations import apply_migrations, migrations
 from chronoq.domain.jobs import RunOutcome
 from chronoq.domain.policies import Policies
+from chronoq.domain.queues import ClaimLimits
 from chronoq.domain.states import RUN_TERMINAL, RunStatus
-from chronoq.ports.dispatch import ClaimDueParams
+from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams
 
 from .conftest import CONNECT_TIMEOUT, create_database, drop_database, dsn_for
 from .helpers import T0, make_job
@@ -65,6 +66,8 @@ COLUMNS = {
         "buffered_run_id": "uuid",
         "idempotency_key": "text",
         "request_hash": "text",
+        "queue": "text",  # 009: queues and priorities
+        "priority": "integer",
     },
     "job_runs": {
         "run_id": "uuid",
@@ -88,6 +91,8 @@ COLUMNS = {
         "published_at": "timestamp with time zone",  # 005: the run queue's outbox
         "output_ref": "text",  # 007: an offloaded output's blob reference
         "manual": "boolean",  # 008: a manual fire (trigger)
+        "queue": "text",  # 009: its job's queue and priority when created
+        "priority": "integer",
     },
     "fire_skips": {  # 008
         "job_id": "uuid",
@@ -133,10 +138,11 @@ NOT_NULL = {
         "job_id", "seq", "user_id", "project_id", "payload_size", "shard_id", "status",
         "max_retries", "created_at", "updated_at",
         "overlap", "misfire", "jitter_seconds", "dst_gap", "dst_repeat", "fire_count",
+        "queue", "priority",
     },
     "job_runs": {
         "run_id", "job_id", "user_id", "scheduled_for", "attempt", "status", "triggered_at",
-        "available_at", "interruptions", "cancel_requested", "manual",
+        "available_at", "interruptions", "cancel_requested", "manual", "queue", "priority",
     },
     "fire_skips": {
         "job_id", "user_id", "scheduled_for", "last_scheduled_for", "reason", "manual",
@@ -177,6 +183,17 @@ INDEXES = {
     "fire_skips_pkey": ("fire_skips", True, "(job_id, scheduled_for)"),
     "fire_skips_recorded": ("fire_skips", False, "(recorded_at)"),
     "fire_skip_totals_pkey": ("fire_skip_totals", True, "(reason)"),
+    # 009
+    "runs_queued_priority": (
+        "job_runs",
+        False,
+        "(priority DESC, available_at) WHERE (status = 'QUEUED'::text)",
+    ),
+    "runs_queued_queue": (
+        "job_runs",
+        False,
+        "(queue, priority DESC, available_at) WHERE (status = 'QUEUED'::text)",
+    ),
 }
 TERMINAL = tuple(sorted(s.value for s in RUN_TERMINAL))
 NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)
@@ -377,6 +394,62 @@ async def test_the_policies_migration_upgrades_a_database_with_data(pg_template:
         after = await store.get_job("alice", job.job_id)
         assert after is not None and after.fire_count == 1
         assert await store.skip_counts() == {}
+    finally:
+        await store.close()
+        await conn.close()
+        await drop_database(name)
+
+
+async def test_the_queues_migration_upgrades_a_database_with_data(pg_template: str) -> None:
+    """A database migrated to 008 holding a job with a QUEUED run and one with a RUNNING
+    run: after 009 both jobs and runs are in queue ``default`` at priority 0; a worker of
+    that queue claims the queued run, and a queue limit counts the old RUNNING run."""
+    name = f"chronoq_contract_upgrade_{uuid.uuid4().hex[:16]}"
+    await create_database(name)
+    conn = await asyncpg.connect(dsn_for(name), timeout=CONNECT_TIMEOUT)
+    store = PostgresStore(dsn_for(name))
+    try:
+        await _migrate_up_to(conn, 8)
+        queued, running = make_job(), make_job()
+        for job, status in ((queued, "QUEUED"), (running, "RUNNING")):
+            await conn.execute(
+                "INSERT INTO jobs (job_id, user_id, project_id, payload_size, next_fire_at,"
+                " shard_id, status, max_retries, created_at, updated_at)"
+                " VALUES ($1, 'alice', 'p', 0, NULL, 0, $2, 0, $3, $3)",
+                job.job_id,
+                "PENDING" if status == "QUEUED" else "RUNNING",
+                T0,
+            )
+            await conn.execute(
+                "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+                " triggered_at, available_at, lease_owner, worker_id, lease_until)"
+                " VALUES ($1, $2, 'alice', $3, 1, $4, $3, $3, $5, $5, $6)",
+                str(uuid.uuid4()),
+                job.job_id,
+                T0,
+                status,
+                None if status == "QUEUED" else "w0",
+                None if status == "QUEUED" else T0 + timedelta(seconds=30),
+            )
+
+        await store.start()  # applies 009
+
+        for job in (queued, running):
+            upgraded = await store.get_job("alice", job.job_id)
+            assert upgraded is not None and (upgraded.queue, upgraded.priority) == ("default", 0)
+            (run,) = await store.list_runs("alice", job.job_id)
+            assert (run.queue, run.priority) == ("default", 0)
+        now = T0 + timedelta(seconds=1)
+
+        def claim(limit: int) -> ClaimRunsParams:
+            return ClaimRunsParams(
+                worker_id="w1", now=now, horizon=now, lease_until=now + timedelta(seconds=30),
+                queues=frozenset({"default"}), limits=ClaimLimits(per_queue={"default": limit}),
+            )  # fmt: skip
+
+        assert await store.claim_runs(claim(1)) == []  # the old RUNNING run fills it
+        (claimed,) = await store.claim_runs(claim(2))
+        assert claimed.job_id == queued.job_id
     finally:
         await store.close()
         await conn.close()

@@ -13,11 +13,14 @@ from importlib import resources
 from pathlib import Path
 
 from chronoq.adapters.sqlite import SqliteStore
+from chronoq.adapters.sqlite.dispatch import _CLAIM_ALL, _candidates
 from chronoq.adapters.sqlite.migrations import migrate
 from chronoq.domain.clock import to_micros
 from chronoq.domain.jobs import ClaimedRun, Job
 from chronoq.domain.policies import Policies, SkipReason
+from chronoq.domain.queues import ClaimLimits, Slots
 from chronoq.domain.states import LOST_TO_LEASE, RUN_TERMINAL, JobStatus, RunStatus
+from chronoq.ports.dispatch import ClaimRunsParams
 
 from .helpers import (
     T0,
@@ -217,3 +220,64 @@ def test_the_terminal_index_is_rewritten_without_an_in_list(tmp_path: Path) -> N
     assert " IN " not in sql.upper()
     for status in RUN_TERMINAL:
         assert f"status = '{status.value}'" in sql
+
+
+async def test_a_database_at_006_upgrades_to_007_with_every_run_in_the_default_queue(
+    tmp_path: Path,
+) -> None:
+    """Jobs and runs written before migration 007 are in queue ``default`` at priority 0:
+    a worker of that queue claims the QUEUED run, and a queue limit counts the RUNNING
+    one; the claims read the new indexes."""
+    queued = make_job(next_fire_at=None)
+    running = make_job(status=JobStatus.RUNNING, next_fire_at=None)
+    path = tmp_path / "at006.sqlite"
+    _database_at_005(path, make_job(cron="@every 10s"), running)
+    folder = resources.files("chronoq.adapters.sqlite") / "sql"
+    t0 = to_micros(T0)
+    with sqlite3.connect(path) as conn:
+        sixth = next(e for e in folder.iterdir() if e.name.startswith("006_"))
+        conn.executescript(sixth.read_text())
+        conn.execute("INSERT INTO schema_migrations VALUES (6, 0)")
+        conn.execute(
+            "INSERT INTO jobs (job_id, user_id, project_id, payload, payload_size, shard_id,"
+            " status, max_retries, created_at, updated_at)"
+            " VALUES (?, ?, 'default', 'echo hi', 7, 0, 'PENDING', 0, ?, ?)",
+            (queued.job_id, queued.user_id, t0, t0),
+        )
+        conn.execute(
+            "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+            " triggered_at, available_at) VALUES ('waiting', ?, ?, ?, 1, 'QUEUED', ?, ?)",
+            (queued.job_id, queued.user_id, t0, t0, t0),
+        )
+    conn.close()
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        for job in (queued, running):
+            upgraded = await job_now(store, job)
+            assert (upgraded.queue, upgraded.priority) == ("default", 0)
+            (run,) = await runs_of(store, job)
+            assert (run.queue, run.priority) == ("default", 0)
+
+        def params(limit: int) -> ClaimRunsParams:
+            return ClaimRunsParams(
+                worker_id="w2", now=at(1), horizon=at(1), lease_until=at(31),
+                queues=frozenset({"default"}), limits=ClaimLimits(per_queue={"default": limit}),
+            )  # fmt: skip
+
+        assert await store.claim_runs(params(1)) == []  # the in-flight run fills the queue
+        (claimed,) = await store.claim_runs(params(2))
+        assert claimed.run_id == "waiting"
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        plans = {
+            name: " ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+            for name, sql, args in (
+                ("all", _CLAIM_ALL, (0, 10)),
+                ("one", *_candidates(params(5), Slots(ClaimLimits(), []), 10)),
+            )
+        }
+    conn.close()
+    assert "runs_queued_priority" in plans["all"] and "TEMP B-TREE" not in plans["all"], plans
+    assert "runs_queued_queue" in plans["one"] and "TEMP B-TREE" not in plans["one"], plans

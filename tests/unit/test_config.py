@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "shell_user": "",
     "echo_delay": 0.0,
     "worker_concurrency": 4096,
+    "queues": "",
+    "queue_limits": "",
+    "user_max_concurrent_runs": 0,
     "default_timeout": 3600.0,
     "retry_base": 0.5,
     "retry_cap": 60.0,
@@ -112,6 +115,10 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_BLOB_ORPHAN_AGE": "120",
         "CHRONOQ_DISPATCH": "redis://127.0.0.1:1/0",
         "CHRONOQ_COORDINATION": "etcd://127.0.0.1:1",
+        # Queue options would be refused with a broker dispatch (docs/queues.md): unset.
+        "CHRONOQ_QUEUES": "",
+        "CHRONOQ_QUEUE_LIMITS": "",
+        "CHRONOQ_USER_MAX_CONCURRENT_RUNS": "",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -248,6 +255,10 @@ def test_unparsable_values_name_the_variable(variable: str, raw: str) -> None:
         ("CHRONOQ_SHARD_COUNT", "0", "shard_count"),
         ("CHRONOQ_SQLITE_SYNCHRONOUS", "sometimes", "sqlite_synchronous"),
         ("CHRONOQ_MAX_INTERRUPTIONS", "-1", "max_interruptions"),
+        ("CHRONOQ_QUEUES", "a,b c", "queues"),
+        ("CHRONOQ_QUEUE_LIMITS", "gpu=0", "queue_limits"),
+        ("CHRONOQ_QUEUE_LIMITS", "gpu", "queue_limits"),
+        ("CHRONOQ_USER_MAX_CONCURRENT_RUNS", "-1", "user_max_concurrent_runs"),
     ],
 )
 def test_out_of_range_values_name_the_setting(variable: str, raw: str, setting: str) -> None:

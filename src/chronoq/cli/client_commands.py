@@ -204,6 +204,8 @@ _JOB_FIELDS = (
     ("Next fire", "next_fire_at"),
     ("Max retries", "max_retries"),
     ("Timeout (s)", "timeout_seconds"),
+    ("Queue", "queue"),
+    ("Priority", "priority"),
     ("Overlap", "overlap"),
     ("Misfire", "misfire"),
     ("Start at", "start_at"),

@@ -87,7 +87,7 @@ def resume(job_id: str, catch_up: bool, url: str, user: str, as_json: bool) -> N
     _print_job(_console(), job, title="Resumed" if job["status"] != "PAUSED" else None)
 
 
-_CLEARABLE = ("timezone", "timeout_seconds", *POLICY_NAMES)
+_CLEARABLE = ("timezone", "timeout_seconds", *POLICY_NAMES, "queue", "priority")
 
 
 @click.command()

@@ -1,4 +1,5 @@
-"""The schedule-policy flags that ``chronoq submit`` and ``chronoq edit`` share."""
+"""The schedule-policy flags, and the queue and priority, that ``chronoq submit`` and
+``chronoq edit`` share."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+
+from chronoq.domain.queues import MAX_PRIORITY, MIN_PRIORITY
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +32,10 @@ POLICY_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
      {"type": click.Choice(["auto", "shift", "skip"])}),
     ("--dst-repeat", "A wall time DST repeats: fire at the first, or both (with --timezone).",
      {"type": click.Choice(["auto", "first", "both"])}),
+    ("--queue", "Queue its runs go to: workers started with --queues take them"
+     " (default: default).", {"metavar": "NAME"}),
+    ("--priority", "Higher starts first among ready runs, -1000..1000 (default 0).",
+     {"type": click.IntRange(min=MIN_PRIORITY, max=MAX_PRIORITY)}),
 )  # fmt: skip
 _ARG_OF = {
     "catch_up_window": "catch_up_window_seconds",

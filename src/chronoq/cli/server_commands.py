@@ -56,6 +56,13 @@ _OPTIONS: list[Callable[[F], F]] = [
     _opt("shell_user", "User cmd: jobs run as (default: nobody when root, else yours)."),
     _opt("echo_delay", "Seconds an echo job pretends to work (default 0).", type=float),
     _opt("worker_concurrency", "Runs one worker holds at once (default 4096).", type=int),
+    _opt("queues", "Queues whose runs the worker claims, comma-separated (default: all)."),
+    click.option("--queue-limit", "queue_limits", multiple=True, metavar="NAME=N",
+                 callback=lambda _ctx, _param, value: ",".join(value) or None,
+                 help="Most RUNNING runs of queue NAME in the cluster (repeatable; default:"
+                      f" no limit) [env: {env_name('queue_limits')}, NAME=N,NAME=N]."),
+    _opt("user_max_concurrent_runs", "Most RUNNING runs of one user in the cluster"
+         " (default 0 = no limit).", type=int),
     _opt("default_timeout", "Timeout of jobs without timeout_seconds (default 3600).",
          type=float),
     _opt("retry_base", "First retry backoff ceiling, seconds (default 0.5).", type=float),

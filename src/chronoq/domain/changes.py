@@ -58,6 +58,8 @@ def apply_changes(job: Job, changes: JobChanges, now: datetime) -> ChangedJob:
         policies=changes.policies if "policies" in f else job.policies,
         max_retries=changes.max_retries if "max_retries" in f else job.max_retries,
         timeout_seconds=changes.timeout_seconds if "timeout_seconds" in f else job.timeout_seconds,
+        queue=changes.queue if "queue" in f else job.queue,
+        priority=changes.priority if "priority" in f else job.priority,
         updated_at=now,
     )
     if "payload" in f:

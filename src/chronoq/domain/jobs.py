@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from chronoq.domain.policies import DEFAULT_POLICIES, Policies, SkipReason
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.domain.text import clean_text
 
@@ -45,6 +46,10 @@ class JobSpec:
     """The caller's ``Idempotency-Key``: unique per user while kept (``request_hash`` is
     the submission's fingerprint, to tell a replay from another body under the same key)."""
     request_hash: str | None = None
+    queue: str = DEFAULT_QUEUE
+    """The queue its runs go to (``domain.queues``): workers claim from chosen queues."""
+    priority: int = 0
+    """Higher dispatches first among claimable runs (-1000..1000)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +78,9 @@ class Job:
     """While PAUSED: the fire it holds (its ``next_fire_at`` is None meanwhile)."""
     idempotency_key: str | None = None
     request_hash: str | None = None
+    queue: str = DEFAULT_QUEUE
+    """Copied into each run when the run is created (a later change moves later runs)."""
+    priority: int = 0
 
     @property
     def recurring(self) -> bool:
@@ -108,6 +116,10 @@ class Run:
     ``output`` is then only its head (``OUTPUT_HEAD_CHARS``) and the run lists as truncated."""
     manual: bool = False
     """Created by ``trigger`` (a manual fire at ``scheduled_for``), not by the schedule."""
+    queue: str = DEFAULT_QUEUE
+    """Its job's queue when the run was created (``domain.queues``)."""
+    priority: int = 0
+    """Its job's priority when the run was created."""
 
 
 LIST_OUTPUT_CHARS = 2048
@@ -217,6 +229,8 @@ CHANGEABLE_FIELDS = frozenset(
         "max_retries",
         "timeout_seconds",
         "policies",
+        "queue",
+        "priority",
     }
 )
 
@@ -240,3 +254,5 @@ class JobChanges:
     timeout_seconds: float | None = None
     policies: Policies = DEFAULT_POLICIES
     """The whole set of policies after the change (the api merges a partial one)."""
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0

@@ -46,6 +46,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.domain.queues import NO_LIMITS, ClaimLimits
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
 from chronoq.errors import ValidationError
 
@@ -77,6 +78,15 @@ class ClaimRunsParams:
     """Claim QUEUED runs with ``available_at <= horizon``; they start at ``available_at``."""
     lease_until: datetime
     limit: int = 100
+    queues: frozenset[str] | None = None
+    """Claim only runs of these queues (``domain.queues``); None: every queue."""
+    limits: ClaimLimits = NO_LIMITS
+    """Concurrency limits, counted over every RUNNING run in the store inside the claim's
+    transaction (so they hold across workers): a run over a limit stays QUEUED."""
+
+    def __post_init__(self) -> None:
+        if self.queues is not None and not self.queues:
+            raise ValidationError("a claim names at least one queue (None: all)", field="queues")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,8 +159,13 @@ class Dispatch(Protocol):
     # -- workers ---------------------------------------------------------------------------
 
     async def claim_runs(self, params: ClaimRunsParams) -> list[ClaimedRun]:
-        """Lease QUEUED runs, earliest ``available_at`` first: each becomes RUNNING with
-        owner and lease, NOT started, and its job RUNNING."""
+        """Lease QUEUED runs available by the horizon, of ``params.queues`` (None: any),
+        highest ``priority`` first, then earliest ``available_at``: each becomes RUNNING
+        with owner and lease, NOT started, and its job RUNNING. With ``params.limits``,
+        a run whose queue or user already has that many RUNNING runs (counting those
+        leased by this claim) is passed over and stays QUEUED; the claim goes on with the
+        runs after it, so a full queue or user never holds the others back. Two claims
+        at once never exceed a limit together."""
         ...
 
     async def next_available_at(self) -> datetime | None:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from chronoq import failpoints
+from chronoq.domain.queues import ClaimLimits, parse_queue_limits, parse_queue_list
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
-from chronoq.errors import ConfigError
+from chronoq.errors import ConfigError, ValidationError
 
 ENV_PREFIX = "CHRONOQ_"
 
@@ -88,6 +89,16 @@ class Settings:
     slept; 0 = no-op); ≥ 0."""
     worker_concurrency: int = 4096
     """Runs one worker holds at once (claimed ahead or running); ≥ 1."""
+    queues: str = ""
+    """The queues whose runs this node's worker claims, comma-separated (empty: every
+    queue); each 1–64 characters of ``A-Z a-z 0-9 _ . -`` (docs/queues.md)."""
+    queue_limits: str = ""
+    """Most RUNNING runs per queue in the whole cluster, ``NAME=N,NAME=N`` (N ≥ 1; a queue
+    not named: no limit). Counted in the store at each claim; give every worker the same
+    limits (a worker started without them does not hold to them)."""
+    user_max_concurrent_runs: int = 0
+    """Most RUNNING runs of one user in the whole cluster, counted like ``queue_limits``
+    (0 = no limit); ≥ 0."""
     default_timeout: float = 3600.0
     """Timeout in seconds of jobs submitted without ``timeout_seconds``; > 0."""
     retry_base: float = 0.5
@@ -190,6 +201,7 @@ class Settings:
             "store must be a postgresql:// or sqlite:/// URL",
         )
         _check(self.worker_concurrency >= 1, "worker_concurrency must be >= 1")
+        self._check_queues()
         _check(self.default_timeout > 0, "default_timeout must be > 0")
         _check(self.retry_base >= 0 and self.retry_cap >= 0, "retry delays must be >= 0")
         _check(self.max_body_bytes >= 1024, "max_body_bytes must be >= 1024")
@@ -221,6 +233,37 @@ class Settings:
         _check(
             self.sqlite_synchronous.upper() in {"OFF", "NORMAL", "FULL", "EXTRA"},
             "sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA",
+        )
+
+    def _check_queues(self) -> None:
+        try:
+            parse_queue_list(self.queues)
+            parse_queue_limits(self.queue_limits)
+        except ValidationError as exc:
+            raise ConfigError(f"{exc.field}: {exc}") from None
+        _check(
+            self.user_max_concurrent_runs >= 0,
+            "user_max_concurrent_runs must be >= 0 (0 = no limit)",
+        )
+        restricted = self.queues or self.queue_limits or self.user_max_concurrent_runs
+        _check(
+            not (restricted and self.dispatch),
+            "queues, queue limits and user_max_concurrent_runs choose runs in the store's"
+            " claim, which a broker dispatch (--dispatch redis://|sqs://) does not use:"
+            " drop --dispatch, or these options (docs/queues.md)",
+        )
+
+    @property
+    def worker_queues(self) -> frozenset[str] | None:
+        """``queues`` parsed (None: every queue)."""
+        return parse_queue_list(self.queues)
+
+    @property
+    def claim_limits(self) -> ClaimLimits:
+        """``queue_limits`` and ``user_max_concurrent_runs`` as a claim takes them."""
+        return ClaimLimits(
+            per_queue=parse_queue_limits(self.queue_limits),
+            per_user=self.user_max_concurrent_runs,
         )
 
     @property

@@ -209,6 +209,7 @@ class Node:
                 output_offload_bytes=s.output_offload_bytes,
                 shutdown_grace=s.shutdown_grace, env=scrubbed_environment(os.environ),
                 max_interruptions=s.max_interruptions,
+                queues=s.worker_queues, limits=s.claim_limits,
             ),
         )  # fmt: skip
         watch_worker(self.metrics, worker)

@@ -29,6 +29,7 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 _CHANGED = (
     "cron_schedule", "timezone", "next_fire_at", "paused_fire_at", "payload", "payload_ref",
     "payload_size", "max_retries", "timeout_seconds", "policies", "status", "updated_at",
+    "queue", "priority",
 )  # fmt: skip
 """The job fields a change may move (``domain.changes.apply_changes``)."""
 

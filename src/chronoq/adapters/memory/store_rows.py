@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from chronoq.domain.jobs import ClaimedRun, Job, Run
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.domain.starts import gated
 from chronoq.domain.states import RunStatus
 
@@ -54,6 +55,9 @@ class RunRow:
     published_at: datetime | None = None
     """The outbox (``store_outbox``): when a message naming this QUEUED run was sent."""
     manual: bool = False
+    queue: str = DEFAULT_QUEUE
+    """Its job's queue and priority when it was created (``Tables.add_run`` sets them)."""
+    priority: int = 0
 
     @property
     def fire(self) -> Fire:
@@ -99,6 +103,8 @@ class RunRow:
             interruptions=self.interruptions,
             output_ref=self.output_ref,
             manual=self.manual,
+            queue=self.queue,
+            priority=self.priority,
         )
 
 

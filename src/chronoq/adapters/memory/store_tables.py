@@ -13,7 +13,8 @@ Indexes (each kept exact, or lazily exact: a heap entry counts only while its
 version still matches its row):
 
 * the due index: one heap per shard of ``(next_fire_at, version, job_id)``;
-* the queue: one heap of ``(available_at, version, run_id)`` over QUEUED runs;
+* the queue: one heap of ``(available_at, version, run_id)`` over QUEUED runs, and
+  their claim order per queue (``store_ready``);
 * ``running``: the RUNNING run ids (the reaper's scan);
 * per user, ``(position, job_id)`` in insertion order: the list cursor is the
   user's own position, so it tells nothing about other users' jobs.
@@ -31,9 +32,11 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from chronoq.adapters.memory.store_ready import ReadyRuns
 from chronoq.adapters.memory.store_rows import Fire, JobRow, RunRow
 from chronoq.adapters.memory.store_skips import SkipTable
 from chronoq.domain.jobs import Job
+from chronoq.domain.queues import Slots
 from chronoq.domain.states import RUN_TERMINAL, RunStatus, transition
 
 
@@ -63,6 +66,7 @@ class Tables:
         self._terminal: dict[Fire, str] = {}
         self._due: dict[int, list[_DueEntry]] = {}
         self._queue: list[_DueEntry] = []
+        self._ready = ReadyRuns()
         self._by_user: dict[str, list[tuple[int, str]]] = {}
         self._user_positions: dict[str, int] = {}
         self.skips = SkipTable()
@@ -194,6 +198,8 @@ class Tables:
         if run.run_id in self.runs:
             raise IntegrityError(f"duplicate run id {run.run_id!r}")
         self._check_terminal(run, run.status)
+        job = self.jobs[run.job_id].job  # a new run takes its job's queue as it is now
+        run.queue, run.priority = job.queue, job.priority
         self._attempts.add((run.job_id, run.scheduled_for, run.attempt))
         self.runs[run.run_id] = run
         self.jobs[run.job_id].runs.append(run.run_id)
@@ -229,6 +235,7 @@ class Tables:
             run.queue_version = next(self._versions)
             run.published_at = None  # entering QUEUED: any earlier message is spent
             heapq.heappush(self._queue, (run.available_at, run.queue_version, run.run_id))
+            self._ready.add(run)
 
     def _leave(self, run: RunRow) -> None:
         if run.status in RUN_TERMINAL and self._terminal.get(run.fire) == run.run_id:
@@ -260,17 +267,17 @@ class Tables:
         head = self._queue_head()
         return None if head is None else head.available_at
 
-    def take_queued(self, horizon: datetime, limit: int) -> list[RunRow]:
-        """Up to ``limit`` QUEUED runs available by ``horizon``, earliest first. They leave
-        the queue index: the caller moves each out of QUEUED."""
-        taken: list[RunRow] = []
-        while len(taken) < limit:
-            head = self._queue_head()
-            if head is None or head.available_at > horizon:
-                break
-            heapq.heappop(self._queue)
-            taken.append(head)
-        return taken
+    def take_queued(
+        self,
+        horizon: datetime,
+        limit: int,
+        queues: frozenset[str] | None = None,
+        slots: Slots | None = None,
+    ) -> list[RunRow]:
+        """Up to ``limit`` QUEUED runs available by ``horizon``, in claim order (highest
+        priority, then earliest; ``store_ready``), of ``queues`` (None: any), within
+        ``slots``. The caller moves each out of QUEUED (their index entries go stale)."""
+        return self._ready.take(self.runs, horizon, limit, queues, slots)
 
     def queued(self) -> Iterator[RunRow]:
         """Every QUEUED run (unordered)."""

@@ -14,6 +14,7 @@ from chronoq.adapters.memory.store_rows import RunRow
 from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import ClaimedRun, RunOutcome
+from chronoq.domain.queues import Slots
 from chronoq.domain.states import (
     LOST_AT_SHUTDOWN,
     LOST_TO_LEASE,
@@ -36,7 +37,11 @@ class MemoryWorkers:
         until = check_aware(params.lease_until, "lease_until")
         db = self._db()
         claimed: list[ClaimedRun] = []
-        for run in db.take_queued(horizon, params.limit):
+        slots = None
+        if params.limits.any:  # this call runs alone on the loop: the counts stay true
+            running = (db.runs[i] for i in db.running)
+            slots = Slots(params.limits, ((r.queue, r.user_id, 1) for r in running))
+        for run in db.take_queued(horizon, params.limit, params.queues, slots):
             db.move(run, RunStatus.RUNNING)
             run.lease_owner = run.worker_id = params.worker_id
             run.lease_until = until

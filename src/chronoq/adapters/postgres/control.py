@@ -64,14 +64,17 @@ FIRE_TAKEN = (
 )
 TRIGGER = (
     "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
-    " triggered_at, available_at, manual) VALUES ($1, $2, $3, $4, 1, 'QUEUED', $5, $4, true)"
+    " triggered_at, available_at, manual, queue, priority)"
+    " SELECT $1, $2, $3, $4, 1, 'QUEUED', $5, $4, true, queue, priority FROM jobs"
+    " WHERE job_id = $2"
 )
 UPDATE_JOB = (
     "UPDATE jobs SET cron_schedule = $2, timezone = $3, next_fire_at = $4, paused_fire_at = $5,"
     " payload = $6, payload_ref = $7, payload_size = $8, max_retries = $9,"
     " timeout_seconds = $10, overlap = $11, misfire = $12, catch_up_window_seconds = $13,"
     " start_deadline_seconds = $14, jitter_seconds = $15, start_at = $16, end_at = $17,"
-    " max_fires = $18, dst_gap = $19, dst_repeat = $20, status = $21, updated_at = $22"
+    " max_fires = $18, dst_gap = $19, dst_repeat = $20, status = $21, updated_at = $22,"
+    " queue = $23, priority = $24"
     " WHERE job_id = $1"
     " RETURNING " + sql.JOB_COLUMNS
 )
@@ -189,6 +192,8 @@ class PostgresControl:
                 triggered_at=now,
                 available_at=fire,
                 manual=True,
+                queue=job.queue,  # what TRIGGER copied from the locked job
+                priority=job.priority,
             )
 
         return await self._transaction("trigger_job", body)
@@ -241,4 +246,6 @@ def _columns(job: Job) -> list[Any]:
         *policy_values(job.policies),
         job.status.value,
         job.updated_at,
+        job.queue,
+        job.priority,
     ]

@@ -17,6 +17,7 @@ from typing import Any
 
 from chronoq.adapters.postgres.rows import policies_from_record
 from chronoq.adapters.postgres.skips import Skips, skip_ctes
+from chronoq.adapters.postgres.sql import JOB_QUEUE
 from chronoq.domain.claims import DueJob, plan_claim
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
@@ -27,10 +28,11 @@ _TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)
 FIRE = (
     "WITH fired AS ("
     " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
-    " triggered_at, available_at)"
-    " SELECT r, j, u, s, 1, 'QUEUED', $5, a"
+    " triggered_at, available_at, queue, priority)"
+    " SELECT r, j, u, s, 1, 'QUEUED', $5, a, jb.queue, jb.priority"
     " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $6::timestamptz[])"
-    " AS t(r, j, u, s, a) WHERE NOT EXISTS (SELECT 1 FROM job_runs x"
+    " AS t(r, j, u, s, a) CROSS JOIN LATERAL " + JOB_QUEUE + " jb"
+    " WHERE NOT EXISTS (SELECT 1 FROM job_runs x"
     " WHERE x.job_id = t.j AND x.scheduled_for = t.s) RETURNING run_id),"
     " advanced AS ("
     " UPDATE jobs SET next_fire_at = t.following, fire_count = t.fires, status = t.status,"

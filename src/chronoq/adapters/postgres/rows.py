@@ -21,6 +21,7 @@ from chronoq.domain.policies import (
     policies_from_values,
     policy_column_values,
 )
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.domain.states import JobStatus, RunStatus
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -87,6 +88,8 @@ def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
         [opt_aware(j.paused_fire_at, "paused_fire_at") for j in jobs],
         [j.idempotency_key for j in jobs],
         [j.request_hash for j in jobs],
+        [j.queue for j in jobs],
+        [j.priority for j in jobs],
     ]
 
 
@@ -113,6 +116,8 @@ def job_from_record(row: Sequence[Any], at: int = 0) -> Job:
         paused_fire_at=row[at + 26],
         idempotency_key=row[at + 27],
         request_hash=row[at + 28],
+        queue=row[at + 29],
+        priority=row[at + 30],
     )
 
 
@@ -137,6 +142,8 @@ def run_from_record(row: Sequence[Any]) -> Run:
         interruptions=row[15],
         output_ref=row[16] if len(row) > 16 else None,
         manual=bool(row[17]) if len(row) > 17 else False,
+        queue=row[18] if len(row) > 18 else DEFAULT_QUEUE,
+        priority=row[19] if len(row) > 19 else 0,
     )
 
 

@@ -39,29 +39,35 @@ JOB_COLUMNS = (
     "job_id, user_id, project_id, payload, payload_ref, payload_size, cron_schedule, timezone,"
     " next_fire_at, shard_id, status, max_retries, timeout_seconds, created_at, updated_at, "
     + POLICY_COLUMNS
-    + ", fire_count, paused_fire_at, idempotency_key, request_hash"
+    + ", fire_count, paused_fire_at, idempotency_key, request_hash, queue, priority"
 )
-JOB_WIDTH = 29
+JOB_WIDTH = 31
 """How many columns ``JOB_COLUMNS`` names (what a statement returns after them starts here)."""
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
     " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
-    " interruptions, output_ref, manual"
+    " interruptions, output_ref, manual, queue, priority"
 )
+
+JOB_QUEUE = "(SELECT queue, priority FROM jobs WHERE job_id = t.j LIMIT 1)"
+"""A new run's job's queue and priority (``domain.queues``), for ``CROSS JOIN LATERAL`` over
+an ``unnest`` of runs ``t`` with job ids ``t.j``: the LIMIT keeps it a probe of the jobs'
+primary key per run (planned as a plain join, a big batch hashed the whole jobs table)."""
 
 # -- jobs ------------------------------------------------------------------------------------
 
 INSERT_JOBS = (
     "INSERT INTO jobs (" + JOB_COLUMNS + ")"
     " SELECT j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua,"
-    " ov, mf, cw, sd, ji, sa, ea, mx, dg, dr, fc, pf, ik, rh FROM unnest("
+    " ov, mf, cw, sd, ji, sa, ea, mx, dg, dr, fc, pf, ik, rh, qu, pri FROM unnest("
     "$1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[],"
     " $8::text[], $9::timestamptz[], $10::int[], $11::text[], $12::int[], $13::float8[],"
     " $14::timestamptz[], $15::timestamptz[], $16::text[], $17::text[], $18::float8[],"
     " $19::float8[], $20::float8[], $21::timestamptz[], $22::timestamptz[], $23::int[],"
-    " $24::text[], $25::text[], $26::bigint[], $27::timestamptz[], $28::text[], $29::text[])"
+    " $24::text[], $25::text[], $26::bigint[], $27::timestamptz[], $28::text[], $29::text[],"
+    " $30::text[], $31::int[])"
     " WITH ORDINALITY AS t(j, u, p, pl, pr, ps, c, tz, nf, sh, st, mr, ts, ca, ua,"
-    " ov, mf, cw, sd, ji, sa, ea, mx, dg, dr, fc, pf, ik, rh, ord)"
+    " ov, mf, cw, sd, ji, sa, ea, mx, dg, dr, fc, pf, ik, rh, qu, pri, ord)"
     " ORDER BY ord"
 )
 """A duplicate job id, or a duplicate (user, idempotency key) (``jobs_idempotency_key``),
@@ -140,7 +146,7 @@ CLAIM_RUNS = (
     "WITH picked AS ("
     " SELECT r.run_id FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
     " WHERE r.status = 'QUEUED' AND r.available_at <= $1"
-    " ORDER BY r.available_at LIMIT $2 FOR NO KEY UPDATE OF r, j SKIP LOCKED),"
+    " ORDER BY r.priority DESC, r.available_at LIMIT $2 FOR NO KEY UPDATE OF r, j SKIP LOCKED),"
     " leased AS ("
     " UPDATE job_runs r SET status = 'RUNNING', lease_owner = $3, worker_id = $3,"
     " lease_until = $4"
@@ -155,7 +161,9 @@ CLAIM_RUNS = (
     + START_CHECK
     + " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
 )
-"""Lease runs, NOT started (``started_at`` stays NULL until ``mark_started``)."""
+"""Lease runs, NOT started (``started_at`` stays NULL until ``mark_started``): every queue,
+no limit (``claims`` does the others), highest priority first, then the oldest: one
+walk of ``runs_queued_priority`` in its order."""
 
 PURGE_RUNS = (
     "DELETE FROM job_runs WHERE run_id IN (SELECT run_id FROM job_runs"
@@ -228,10 +236,12 @@ COMPLETE = (
     " WHERE r.run_id = t.run_id),"
     " retried AS ("
     " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, interruptions,"
-    " status, triggered_at, available_at, manual)"
-    " SELECT r, j, u, s, a, i, 'QUEUED', tr, av, m FROM unnest($8::uuid[], $9::uuid[],"
+    " status, triggered_at, available_at, manual, queue, priority)"
+    " SELECT r, j, u, s, a, i, 'QUEUED', tr, av, m, jb.queue, jb.priority"
+    " FROM unnest($8::uuid[], $9::uuid[],"
     " $10::text[], $11::timestamptz[], $12::int[], $13::int[], $14::timestamptz[],"
-    " $15::timestamptz[], $24::bool[]) AS t(r, j, u, s, a, i, tr, av, m)),"
+    " $15::timestamptz[], $24::bool[]) AS t(r, j, u, s, a, i, tr, av, m)"
+    " CROSS JOIN LATERAL " + JOB_QUEUE + " jb),"
     " released AS ("
     " UPDATE job_runs r SET available_at = t.at, published_at = NULL"
     " FROM unnest($22::uuid[], $23::timestamptz[]) AS t(run_id, at)"
@@ -258,10 +268,10 @@ END_LOST = (
     " WHERE r.run_id = t.run_id),"
     " retried AS ("
     " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, interruptions,"
-    " status, triggered_at, available_at, manual)"
-    " SELECT r, j, u, s, a, i, 'QUEUED', $4::timestamptz, $5::timestamptz, m"
-    " FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::timestamptz[], $10::int[],"
-    " $11::int[], $18::bool[]) AS t(r, j, u, s, a, i, m)),"
+    " status, triggered_at, available_at, manual, queue, priority)"
+    " SELECT r, j, u, s, a, i, 'QUEUED', $4::timestamptz, $5::timestamptz, m, jb.queue,"
+    " jb.priority FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::timestamptz[], $10::int[],"
+    " $11::int[], $18::bool[]) AS t(r, j, u, s, a, i, m) CROSS JOIN LATERAL " + JOB_QUEUE + " jb),"
     " released AS ("
     " UPDATE job_runs r SET available_at = $4::timestamptz, published_at = NULL"
     " WHERE r.run_id = ANY($16::uuid[]) AND r.status = 'QUEUED')"

@@ -46,6 +46,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import listing, sql
+from chronoq.adapters.postgres.claims import claim_restricted
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.ledger import PURGE_SKIPS, PostgresLedger
@@ -200,6 +201,10 @@ class PostgresStore(
     # -- workers -----------------------------------------------------------------------------
 
     async def claim_runs(self, params: ClaimRunsParams) -> list[ClaimedRun]:
+        if params.queues is not None or params.limits.any:
+            return await self._transaction(
+                "claim_runs", lambda conn: claim_restricted(conn, params)
+            )
         args = (
             aware(params.horizon, "horizon"),
             params.limit,

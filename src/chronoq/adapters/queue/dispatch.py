@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
     ClaimDueParams,
     ClaimRunsParams,
@@ -205,6 +206,14 @@ class QueuedDispatch:
     # -- workers -------------------------------------------------------------------------
 
     async def claim_runs(self, params: ClaimRunsParams) -> list[ClaimedRun]:
+        if params.queues is not None or params.limits.any:
+            # Messages come in publish order, whatever their queue: refuse, never ignore
+            # (Settings refuses the options with --dispatch at start; docs/queues.md).
+            raise ValidationError(
+                "a broker dispatch claims every queue in publish order: --queues and"
+                " concurrency limits need the store's own dispatch (docs/queues.md)",
+                field="queues",
+            )
         hold = max((params.lease_until - params.now).total_seconds(), 1.0)
         self._hold = hold
         deliveries = await self._queue.receive(

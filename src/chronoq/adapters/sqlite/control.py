@@ -38,7 +38,7 @@ _UPDATE_JOB = (
     " payload = ?, payload_ref = ?, payload_size = ?, max_retries = ?, timeout_seconds = ?,"
     " overlap = ?, misfire = ?, catch_up_window_seconds = ?, start_deadline_seconds = ?,"
     " jitter_seconds = ?, start_at = ?, end_at = ?, max_fires = ?, dst_gap = ?, dst_repeat = ?,"
-    " status = ?, updated_at = ?"
+    " status = ?, updated_at = ?, queue = ?, priority = ?"
     " WHERE job_id = ?"
 )
 
@@ -139,6 +139,8 @@ def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: dateti
         triggered_at=now,
         available_at=fire,
         manual=True,
+        queue=job.queue,  # what INSERT_RUN copied from the job
+        priority=job.priority,
     )
 
 
@@ -165,6 +167,8 @@ def update_job(
             *policy_values(new.policies),
             new.status.value,
             to_micros(now),
+            new.queue,
+            new.priority,
             job_id,
         ),
     )

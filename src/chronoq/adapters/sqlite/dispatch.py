@@ -19,16 +19,21 @@ from chronoq.adapters.sqlite.settle import settle
 from chronoq.domain.clock import to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, RunOutcome
+from chronoq.domain.queues import Slots
 from chronoq.domain.states import OUTCOME_STATUSES, JobStatus, RunStatus
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams, LeaseRenewal
 
 INSERT_RUN = (
     "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at,"
-    " available_at, interruptions, manual) VALUES (?, ?, ?, ?, ?, 'QUEUED', ?, ?, ?, ?)"
+    " available_at, interruptions, manual, queue, priority)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, 'QUEUED', ?6, ?7, ?8, ?9, j.queue, j.priority"
+    " FROM jobs j WHERE j.job_id = ?2"
 )
 """A new QUEUED run: (run_id, job_id, user_id, scheduled_for, attempt, triggered_at,
-available_at, interruptions, manual)."""
+available_at, interruptions, manual). It takes its job's queue and priority as they are
+now (``domain.queues``): one primary-key probe of a row the transaction has at hand, no
+extra statement. (The WHERE also keeps ``ON CONFLICT`` unambiguous after a SELECT.)"""
 
 
 def marks(values: Sequence[object]) -> str:
@@ -81,15 +86,75 @@ def fence_filter(conn: sqlite3.Connection, params: ClaimDueParams) -> tuple[str,
 # -- workers ---------------------------------------------------------------------------------
 
 
+_CLAIM_ALL = (
+    f"SELECT {CLAIMED_COLUMNS} FROM job_runs r INDEXED BY runs_queued_priority"
+    " JOIN jobs j ON j.job_id = r.job_id WHERE r.status = 'QUEUED' AND r.available_at <= ?"
+    " ORDER BY r.priority DESC, r.available_at LIMIT ?"
+)
+"""The common claim (every queue, no limits): one walk of ``runs_queued_priority`` in
+its order, no sort."""
+_RUNNING_COUNTS = (
+    "SELECT queue, user_id, count(*) FROM job_runs WHERE status = 'RUNNING' GROUP BY queue, user_id"
+)
+
+
 def claim_runs(conn: sqlite3.Connection, params: ClaimRunsParams) -> list[ClaimedRun]:
-    """Lease the earliest available QUEUED runs: RUNNING, owned, NOT started."""
-    rows = conn.execute(
-        f"SELECT {CLAIMED_COLUMNS} FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
-        " WHERE r.status = 'QUEUED' AND r.available_at <= ? ORDER BY r.available_at LIMIT ?",
-        (to_micros(params.horizon), params.limit),
-    ).fetchall()
+    """Lease available QUEUED runs, highest priority first, then earliest: RUNNING,
+    owned, NOT started. The store thread runs one transaction at a time, so the RUNNING
+    runs a limited claim counts cannot change under it."""
+    if params.queues is None and not params.limits.any:
+        rows = conn.execute(_CLAIM_ALL, (to_micros(params.horizon), params.limit)).fetchall()
+        _lease(conn, params, rows)
+        return [claimed_from_row(r) for r in rows]
+    return _claim_restricted(conn, params)
+
+
+def _claim_restricted(conn: sqlite3.Connection, params: ClaimRunsParams) -> list[ClaimedRun]:
+    """Claim from chosen queues and/or under limits. Candidates come in claim order; a
+    candidate over a limit is passed over and its queue or user is left out of the next
+    read, so each read after the first leaves out one more full queue or user at least:
+    a full user's backlog costs one read, not one per run."""
+    slots = Slots(params.limits, conn.execute(_RUNNING_COUNTS).fetchall())
+    claimed: list[ClaimedRun] = []
+    while len(claimed) < params.limit:
+        want = params.limit - len(claimed)
+        sql, args = _candidates(params, slots, want)
+        rows = conn.execute(sql, args).fetchall()
+        taken = [r[:-2] for r in rows if slots.admit(r[-2], r[-1])]
+        _lease(conn, params, taken)
+        claimed.extend(claimed_from_row(r) for r in taken)
+        if len(rows) < want:
+            break  # nothing more to look at
+    return claimed
+
+
+def _candidates(params: ClaimRunsParams, slots: Slots, want: int) -> tuple[str, list[Any]]:
+    sql = f"SELECT {CLAIMED_COLUMNS}, r.queue, r.user_id FROM job_runs r"
+    args: list[Any] = []
+    where = " WHERE r.status = 'QUEUED' AND r.available_at <= ?"
+    if params.queues is not None:
+        queues = sorted(params.queues)
+        sql += " INDEXED BY runs_queued_queue"
+        where += f" AND r.queue IN ({marks(queues)})"
+        args.extend(queues)
+    else:
+        sql += " INDEXED BY runs_queued_priority"
+    full_queues, full_users = slots.full_queues(), slots.full_users()
+    if full_queues:
+        where += f" AND r.queue NOT IN ({marks(full_queues)})"
+        args.extend(full_queues)
+    if full_users:
+        where += f" AND r.user_id NOT IN ({marks(full_users)})"
+        args.extend(full_users)
+    sql += " JOIN jobs j ON j.job_id = r.job_id" + where
+    sql += " ORDER BY r.priority DESC, r.available_at LIMIT ?"
+    return sql, [to_micros(params.horizon), *args, want]
+
+
+def _lease(conn: sqlite3.Connection, params: ClaimRunsParams, rows: list[Any]) -> None:
+    """Lease the claimed rows (``CLAIMED_COLUMNS``) to the worker and mark their jobs."""
     if not rows:
-        return []
+        return
     until, now_us = to_micros(params.lease_until), to_micros(params.now)
     worker = params.worker_id
     conn.executemany(
@@ -102,7 +167,6 @@ def claim_runs(conn: sqlite3.Connection, params: ClaimRunsParams) -> list[Claime
         " WHERE job_id = ? AND status = 'PENDING'",
         [(now_us, r[1]) for r in rows],
     )
-    return [claimed_from_row(r) for r in rows]
 
 
 def extend_leases(

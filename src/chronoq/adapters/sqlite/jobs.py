@@ -26,7 +26,7 @@ from chronoq.ports.jobs import Backlog, CancelResult
 
 CANCELLED_BY_USER = "cancelled by the user"
 
-_INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 29)})"
+_INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 31)})"
 # Only a duplicate (job id, or the user's idempotency key) is skipped: NOT NULL and the
 # like still fail the insert.
 _INSERT_JOB_IF_ABSENT = _INSERT_JOB + " ON CONFLICT DO NOTHING"
@@ -80,6 +80,8 @@ def job_row(job: Job) -> tuple[Any, ...]:
         opt_micros(job.paused_fire_at),
         job.idempotency_key,
         job.request_hash,
+        job.queue,
+        job.priority,
     )
 
 

@@ -12,6 +12,7 @@ from chronoq.domain.policies import (
     policies_from_values,
     policy_column_values,
 )
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.domain.states import JobStatus, RunStatus
 
 POLICY_COLUMNS = (
@@ -23,12 +24,12 @@ JOB_COLUMNS = (
     "job_id, user_id, project_id, payload, payload_ref, payload_size, cron_schedule, timezone,"
     " next_fire_at, shard_id, status, max_retries, timeout_seconds, created_at, updated_at, "
     + POLICY_COLUMNS
-    + ", fire_count, paused_fire_at, idempotency_key, request_hash"
+    + ", fire_count, paused_fire_at, idempotency_key, request_hash, queue, priority"
 )
 RUN_COLUMNS = (
     "run_id, job_id, user_id, scheduled_for, attempt, status, triggered_at, available_at,"
     " started_at, completed_at, output, exit_code, worker_id, error_message, lease_until,"
-    " interruptions, output_ref, manual"
+    " interruptions, output_ref, manual, queue, priority"
 )
 CLAIMED_COLUMNS = (
     "r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at, j.payload, j.payload_ref,"
@@ -88,6 +89,8 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         paused_fire_at=_opt_time(row[26]),
         idempotency_key=row[27],
         request_hash=row[28],
+        queue=row[29],
+        priority=row[30],
     )
 
 
@@ -111,6 +114,8 @@ def run_from_row(row: tuple[Any, ...]) -> Run:
         interruptions=row[15],
         output_ref=row[16] if len(row) > 16 else None,
         manual=bool(row[17]) if len(row) > 17 else False,
+        queue=row[18] if len(row) > 18 else DEFAULT_QUEUE,
+        priority=row[19] if len(row) > 19 else 0,
     )
 
 

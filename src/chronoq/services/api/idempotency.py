@@ -26,6 +26,7 @@ import msgspec
 
 from chronoq.domain.clock import format_rfc3339
 from chronoq.domain.jobs import Job, JobSpec
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.domain.states import JobStatus
 from chronoq.errors import ConflictError, UnavailableError
 from chronoq.ports.jobs import JobStore
@@ -66,6 +67,9 @@ def request_hash(spec: JobSpec) -> str:
         "dst_gap": p.dst_gap.value,
         "dst_repeat": p.dst_repeat.value,
     }
+    if spec.queue != DEFAULT_QUEUE or spec.priority != 0:
+        # Only when set: keys kept from before queues existed keep their fingerprints.
+        canonical.update(queue=spec.queue, priority=spec.priority)
     encoded = msgspec.json.encode(dict(sorted(canonical.items())))
     return hashlib.sha256(encoded).hexdigest()
 

@@ -83,6 +83,8 @@ class Ingest:
             policies=spec.policies,
             idempotency_key=spec.idempotency_key,
             request_hash=spec.request_hash,
+            queue=spec.queue,
+            priority=spec.priority,
         )
 
     async def _offload(self, items: list[tuple[Job, JobSpec]]) -> None:

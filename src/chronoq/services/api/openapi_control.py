@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from chronoq.domain.policies import Misfire, Overlap, SkipReason
+from chronoq.domain.queues import MAX_PRIORITY, MAX_QUEUE_LEN, MIN_PRIORITY
 from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.domain.states import RunStatus
 from chronoq.services.api.openapi import (
@@ -84,6 +85,22 @@ POLICY_CONSTRAINTS: dict[str, dict[str, Any]] = {
         " interval-like schedules",
     },
 }
+QUEUE_CONSTRAINTS: dict[str, dict[str, Any]] = {
+    "queue": {
+        "pattern": f"^[A-Za-z0-9_.-]{{1,{MAX_QUEUE_LEN}}}$",
+        "minLength": 1,
+        "maxLength": MAX_QUEUE_LEN,
+        "description": "the queue its runs go to: only workers started with this queue in"
+        " --queues (or with none) take them (default: default; docs/queues.md)",
+    },
+    "priority": {
+        "type": "integer",
+        "minimum": MIN_PRIORITY,
+        "maximum": MAX_PRIORITY,
+        "description": "among runs ready to start, higher goes first (default 0)",
+    },
+}
+"""Queues and priorities (``domain.queues``): on submissions and changes."""
 _KEY_DOC = (
     "replays of the same body answer 200 with the original job; another body under the same"
     " key answers 409 idempotency_key_reused (per user, kept --idempotency-retention)"
@@ -114,7 +131,8 @@ def _nonnull(kind: str | list[str]) -> dict[str, Any]:
 def constrain_policies(job_in: dict[str, Any]) -> None:
     """The policy fields of a submission, and the rules between fields."""
     properties = job_in["properties"]
-    for name, extra in {**POLICY_CONSTRAINTS, "idempotency_key": KEY_CONSTRAINTS}.items():
+    constraints = {**POLICY_CONSTRAINTS, **QUEUE_CONSTRAINTS, "idempotency_key": KEY_CONSTRAINTS}
+    for name, extra in constraints.items():
         schema = properties[name]
         target = next((b for b in schema.get("anyOf", []) if b.get("type") != "null"), schema)
         target.update(extra)
@@ -165,6 +183,12 @@ JOB_PROPERTIES: dict[str, Any] = {
         "string", format="date-time", description="while PAUSED: the fire it holds"
     ),
     "idempotency_key": _nullable("string"),
+    "queue": {"type": "string", "description": "the queue its runs go to"},
+    "priority": {"type": "integer", "description": "higher dispatches first"},
+}
+_RUN_QUEUE = {
+    "queue": {"type": "string", "description": "its job's queue when the run was created"},
+    "priority": {"type": "integer", "description": "its job's priority when created"},
 }
 _FIRE = {
     "type": "object",
@@ -199,7 +223,7 @@ def control_paths() -> tuple[dict[str, Any], dict[str, Any]]:
     )
     patch_in = components["JobPatchIn"]
     for name, schema in patch_in["properties"].items():
-        extra = {**JOB_IN_CONSTRAINTS, **POLICY_CONSTRAINTS}.get(name)
+        extra = {**JOB_IN_CONSTRAINTS, **POLICY_CONSTRAINTS, **QUEUE_CONSTRAINTS}.get(name)
         target = next((b for b in schema.get("anyOf", []) if b.get("type") != "null"), schema)
         if extra is not None:
             target.update({k: v for k, v in extra.items() if k != "description"})
@@ -274,6 +298,7 @@ def add_control(paths: dict[str, Any], components: dict[str, Any]) -> None:
     run["properties"] = {
         **run["properties"],
         "manual": {"type": "boolean", "description": "created by :trigger"},
+        **_RUN_QUEUE,
     }
     control, extra = control_paths()
     paths.update(control)

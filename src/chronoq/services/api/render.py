@@ -35,6 +35,8 @@ def job_v1(job: Job, payload: str | None) -> dict[str, Any]:
         "fire_count": job.fire_count,
         "paused_fire_at": _t(job.paused_fire_at),
         "idempotency_key": job.idempotency_key,
+        "queue": job.queue,
+        "priority": job.priority,
     }
 
 
@@ -110,4 +112,6 @@ def run_v1(run: Run) -> dict[str, Any]:
         "error_message": run.error_message,
         "interruptions": run.interruptions,
         "manual": run.manual,
+        "queue": run.queue,
+        "priority": run.priority,
     }

@@ -12,6 +12,7 @@ import msgspec
 from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.jobs import JobSpec
 from chronoq.domain.policies import DEFAULT_POLICIES, POLICY_NAMES, first_fire_at
+from chronoq.domain.queues import DEFAULT_QUEUE, check_priority, check_queue
 from chronoq.domain.schedules import parse_schedule, validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 from chronoq.services.api.idempotency import with_key
@@ -56,6 +57,10 @@ class JobIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     dst_repeat: str | None = None
     idempotency_key: str | None = None
     """Replays of this submission answer with the original job (``services.api.idempotency``)."""
+    queue: str | None = None
+    """Which workers take its runs (``domain.queues``); default ``default``."""
+    priority: float | None = None
+    """A JSON integer, -1000..1000 (higher dispatches first); default 0."""
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -141,6 +146,8 @@ def to_spec(
         max_retries=_retries(item.max_retries, prefix),
         timeout_seconds=_timeout(item.timeout_seconds, prefix),
         policies=policies,
+        queue=DEFAULT_QUEUE if item.queue is None else check_queue(item.queue, prefix + "queue"),
+        priority=0 if item.priority is None else check_priority(item.priority, prefix + "priority"),
     )
     if now is not None and schedule is not None:
         fires_at = first_fire_at(

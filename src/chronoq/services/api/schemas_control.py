@@ -10,6 +10,7 @@ import msgspec
 
 from chronoq.domain.jobs import Job, JobChanges
 from chronoq.domain.policies import POLICY_NAMES
+from chronoq.domain.queues import DEFAULT_QUEUE, check_priority, check_queue
 from chronoq.domain.schedules import parse_schedule, validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 from chronoq.services.api.schemas import SHELL_PREFIX, _optional_text, _retries, _time, _timeout
@@ -44,6 +45,10 @@ class JobPatchIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_fires: float | Unset | None = UNSET
     dst_gap: str | Unset | None = UNSET
     dst_repeat: str | Unset | None = UNSET
+    queue: str | Unset | None = UNSET
+    """Runs created after the change go to this queue (``null``: ``default``)."""
+    priority: float | Unset | None = UNSET
+    """Runs created after the change get this priority (``null``: 0)."""
 
 
 PATCH_DECODER = msgspec.json.Decoder(JobPatchIn)
@@ -89,6 +94,14 @@ def to_changes(patch: JobPatchIn, job: Job, *, shell_enabled: bool) -> JobChange
     if "timeout_seconds" in given:
         values["timeout_seconds"] = _timeout(given["timeout_seconds"], "")
         fields.add("timeout_seconds")
+    if "queue" in given:
+        queue = given["queue"]
+        values["queue"] = DEFAULT_QUEUE if queue is None else check_queue(queue, "queue")
+        fields.add("queue")
+    if "priority" in given:
+        priority = given["priority"]
+        values["priority"] = 0 if priority is None else check_priority(priority, "priority")
+        fields.add("priority")
     changed: dict[str, Any] = {name: given[name] for name in POLICY_NAMES if name in given}
     policies = merge_policies(job.policies, parse_policies(changed, ""))
     if changed:

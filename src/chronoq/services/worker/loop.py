@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from chronoq import failpoints
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import ClaimedRun, RunOutcome
+from chronoq.domain.queues import NO_LIMITS, ClaimLimits
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.executors.base import ExecutorRegistry
 from chronoq.observability.metrics import Metrics
@@ -47,6 +48,7 @@ from chronoq.services.worker.execution import (
 from chronoq.services.worker.starts import StartBatcher
 
 _IDLE_RECHECK = 5.0
+_PASSED_OVER_RECHECK = 0.2
 _MAX_CLAIM = 1000
 
 
@@ -65,6 +67,15 @@ class WorkerConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
     """Handed to ``release_runs``: how often a fire may be cut off before it is DEAD."""
+    queues: frozenset[str] | None = None
+    """Claim only runs of these queues (None: every queue)."""
+    limits: ClaimLimits = NO_LIMITS
+    """Cluster-wide concurrency limits, counted by the store at each claim."""
+
+    @property
+    def restricted(self) -> bool:
+        """Whether a claim may pass runs over (not its queue, over a limit)."""
+        return self.queues is not None or self.limits.any
 
 
 @dataclass(slots=True)
@@ -165,6 +176,8 @@ class Worker:
                 horizon=now + timedelta(seconds=self._config.lookahead),
                 lease_until=now + timedelta(seconds=self._config.lease_seconds),
                 limit=limit,
+                queues=self._config.queues,
+                limits=self._config.limits,
             )
         )
         if claimed:
@@ -177,6 +190,10 @@ class Worker:
         if following is None:
             return _IDLE_RECHECK
         wait = (following - self._clock.now()).total_seconds() - self._config.lookahead
+        if wait <= 0 and self._config.restricted:
+            # A run is ready but was passed over (another queue, or over a limit): look
+            # again shortly (a slot frees when some worker's run ends), never spin.
+            return _PASSED_OVER_RECHECK
         return min(max(wait, 0.001), _IDLE_RECHECK)
 
     def _hold(self, run: ClaimedRun) -> None:
