@@ -181,16 +181,17 @@ class Client(ControlMixin):
         limit: int = 100,
         *,
         kind: str | None = None,
+        queue: str | None = None,
         search: str | None = None,
     ) -> list[Json]:
         """The caller's jobs, oldest first: at most ``limit`` of them.
 
         Filters (all optional, combined with AND): ``status`` one status or several,
-        ``project_id`` exact, ``kind`` ``once`` or ``recurring``, ``search`` a job id
-        prefix or a substring of the project id. Each job carries ``last_run`` and
-        ``recent_run_statuses``. Follows the server's cursors as needed, so ``limit`` may
-        exceed the per-page maximum of 1000. Use :meth:`iter_jobs` to walk every job
-        lazily, or :meth:`jobs_page` to paginate by hand.
+        ``project_id`` exact, ``kind`` ``once`` or ``recurring``, ``queue`` exact,
+        ``search`` a job id prefix or a substring of the project id. Each job carries
+        ``last_run`` and ``recent_run_statuses``. Follows the server's cursors as needed,
+        so ``limit`` may exceed the per-page maximum of 1000. Use :meth:`iter_jobs` to walk
+        every job lazily, or :meth:`jobs_page` to paginate by hand.
         """
         if limit < 1:
             raise ValidationError(f"limit must be >= 1, got {limit}", field="limit")
@@ -203,6 +204,7 @@ class Client(ControlMixin):
                 min(limit - len(found), MAX_PAGE),
                 cursor,
                 kind=kind,
+                queue=queue,
                 search=search,
             )
             found.extend(page)
@@ -217,13 +219,14 @@ class Client(ControlMixin):
         page_size: int = 100,
         *,
         kind: str | None = None,
+        queue: str | None = None,
         search: str | None = None,
     ) -> Iterator[Json]:
         """Every matching job, oldest first, fetching one page at a time."""
         cursor: str | None = None
         while True:
             page, cursor = self.jobs_page(
-                status, project_id, page_size, cursor, kind=kind, search=search
+                status, project_id, page_size, cursor, kind=kind, queue=queue, search=search
             )
             yield from page
             if cursor is None or not page:
@@ -237,6 +240,7 @@ class Client(ControlMixin):
         cursor: str | None = None,
         *,
         kind: str | None = None,
+        queue: str | None = None,
         search: str | None = None,
     ) -> tuple[list[Json], str | None]:
         """One page of ``GET /v1/jobs``: ``(items, next_cursor)``; the cursor is None at the end."""
@@ -244,6 +248,7 @@ class Client(ControlMixin):
         params: dict[str, str | int | None] = {
             "project_id": project_id,
             "kind": kind,
+            "queue": queue,
             "q": search,
             "limit": limit,
             "cursor": cursor,

@@ -119,6 +119,43 @@ def test_filters_and_search_narrow_the_list(
     assert any("kind=recurring" in u and "q=nightly" in u for u in lists), lists
 
 
+def test_queue_and_priority_from_the_form_to_the_job_page_and_the_queue_filter(
+    page: Page, server: ServerHandle, user: tuple[str, httpx.Client], shots: Path
+) -> None:
+    name, client = user
+    other = create(client, project_id="elsewhere", payload="x", next_fire_at=FUTURE)
+    sign_in_as(page, server, name)
+    page.goto(server.url + "/dashboard/#/submit")
+    page.get_by_label("Project").fill("queued")
+    page.get_by_label("Payload").fill("x")
+    page.get_by_label("Queue").fill("reports eu")  # a space: the API refuses the name
+    page.get_by_role("button", name="Submit job").click()
+    queue = page.get_by_label("Queue")
+    expect(queue).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[data-field="f-queue"] .field-error')).to_contain_text("queue")
+    assert client.get("/v1/jobs", params={"queue": "reports"}).json()["items"] == []
+
+    queue.fill("reports")
+    page.get_by_label("Priority").fill("7")
+    page.get_by_role("button", name="Submit job").click()
+    expect(page.get_by_role("heading", name="Schedule and policies")).to_be_visible()
+    facts = page.locator("dl")
+    expect(facts.get_by_text("reports", exact=True)).to_be_visible()
+    expect(facts.get_by_text("7", exact=True)).to_be_visible()
+    [made] = client.get("/v1/jobs", params={"queue": "reports"}).json()["items"]
+    assert (made["project_id"], made["queue"], made["priority"]) == ("queued", "reports", 7)
+
+    page.goto(server.url + "/dashboard/#/jobs")
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(2)
+    page.get_by_label("Queue").fill("reports")
+    page.get_by_label("Queue").press("Enter")
+    expect(rows).to_have_count(1)
+    assert _shown(page) == [made["job_id"]] and other["job_id"] not in _shown(page)
+    expect(page).to_have_url(re.compile(r"#/jobs\?queue=reports$"))
+    shot(page, shots, "jobs-queue-filter")
+
+
 def test_filter_controls_are_labelled_and_keyboard_usable(
     page: Page, server: ServerHandle, user: tuple[str, httpx.Client]
 ) -> None:
@@ -129,7 +166,7 @@ def test_filter_controls_are_labelled_and_keyboard_usable(
     group = form.get_by_role("group", name="Status")
     for status in ("pending", "running", "paused", "completed", "failed", "cancelled"):
         expect(group.get_by_role("checkbox", name=status, exact=True)).to_be_visible()
-    for label in ("Project", "Kind", "Search", "Per page"):
+    for label in ("Project", "Kind", "Queue", "Search", "Per page"):
         expect(form.get_by_label(label, exact=True)).to_be_visible()
     expect(form.get_by_label("Search", exact=True)).to_have_accessible_description(
         re.compile("Start of a job id")
@@ -142,15 +179,15 @@ def test_filter_controls_are_labelled_and_keyboard_usable(
     page.keyboard.press("Space")
     expect(group.get_by_role("checkbox", name="pending")).to_be_checked()
     order = []
-    for _ in range(9):
+    for _ in range(10):
         page.keyboard.press("Tab")
         order.append(
             page.evaluate("() => document.activeElement.id || document.activeElement.textContent")
         )
-    assert order[:9] == [
+    assert order == [
         "filter-status-running", "filter-status-paused", "filter-status-completed",
         "filter-status-failed", "filter-status-cancelled", "filter-project", "filter-kind",
-        "filter-q", "filter-limit",
+        "filter-queue", "filter-q", "filter-limit",
     ], order  # fmt: skip
     page.keyboard.press("Shift+Tab")  # back to Search
     page.keyboard.type("gamma")

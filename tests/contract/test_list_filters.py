@@ -1,9 +1,10 @@
-"""Job list filters (status set, project, kind, search) and the newest runs of each listed
+"""Job list filters (status set, project, kind, queue, search) and the newest runs of each listed
 job, on every store: each agrees with the reference rule ``ports.jobs.job_listed`` and with
 ``list_runs``, page by page through the cursor."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from datetime import timedelta
@@ -63,6 +64,16 @@ async def test_kind_separates_one_shot_and_recurring_jobs(store: Store) -> None:
     assert await ids(store, kind=JobKind.RECURRING, statuses=frozenset({JobStatus.COMPLETED})) == []
 
 
+async def test_queue_filter_takes_one_queue_exactly(store: Store) -> None:
+    a, b, c = once(), dataclasses.replace(recurring(), queue="reports"), once()
+    c = dataclasses.replace(c, queue="reports.eu")
+    await store.insert_jobs([a, b, c])
+    assert await ids(store, queue="default") == [a.job_id]
+    assert await ids(store, queue="reports") == [b.job_id]  # exact: not reports.eu
+    assert await ids(store, queue="reports", kind=JobKind.ONCE) == []
+    assert await ids(store, queue="nobody") == []
+
+
 async def test_search_matches_an_id_prefix_or_a_project_substring(store: Store) -> None:
     target = once(project_id="billing")
     nightly = recurring(project_id="reports-nightly")
@@ -113,6 +124,8 @@ async def test_filters_combine_with_the_cursor(store: Store) -> None:
         job = build(rng.choice(statuses), rng.choice(projects))
         if i % 5 == 0:
             job = make_job(user_id="bob", project_id=job.project_id, status=job.status)
+        if rng.random() < 0.3:
+            job = dataclasses.replace(job, queue="reports")
         jobs.append(job)
     for start in range(0, len(jobs), 7):  # several batches: positions interleave users
         await store.insert_jobs(jobs[start : start + 7])
@@ -132,14 +145,14 @@ async def test_filters_combine_with_the_cursor(store: Store) -> None:
         jobs[7].job_id,
         jobs[10].job_id,
     ]
-    for sts, project, kind, search in itertools.product(
-        status_sets, [None, "alpha"], [None, *JobKind], searches
-    ):
-        params = ListJobsParams(
-            user_id=ALICE, statuses=sts, project_id=project, kind=kind, search=search
-        )
+    grid = itertools.product(
+        status_sets, [None, "alpha"], [None, *JobKind], [None, "reports"], searches
+    )
+    for sts, project, kind, queue, search in grid:
+        filters = {"statuses": sts, "project_id": project, "kind": kind, "queue": queue}
+        params = ListJobsParams(user_id=ALICE, search=search, **filters)  # type: ignore[arg-type]
         want = [j.job_id for j in jobs if j.user_id == ALICE and job_listed(j, params)]
-        got = await ids(store, limit=3, statuses=sts, project_id=project, kind=kind, search=search)
+        got = await ids(store, limit=3, search=search, **filters)
         assert got == want, params
 
 

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
         ("&".join(["status=PENDING"] * 8), "status"),
         ("kind=daily", "kind"),
         ("kind=ONCE%00", "kind"),
+        ("queue=a%20b", "queue"),
+        ("queue=q%00", "queue"),
+        ("queue=" + "q" * 65, "queue"),
+        ("queue=%FF", "queue"),
         ("q=a%00b", "q"),
         ("q=" + "x" * 201, "q"),
         ("q=%FF%FE", "q"),
@@ -48,7 +52,9 @@ def test_filters_search_and_the_last_run(server: ServerHandle) -> None:
     with server.client(user) as me, server.client(new_user("other")) as other:
         done = create(me, project_id="alpha", payload="echo hi")
         nightly = create(me, project_id="beta-nightly", payload="x", cron_schedule="0 3 * * *")
-        plain = create(me, project_id="Gamma", payload="x", cron_schedule="0 4 * * *")
+        plain = create(
+            me, project_id="Gamma", payload="x", cron_schedule="0 4 * * *", queue="reports"
+        )
         theirs = create(other, project_id="beta-nightly", payload="x")
 
         def listed(**params: str) -> list[str]:
@@ -57,6 +63,8 @@ def test_filters_search_and_the_last_run(server: ServerHandle) -> None:
         assert wait_for(lambda: listed(status="COMPLETED") == [done["job_id"]], 30)
         assert listed(kind="recurring") == [nightly["job_id"], plain["job_id"]]
         assert listed(kind="once") == [done["job_id"]]
+        assert listed(queue="reports") == [plain["job_id"]]
+        assert listed(queue="default", kind="recurring") == [nightly["job_id"]]
         assert listed(q="nightly") == [nightly["job_id"]]
         assert listed(q="gamma") == []  # project ids are compared exactly
         assert listed(q=done["job_id"][:13].upper()) == [done["job_id"]]
@@ -112,6 +120,8 @@ def test_client_and_cli_filters(server: ServerHandle) -> None:
         cron = client.submit(project_id="cli-beta", payload="x", cron_schedule="0 3 * * *")
         assert wait_for(lambda: client.jobs(status=["COMPLETED"]) != [], 30)
         assert [j["job_id"] for j in client.jobs(kind="recurring")] == [cron["job_id"]]
+        assert client.jobs(queue="elsewhere") == []
+        assert [j["job_id"] for j in client.jobs(queue="default", kind="once")] == [once["job_id"]]
         assert [j["job_id"] for j in client.jobs(search="alpha")] == [once["job_id"]]
         both = client.jobs(status=["COMPLETED", "PENDING"], search="cli-")
         assert [j["job_id"] for j in both] == [once["job_id"], cron["job_id"]]
@@ -128,6 +138,8 @@ def test_client_and_cli_filters(server: ServerHandle) -> None:
     assert table.exit_code == 0, table.output
     assert cron["job_id"] in table.stdout and once["job_id"] not in table.stdout
     assert "LAST RUN" in table.stdout
+    queued = _cli(server, user, "jobs", "--queue", "default", "--kind", "recurring", "--json")
+    assert [j["job_id"] for j in json.loads(queued.stdout)] == [cron["job_id"]], queued.output
     table = _cli(server, user, "jobs", "-s", "COMPLETED")
     assert "COMPLETED" in table.stdout and once["job_id"] in table.stdout
     who = _cli(server, user, "whoami")

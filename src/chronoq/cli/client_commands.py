@@ -328,6 +328,7 @@ def submit(
     type=click.Choice(["once", "recurring"]),
     help="Only one-shot jobs, or only jobs with a schedule.",
 )
+@click.option("--queue", help="Only jobs of this queue (exact).")
 @click.option(
     "--search", "-q", help="Jobs whose id starts with this, or whose project contains it."
 )
@@ -337,6 +338,7 @@ def jobs(
     statuses: tuple[str, ...],
     project: str | None,
     kind: str | None,
+    queue: str | None,
     search: str | None,
     limit: int,
     url: str,
@@ -351,6 +353,7 @@ def jobs(
             project_id=project,
             limit=limit,
             kind=kind,
+            queue=queue,
             search=search,
         )
     if as_json:

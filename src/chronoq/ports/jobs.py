@@ -47,6 +47,8 @@ class ListJobsParams:
     """Only jobs in one of these statuses (empty: any)."""
     project_id: str | None = None
     kind: JobKind | None = None
+    queue: str | None = None
+    """Only jobs of this queue (exact name)."""
     search: str | None = None
     """A whole job id finds that job alone (through the id's unique index); anything else
     finds jobs whose id starts with it (ASCII letters compared lowercased: ids are
@@ -101,6 +103,8 @@ def job_listed(job: Job, params: ListJobsParams) -> bool:
     if params.project_id is not None and job.project_id != params.project_id:
         return False
     if params.kind is not None and (params.kind is JobKind.RECURRING) != job.recurring:
+        return False
+    if params.queue is not None and job.queue != params.queue:
         return False
     return params.search is None or matches_search(job, params.search)
 

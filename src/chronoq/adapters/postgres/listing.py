@@ -74,6 +74,8 @@ def list_statement(params: ListJobsParams, after: int) -> tuple[str, list[Any]]:
     if params.kind is not None:
         recurring = params.kind is JobKind.RECURRING
         sql += f" AND cron_schedule IS {'NOT ' if recurring else ''}NULL"
+    if params.queue is not None:
+        sql += f" AND queue = {arg(params.queue)}"
     if params.search is not None:
         bounds = search_id_bounds(params.search)
         if bounds is not None and bounds[0] == bounds[1]:  # a whole id: the primary key

@@ -40,6 +40,9 @@ def list_jobs(conn: sqlite3.Connection, params: ListJobsParams, after: int) -> J
     if params.kind is not None:
         recurring = params.kind is JobKind.RECURRING
         sql += f" AND cron_schedule IS {'NOT ' if recurring else ''}NULL"
+    if params.queue is not None:
+        sql += " AND queue = ?"
+        args.append(params.queue)
     if params.search is not None:
         bounds = search_id_bounds(params.search)
         if bounds is None:  # no id starts so: only the project part can match

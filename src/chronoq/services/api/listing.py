@@ -15,6 +15,7 @@ from starlette.datastructures import QueryParams
 
 from chronoq.domain.clock import format_rfc3339
 from chronoq.domain.jobs import Job
+from chronoq.domain.queues import check_queue
 from chronoq.domain.states import JobStatus
 from chronoq.errors import ValidationError
 from chronoq.ports.jobs import JobKind, JobPage, ListJobsParams, RunBrief
@@ -39,6 +40,7 @@ def list_params(
         statuses=_statuses(query.getlist("status")),
         project_id=_text(query.get("project_id"), "project_id", MAX_ID_LEN),
         kind=_kind(query.get("kind")),
+        queue=_queue(query.get("queue")),
         search=_text(query.get("q"), "q", MAX_SEARCH_LEN),
         cursor=cursor,
         limit=limit_param(query.get("limit")),
@@ -93,7 +95,7 @@ def _statuses(raw: list[str]) -> frozenset[JobStatus]:
     return frozenset(found)
 
 
-_TEXT_PARAMS = frozenset({"status", "project_id", "kind", "q"})
+_TEXT_PARAMS = frozenset({"status", "project_id", "kind", "queue", "q"})
 
 
 def _check_utf8(raw_query: bytes) -> None:
@@ -108,6 +110,12 @@ def _check_utf8(raw_query: bytes) -> None:
             unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
             raise ValidationError(f"{key} must be valid UTF-8", field=key) from None
+
+
+def _queue(raw: str | None) -> str | None:
+    """A queue name as jobs are given one (a name no job can have is a 400, not an
+    empty page: the caller mistyped it)."""
+    return check_queue(raw) if raw else None
 
 
 def _kind(raw: str | None) -> JobKind | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chronoq.domain.queues import MAX_QUEUE_LEN
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.ports.jobs import JobKind
 from chronoq.services.api.listing import MAX_SEARCH_LEN, RECENT_RUNS
@@ -24,6 +25,10 @@ LIST_QUERY = [
     {"name": "kind", "in": "query", "required": False,
      "description": "once: jobs without a schedule; recurring: jobs with a cron_schedule",
      "schema": {"enum": [k.value for k in JobKind]}},
+    {"name": "queue", "in": "query", "required": False,
+     "description": "only jobs of this queue (exact name; docs/queues.md)",
+     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUEUE_LEN,
+                "pattern": f"^[A-Za-z0-9_.-]{{1,{MAX_QUEUE_LEN}}}$"}},
     {"name": "q", "in": "query", "required": False,
      "description": "search: jobs whose id starts with it (ASCII letters case-folded) or"
      " whose project_id contains it (exact characters)",

@@ -6,19 +6,20 @@ import { alertBox, field, h, replace } from "../dom.js";
 import { clearError, showError, toInstant } from "./submit.js";
 
 const NUMBERS = ["max_retries", "timeout_seconds", "catch_up_window_seconds",
-  "start_deadline_seconds", "jitter_seconds", "max_fires"];
+  "start_deadline_seconds", "jitter_seconds", "max_fires", "priority"];
 const INSTANTS = ["next_fire_at", "start_at", "end_at"];
 const RECURRING = ["cron_schedule", "timezone", "overlap", "misfire", "catch_up_window_seconds",
   "jitter_seconds", "start_at", "end_at", "max_fires"];
 const ONE_SHOT = ["next_fire_at"];
-const COMMON = ["payload", "max_retries", "timeout_seconds", "start_deadline_seconds"];
+const COMMON = ["payload", "max_retries", "timeout_seconds", "start_deadline_seconds", "queue",
+  "priority"];
 const LABELS = {
   payload: "Payload", cron_schedule: "Schedule", timezone: "Time zone", overlap: "Overlap",
   misfire: "Misfire", max_retries: "Max retries", timeout_seconds: "Timeout (seconds)",
   catch_up_window_seconds: "Catch-up window (seconds)", jitter_seconds: "Jitter (seconds)",
   start_deadline_seconds: "Start deadline (seconds)", max_fires: "Max fires",
   next_fire_at: "Fire at (your local time)", start_at: "Start at (your local time)",
-  end_at: "End at (your local time)",
+  end_at: "End at (your local time)", queue: "Queue", priority: "Priority",
 };
 const CHOICES = { overlap: ["skip", "allow", "buffer_one", "cancel_previous"],
   misfire: ["run_once", "run_all", "skip"] };

@@ -144,6 +144,8 @@ function drawSchedule(box, job) {
     ["Max fires", p(job.max_fires)],
     ["Max retries", p(job.max_retries)],
     ["Timeout", p(job.timeout_seconds, " s")],
+    ["Queue", p(job.queue)],
+    ["Priority", p(job.priority)],
   ]));
   if (job.cron_schedule) {
     preview(job.cron_schedule, job.timezone).then((answer) => {

@@ -1,5 +1,5 @@
 // The jobs list: one page from GET /v1/jobs at a time (the API's cursor; never all
-// jobs), filtered by the API (status, project, kind, search). Each listed job carries its
+// jobs), filtered by the API (status, project, kind, queue, search). Each listed job carries its
 // newest runs' outcomes (last_run, recent_run_statuses), so a page is one list request;
 // the schedule in words comes from the preview endpoint (once per distinct schedule).
 import { get, preview } from "../api.js";
@@ -12,11 +12,12 @@ const ENDED = new Set(["COMPLETED", "FAILED", "TIMED_OUT", "DEAD", "CANCELLED", 
   "RETRY_SCHEDULED", "INTERRUPTED"]);
 
 // The filters, as they appear in the page's hash and as the API takes them. A new filter
-// (the job queue one, to come) is one entry here and one control in filterForm.
+// is one entry here and one control in filterForm.
 const FILTERS = [
   { hash: "status", api: "status" }, // comma-separated, as the API also takes them
   { hash: "project", api: "project_id" },
   { hash: "kind", api: "kind" },
+  { hash: "queue", api: "queue" },
   { hash: "q", api: "q" },
 ];
 
@@ -90,6 +91,8 @@ function filterForm(chosen, limit, go) {
     maxlength: 200, autocomplete: "off", spellcheck: "false" });
   const kind = h("select", { name: "kind" },
     KINDS.map(([value, text]) => h("option", { value, selected: value === chosen.kind }, text)));
+  const queue = h("input", { type: "text", name: "queue", value: chosen.queue,
+    maxlength: 64, pattern: "[A-Za-z0-9_.\\-]{1,64}", autocomplete: "off", spellcheck: "false" });
   const search = h("input", { type: "search", name: "q", value: chosen.q, maxlength: 200,
     autocomplete: "off", spellcheck: "false" });
   const perPage = h("select", { name: "limit" },
@@ -98,7 +101,7 @@ function filterForm(chosen, limit, go) {
     statuses,
     field("filter-project", "Project", project, "Exact project id"),
     field("filter-kind", "Kind", kind),
-    // The job queue filter goes here (a field like Kind; see FILTERS above).
+    field("filter-queue", "Queue", queue, "Exact queue name"),
     field("filter-q", "Search", search, "Start of a job id, or part of a project id"),
     field("filter-limit", "Per page", perPage),
     h("div", { class: "filter-actions" },
@@ -111,6 +114,7 @@ function filterForm(chosen, limit, go) {
       status: boxes.filter((b) => b.checked).map((b) => b.value).join(","),
       project: project.value.trim(),
       kind: kind.value,
+      queue: queue.value.trim(),
       q: search.value.trim(),
     }, perPage.value));
   });

@@ -5,7 +5,7 @@ import { alertBox, field, h, heading, replace, wallTime } from "../dom.js";
 
 const PREVIEW_DELAY_MS = 300;
 const NUMBERS = ["max_retries", "timeout_seconds", "catch_up_window_seconds",
-  "start_deadline_seconds", "jitter_seconds", "max_fires"];
+  "start_deadline_seconds", "jitter_seconds", "max_fires", "priority"];
 const INSTANTS = ["next_fire_at", "start_at", "end_at"];
 const RECURRING = ["cron_schedule", "timezone", "overlap", "misfire", "catch_up_window_seconds",
   "end_at", "max_fires", "start_at", "jitter_seconds"];
@@ -42,6 +42,10 @@ export async function render(main, { go }) {
       h("section", { class: "preview", "aria-live": "polite", "aria-label": "Schedule preview" })),
     field("f-max_retries", "Max retries", number("max_retries", { min: 0, step: 1, inputmode: "numeric" })),
     field("f-timeout_seconds", "Timeout (seconds)", number("timeout_seconds", { min: 0.001, step: "any" })),
+    field("f-queue", "Queue", input("queue", { maxlength: 64, spellcheck: "false", placeholder: "default" }),
+      "Only workers serving this queue run it (docs/queues.md)."),
+    field("f-priority", "Priority", number("priority", { min: -1000, max: 1000, step: 1, inputmode: "numeric" }),
+      "-1000 to 1000; among runs ready to start, higher goes first (default 0)."),
     h("details", {}, h("summary", {}, "Schedule policies and idempotency"),
       h("div", { "data-when": "recurring" },
         field("f-overlap", "Overlap", choice("overlap", ["skip", "allow", "buffer_one", "cancel_previous"]),
@@ -104,7 +108,7 @@ export async function render(main, { go }) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     for (const name of ["project_id", "payload", ...NUMBERS, ...INSTANTS, "cron_schedule",
-      "timezone", "overlap", "misfire", "idempotency_key"]) clearError(form, name);
+      "timezone", "overlap", "misfire", "idempotency_key", "queue"]) clearError(form, name);
     const formError = form.querySelector(".form-error");
     replace(formError);
     if (when() === "at" && !form.elements.next_fire_at.value) {
@@ -140,7 +144,8 @@ export function spec(form, when) {
   const text = (name) => form.elements[name].value.trim();
   values.project_id = form.elements.project_id.value;
   values.payload = form.elements.payload.value;
-  const fields = ["max_retries", "timeout_seconds", "start_deadline_seconds", "idempotency_key"];
+  const fields = ["max_retries", "timeout_seconds", "start_deadline_seconds", "idempotency_key",
+    "queue", "priority"];
   if (when === "at") fields.push("next_fire_at");
   if (when === "recurring") fields.push(...RECURRING);
   for (const name of fields) {
