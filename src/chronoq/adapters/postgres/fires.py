@@ -60,9 +60,10 @@ class Fires:
     skips: Skips = field(default_factory=Skips)
     _jobs: list[tuple[Any, datetime | None, int, str]] = field(default_factory=list)
 
-    def add(self, row: Sequence[Any]) -> None:
+    def add(self, row: Sequence[Any], at: datetime | None = None) -> int:
         """One locked due job: a row of ``sql.CLAIM_DUE_*`` (id, user, cron, timezone, due,
-        status, policies, fire count)."""
+        status, policies, fire count), planned as claimed at ``at`` (None: ``now``; see
+        ``limits.Deferrals``). Returns how many runs it makes."""
         job_id, user_id, cron, tz, due, status = row[:6]
         key = str(job_id)
         plan = plan_claim(
@@ -74,7 +75,7 @@ class Fires:
                 policies=policies_from_record(row, 6),
                 fire_count=row[16],
             ),
-            self.now,
+            self.now if at is None else at,
         )
         for planned in plan.runs:
             self.runs.append(
@@ -97,6 +98,11 @@ class Fires:
             elif status == JobStatus.PENDING:
                 status = JobStatus.COMPLETED.value  # the schedule ended, nothing runs
         self._jobs.append((job_id, plan.next_fire_at, plan.fire_count, status))
+        return len(plan.runs)
+
+    @property
+    def job_count(self) -> int:
+        return len(self._jobs)
 
     def args(self) -> list[Any]:
         jobs = list(zip(*self._jobs, strict=True)) if self._jobs else [(), (), (), ()]

@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres import sql
+from chronoq.adapters.postgres import limits, sql
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.ledger import PURGE_SKIPS, PostgresLedger
@@ -77,6 +77,7 @@ from chronoq.domain.jobs import (
     RunOutcome,
     output_cut,
 )
+from chronoq.domain.limits import Deferrals
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_AT_SHUTDOWN,
@@ -111,6 +112,7 @@ class PostgresStore(
         max_size: int = 10,
         connect_timeout: float = 10.0,
     ) -> None:
+        self._deferrals = Deferrals()
         self._pool = PgPool(
             dsn, owner="the PostgreSQL store", min_size=min_size, max_size=max_size,
             connect_timeout=connect_timeout,
@@ -127,7 +129,9 @@ class PostgresStore(
 
     # -- jobs --------------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+    ) -> None:
         if not jobs:
             return
         for job in jobs:
@@ -135,6 +139,14 @@ class PostgresStore(
                 raise ValidationError(f"job_id must be a uuid, got {job.job_id!r}", field="job_id")
         args = job_args(jobs)
         statement = sql.INSERT_JOBS_IF_ABSENT if if_absent else sql.INSERT_JOBS
+        if max_active_per_user > 0:
+
+            async def limited(conn: Any) -> None:
+                await limits.check_active_jobs(conn, jobs, max_active_per_user, if_absent)
+                await conn.execute(statement, *args)
+
+            await self._transaction("insert_jobs", limited)
+            return
         with translated("insert_jobs"):
             await self._connected().execute(statement, *args)
 
