@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
+from chronoq.domain.claims import ClaimPlan
 from chronoq.errors import LimitExceededError
 
 FIRE_WINDOW: Final = timedelta(seconds=60)
@@ -104,6 +105,8 @@ class FireBudget:
     """Users with a due fire this claim did not take."""
     served: set[str] = field(default_factory=set)
     """Users this claim took fires of."""
+    behind: set[str] = field(default_factory=set)
+    """Users with a job this claim advanced to a fire that is due already."""
     deferred_jobs: int = 0
     """Due jobs this claim left waiting (metrics)."""
 
@@ -126,13 +129,16 @@ class FireBudget:
         self.deferred_jobs += 1
         return False
 
-    def spend(self, user: str, fires: int) -> None:
-        """A claimed job made ``fires`` runs (one, or a ``run_all`` catch-up of up to
-        ``claims.RUN_ALL_BATCH``: that may take the user below zero — they wait longer)."""
+    def spend(self, user: str, plan: ClaimPlan, horizon: datetime) -> None:
+        """A claimed job's plan made its runs: one, or a ``run_all`` catch-up of up to
+        ``claims.RUN_ALL_BATCH`` (that may take the user below zero — they wait longer).
+        A job whose next fire is due still (a backlog) keeps its user ``behind``."""
         self.served.add(user)
-        self.left[user] -= fires
+        self.left[user] -= len(plan.runs)
         if self.left[user] <= 0:
             self.blocked.add(user)
+        if plan.next_fire_at is not None and plan.next_fire_at <= horizon:
+            self.behind.add(user)
 
 
 @dataclass(slots=True)
@@ -156,10 +162,12 @@ class Deferrals:
 
     def update(self, budget: FireBudget, now: datetime) -> None:
         """After a claim: users it deferred are held back from now (if not already);
-        users it served in full are no longer held back."""
+        users it served and left with nothing due are no longer held back (a user still
+        working through a backlog stays held back: its fires are still late because of
+        the limit)."""
         for user in budget.deferred:
             self.since.setdefault(user, now)
-        for user in budget.served - budget.deferred:
+        for user in budget.served - budget.deferred - budget.behind:
             self.since.pop(user, None)
         if self.since and len(self.since) > 1000:
             horizon = now - _DEFERRAL_MEMORY

@@ -77,7 +77,7 @@ def claim_fairly(
             assert row.job.next_fire_at is not None
             at = deferrals.claim_instant(user, row.job.next_fire_at, now)
             plan = store_policies.plan_due(db, row, at)
-            budget.spend(user, len(plan.runs))
+            budget.spend(user, plan, horizon)
             admitted.append((row, plan))
         for row, plan in admitted:
             runs.extend(store_policies.apply_claim(db, row, plan, now))

@@ -100,7 +100,7 @@ class PostgresPicker:
                 user = row[1]
                 if budget.admit(user):
                     at = self._deferrals.claim_instant(user, row[4], now)
-                    budget.spend(user, fires.add(row, at))
+                    budget.spend(user, fires.add(row, at), horizon)
             jobs += fires.job_count
             if fires.job_count:
                 runs.extend(await _write(conn, fires))  # the next round sees them advanced

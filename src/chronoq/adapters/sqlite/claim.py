@@ -16,7 +16,7 @@ from chronoq.adapters.sqlite.dispatch import INSERT_RUN, fence_filter, marks
 from chronoq.adapters.sqlite.ledger import SkipRow, record_skips, span_rows
 from chronoq.adapters.sqlite.limits import fires_in_window
 from chronoq.adapters.sqlite.rows import POLICY_COLUMNS, opt_micros, policies_from_row
-from chronoq.domain.claims import DueJob, plan_claim
+from chronoq.domain.claims import ClaimPlan, DueJob, plan_claim
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
@@ -94,7 +94,7 @@ def _claim_fairly(
             user = row[1]
             if budget.admit(user):
                 at = deferrals.claim_instant(user, from_micros(row[4]), params.now)
-                budget.spend(user, claim.add(row, at))
+                budget.spend(user, claim.add(row, at), params.horizon)
         jobs += claim.jobs
         runs.extend(claim.write(conn))  # the next round sees these jobs advanced
         fresh = sorted(budget.blocked.difference(excluded))
@@ -119,8 +119,8 @@ class _Claim:
         self.advances: list[tuple[Any, ...]] = []
         self.jobs = 0
 
-    def add(self, row: Any, at: datetime) -> int:
-        """Plan one due job as claimed at ``at`` (normally now); the runs it makes."""
+    def add(self, row: Any, at: datetime) -> ClaimPlan:
+        """Plan one due job as claimed at ``at`` (normally now); its plan."""
         job_id, user_id, cron, tz, due, fire_count, status = row[:7]
         due_at = from_micros(due)
         plan = plan_claim(
@@ -163,7 +163,7 @@ class _Claim:
         self.advances.append(
             (opt_micros(plan.next_fire_at), plan.fire_count, new_status, self.now_us, job_id, due)
         )
-        return len(plan.runs)
+        return plan
 
     def write(self, conn: sqlite3.Connection) -> list[Run]:
         before = conn.total_changes
