@@ -105,6 +105,8 @@ class FireBudget:
     """Users with a due fire this claim did not take."""
     served: set[str] = field(default_factory=set)
     """Users this claim took fires of."""
+    busy: set[str] = field(default_factory=set)
+    """Users left for the next claim because another one is counting them (PostgreSQL)."""
     behind: set[str] = field(default_factory=set)
     """Users with a job this claim advanced to a fire that is due already."""
     deferred_jobs: int = 0
@@ -113,20 +115,29 @@ class FireBudget:
     def uncounted(self, users: Iterable[str]) -> list[str]:
         return sorted({u for u in users if u not in self.left})
 
-    def count(self, users: Iterable[str], used: Mapping[str, int]) -> None:
-        """Record the fires ``users`` had in the window (``used``; absent: none)."""
+    def count(
+        self, users: Iterable[str], used: Mapping[str, int], busy: Iterable[str] = ()
+    ) -> None:
+        """Record the fires ``users`` had in the window (``used``; absent: none). ``busy``:
+        users another claim is counting right now (PostgreSQL): left for the next claim,
+        without being held back."""
         for user in users:
             self.left[user] = self.limit - used.get(user, 0)
             if self.left[user] <= 0:
                 self.blocked.add(user)
+        for user in busy:
+            self.left[user] = 0
+            self.blocked.add(user)
+            self.busy.add(user)
 
     def admit(self, user: str) -> bool:
         """Whether a due job of ``user`` may be claimed now (call ``spend`` after)."""
         if self.left[user] > 0:
             return True
         self.blocked.add(user)
-        self.deferred.add(user)
-        self.deferred_jobs += 1
+        if user not in self.busy:
+            self.deferred.add(user)
+            self.deferred_jobs += 1
         return False
 
     def spend(self, user: str, plan: ClaimPlan, horizon: datetime) -> None:

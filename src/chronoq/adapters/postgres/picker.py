@@ -93,8 +93,8 @@ class PostgresPicker:
             new = budget.uncounted(row[1] for row in rows)
             locked = await limits.lockable(conn, new)
             counts = await limits.fires_in_window(conn, sorted(locked), now)
-            used = {u: counts[u][0] if u in counts else 0 for u in locked}
-            budget.count(new, {u: used.get(u, params.max_fires_per_minute) for u in new})
+            used = {user: count for user, (count, _oldest) in counts.items()}
+            budget.count(sorted(locked), used, busy=[u for u in new if u not in locked])
             fires = Fires(now)
             for row in rows:
                 user = row[1]
