@@ -92,6 +92,17 @@ async def test_finished_jobs_do_not_count_and_finished_inserts_are_free(store: S
         await store.insert_jobs([make_job()], max_active_per_user=2)
 
 
+async def test_active_jobs_counts_what_the_limit_counts(store: Store) -> None:
+    jobs = [make_job(), make_job(), make_job(), make_job(user_id="bob")]
+    await store.insert_jobs([*jobs, make_job(status=JobStatus.COMPLETED, next_fire_at=None)])
+    assert await store.cancel_job("alice", jobs[0].job_id, at(1)) is not None
+    assert await store.pause_job("alice", jobs[1].job_id, at(1)) is not None
+
+    assert await store.active_jobs("alice") == 2  # PAUSED and PENDING
+    assert await store.active_jobs("bob") == 1
+    assert await store.active_jobs("nobody") == 0
+
+
 async def test_limit_zero_is_unlimited(store: Store) -> None:
     await store.insert_jobs([make_job() for _ in range(50)], max_active_per_user=0)
     await store.insert_jobs([make_job() for _ in range(50)])

@@ -7,14 +7,22 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import httpx
 import pytest
 
+from chronoq.adapters.memory import MemoryNotifier, MemorySubmissionLog
+from chronoq.adapters.memory.blob import MemoryBlobStore
 from chronoq.domain.jobs import Run
-from chronoq.domain.limits import FIRE_WINDOW, TOO_MANY_ACTIVE_JOBS
+from chronoq.domain.limits import FIRE_WINDOW, TOO_MANY_ACTIVE_JOBS, UserLimits
 from chronoq.domain.policies import Misfire, Policies
 from chronoq.errors import LimitExceededError
-from chronoq.observability.metrics import LIMIT_FIRES_PER_MINUTE
+from chronoq.observability.metrics import LIMIT_ACTIVE_JOBS, LIMIT_FIRES_PER_MINUTE
 from chronoq.ports.jobs import ListFiresParams
+from chronoq.ports.notify import SUBMISSIONS
+from chronoq.services.api.app import create_app
+from chronoq.services.api.deps import ApiDeps
+from chronoq.services.api.ingest import Ingest
+from chronoq.services.writer import Writer
 
 try:
     from chronoq.testing.roles import Stack
@@ -85,3 +93,38 @@ async def test_the_writer_refuses_only_the_submission_over_the_active_limit(
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], LimitExceededError)
     assert results[1].code == TOO_MANY_ACTIVE_JOBS
+
+
+async def test_buffered_ingestion_checks_the_active_limit_against_the_store(
+    stack: Stack,
+) -> None:
+    """``--ingest log`` answers before any store transaction: the api counts the user's
+    stored active jobs first (jobs still in the log are not counted: docs/limits.md)."""
+    log = MemorySubmissionLog(stack.clock)
+    await log.start()
+    writer = Writer(log.append, MemoryNotifier(), stack.clock, channel=SUBMISSIONS)
+    await writer.start()
+    deps = ApiDeps(
+        store=stack.store, ingest=Ingest(writer, MemoryBlobStore(), stack.clock, stack.metrics, 16),
+        notifier=MemoryNotifier(), clock=stack.clock, metrics=stack.metrics,
+        max_body_bytes=1 << 20, shell_enabled=False, submissions=log,
+        user_limits=UserLimits(max_active_jobs=2),
+    )  # fmt: skip
+    await stack.store.insert_jobs([stack.job()])
+    transport = httpx.ASGITransport(app=create_app(deps))
+    body = {"project_id": "p", "payload": "hello"}
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1", headers={"X-User-ID": "alice"}
+        ) as client:
+            over = await client.post("/v1/jobs:batch", json={"jobs": [body, body]})
+            fits = await client.post("/v1/jobs", json=body)
+    finally:
+        await writer.stop()
+
+    assert over.status_code == 429, over.text
+    assert over.json()["error"]["code"] == TOO_MANY_ACTIVE_JOBS
+    assert int(over.headers["Retry-After"]) >= 1
+    assert fits.status_code == 201, fits.text
+    refused = stack.metrics.user_limit_refusals.labels(LIMIT_ACTIVE_JOBS)
+    assert refused._value.get() == 1

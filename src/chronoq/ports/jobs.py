@@ -113,6 +113,11 @@ class JobStore(Protocol):
         """
         ...
 
+    async def active_jobs(self, user_id: str) -> int:
+        """How many of the user's jobs are not in a terminal state (``limits``: the check
+        of buffered ingestion, which cannot count in an insert of its own)."""
+        ...
+
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         """The job if it exists AND belongs to ``user_id``; otherwise None."""
         ...

@@ -92,6 +92,10 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         for job in fresh.values():
             db.add_job(job)
 
+    async def active_jobs(self, user_id: str) -> int:
+        jobs = self._db().user_jobs(user_id, 0)
+        return sum(1 for _position, job in jobs if job.status not in JOB_TERMINAL)
+
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         row = self._own(user_id, job_id)
         return None if row is None else row.job

@@ -150,6 +150,11 @@ class PostgresStore(
         with translated("insert_jobs"):
             await self._connected().execute(statement, *args)
 
+    async def active_jobs(self, user_id: str) -> int:
+        with translated("active_jobs"):
+            rows = await self._connected().fetch(limits.ACTIVE_COUNTS, [user_id])
+        return int(rows[0][1]) if rows else 0
+
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         if not is_id(job_id):
             return None

@@ -63,3 +63,8 @@ def fires_in_window(
 def check_trigger_fires(conn: sqlite3.Connection, user_id: str, now: datetime, limit: int) -> None:
     used, oldest = fires_in_window(conn, [user_id], now).get(user_id, (0, None))
     check_trigger(used, oldest, limit, now)
+
+
+def active_jobs(conn: sqlite3.Connection, user_id: str) -> int:
+    query = f"SELECT count(*) FROM jobs WHERE user_id = ? AND {_ACTIVE}"
+    return int(conn.execute(query, (user_id,)).fetchone()[0])

@@ -115,6 +115,9 @@ class SqliteStore(SqliteTokens):
 
         await self._run(insert)
 
+    async def active_jobs(self, user_id: str) -> int:
+        return await self._run(lambda c: limits_tx.active_jobs(c, user_id))
+
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         return await self._run(lambda c: jobs_tx.get_job(c, user_id, job_id))
 
