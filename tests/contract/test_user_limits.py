@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from chronoq.domain.jobs import Job
-from chronoq.domain.limits import TOO_MANY_ACTIVE_JOBS, TOO_MANY_FIRES
+from chronoq.domain.limits import CLAIM_ROUNDS, TOO_MANY_ACTIVE_JOBS, TOO_MANY_FIRES
 from chronoq.domain.policies import Misfire, Policies
 from chronoq.domain.states import JobStatus
 from chronoq.errors import ConflictError, LimitExceededError
@@ -173,6 +173,26 @@ async def test_a_noisy_user_does_not_delay_another_users_single_fire(
     await store.insert_jobs([later])
     assert await _claim(store, 5, 10, limit=500) == ["quiet"]  # noisy is out of budget
     assert Counter(await _claim(store, 60, 10, limit=500)) == {"noisy": 10}
+
+
+async def test_many_noisy_users_cannot_starve_a_quiet_one(store: Store) -> None:
+    """More noisy users than one claim's selects (``CLAIM_ROUNDS``), each with a page of
+    due fires ahead of the quiet user's: users held back are left out of the next claim
+    from its first select, so the quiet fire is claimed by the second claim at the latest."""
+    users = CLAIM_ROUNDS + 4
+    for n in range(users):
+        noisy = [make_job(user_id=f"noisy{n:02}", next_fire_at=at(n - 100)) for _ in range(60)]
+        await store.insert_jobs(noisy)
+    await store.insert_jobs([make_job(user_id="quiet", next_fire_at=at(0))])
+
+    first = await _claim(store, 0, 1, limit=50)
+    second = await _claim(store, 0.5, 1, limit=50)
+
+    assert "quiet" not in first  # its selects ran out on the first eight noisy users
+    assert "quiet" in second
+    assert Counter(first + second) == Counter(
+        {"quiet": 1, **{f"noisy{n:02}": 1 for n in range(users)}}
+    )  # one fire each: the limit, and every user served
 
 
 async def test_every_nominal_fire_has_one_outcome_and_deferral_is_no_misfire(

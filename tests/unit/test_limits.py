@@ -109,3 +109,12 @@ def test_the_client_raises_limit_exceeded_with_code_and_retry_after() -> None:
     error = _error_from(response)
     assert isinstance(error, LimitExceededError)
     assert (error.code, error.retry_after, str(error)) == (TOO_MANY_ACTIVE_JOBS, 30, "at most 3")
+
+
+def test_users_still_out_of_budget_are_held_out_up_front() -> None:
+    deferrals = Deferrals(since={"a": _s(0), "b": _s(5)})
+    assert deferrals.held() == ["b", "a"]  # most recent first
+    budget = FireBudget(3)
+    assert budget.hold_out(deferrals.held(), {"a": 3, "b": 2}) == ["a"]
+    assert budget.blocked == {"a"} and budget.uncounted(["a", "b"]) == ["b"]
+    assert budget.waiting and not budget.deferred  # left out, not seen: no deferral counted

@@ -43,6 +43,8 @@ TOO_MANY_FIRES: Final = "too_many_fires"
 
 _DEFERRAL_MEMORY: Final = timedelta(days=1)
 """A user held back longer ago than this is forgotten (bounds ``Deferrals``)."""
+HELD_CHECKED: Final = 500
+"""Held-back users a claim counts up front to leave out of its selects."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +113,13 @@ class FireBudget:
     """Users with a job this claim advanced to a fire that is due already."""
     deferred_jobs: int = 0
     """Due jobs this claim left waiting (metrics)."""
+    held_out: bool = False
+    """Users out of budget were left out of this claim's selects (``hold_out``)."""
+
+    @property
+    def waiting(self) -> bool:
+        """Whether due fires may be waiting for their users' budget after this claim."""
+        return self.held_out or self.deferred_jobs > 0
 
     def uncounted(self, users: Iterable[str]) -> list[str]:
         return sorted({u for u in users if u not in self.left})
@@ -129,6 +138,18 @@ class FireBudget:
             self.left[user] = 0
             self.blocked.add(user)
             self.busy.add(user)
+
+    def hold_out(self, users: Iterable[str], used: Mapping[str, int]) -> list[str]:
+        """Users held back by earlier claims that are still out of budget (``used``: their
+        fires in the window): the claim's first select leaves them out, so their backlog
+        costs nothing. Returns them, sorted. The others are not recorded: they are counted
+        like any user when their jobs come up (under the store's lock, if it has one)."""
+        out = sorted(u for u in set(users) if used.get(u, 0) >= self.limit)
+        for user in out:
+            self.left[user] = 0
+            self.blocked.add(user)
+        self.held_out = self.held_out or bool(out)
+        return out
 
     def admit(self, user: str) -> bool:
         """Whether a due job of ``user`` may be claimed now (call ``spend`` after)."""
@@ -170,6 +191,11 @@ class Deferrals:
         if held is None:
             return now
         return min(now, max(due, held))
+
+    def held(self) -> list[str]:
+        """Users held back now, most recent first, at most ``HELD_CHECKED`` (one count)."""
+        recent = sorted(self.since.items(), key=lambda item: item[1], reverse=True)
+        return [user for user, _at in recent[:HELD_CHECKED]]
 
     def update(self, budget: FireBudget, now: datetime) -> None:
         """After a claim: users it deferred are held back from now (if not already);

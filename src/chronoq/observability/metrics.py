@@ -246,8 +246,8 @@ class Metrics:
         )
         self.user_limit_deferrals = Counter(
             "user_limit_deferrals",
-            "Due jobs a picker's claim left waiting because their user was out of fires for"
-            " the minute (a job waiting through several claims counts at each)",
+            "Due jobs a picker's claim found and left waiting because their user was out of"
+            " fires for the minute (users known to be out are left out of the select)",
             ["limit"],
             registry=r,
         )

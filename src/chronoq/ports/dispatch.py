@@ -68,7 +68,8 @@ class ClaimDueParams:
     (not advanced, not skipped) while other users' due fires are claimed."""
     on_deferred: Callable[[int], None] | None = None
     """Told, after a claim that left due jobs waiting for their user's budget, how many
-    (metrics); may be called on a store's own thread."""
+    it saw (metrics; 0 when it only left out users known to be out of budget); may be
+    called on a store's own thread."""
 
     def __post_init__(self) -> None:
         if (self.owner is None) != (self.epoch is None):

@@ -181,7 +181,8 @@ class Picker:
 
     def _on_deferred(self, jobs: int) -> None:
         self._deferred = True
-        self._metrics.user_limit_deferrals.labels(LIMIT_FIRES_PER_MINUTE).inc(jobs)
+        if jobs:
+            self._metrics.user_limit_deferrals.labels(LIMIT_FIRES_PER_MINUTE).inc(jobs)
 
     def _rate_wait(self) -> float:
         wait = self._bucket.wait_for_one()

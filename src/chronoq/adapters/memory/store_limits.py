@@ -59,7 +59,9 @@ def claim_fairly(
 ) -> list[Run]:
     """``claim_due`` with a per-user fires limit, round by round as ``sqlite.claim`` does."""
     budget = FireBudget(params.max_fires_per_minute)
-    excluded: set[str] = set()
+    held = deferrals.held()
+    used = {u: count for u, (count, _o) in fires_in_window(db, set(held), now).items()}
+    excluded = set(budget.hold_out(held, used))
     runs: list[Run] = []
     jobs = 0
     for _round in range(CLAIM_ROUNDS):
@@ -87,6 +89,6 @@ def claim_fairly(
             break
         excluded |= fresh
     deferrals.update(budget, now)
-    if params.on_deferred is not None and budget.deferred_jobs:
+    if params.on_deferred is not None and budget.waiting:
         params.on_deferred(budget.deferred_jobs)
     return runs

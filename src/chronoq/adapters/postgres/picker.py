@@ -84,7 +84,9 @@ class PostgresPicker:
         another claim or a trigger holds right now counts as out of budget this time."""
         now = params.now
         budget = FireBudget(params.max_fires_per_minute)
-        excluded: list[str] = []
+        held = self._deferrals.held()  # counted unlocked: only to leave them out
+        counts = await limits.fires_in_window(conn, held, now)
+        excluded = budget.hold_out(held, {u: count for u, (count, _o) in counts.items()})
         runs: list[Run] = []
         jobs = 0
         for _round in range(CLAIM_ROUNDS):
@@ -109,7 +111,7 @@ class PostgresPicker:
                 break
             excluded.extend(fresh)
         self._deferrals.update(budget, now)
-        if params.on_deferred is not None and budget.deferred_jobs:
+        if params.on_deferred is not None and budget.waiting:
             params.on_deferred(budget.deferred_jobs)
         return runs
 

@@ -81,7 +81,9 @@ def _claim_fairly(
     yet found out of budget, counts the new users' fires once (one query), claims the
     jobs of users with budget left and leaves the others due, untouched."""
     budget = FireBudget(params.max_fires_per_minute)
-    excluded: list[str] = []
+    held = deferrals.held()
+    used = {u: c for u, (c, _o) in fires_in_window(conn, held, params.now).items()}
+    excluded = budget.hold_out(held, used)
     runs: list[Run] = []
     jobs = 0
     for _round in range(CLAIM_ROUNDS):
@@ -102,7 +104,7 @@ def _claim_fairly(
             break
         excluded.extend(fresh)
     deferrals.update(budget, params.now)
-    if params.on_deferred is not None and budget.deferred_jobs:
+    if params.on_deferred is not None and budget.waiting:
         params.on_deferred(budget.deferred_jobs)
     return runs
 
