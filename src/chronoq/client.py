@@ -14,8 +14,11 @@ Jobs and runs are returned as the server's JSON objects (plain ``dict``); see
 server's message: 400 -> ``ValidationError`` (``ScheduleError`` for a bad
 ``cron_schedule`` or ``timezone``) with ``field``, 403 -> ``ForbiddenError``,
 404 -> ``NotFoundError``, 409 -> ``ConflictError``, 413 ->
-``PayloadTooLargeError``, 503 or an unreachable server -> ``UnavailableError``,
-anything else (401: no or a bad token, 429: too many failed tokens) -> ``ChronoqError``.
+``PayloadTooLargeError``, 429 -> ``LimitExceededError`` with ``code``
+(``too_many_active_jobs``, ``too_many_fires``: a per-user limit, docs/limits.md;
+``too_many_failures``: failed tokens) and ``retry_after`` (seconds, from ``Retry-After``),
+503 or an unreachable server -> ``UnavailableError``, anything else (401: no or a bad
+token) -> ``ChronoqError``.
 
 httpx is imported when the first ``Client`` is made, so ``import chronoq``
 stays cheap for processes that never talk HTTP.
@@ -36,6 +39,7 @@ from chronoq.errors import (
     ChronoqError,
     ConflictError,
     ForbiddenError,
+    LimitExceededError,
     NotFoundError,
     PayloadTooLargeError,
     ScheduleError,
@@ -364,6 +368,13 @@ def _error_from(response: httpx.Response) -> ChronoqError:
         error = {}
     status = response.status_code
     message = str(error.get("message") or f"HTTP {status}: {response.text[:200].strip()}")
+    if status == 429:  # a per-user limit (docs/limits.md), or too many failed tokens
+        retry_after = response.headers.get("Retry-After", "")
+        return LimitExceededError(
+            message,
+            code=str(error.get("code") or "too_many_requests"),
+            retry_after=int(retry_after) if retry_after.isdigit() else 1,
+        )
     if status == 400:
         field = error.get("field")
         field = str(field) if field is not None else None

@@ -9,6 +9,7 @@
     ├── ConflictError          the object is not in a state that allows the change (HTTP 409)
     ├── ForbiddenError         the operation is not allowed here, e.g. ``cmd:`` off (HTTP 403)
     ├── PayloadTooLargeError   body over the configured limit (HTTP 413)
+    ├── LimitExceededError     a per-user limit refuses it now; retry later (HTTP 429)
     ├── UnavailableError       a backend is down; retry later (HTTP 503)
     └── ConfigError            a bad setting; raised at start-up
 
@@ -49,6 +50,17 @@ class ForbiddenError(ChronoqError):
 
 class PayloadTooLargeError(ChronoqError):
     """The request body is over the limit."""
+
+
+class LimitExceededError(ChronoqError):
+    """A per-user limit (``domain.limits``) refuses the operation; nothing was changed.
+    ``code`` names the limit (``too_many_active_jobs``, ``too_many_fires``);
+    ``retry_after`` is the seconds after which trying again may succeed."""
+
+    def __init__(self, message: str, *, code: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = max(1, retry_after)
 
 
 class UnavailableError(ChronoqError):

@@ -173,6 +173,14 @@ INDEXES = {
     "fenced_shards_owner": ("fenced_shards", False, "(owner, epoch, shard_id)"),
     "api_tokens_pkey": ("api_tokens", True, "(token_id)"),
     "api_tokens_hash": ("api_tokens", True, "(token_hash)"),
+    # 010: per-user limits (docs/limits.md)
+    "jobs_user_active": (
+        "jobs",
+        False,
+        "(user_id) WHERE (status <> ALL (ARRAY['COMPLETED'::text, 'FAILED'::text,"
+        " 'CANCELLED'::text]))",
+    ),
+    "runs_user_fired": ("job_runs", False, "(user_id, triggered_at) WHERE (attempt = 1)"),
     # 008
     "jobs_idempotency_key": (
         "jobs",

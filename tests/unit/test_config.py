@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "sqlite_synchronous": "FULL",
     "shard_count": 256,
     "dispatch_rate": 0.0,
+    "user_max_active_jobs": 0,
+    "user_max_fires_per_minute": 0,
     "leader_ttl": 3.0,
     "member_ttl": 3.0,
     "retention_hours": 168.0,
@@ -119,6 +121,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_QUEUES": "",
         "CHRONOQ_QUEUE_LIMITS": "",
         "CHRONOQ_USER_MAX_CONCURRENT_RUNS": "",
+        "CHRONOQ_USER_MAX_ACTIVE_JOBS": "1000",
+        "CHRONOQ_USER_MAX_FIRES_PER_MINUTE": "600",
     }
     assert set(environ) == {env_name(f.name) for f in dataclasses.fields(Settings)}
     s = Settings.load(environ)
@@ -149,6 +153,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert (s.allowed_hosts, s.cursor_key) == ("sched.example", "k")
     assert s.blob == "s3://bucket/p?endpoint=http://127.0.0.1:1"
     assert (s.dispatch, s.coordination) == ("redis://127.0.0.1:1/0", "etcd://127.0.0.1:1")
+    assert (s.user_max_active_jobs, s.user_max_fires_per_minute) == (1000, 600)
 
 
 @pytest.mark.parametrize(
@@ -371,3 +376,16 @@ def test_auth_must_be_chosen_off_loopback(host: str) -> None:
 def test_unknown_auth_mode_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="auth must be header or token"):
         Settings.load({"CHRONOQ_AUTH": "basic"})
+
+
+def test_user_limits_from_the_environment_and_refused_below_zero() -> None:
+    settings = Settings.load(
+        {env_name("user_max_active_jobs"): "100", env_name("user_max_fires_per_minute"): "60"}
+    )
+    assert settings.user_limits.max_active_jobs == 100
+    assert settings.user_limits.max_fires_per_minute == 60
+    for name in ("user_max_active_jobs", "user_max_fires_per_minute"):
+        with pytest.raises(ConfigError, match=name):
+            Settings.load({env_name(name): "-1"})
+        with pytest.raises(ConfigError, match=env_name(name)):
+            Settings.load({env_name(name): "1.5"})

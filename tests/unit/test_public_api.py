@@ -21,6 +21,7 @@ TREE: dict[str, str] = {
     "ConflictError": "ChronoqError",
     "ForbiddenError": "ChronoqError",
     "PayloadTooLargeError": "ChronoqError",
+    "LimitExceededError": "ChronoqError",
     "UnavailableError": "ChronoqError",
     "ConfigError": "ChronoqError",
 }

@@ -22,7 +22,7 @@ import click
 
 from chronoq.cli.policy_options import policies_of, policy_options
 from chronoq.client import DEFAULT_URL, Client
-from chronoq.errors import ChronoqError, ValidationError
+from chronoq.errors import ChronoqError, LimitExceededError, ValidationError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -93,6 +93,8 @@ def _describe(exc: ChronoqError) -> str:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, ValidationError) and exc.field and exc.field not in message:
         message = f"{message} (field {exc.field})"
+    if isinstance(exc, LimitExceededError):  # a per-user limit: when to try again
+        message = f"{message} (retry after {exc.retry_after}s)"
     return message
 
 

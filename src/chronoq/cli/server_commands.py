@@ -78,6 +78,10 @@ _OPTIONS: list[Callable[[F], F]] = [
     _opt("shard_count", "Shards of the due index (default 256).", type=int),
     _opt("dispatch_rate", "Most fires a picker dispatches per second (default 0 = no cap).",
          type=float),
+    _opt("user_max_active_jobs", "Per user: most jobs not finished; more is a 429"
+         " (default 0 = unlimited).", type=int),
+    _opt("user_max_fires_per_minute", "Per user: most fires per rolling minute; more wait"
+         " (manual fires: 429) (default 0 = unlimited).", type=int),
     _opt("leader_ttl", "Leader lease, seconds (default 3).", type=float),
     _opt("member_ttl", "Silence after which a picker or worker is dead (default 3).",
          type=float),

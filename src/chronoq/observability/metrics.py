@@ -16,7 +16,8 @@ counts twice), ``dispatch_backlog{state="due|queued|running"}``,
 ``role``: scrape configs label each target with its ``role``), with a run queue,
 ``dispatch_queue_messages``, and ``fires_skipped_total{reason}``: nominal fires that got no
 run, per ``SkipReason`` (the store's running totals, so the counter survives restarts
-and failovers).
+and failovers). Per-user limits (docs/limits.md): ``user_limit_refusals_total{limit}`` and
+``user_limit_deferrals_total{limit}``, labelled by the limit, never by user.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from prometheus_client.registry import Collector
 
 from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import RunStatus
+
+LIMIT_ACTIVE_JOBS = "active_jobs"
+LIMIT_FIRES_PER_MINUTE = "fires_per_minute"
+"""The ``limit`` label values of ``user_limit_*`` (never a user id: unbounded)."""
 
 SEED_SUCCESS = "success"
 SEED_FAILED = "failed"
@@ -232,6 +237,23 @@ class Metrics:
         )
         for fate in ("failed", "dropped"):
             self.outcomes_unrecorded.labels(fate)  # exported at 0, so dashboards find them
+        self.user_limit_refusals = Counter(
+            "user_limit_refusals",
+            "Requests refused with 429 by a per-user limit (docs/limits.md), per limit: a"
+            " submission (active_jobs) or a manual fire (fires_per_minute)",
+            ["limit"],
+            registry=r,
+        )
+        self.user_limit_deferrals = Counter(
+            "user_limit_deferrals",
+            "Due jobs a picker's claim found and left waiting because their user was out of"
+            " fires for the minute (users known to be out are left out of the select)",
+            ["limit"],
+            registry=r,
+        )
+        for limit in (LIMIT_ACTIVE_JOBS, LIMIT_FIRES_PER_MINUTE):  # exported at 0
+            self.user_limit_refusals.labels(limit)
+        self.user_limit_deferrals.labels(LIMIT_FIRES_PER_MINUTE)
         # Cluster state (see the module docstring); roles bind the functions they know.
         self.leader = Gauge(
             "coordinator_leader", "1 while this coordinator holds the leader lease", registry=r

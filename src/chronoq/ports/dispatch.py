@@ -40,7 +40,7 @@ Contract, for every adapter:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -64,6 +64,13 @@ class ClaimDueParams:
     gave to ``owner``, and only if that record's epoch is ``epoch``. None: unfenced
     (embedded mode, one picker owns everything)."""
     epoch: int | None = None
+    max_fires_per_minute: int = 0
+    """Per-user fires limit (``domain.limits``; 0: none): a user's due fires beyond it wait
+    (not advanced, not skipped) while other users' due fires are claimed."""
+    on_deferred: Callable[[int], None] | None = None
+    """Told, after a claim that left due jobs waiting for their user's budget, how many
+    it saw (metrics; 0 when it only left out users known to be out of budget); may be
+    called on a store's own thread."""
 
     def __post_init__(self) -> None:
         if (self.owner is None) != (self.epoch is None):
@@ -149,7 +156,15 @@ class Dispatch(Protocol):
         in one transaction (DESIGN §5.3). A recurring job whose schedule ended with no run
         of its own going becomes COMPLETED. Returns the runs created (not the skips).
         PAUSED jobs have no next fire, so they are never due. Fenced (``owner`` set) and
-        not matching the newest ``fence_shards``: claims nothing."""
+        not matching the newest ``fence_shards``: claims nothing.
+
+        ``max_fires_per_minute`` > 0: each user's fires (attempt-1 runs, manual ones too)
+        triggered in the last ``limits.FIRE_WINDOW`` count, across every picker; a job is
+        claimed only while its user has budget left, the others stay due, untouched, and
+        are claimed later in order. The oldest due fires of users with budget are claimed
+        however many fires of held-back users are due before them (``limits.FireBudget``,
+        ``limits.CLAIM_ROUNDS``). A fire held back is judged late only for the time
+        before its user was held back (``limits.Deferrals``)."""
         ...
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:

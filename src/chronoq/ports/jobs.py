@@ -193,13 +193,25 @@ class JobStore(Protocol):
         """Close; safe to call twice."""
         ...
 
-    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+    ) -> None:
         """Insert all jobs or none; each is due at its ``next_fire_at`` (None: never).
+
+        ``max_active_per_user`` > 0: if a user's jobs not in a terminal state plus their
+        non-terminal jobs among ``jobs`` would exceed it, ``LimitExceededError`` and nothing
+        is inserted. Counted once per user per call, inside the insert's transaction, so
+        concurrent inserts (any number of processes) never take a user over it.
 
         A job id that exists already is a ``ConflictError`` (nothing inserted), unless
         ``if_absent``: then such jobs are skipped and the others inserted — how an
         at-least-once submission log moves entries in, idempotently on the job id.
         """
+        ...
+
+    async def active_jobs(self, user_id: str) -> int:
+        """How many of the user's jobs are not in a terminal state (``limits``: the check
+        of buffered ingestion, which cannot count in an insert of its own)."""
         ...
 
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
@@ -277,12 +289,16 @@ class JobStore(Protocol):
         recorded). Other states: returned unchanged. None if not found."""
         ...
 
-    async def trigger_job(self, user_id: str, job_id: str, now: datetime) -> Run | None:
+    async def trigger_job(
+        self, user_id: str, job_id: str, now: datetime, *, max_fires_per_minute: int = 0
+    ) -> Run | None:
         """A manual fire now: a QUEUED run (``manual``, ``scheduled_for == available_at ==
         now``, attempt 1). It goes through the overlap policy when it starts, like any
         fire; it does not count towards ``max_fires`` and does not move the schedule.
         ``ConflictError`` if the job is terminal or a one-shot (one fire only); None if
-        not found."""
+        not found. ``max_fires_per_minute`` > 0: ``LimitExceededError`` (nothing made) if
+        the user has had that many fires in the last ``limits.FIRE_WINDOW`` — counted
+        like ``Dispatch.claim_due`` counts, in the same transaction."""
         ...
 
     async def update_job(

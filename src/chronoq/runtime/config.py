@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chronoq import failpoints
+from chronoq.domain.limits import UserLimits
 from chronoq.domain.queues import ClaimLimits, parse_queue_limits, parse_queue_list
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
 from chronoq.errors import ConfigError, ValidationError
@@ -134,6 +135,14 @@ class Settings:
     dispatch_rate: float = 0.0
     """Most fires one picker dispatches per second, so a backlog drains without a
     stampede (0 = no cap)."""
+    user_max_active_jobs: int = 0
+    """Per user: most jobs not completed, failed or cancelled; a submission that would go
+    over is refused whole with 429 (docs/limits.md). 0 = unlimited (the default: a limit
+    fit for one deployment cannot be guessed, and existing users must keep working)."""
+    user_max_fires_per_minute: int = 0
+    """Per user: most fires (scheduled and manual, not retries) in any rolling minute; the
+    picker holds a user's further due fires until the minute allows them, a manual fire
+    over it gets 429 (docs/limits.md). 0 = unlimited (the default)."""
     leader_ttl: float = 3.0
     """Leader lease length, seconds; renewed every third; a dead leader is replaced within
     ~2 ttl; ≥ 0.5."""
@@ -220,6 +229,10 @@ class Settings:
         _check(self.echo_delay >= 0, "echo_delay must be >= 0")
         _check(self.shard_count >= 1, "shard_count must be >= 1")
         _check(self.max_interruptions >= 0, "max_interruptions must be >= 0")
+        _check(self.user_max_active_jobs >= 0, "user_max_active_jobs must be >= 0 (0 = none)")
+        _check(
+            self.user_max_fires_per_minute >= 0, "user_max_fires_per_minute must be >= 0 (0 = none)"
+        )
         _check(
             self.log_level.lower() in {"debug", "info", "warning", "error"},
             "log_level must be debug, info, warning or error",
@@ -264,6 +277,13 @@ class Settings:
         return ClaimLimits(
             per_queue=parse_queue_limits(self.queue_limits),
             per_user=self.user_max_concurrent_runs,
+        )
+
+    @property
+    def user_limits(self) -> UserLimits:
+        return UserLimits(
+            max_active_jobs=self.user_max_active_jobs,
+            max_fires_per_minute=self.user_max_fires_per_minute,
         )
 
     @property

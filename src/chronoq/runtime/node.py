@@ -10,6 +10,7 @@ drains, the backends close).
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import hashlib
 import math
@@ -145,7 +146,11 @@ class Node:
         """Group-commits into the store, or into the submission log with --ingest log."""
         if b.submissions is not None:
             return Writer(b.submissions.append, b.notifier, self.clock, channel=SUBMISSIONS)
-        return Writer(b.jobs.insert_jobs, b.notifier, self.clock)
+        active = self.settings.user_max_active_jobs
+        return Writer(
+            functools.partial(b.jobs.insert_jobs, max_active_per_user=active),
+            b.notifier, self.clock,
+        )  # fmt: skip
 
     def _mover(self, b: Backends, submissions: SubmissionLog) -> SubmissionMover:
         return SubmissionMover(
@@ -174,12 +179,14 @@ class Node:
         if not b.distributed:  # one picker owns every shard
             return [
                 Picker(b.dispatch, b.notifier, self.clock, self.metrics,
-                       lookahead=s.lookahead, dispatch_rate=rate)
+                       lookahead=s.lookahead, dispatch_rate=rate,
+                       user_max_fires_per_minute=s.user_max_fires_per_minute)
             ]  # fmt: skip
         follower = AssignmentFollower(b.coordination, self._member_id("picker"), self.clock)
         picker = Picker(
             b.dispatch, b.notifier, self.clock, self.metrics,
             lookahead=s.lookahead, assignment=follower, dispatch_rate=rate,
+            user_max_fires_per_minute=s.user_max_fires_per_minute,
         )  # fmt: skip
         return [self._heartbeat(b, "picker"), picker]
 
@@ -252,7 +259,7 @@ class Node:
                     submissions=b.submissions,
                     max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,
                     allowed_hosts=api_hosts(s), cursor_key=cursor_key(s),
-                    auth=authenticator(s, b, self.clock),
+                    auth=authenticator(s, b, self.clock), user_limits=s.user_limits,
                 )
             )  # fmt: skip
         elif listener is not None:

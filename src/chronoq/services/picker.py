@@ -16,6 +16,10 @@ nothing. A claim that finds nothing although work is due means exactly that:
 the assignment is re-read, with a growing pause so a fenced-out picker does not
 spin.
 
+Per-user fires limit (``domain.limits``, docs/limits.md): the store claims a user's fires
+only while the user has budget; the others wait in the due index. The picker then looks
+again every ``DEFERRED_RECHECK`` rather than sleeping to the (past) head of the index.
+
 Rate cap: a ``TokenBucket`` on the clock's monotonic time bounds the fires
 dispatched per second, so a backlog after an outage drains without a stampede.
 """
@@ -31,7 +35,7 @@ from chronoq import failpoints
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import Run
 from chronoq.domain.ratelimit import TokenBucket
-from chronoq.observability.metrics import Metrics
+from chronoq.observability.metrics import LIMIT_FIRES_PER_MINUTE, Metrics
 from chronoq.ports.dispatch import ClaimDueParams, Dispatch
 from chronoq.ports.notify import ASSIGN, FIRES, RUNS, Notifier
 from chronoq.services.assignment import AssignmentFollower
@@ -39,6 +43,9 @@ from chronoq.services.base import Loop
 
 IDLE_RECHECK = 5.0
 """Longest sleep without a hint: bounds the delay if a wake-up is ever lost."""
+DEFERRED_RECHECK = 0.25
+"""While due fires wait for their user's budget (``domain.limits``), the due index's head is
+one of them: the picker looks again this often (other users' fires, budget freed)."""
 _FOUND_NOTHING_FIRST = 0.05
 """First pause after a claim found nothing although work was due; doubles up to 1 s."""
 _MIN_RATE_WAIT = 0.001
@@ -69,10 +76,12 @@ class Picker:
         assignment: AssignmentFollower | None = None,
         batch: int = 1000,
         dispatch_rate: float = math.inf,
+        user_max_fires_per_minute: int = 0,
     ) -> None:
         """``assignment`` set: distributed (fenced, only the shards it names); None: the
         only picker (embedded), unfenced, every shard. ``dispatch_rate``: fires per second
-        (``inf``: no cap)."""
+        (``inf``: no cap). ``user_max_fires_per_minute``: the per-user fires limit the
+        store applies to each claim (``domain.limits``; 0: none)."""
         self._dispatch = dispatch
         self._notifier = notifier
         self._clock = clock
@@ -83,6 +92,9 @@ class Picker:
         # At most one second's worth at once (and never more than a batch).
         self._bucket = TokenBucket(rate=dispatch_rate, burst=max(min(batch, dispatch_rate), 1))
         self._found_nothing = 0
+        self._user_fires = user_max_fires_per_minute
+        self._deferred = False
+        """The last claim left due jobs waiting for their user's budget."""
         self._loop = Loop("picker", self.tick, clock)
         self._started = False
 
@@ -128,10 +140,12 @@ class Picker:
     async def _claim(self, scope: _Scope, limit: int) -> list[Run]:
         now = self._clock.now()
         started = self._clock.monotonic()
+        self._deferred = False
         runs = await self._dispatch.claim_due(
             ClaimDueParams(
                 shards=scope.shards, now=now, horizon=now + self._lookahead, limit=limit,
                 owner=scope.owner, epoch=scope.epoch,
+                max_fires_per_minute=self._user_fires, on_deferred=self._on_deferred,
             )
         )  # fmt: skip
         self._bucket.take(len(runs))
@@ -150,6 +164,11 @@ class Picker:
             self._found_nothing = 0
             return longest
         wait = (next_due - self._lookahead - self._clock.now()).total_seconds()
+        if wait <= 0 and self._deferred:
+            # The earliest due fire waits for its user's budget: that is not a stale
+            # assignment, and the next due fire of another user may be any time soon.
+            self._found_nothing = 0
+            return DEFERRED_RECHECK
         if wait > 0 or claimed:
             self._found_nothing = 0
             return min(max(wait, 0.0), longest)
@@ -159,6 +178,11 @@ class Picker:
             self._assignment.invalidate()
         self._found_nothing += 1
         return min(_FOUND_NOTHING_FIRST * 2.0 ** min(self._found_nothing - 1, 10), 1.0)
+
+    def _on_deferred(self, jobs: int) -> None:
+        self._deferred = True
+        if jobs:
+            self._metrics.user_limit_deferrals.labels(LIMIT_FIRES_PER_MINUTE).inc(jobs)
 
     def _rate_wait(self) -> float:
         wait = self._bucket.wait_for_one()

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import Job
-from chronoq.errors import UnavailableError
+from chronoq.errors import LimitExceededError, UnavailableError
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import FIRES, SUBMISSIONS, Notifier
@@ -115,18 +115,17 @@ class Writer:
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
             await self._commit_jobs([job for jobs, _f in batch for job in jobs])
-        except Exception:
+        except Exception as exc:
             if len(batch) == 1:
-                log.exception("writer: storing a submission failed")
-                _fail(batch[0][1])
+                _refused(batch[0][1], exc)
                 return
-            # One submission spoiled the group: commit each alone so only it fails.
+            # One submission spoiled the group: commit each alone so only it fails (a
+            # per-user limit the group exceeds refuses only the submissions past it).
             for jobs, future in batch:
                 try:
                     await self._commit_jobs(jobs)
-                except Exception:
-                    log.exception("writer: storing a submission failed")
-                    _fail(future)
+                except Exception as alone:
+                    _refused(future, alone)
                 else:
                     _succeed(future)
             self._notifier.publish(self._channel)
@@ -139,6 +138,17 @@ class Writer:
 def _succeed(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _refused(future: asyncio.Future[None], exc: Exception) -> None:
+    """A submission the store refused: a per-user limit is the caller's answer (429), as
+    it is; anything else is logged and answered as unavailable."""
+    if isinstance(exc, LimitExceededError):
+        if not future.done():
+            future.set_exception(exc)
+        return
+    log.error("writer: storing a submission failed", exc_info=exc)
+    _fail(future)
 
 
 def _fail(

@@ -30,6 +30,7 @@ False`` builds the embedded flavour (no membership, no fencing).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -267,6 +268,7 @@ class Stack:
         lookahead: float = 0.5,
         dispatch_rate: float = math.inf,
         batch: int = 1000,
+        user_max_fires_per_minute: int = 0,
     ) -> Picker:
         """A started picker; distributed: a heartbeating member following its assignment."""
         switch, links = self._links()
@@ -276,6 +278,7 @@ class Stack:
         picker = Picker(
             links["store"].port, self.notifier, self.clock, self.metrics,
             lookahead=lookahead, assignment=follower, batch=batch, dispatch_rate=dispatch_rate,
+            user_max_fires_per_minute=user_max_fires_per_minute,
         )  # fmt: skip
         beat = [self._heartbeat(links, owner, "picker")] if distributed else []
         return await self._host(picker, switch, links, beat)
@@ -336,15 +339,17 @@ class Stack:
         beat = [self._heartbeat(links, member, "worker", info)] if distributed else []
         return await self._host(worker, switch, links, beat)
 
-    async def writer(self, *, buffered: bool = False) -> Writer:
-        """The api's group-committing writer: into the store, or (``buffered``) the log."""
+    async def writer(self, *, buffered: bool = False, max_active_per_user: int = 0) -> Writer:
+        """The api's group-committing writer: into the store (``max_active_per_user``: the
+        per-user active-jobs limit), or (``buffered``) the log."""
         switch, links = self._links()
         if buffered:
             log = cast(SubmissionLog, links["submissions"].port)
             writer = Writer(log.append, self.notifier, self.clock, channel=SUBMISSIONS)
         else:
             jobs = cast(JobStore, links["store"].port)
-            writer = Writer(jobs.insert_jobs, self.notifier, self.clock, channel=FIRES)
+            insert = functools.partial(jobs.insert_jobs, max_active_per_user=max_active_per_user)
+            writer = Writer(insert, self.notifier, self.clock, channel=FIRES)
         return await self._host(writer, switch, links, [])
 
     async def mover(self, consumer: str = "writer-1", **options: Any) -> SubmissionMover:

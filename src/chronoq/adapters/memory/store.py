@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from chronoq.adapters.memory import store_inputs, store_policies, store_runs
+from chronoq.adapters.memory import store_inputs, store_limits, store_policies, store_runs
 from chronoq.adapters.memory.store_control import MemoryControl
 from chronoq.adapters.memory.store_ledger import MemoryLedger
 from chronoq.adapters.memory.store_outbox import MemoryOutbox
@@ -34,6 +34,7 @@ from chronoq.domain.jobs import (
     Run,
     output_cut,
 )
+from chronoq.domain.limits import Deferrals
 from chronoq.domain.states import (
     JOB_TERMINAL,
     JobStatus,
@@ -61,6 +62,7 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
     def __init__(self) -> None:
         self._tables = Tables()
         self._open = False
+        self._deferrals = Deferrals()
 
     async def start(self) -> None:
         self._open = True
@@ -75,7 +77,9 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
 
     # -- JobStore ------------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+    ) -> None:
         db = self._db()
         fresh: dict[str, Job] = {}
         keys: set[tuple[str, str]] = set()
@@ -90,8 +94,14 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
             fresh[job.job_id] = job
             if key is not None:
                 keys.add(key)
+        if max_active_per_user > 0:
+            store_limits.check_active_jobs(db, list(fresh.values()), max_active_per_user)
         for job in fresh.values():
             db.add_job(job)
+
+    async def active_jobs(self, user_id: str) -> int:
+        jobs = self._db().user_jobs(user_id, 0)
+        return sum(1 for _position, job in jobs if job.status not in JOB_TERMINAL)
 
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         row = self._own(user_id, job_id)
@@ -248,6 +258,8 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         shards = self._claimable_shards(params)
         if shards is not None and not shards:
             return []
+        if params.max_fires_per_minute > 0:
+            return store_limits.claim_fairly(db, params, shards, now, horizon, self._deferrals)
         taken = db.take_due(shards, horizon, params.limit)
         try:  # everything that can refuse, before the first write
             plans = [(row, store_policies.plan_due(db, row, now)) for row in taken]

@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from chronoq.adapters.memory.store_inputs import checked_policies
+from chronoq.adapters.memory.store_limits import check_trigger_fires
 from chronoq.adapters.memory.store_policies import skip_run
 from chronoq.adapters.memory.store_rows import JobRow, RunRow
 from chronoq.adapters.memory.store_tables import Tables
@@ -105,7 +106,9 @@ class MemoryControl:
         )
         return row.job
 
-    async def trigger_job(self, user_id: str, job_id: str, now: datetime) -> Run | None:
+    async def trigger_job(
+        self, user_id: str, job_id: str, now: datetime, *, max_fires_per_minute: int = 0
+    ) -> Run | None:
         now = check_aware(now, "now")
         row = self._own(user_id, job_id)
         if row is None:
@@ -116,6 +119,8 @@ class MemoryControl:
         if not job.recurring:
             raise ConflictError(f"job {job_id} is a one-shot job: it has one fire only")
         db = self._db()
+        if max_fires_per_minute > 0:
+            check_trigger_fires(db, user_id, now, max_fires_per_minute)
         fire = now
         taken = {db.runs[r].scheduled_for for r in row.runs} | set(db.skips.of_job(job_id))
         # A fire of its own, never a scheduled one's.

@@ -27,7 +27,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -150,8 +150,15 @@ class Tables:
         heads = [h for h in map(self._due_head, self._due_shards(shards)) if h is not None]
         return min(heads)[0] if heads else None
 
-    def take_due(self, shards: Iterable[int] | None, horizon: datetime, limit: int) -> list[JobRow]:
-        """Up to ``limit`` jobs due by ``horizon`` in these shards, earliest first, each once.
+    def take_due(
+        self,
+        shards: Iterable[int] | None,
+        horizon: datetime,
+        limit: int,
+        excluded_users: Collection[str] = (),
+    ) -> list[JobRow]:
+        """Up to ``limit`` jobs due by ``horizon`` in these shards, earliest first, each once,
+        none of ``excluded_users``.
 
         Their entries leave the index: the caller must give each a new ``next_fire_at``
         (``update_job``) or hand them back with ``untake_due``.
@@ -163,13 +170,16 @@ class Tables:
                 heads.append((head, shard))
         heapq.heapify(heads)
         taken: list[JobRow] = []
+        passed: list[JobRow] = []
         while heads and len(taken) < limit:
             (_, _, job_id), shard = heapq.heappop(heads)
             heapq.heappop(self._due[shard])
-            taken.append(self.jobs[job_id])
+            row = self.jobs[job_id]
+            (passed if row.job.user_id in excluded_users else taken).append(row)
             head = self._due_head(shard)
             if head is not None and head[0] <= horizon:
                 heapq.heappush(heads, (head, shard))
+        self.untake_due(passed)
         return taken
 
     def untake_due(self, rows: Iterable[JobRow]) -> None:

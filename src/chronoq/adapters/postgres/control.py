@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from chronoq.adapters.postgres import sql
+from chronoq.adapters.postgres.limits import check_trigger_fires
 from chronoq.adapters.postgres.rows import aware, is_id, job_from_record, policy_values
 from chronoq.adapters.postgres.skips import TOTALS_CTE, Skips, skip_ctes
 from chronoq.domain.changes import apply_changes, unclaimed_fire
@@ -160,7 +161,9 @@ class PostgresControl:
 
         return await self._transaction("resume_job", body)
 
-    async def trigger_job(self, user_id: str, job_id: str, now: datetime) -> Run | None:
+    async def trigger_job(
+        self, user_id: str, job_id: str, now: datetime, *, max_fires_per_minute: int = 0
+    ) -> Run | None:
         now = aware(now, "now")
         if not is_id(job_id):
             return None
@@ -174,6 +177,8 @@ class PostgresControl:
                 raise ConflictError(f"the job is {job.status.value}: it fires no more")
             if not job.recurring:
                 raise ConflictError("a one-shot job has one fire only: it cannot be triggered")
+            if max_fires_per_minute > 0:  # after the job row (see postgres.limits)
+                await check_trigger_fires(conn, user_id, now, max_fires_per_minute)
             # A fire is (job, instant): a manual fire takes an instant of its own, 1 µs on
             # from any fire that has a row and from any nominal fire not claimed yet (its
             # claim would collide).

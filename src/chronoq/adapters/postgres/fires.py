@@ -18,7 +18,7 @@ from typing import Any
 from chronoq.adapters.postgres.rows import policies_from_record
 from chronoq.adapters.postgres.skips import Skips, skip_ctes
 from chronoq.adapters.postgres.sql import JOB_QUEUE
-from chronoq.domain.claims import DueJob, plan_claim
+from chronoq.domain.claims import ClaimPlan, DueJob, plan_claim
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
 from chronoq.domain.states import JOB_TERMINAL, JobStatus, RunStatus
@@ -62,9 +62,10 @@ class Fires:
     skips: Skips = field(default_factory=Skips)
     _jobs: list[tuple[Any, datetime | None, int, str]] = field(default_factory=list)
 
-    def add(self, row: Sequence[Any]) -> None:
+    def add(self, row: Sequence[Any], at: datetime | None = None) -> ClaimPlan:
         """One locked due job: a row of ``sql.CLAIM_DUE_*`` (id, user, cron, timezone, due,
-        status, policies, fire count)."""
+        status, policies, fire count), planned as claimed at ``at`` (None: ``now``; see
+        ``limits.Deferrals``). Returns its plan."""
         job_id, user_id, cron, tz, due, status = row[:6]
         key = str(job_id)
         plan = plan_claim(
@@ -76,7 +77,7 @@ class Fires:
                 policies=policies_from_record(row, 6),
                 fire_count=row[16],
             ),
-            self.now,
+            self.now if at is None else at,
         )
         for planned in plan.runs:
             self.runs.append(
@@ -99,6 +100,11 @@ class Fires:
             elif status == JobStatus.PENDING:
                 status = JobStatus.COMPLETED.value  # the schedule ended, nothing runs
         self._jobs.append((job_id, plan.next_fire_at, plan.fire_count, status))
+        return plan
+
+    @property
+    def job_count(self) -> int:
+        return len(self._jobs)
 
     def args(self) -> list[Any]:
         jobs = list(zip(*self._jobs, strict=True)) if self._jobs else [(), (), (), ()]

@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres import sql
+from chronoq.adapters.postgres import limits, sql
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.fires import FIRE, Fires
 from chronoq.adapters.postgres.rows import aware
 from chronoq.domain.jobs import Run
+from chronoq.domain.limits import CLAIM_ROUNDS, Deferrals, FireBudget
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import ClaimDueParams
 
@@ -30,6 +31,9 @@ transaction is ended by the server (``idle_in_transaction_session_timeout``)."""
 
 class PostgresPicker:
     """Mixed into ``PostgresStore`` (which provides the two plumbing methods below)."""
+
+    _deferrals: Deferrals
+    """Users held back by their fires limit (``limits.Deferrals``), set by the store."""
 
     def _connected(self) -> Any:
         raise NotImplementedError
@@ -59,21 +63,57 @@ class PostgresPicker:
 
         async def body(conn: Any) -> list[Run]:
             shards = await _claimable_shards(conn, params)
-            if shards is None:
-                rows = await conn.fetch(sql.CLAIM_DUE_ALL, horizon, params.limit)
-            elif shards:
-                rows = await conn.fetch(sql.CLAIM_DUE_SHARDS, horizon, params.limit, shards)
-            else:
-                rows = []
+            if shards is not None and not shards:
+                return []
+            if params.max_fires_per_minute > 0:
+                return await self._claim_fairly(conn, params, shards, horizon)
+            rows = await _due(conn, shards, horizon, params.limit, [])
             if not rows:
                 return []
             fires = Fires(now)
             for row in rows:
                 fires.add(row)
-            inserted = {r[0] for r in await conn.fetch(FIRE, *fires.args())}
-            return [run for run in fires.runs if run.run_id in inserted]
+            return await _write(conn, fires)
 
         return await self._transaction("claim_due", body)
+
+    async def _claim_fairly(
+        self, conn: Any, params: ClaimDueParams, shards: list[int] | None, horizon: datetime
+    ) -> list[Run]:
+        """Round by round as ``sqlite.claim._claim_fairly`` does; a user whose fires lock
+        another claim or a trigger holds right now counts as out of budget this time."""
+        now = params.now
+        budget = FireBudget(params.max_fires_per_minute)
+        held = self._deferrals.held()  # counted unlocked: only to leave them out
+        counts = await limits.fires_in_window(conn, held, now)
+        excluded = budget.hold_out(held, {u: count for u, (count, _o) in counts.items()})
+        runs: list[Run] = []
+        jobs = 0
+        for _round in range(CLAIM_ROUNDS):
+            want = params.limit - jobs
+            rows = await _due(conn, shards, horizon, want, excluded) if want > 0 else []
+            new = budget.uncounted(row[1] for row in rows)
+            locked = await limits.lockable(conn, new)
+            counts = await limits.fires_in_window(conn, sorted(locked), now)
+            used = {user: count for user, (count, _oldest) in counts.items()}
+            budget.count(sorted(locked), used, busy=[u for u in new if u not in locked])
+            fires = Fires(now)
+            for row in rows:
+                user = row[1]
+                if budget.admit(user):
+                    at = self._deferrals.claim_instant(user, row[4], now)
+                    budget.spend(user, fires.add(row, at), horizon)
+            jobs += fires.job_count
+            if fires.job_count:
+                runs.extend(await _write(conn, fires))  # the next round sees them advanced
+            fresh = sorted(budget.blocked.difference(excluded))
+            if len(rows) < want or not fresh:
+                break
+            excluded.extend(fresh)
+        self._deferrals.update(budget, now)
+        if params.on_deferred is not None and budget.waiting:
+            params.on_deferred(budget.deferred_jobs)
+        return runs
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
         with translated("next_due_at"):
@@ -82,6 +122,24 @@ class PostgresPicker:
             else:
                 value = await self._connected().fetchval(sql.NEXT_DUE_SHARDS, list(shards))
         return value  # type: ignore[no-any-return]
+
+
+async def _due(
+    conn: Any, shards: list[int] | None, horizon: datetime, limit: int, excluded: list[str]
+) -> list[Any]:
+    """The oldest due jobs (locked, ``SKIP LOCKED``), none of the ``excluded`` users."""
+    if shards is None:
+        if excluded:
+            return list(await conn.fetch(sql.CLAIM_DUE_ALL_BUT, horizon, limit, excluded))
+        return list(await conn.fetch(sql.CLAIM_DUE_ALL, horizon, limit))
+    if excluded:
+        return list(await conn.fetch(sql.CLAIM_DUE_SHARDS_BUT, horizon, limit, shards, excluded))
+    return list(await conn.fetch(sql.CLAIM_DUE_SHARDS, horizon, limit, shards))
+
+
+async def _write(conn: Any, fires: Fires) -> list[Run]:
+    inserted = {r[0] for r in await conn.fetch(FIRE, *fires.args())}
+    return [run for run in fires.runs if run.run_id in inserted]
 
 
 async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | None:

@@ -109,6 +109,12 @@ _CLAIM_DUE_HEAD = (
 _CLAIM_DUE_TAIL = " ORDER BY next_fire_at LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
 CLAIM_DUE_ALL = _CLAIM_DUE_HEAD + _CLAIM_DUE_TAIL
 CLAIM_DUE_SHARDS = _CLAIM_DUE_HEAD + " AND shard_id = ANY($3::int[])" + _CLAIM_DUE_TAIL
+_NOT_USERS = " AND NOT (user_id = ANY($%d::text[]))"
+CLAIM_DUE_ALL_BUT = _CLAIM_DUE_HEAD + _NOT_USERS % 3 + _CLAIM_DUE_TAIL
+CLAIM_DUE_SHARDS_BUT = (
+    _CLAIM_DUE_HEAD + " AND shard_id = ANY($3::int[])" + _NOT_USERS % 4 + _CLAIM_DUE_TAIL
+)
+"""A per-user fires limit's later rounds: the users out of budget left out."""
 
 LOCK_FENCED_SHARDS = (
     "SELECT shard_id FROM fenced_shards WHERE owner = $1 AND epoch = $2 ORDER BY shard_id FOR SHARE"

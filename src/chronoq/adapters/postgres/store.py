@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres import listing, sql
+from chronoq.adapters.postgres import limits, listing, sql
 from chronoq.adapters.postgres.claims import claim_restricted
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
@@ -78,6 +78,7 @@ from chronoq.domain.jobs import (
     RunOutcome,
     output_cut,
 )
+from chronoq.domain.limits import Deferrals
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_AT_SHUTDOWN,
@@ -112,6 +113,7 @@ class PostgresStore(
         max_size: int = 10,
         connect_timeout: float = 10.0,
     ) -> None:
+        self._deferrals = Deferrals()
         self._pool = PgPool(
             dsn, owner="the PostgreSQL store", min_size=min_size, max_size=max_size,
             connect_timeout=connect_timeout,
@@ -128,7 +130,9 @@ class PostgresStore(
 
     # -- jobs --------------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+    ) -> None:
         if not jobs:
             return
         for job in jobs:
@@ -136,8 +140,21 @@ class PostgresStore(
                 raise ValidationError(f"job_id must be a uuid, got {job.job_id!r}", field="job_id")
         args = job_args(jobs)
         statement = sql.INSERT_JOBS_IF_ABSENT if if_absent else sql.INSERT_JOBS
+        if max_active_per_user > 0:
+
+            async def limited(conn: Any) -> None:
+                await limits.check_active_jobs(conn, jobs, max_active_per_user, if_absent)
+                await conn.execute(statement, *args)
+
+            await self._transaction("insert_jobs", limited)
+            return
         with translated("insert_jobs"):
             await self._connected().execute(statement, *args)
+
+    async def active_jobs(self, user_id: str) -> int:
+        with translated("active_jobs"):
+            rows = await self._connected().fetch(limits.ACTIVE_COUNTS, [user_id])
+        return int(rows[0][1]) if rows else 0
 
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         if not is_id(job_id):

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from chronoq.adapters.sqlite.dispatch import INSERT_RUN
 from chronoq.adapters.sqlite.jobs import get_job
 from chronoq.adapters.sqlite.ledger import record_skips, run_skip_row, span_rows
+from chronoq.adapters.sqlite.limits import check_trigger_fires
 from chronoq.adapters.sqlite.rows import JOB_COLUMNS, job_from_row, opt_micros, policy_values
 from chronoq.domain.changes import apply_changes, unclaimed_fire
 from chronoq.domain.claims import plan_resume
@@ -106,7 +107,9 @@ def _active_runs(conn: sqlite3.Connection, job_id: str) -> bool:
     return row is not None
 
 
-def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: datetime) -> Run | None:
+def trigger_job(
+    conn: sqlite3.Connection, user_id: str, job_id: str, now: datetime, max_fires: int = 0
+) -> Run | None:
     job = get_job(conn, user_id, job_id)
     if job is None:
         return None
@@ -114,6 +117,8 @@ def trigger_job(conn: sqlite3.Connection, user_id: str, job_id: str, now: dateti
         raise ConflictError(f"the job is {job.status.value}: it fires no more")
     if not job.recurring:
         raise ConflictError("a one-shot job has one fire only: it cannot be triggered")
+    if max_fires > 0:
+        check_trigger_fires(conn, user_id, now, max_fires)
     at_us = to_micros(now)
     # A fire is (job, instant): a manual fire takes an instant of its own, 1 µs on from any
     # fire that has a row and from any nominal fire not claimed yet (its claim would collide).

@@ -34,6 +34,7 @@ from chronoq.adapters.sqlite import control as control_tx
 from chronoq.adapters.sqlite import dispatch as dispatch_tx
 from chronoq.adapters.sqlite import jobs as jobs_tx
 from chronoq.adapters.sqlite import ledger as ledger_tx
+from chronoq.adapters.sqlite import limits as limits_tx
 from chronoq.adapters.sqlite import listing
 from chronoq.adapters.sqlite import lost as lost_tx
 from chronoq.adapters.sqlite import start as start_tx
@@ -50,6 +51,7 @@ from chronoq.domain.jobs import (
     Run,
     RunOutcome,
 )
+from chronoq.domain.limits import Deferrals
 from chronoq.domain.policies import SkipReason
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
@@ -76,6 +78,7 @@ class SqliteStore(SqliteTokens):
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self._thread = SqliteThread(path, synchronous=synchronous)
+        self._deferrals = Deferrals()
         self._started = False
 
     async def start(self) -> None:
@@ -101,9 +104,20 @@ class SqliteStore(SqliteTokens):
 
     # -- JobStore ----------------------------------------------------------------------------
 
-    async def insert_jobs(self, jobs: Sequence[Job], *, if_absent: bool = False) -> None:
+    async def insert_jobs(
+        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+    ) -> None:
         rows = [jobs_tx.job_row(job) for job in jobs]
-        await self._run(lambda c: jobs_tx.insert_jobs(c, rows, if_absent))
+
+        def insert(c: sqlite3.Connection) -> None:
+            if max_active_per_user > 0:
+                limits_tx.check_active_jobs(c, jobs, max_active_per_user, if_absent)
+            jobs_tx.insert_jobs(c, rows, if_absent)
+
+        await self._run(insert)
+
+    async def active_jobs(self, user_id: str) -> int:
+        return await self._run(lambda c: limits_tx.active_jobs(c, user_id))
 
     async def get_job(self, user_id: str, job_id: str) -> Job | None:
         return await self._run(lambda c: jobs_tx.get_job(c, user_id, job_id))
@@ -150,8 +164,12 @@ class SqliteStore(SqliteTokens):
     ) -> Job | None:
         return await self._run(lambda c: control_tx.resume_job(c, user_id, job_id, now, catch_up))
 
-    async def trigger_job(self, user_id: str, job_id: str, now: datetime) -> Run | None:
-        return await self._run(lambda c: control_tx.trigger_job(c, user_id, job_id, now))
+    async def trigger_job(
+        self, user_id: str, job_id: str, now: datetime, *, max_fires_per_minute: int = 0
+    ) -> Run | None:
+        return await self._run(
+            lambda c: control_tx.trigger_job(c, user_id, job_id, now, max_fires_per_minute)
+        )
 
     async def update_job(
         self, user_id: str, job_id: str, changes: JobChanges, now: datetime
@@ -202,7 +220,7 @@ class SqliteStore(SqliteTokens):
         return await self._run(lambda c: dispatch_tx.fence_shards(c, epoch, owners))
 
     async def claim_due(self, params: ClaimDueParams) -> list[Run]:
-        return await self._run(lambda c: claim_tx.claim_due(c, params))
+        return await self._run(lambda c: claim_tx.claim_due(c, params, self._deferrals))
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
         if shards is None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chronoq.domain.clock import Clock
+from chronoq.domain.limits import UserLimits
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.notify import Notifier
@@ -30,6 +31,9 @@ class ApiDeps:
     see ``browser.py``."""
     auth: Authenticator | None = None
     """Who calls (``auth.py``); None: header mode, ``cmd:`` for anyone when shell_enabled."""
+    user_limits: UserLimits = field(default_factory=UserLimits)
+    """Per-user limits (docs/limits.md): the api enforces the fires limit on manual fires;
+    the active-jobs limit is the writer's (its store insert)."""
     cursor_key: bytes | None = None
     """Secret that seals list cursors; API processes behind one balancer must share it.
     ``None``: a random key per process (a cursor then lasts as long as the process)."""

@@ -13,6 +13,7 @@ from chronoq.errors import (
     ChronoqError,
     ConflictError,
     ForbiddenError,
+    LimitExceededError,
     NotFoundError,
     PayloadTooLargeError,
     UnavailableError,
@@ -64,11 +65,11 @@ def error_response(exc: ChronoqError) -> JSONResponse:
         status, code = 400, "validation_error"
     if isinstance(exc, ValidationError) and exc.message.startswith("invalid JSON"):
         code = "invalid_json"
-    if isinstance(exc, Unauthenticated):
+    if isinstance(exc, Unauthenticated | LimitExceededError):
         code = exc.code
     body = {"error": {"code": code, "message": str(exc), "field": getattr(exc, "field", None)}}
     response = JSONResponse(body, status_code=status)
-    if isinstance(exc, TooManyFailures):
+    if isinstance(exc, TooManyFailures | LimitExceededError):
         response.headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, Unauthenticated) and exc.field == "Authorization":
         response.headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
@@ -90,6 +91,7 @@ _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
     PayloadTooLargeError: (413, "payload_too_large"),
     UnsupportedMediaType: (415, "unsupported_media_type"),
     TooManyFailures: (429, "too_many_failures"),
+    LimitExceededError: (429, "user_limit"),  # the code is the limit's (exc.code)
     UnavailableError: (503, "unavailable"),
 }
 

@@ -20,8 +20,8 @@ from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import BLOB_REF_PREFIX, OFFLOAD_THRESHOLD, Job, JobSpec, shard_of
 from chronoq.domain.policies import first_fire_at
 from chronoq.domain.states import JobStatus
-from chronoq.errors import UnavailableError
-from chronoq.observability.metrics import Metrics
+from chronoq.errors import LimitExceededError, UnavailableError
+from chronoq.observability.metrics import LIMIT_ACTIVE_JOBS, Metrics
 from chronoq.ports.blob import BlobStore
 from chronoq.services.api.idempotency import keyed_job_id
 from chronoq.services.base import log
@@ -45,7 +45,11 @@ class Ingest:
         if offloads:
             await self._offload(offloads)
             failpoints.hit("after_blob_put")
-        await self.writer.write(jobs)
+        try:
+            await self.writer.write(jobs)
+        except LimitExceededError:
+            self.metrics.user_limit_refusals.labels(LIMIT_ACTIVE_JOBS).inc()
+            raise
         self.metrics.jobs_created.inc(len(jobs))
         return jobs
 

@@ -286,15 +286,40 @@ def _op(summary: str, ok: tuple[int, dict[str, Any]], errors: tuple[int, ...], *
     }
 
 
+def _too_many(description: str) -> dict[str, Any]:
+    return {
+        **_json(_ref("Error"), description),
+        "headers": {
+            "Retry-After": {
+                "description": "seconds after which trying again may succeed",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    }
+
+
+def user_limited(operation: dict[str, Any], what: str) -> dict[str, Any]:
+    """Declare the 429 of a per-user limit (docs/limits.md) on ``operation``."""
+    operation["responses"]["429"] = _too_many(what)
+    return operation
+
+
+ACTIVE_LIMITED = (
+    "too_many_active_jobs: the user would have more jobs not finished than"
+    " --user-max-active-jobs allows; nothing was stored (docs/limits.md)"
+)
+
+
 def _token_mode(operation: dict[str, Any]) -> None:
     """``--auth token``: the bearer token instead of the X-User-ID parameter, and the 429
     of the failure limit (every operation already declares its 401)."""
     operation["parameters"] = [p for p in operation["parameters"] if p is not _USER]
     operation["security"] = [{"bearerToken": []}]
-    operation["responses"]["429"] = {
-        **_json(_ref("Error"), "too many failed authentications from this address"),
-        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
-    }
+    failures = "too_many_failures: too many failed authentications from this address"
+    limited = operation["responses"].get("429")
+    if limited is not None:
+        failures = f"{limited['description']}; or {failures}"
+    operation["responses"]["429"] = _too_many(failures)
 
 
 def openapi_document(auth: str = "header") -> dict[str, Any]:
@@ -322,21 +347,23 @@ def openapi_document(auth: str = "header") -> dict[str, Any]:
     seed_list = {"type": "array", "items": _ref("SeedJobSummary")}
     paths = {
         "/submit": {
-            "post": _op("Submit a job (seed API)", (201, submitted),
-                        (400, 401, 403, 413, 415, 503),
-                        requestBody=body)
+            "post": user_limited(_op("Submit a job (seed API)", (201, submitted),
+                                     (400, 401, 403, 413, 415, 503),
+                                     requestBody=body), ACTIVE_LIMITED)
         },
         "/job": {"get": _op("Get a job (seed API)", (200, _ref("SeedJob")), (400, 401, 404),
                             parameters=id_query)},
         "/jobs": {"get": _op("List your jobs (seed API)", (200, seed_list), (400, 401))},
         "/v1/jobs": {
-            "post": _op("Create a job", (201, _ref("Job")), (400, 401, 403, 413, 415, 503),
-                        requestBody=body),
+            "post": user_limited(_op("Create a job", (201, _ref("Job")),
+                                     (400, 401, 403, 413, 415, 503), requestBody=body),
+                                 ACTIVE_LIMITED),
             "get": _op("List your jobs", (200, page), (400, 401), parameters=_LIST_QUERY),
         },
         "/v1/jobs:batch": {
-            "post": _op("Create up to 1000 jobs, all or nothing", (201, created),
-                        (400, 401, 403, 413, 415, 503), requestBody=batch_body)
+            "post": user_limited(_op("Create up to 1000 jobs, all or nothing", (201, created),
+                                     (400, 401, 403, 413, 415, 503), requestBody=batch_body),
+                                 ACTIVE_LIMITED)
         },
         "/v1/jobs/{job_id}": {
             "get": _op("Get a job", (200, _ref("Job")), (400, 401, 404), parameters=[_JOB_ID]),

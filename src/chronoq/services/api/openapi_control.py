@@ -22,6 +22,7 @@ from chronoq.services.api.openapi import (
     _nullable,
     _op,
     _ref,
+    user_limited,
 )
 from chronoq.services.api.routes_control import MAX_FIRES_LIMIT
 from chronoq.services.api.schemas_control import JobPatchIn
@@ -267,10 +268,12 @@ def control_paths() -> tuple[dict[str, Any], dict[str, Any]]:
         "/v1/jobs/{job_id}:resume": {"post": _op(
             "Resume a paused job; other jobs are returned as is",
             (200, job), (400, 401, 404, 409), parameters=[_JOB_ID, catch_up])},
-        "/v1/jobs/{job_id}:trigger": {"post": _op(
+        "/v1/jobs/{job_id}:trigger": {"post": user_limited(_op(
             "Fire a recurring job now (a manual run; the overlap policy applies; the"
             " schedule does not move). 409: the job is finished or a one-shot job",
-            (201, _ref("Run")), (400, 401, 404, 409), parameters=[_JOB_ID])},
+            (201, _ref("Run")), (400, 401, 404, 409), parameters=[_JOB_ID]),
+            "too_many_fires: the user has had --user-max-fires-per-minute fires in the last"
+            " 60 seconds; no run was made (docs/limits.md)")},
         "/v1/jobs/{job_id}/fires": {"get": _op(
             "The job's fire ledger: each nominal fire with its one outcome (a run, or"
             " SKIPPED with a reason), oldest first",

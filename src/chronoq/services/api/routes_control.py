@@ -10,7 +10,14 @@ from starlette.requests import Request
 
 from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.jobs import Job
-from chronoq.errors import ConflictError, NotFoundError, UnavailableError, ValidationError
+from chronoq.errors import (
+    ConflictError,
+    LimitExceededError,
+    NotFoundError,
+    UnavailableError,
+    ValidationError,
+)
+from chronoq.observability.metrics import LIMIT_FIRES_PER_MINUTE
 from chronoq.ports.jobs import ListFiresParams
 from chronoq.ports.notify import CANCEL, FIRES, RUNS
 from chronoq.services.api.deps import ApiDeps
@@ -44,9 +51,17 @@ async def resume_job(request: Request) -> JSONResponse:
 
 async def trigger_job(request: Request) -> JSONResponse:
     """A manual fire now: 201 with its run (QUEUED, ``manual``). 409: the job is finished
-    or a one-shot job (its one fire is its schedule)."""
+    or a one-shot job (its one fire is its schedule). 429 with ``Retry-After``: the user
+    has had their fires for the minute (``--user-max-fires-per-minute``)."""
     deps, user, job_id = await _target(request)
-    run = await deps.store.trigger_job(user, job_id, deps.clock.now())
+    try:
+        run = await deps.store.trigger_job(
+            user, job_id, deps.clock.now(),
+            max_fires_per_minute=deps.user_limits.max_fires_per_minute,
+        )  # fmt: skip
+    except LimitExceededError:
+        deps.metrics.user_limit_refusals.labels(LIMIT_FIRES_PER_MINUTE).inc()
+        raise
     if run is None:
         await _missing(deps, user, job_id)
     assert run is not None

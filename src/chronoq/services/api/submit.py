@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from chronoq.domain.jobs import Job, JobSpec
-from chronoq.errors import ChronoqError, ValidationError
+from chronoq.domain.limits import check_active
+from chronoq.errors import ChronoqError, LimitExceededError, ValidationError
+from chronoq.observability.metrics import LIMIT_ACTIVE_JOBS
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.idempotency import keyed_job_id, resolve
 from chronoq.services.api.schemas_policies import idempotency_key
@@ -71,6 +73,8 @@ async def submit_specs(
     found = await resolve(deps.store, deps.submissions, specs, field=key_field, prefixes=prefixes)
     fresh = [spec for spec, job in zip(specs, found, strict=True) if job is None]
     made: list[Job] = []
+    if fresh and deps.submissions is not None:
+        await _check_buffered(deps, fresh)
     if fresh:
         # A submission log cannot refuse a taken id (its writer skips the entry): check
         # first whether a forgotten key's derived id is taken (the store refuses it below).
@@ -94,6 +98,21 @@ async def submit_specs(
             replayed_now = {id(spec) for spec, job in zip(fresh, again, strict=True) if job}
             return _answer(specs, found, made, replayed_now)
     return _answer(specs, found, made, set())
+
+
+async def _check_buffered(deps: ApiDeps, fresh: Sequence[JobSpec]) -> None:
+    """Buffered ingestion answers before any store transaction (and its writer must never
+    drop what was accepted): the active-jobs limit is checked against the store here.
+    Jobs still in the log are not counted — the margin documented in docs/limits.md."""
+    limit = deps.user_limits.max_active_jobs
+    if limit <= 0:
+        return
+    user = fresh[0].user_id
+    try:
+        check_active({user: len(fresh)}, {user: await deps.store.active_jobs(user)}, limit)
+    except LimitExceededError:
+        deps.metrics.user_limit_refusals.labels(LIMIT_ACTIVE_JOBS).inc()
+        raise
 
 
 async def _ids_taken(deps: ApiDeps, specs: Sequence[JobSpec]) -> bool:
