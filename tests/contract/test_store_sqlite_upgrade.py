@@ -281,3 +281,25 @@ async def test_a_database_at_006_upgrades_to_007_with_every_run_in_the_default_q
     conn.close()
     assert "runs_queued_priority" in plans["all"] and "TEMP B-TREE" not in plans["all"], plans
     assert "runs_queued_queue" in plans["one"] and "TEMP B-TREE" not in plans["one"], plans
+
+
+def test_the_limit_counts_read_their_partial_indexes(tmp_path: Path) -> None:
+    """008: the per-user counts are index ranges, and no index predicate on a hot column
+    is an IN list (SQLite rebuilds one on every write of the column; see 012)."""
+    from chronoq.adapters.sqlite import limits
+
+    conn = sqlite3.connect(tmp_path / "chronoq.db")
+    try:
+        migrate(conn)
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM jobs WHERE user_id = ? AND " + limits._ACTIVE,
+            ("alice",),
+        ).fetchall()
+        predicates = [
+            sql for (sql,) in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index'")
+            if sql is not None and " WHERE " in sql
+        ]  # fmt: skip
+    finally:
+        conn.close()
+    assert "jobs_user_active" in str(plan), plan
+    assert predicates and not [p for p in predicates if " IN (" in p.upper()], predicates

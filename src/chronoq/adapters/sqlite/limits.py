@@ -19,7 +19,8 @@ from chronoq.domain.jobs import Job
 from chronoq.domain.limits import FIRE_WINDOW, check_active, check_trigger
 from chronoq.domain.states import JOB_TERMINAL
 
-_ACTIVE = "status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')"
+_ACTIVE = "status <> 'COMPLETED' AND status <> 'FAILED' AND status <> 'CANCELLED'"
+"""Spelled as ``jobs_user_active``'s predicate (008), so the planner uses that index."""
 
 
 def check_active_jobs(
