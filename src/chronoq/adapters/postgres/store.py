@@ -49,6 +49,7 @@ from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.ledger import PURGE_SKIPS, PostgresLedger
+from chronoq.adapters.postgres.live import PostgresLive
 from chronoq.adapters.postgres.outbox import PostgresOutbox
 from chronoq.adapters.postgres.picker import PostgresPicker
 from chronoq.adapters.postgres.plans import (
@@ -99,7 +100,7 @@ _RUNNING = RunStatus.RUNNING.value
 
 
 class PostgresStore(
-    PostgresPicker, PostgresOutbox, PostgresTokens, PostgresControl, PostgresLedger
+    PostgresPicker, PostgresOutbox, PostgresTokens, PostgresControl, PostgresLedger, PostgresLive
 ):
     """The distributed Store. ``dsn``: ``postgresql://user:password@host:port/database``."""
 

@@ -34,6 +34,7 @@ from chronoq.adapters.sqlite import control as control_tx
 from chronoq.adapters.sqlite import dispatch as dispatch_tx
 from chronoq.adapters.sqlite import jobs as jobs_tx
 from chronoq.adapters.sqlite import ledger as ledger_tx
+from chronoq.adapters.sqlite import live as live_tx
 from chronoq.adapters.sqlite import lost as lost_tx
 from chronoq.adapters.sqlite import start as start_tx
 from chronoq.adapters.sqlite.migrations import migrate
@@ -49,6 +50,7 @@ from chronoq.domain.jobs import (
     Run,
     RunOutcome,
 )
+from chronoq.domain.live_output import LiveOutput, RunLive
 from chronoq.domain.policies import SkipReason
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
@@ -125,6 +127,9 @@ class SqliteStore(SqliteTokens):
 
     async def output_ref(self, user_id: str, job_id: str, run_id: str) -> str | None:
         return await self._run(lambda c: jobs_tx.output_ref(c, user_id, job_id, run_id))
+
+    async def live_output(self, user_id: str, run_id: str) -> RunLive | None:
+        return await self._run(lambda c: live_tx.live_output(c, user_id, run_id))
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now_us = to_micros(now)
@@ -229,6 +234,12 @@ class SqliteStore(SqliteTokens):
         if not ids:
             return LeaseRenewal(held=[], cancel=[])
         return await self._run(lambda c: dispatch_tx.extend_leases(c, worker_id, ids, until))
+
+    async def put_live_outputs(self, worker_id: str, outputs: Sequence[LiveOutput]) -> list[bool]:
+        batch = list(outputs)
+        if not batch:
+            return []
+        return await self._run(lambda c: live_tx.put_live_outputs(c, worker_id, batch))
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         batch = list(outcomes)
