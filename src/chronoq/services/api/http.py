@@ -58,6 +58,11 @@ class TooManyFailures(ChronoqError):
         self.retry_after = retry_after
 
 
+class TooManyStreams(TooManyFailures):
+    """Over the number of output streams open at once (429 ``too_many_streams``, with
+    ``Retry-After``)."""
+
+
 def error_response(exc: ChronoqError) -> JSONResponse:
     status, code = _STATUS.get(type(exc), (500, "internal_error"))
     if isinstance(exc, ValidationError) and status == 500:
@@ -90,6 +95,7 @@ _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
     PayloadTooLargeError: (413, "payload_too_large"),
     UnsupportedMediaType: (415, "unsupported_media_type"),
     TooManyFailures: (429, "too_many_failures"),
+    TooManyStreams: (429, "too_many_streams"),
     UnavailableError: (503, "unavailable"),
 }
 

@@ -1,0 +1,140 @@
+"""The output of a running job, streamed live (issue 10.3): ``GET /v1/runs/{id}/output/stream``
+against a running server, on SQLite and on PostgreSQL. The job prints a line, waits for a
+marker file the test creates only once that line has arrived, then prints another: so the
+first line provably came while the run was RUNNING. Then the stream is resumed with
+``Last-Event-ID``, and the edges: another user's run, a bad offset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.support.waiting import wait_for
+
+from .helpers import create, get_runs, make_client, new_user
+from .store_params import store_server  # noqa: F401 - fixture "server": SQLite and PostgreSQL
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .conftest import ServerHandle
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    id: str | None
+    data: dict[str, Any]
+
+
+def read_events(response: httpx.Response) -> Iterator[Event]:
+    """Server-sent events, as a browser's EventSource would split them."""
+    kind, event_id, data = "message", None, []
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                yield Event(kind, event_id, json.loads("\n".join(data)))
+            kind, event_id, data = "message", None, []
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                kind = value
+            elif name == "id":
+                event_id = value
+            elif name == "data":
+                data.append(value)
+
+
+@pytest.fixture
+def marker_dir() -> Iterator[Path]:
+    """A folder the job's user can see into (shell jobs run as ``nobody`` under root)."""
+    folder = Path(tempfile.mkdtemp(prefix="chronoq-live-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _waiting_job(api: httpx.Client, marker: Path) -> tuple[str, str]:
+    script = (
+        "echo first-line; i=0; "
+        f"while [ ! -e {marker} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
+        "echo second-line"
+    )
+    job = create(api, payload=f"cmd:{script}")
+    runs = wait_for(lambda: get_runs(api, job["job_id"]), 15)
+    assert runs, "the job never got a run"
+    return job["job_id"], runs[0]["run_id"]
+
+
+def _run_status(api: httpx.Client, job_id: str) -> str:
+    return str(get_runs(api, job_id)[0]["status"])
+
+
+def test_the_first_line_arrives_while_the_run_runs_then_the_end(
+    server: ServerHandle, marker_dir: Path
+) -> None:
+    marker = marker_dir / "go"
+    with make_client(server.url, new_user("live"), timeout=20) as api:
+        job_id, run_id = _waiting_job(api, marker)
+        text, first_id, end = "", None, None
+        with api.stream("GET", f"/v1/runs/{run_id}/output/stream") as response:
+            assert response.status_code == 200, response.read()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for event in read_events(response):
+                if event.kind == "output":
+                    assert int(event.data["start"]) == len(text.encode())  # nothing missed
+                    text += event.data["text"]
+                    assert event.id == str(len(text.encode()))
+                    if first_id is None and "first-line" in text:
+                        first_id = event.id
+                        assert _run_status(api, job_id) == "RUNNING"  # it waits for us
+                        assert "second-line" not in text
+                        marker.touch()
+                elif event.kind == "end":
+                    end = event
+                    break
+        assert first_id is not None, text
+        assert end is not None and end.data["status"] == "COMPLETED", end
+        assert end.data["exit_code"] == 0
+        assert text == "first-line\nsecond-line\n"
+        assert end.id == str(len(text.encode()))
+
+        # Resume after the first line: only what came after it, then the end at once.
+        resumed = api.get(f"/v1/runs/{run_id}/output/stream", headers={"Last-Event-ID": first_id})
+        events = list(read_events(resumed))
+        assert [e.kind for e in events] == ["output", "end"], events
+        assert events[0].data == {"start": int(first_id), "text": "second-line\n"}
+        assert events[1].data["status"] == "COMPLETED"
+
+        # A finished run from the start: the whole output and the end.
+        events = list(read_events(api.get(f"/v1/runs/{run_id}/output/stream")))
+        assert "".join(e.data["text"] for e in events if e.kind == "output") == text
+
+
+def test_another_users_run_and_bad_offsets_are_refused(
+    server: ServerHandle, marker_dir: Path
+) -> None:
+    with make_client(server.url, new_user("live")) as api:
+        job = create(api, payload="cmd:echo mine")
+        runs = wait_for(lambda: get_runs(api, job["job_id"]), 15)
+        run_id = runs[0]["run_id"]
+        with make_client(server.url, new_user("other")) as other:
+            r = other.get(f"/v1/runs/{run_id}/output/stream")
+            assert r.status_code == 404, r.text
+        r = api.get(f"/v1/runs/{run_id}/output/stream", headers={"Last-Event-ID": "-1"})
+        assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
+        r = api.get("/v1/runs/not-a-uuid/output/stream")
+        assert r.status_code == 400 and r.json()["error"]["field"] == "run_id"
