@@ -372,8 +372,10 @@ def openapi_document(auth: str = "header") -> dict[str, Any]:
          "Error": _ERROR}
     )  # fmt: skip
     from chronoq.services.api.openapi_control import add_control
+    from chronoq.services.api.openapi_live import add_live
 
     add_control(paths, components)
+    add_live(paths)
     if auth == "token":
         for item in paths.values():
             for operation in item.values():
