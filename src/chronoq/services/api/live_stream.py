@@ -14,7 +14,9 @@ Events (``data`` is JSON, so any text — ``\\r``, NUL marks — arrives exactly
 (the store keeps the newest 256 KiB of a running run). Once the run has ended the rest of
 its final output is sent (from the reader's offset; the final output is the first
 ``--output-limit`` bytes) and then ``end``, and the stream closes; a run that had ended
-already gets all of it at once. ``Last-Event-ID`` resumes after an offset.
+already gets all of it at once. ``Last-Event-ID`` resumes after an offset. The comment
+``: caught-up`` follows the output a running run had when the stream opened (for readers
+that want only that: ``chronoq logs`` without ``--follow``).
 
 Bounds: ``MAX_STREAMS_PER_USER`` streams per user and ``MAX_STREAMS`` per process at once
 (more: ``429 too_many_streams``); a stream closes after ``STREAM_SECONDS`` without an
@@ -48,6 +50,8 @@ EVENT_BYTES = 65_536
 """At most this many bytes of output per event (a finished run's output is sliced)."""
 _FINAL_SLICE_CHARS = 65_536
 _MAX_OFFSET = 2**53
+CAUGHT_UP = b": caught-up\n\n"
+"""A comment sent once, after the output a running run had when the stream opened."""
 _ENCODER = msgspec.json.Encoder()
 _WAITING = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
@@ -131,10 +135,14 @@ class _Stream:
         yield b"retry: 1000\n\n"  # a reconnecting EventSource waits 1 s
         closes = clock.monotonic() + STREAM_SECONDS
         quiet_since = clock.monotonic()
+        caught_up = False
         while self._view is not None and self._view.status in _WAITING:
             for chunk in self._live_part(self._view):
                 quiet_since = clock.monotonic()
                 yield chunk
+            if not caught_up:  # a reader that wants only what exists now may stop here
+                caught_up = True
+                yield CAUGHT_UP
             if clock.monotonic() >= closes:
                 return  # no end event: the reader comes back with Last-Event-ID
             if clock.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
