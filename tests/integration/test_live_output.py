@@ -1,8 +1,10 @@
 """The output of a running job, streamed live (issue 10.3): ``GET /v1/runs/{id}/output/stream``
-against a running server, on SQLite and on PostgreSQL. The job prints a line, waits for a
-marker file the test creates only once that line has arrived, then prints another: so the
-first line provably came while the run was RUNNING. Then the stream is resumed with
-``Last-Event-ID``, and the edges: another user's run, a bad offset."""
+against a running server, on SQLite and on PostgreSQL, and with the roles as separate
+processes (the api reads what a worker process published through the store). The job
+prints a line, waits for a marker file the test creates only once that line has arrived,
+then prints another: so the first line provably came while the run was RUNNING. Then the
+stream is resumed with ``Last-Event-ID``; the Python client and ``chronoq logs``; and the
+edges: another user's run, a bad offset."""
 
 from __future__ import annotations
 
@@ -10,17 +12,29 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from click.testing import CliRunner
 
+from chronoq.cli.main import main as cli
+from chronoq.client import Client
+from chronoq.client_live import CAUGHT_UP
+from tests.support.postgres import create_database, drop_database
+from tests.support.processes import free_port
 from tests.support.waiting import wait_for
 
+from .auth_support import postgres_problem
 from .helpers import create, get_runs, make_client, new_user
-from .store_params import store_server  # noqa: F401 - fixture "server": SQLite and PostgreSQL
+from .store_params import (
+    ADMIN_DSN,
+    store_server,  # noqa: F401 - fixture "server": SQLite and PostgreSQL
+)
+from .test_distributed import FAST, Processes, _healthy
 
 if TYPE_CHECKING:
     import httpx
@@ -138,3 +152,82 @@ def test_another_users_run_and_bad_offsets_are_refused(
         assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
         r = api.get("/v1/runs/not-a-uuid/output/stream")
         assert r.status_code == 400 and r.json()["error"]["field"] == "run_id"
+
+
+def _follow_first_line_then_end(api: httpx.Client, marker: Path) -> None:
+    """The first line while RUNNING, then (marker made) the rest and the end."""
+    job_id, run_id = _waiting_job(api, marker)
+    text, end = "", None
+    with api.stream("GET", f"/v1/runs/{run_id}/output/stream") as response:
+        assert response.status_code == 200, response.read()
+        for event in read_events(response):
+            if event.kind == "output":
+                text += event.data["text"]
+                if "first-line" in text and not marker.exists():
+                    assert _run_status(api, job_id) == "RUNNING"
+                    marker.touch()
+            elif event.kind == "end":
+                end = event
+                break
+    assert end is not None and end.data["status"] == "COMPLETED", (end, text)
+    assert text == "first-line\nsecond-line\n"
+
+
+def test_with_the_roles_as_separate_processes(tmp_path: Path, marker_dir: Path) -> None:
+    problem = postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    name = f"live_{uuid.uuid4().hex[:10]}"
+    dsn = create_database(ADMIN_DSN, name)
+    processes = Processes(tmp_path)
+    try:
+        port = free_port()
+        common = ["--store", dsn, *FAST]
+        processes.start("api", "api", "--port", str(port), "--node-id", "api-1", *common)
+        processes.start("coord", "coordinator", "--node-id", "coord-1", *common)
+        processes.start("picker", "picker", "--node-id", "picker-1", *common)
+        processes.start("worker", "worker", "--node-id", "worker-1", *common)
+        url = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _healthy(url), 30), processes.logs()
+        with make_client(url, new_user("roles"), timeout=20) as api:
+            _follow_first_line_then_end(api, marker_dir / "go")
+    finally:
+        processes.close()
+        drop_database(ADMIN_DSN, name)
+
+
+def test_the_client_and_chronoq_logs_follow_a_run(server: ServerHandle, marker_dir: Path) -> None:
+    marker = marker_dir / "go"
+    user = new_user("logs")
+    with make_client(server.url, user, timeout=20) as api:
+        _, run_id = _waiting_job(api, marker)
+    with Client(server.url, user_id=user) as client:
+        text, kinds = "", []
+        for event in client.follow_output(run_id):
+            kinds.append(event["event"])
+            if event is CAUGHT_UP:
+                continue
+            if event["event"] == "output":
+                text += event["text"]
+                if "first-line" in text:
+                    marker.touch()
+        assert kinds[-1] == "end" and event["status"] == "COMPLETED", kinds
+        assert text == "first-line\nsecond-line\n"
+        assert "caught-up" in kinds  # sent once, after what a running run had so far
+
+    runner = CliRunner()
+    args = ["--url", server.url, "--user", user]
+    done = runner.invoke(cli, ["logs", run_id, *args])
+    assert done.exit_code == 0, done.output
+    assert done.output == "first-line\nsecond-line\n"
+    followed = runner.invoke(cli, ["logs", "--follow", run_id, *args])
+    assert followed.exit_code == 0 and followed.output == done.output
+
+    with make_client(server.url, user) as api:
+        failing = create(api, payload="cmd:echo oops; exit 3")
+        runs = wait_for(lambda: get_runs(api, failing["job_id"]), 15)
+    failed = runner.invoke(cli, ["logs", "-f", runs[0]["run_id"], *args])
+    assert failed.exit_code == 1, failed.output
+    assert "oops" in failed.output and "FAILED" in failed.output
+    missing = runner.invoke(cli, ["logs", str(uuid.uuid4()), *args])
+    assert missing.exit_code == 1 and "not found" in missing.output
