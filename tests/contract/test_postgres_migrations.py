@@ -27,6 +27,7 @@ TABLES = {
     "jobs", "job_runs", "fence_epoch", "fenced_shards", "schema_migrations",
     "api_tokens",  # 006: --auth token
     "fire_skips", "fire_skip_totals",  # 008: the fire ledger
+    "live_outputs",  # 011: live output of running runs
 }  # fmt: skip
 """The store's tables (other ports' migrations add theirs: coordination, submissions)."""
 
@@ -121,6 +122,12 @@ COLUMNS = {
         "expires_at": "timestamp with time zone",
         "revoked_at": "timestamp with time zone",
     },
+    "live_outputs": {  # 011
+        "run_id": "uuid",
+        "attempt": "integer",
+        "start_offset": "bigint",
+        "output": "text",
+    },
     "schema_migrations": {
         "version": "integer",
         "name": "text",
@@ -147,6 +154,7 @@ NOT_NULL = {
     "fenced_shards": {"shard_id", "owner", "epoch"},
     "submissions": {"seq", "job_id", "user_id", "body", "submitted_at"},
     "api_tokens": {"token_id", "token_hash", "user_id", "allow_shell", "created_at"},
+    "live_outputs": {"run_id", "attempt", "start_offset", "output"},
 }  # fmt: skip
 
 INDEXES = {
@@ -177,6 +185,7 @@ INDEXES = {
     "fire_skips_pkey": ("fire_skips", True, "(job_id, scheduled_for)"),
     "fire_skips_recorded": ("fire_skips", False, "(recorded_at)"),
     "fire_skip_totals_pkey": ("fire_skip_totals", True, "(reason)"),
+    "live_outputs_pkey": ("live_outputs", True, "(run_id)"),  # 011
 }
 TERMINAL = tuple(sorted(s.value for s in RUN_TERMINAL))
 NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)
