@@ -8,6 +8,7 @@ edges: another user's run, a bad offset."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 from chronoq.cli.main import main as cli
 from chronoq.client import Client
 from chronoq.client_live import CAUGHT_UP
+from chronoq.services.api.live_stream import MAX_STREAMS_PER_USER
 from tests.support.postgres import create_database, drop_database
 from tests.support.processes import free_port
 from tests.support.waiting import wait_for
@@ -231,3 +233,28 @@ def test_the_client_and_chronoq_logs_follow_a_run(server: ServerHandle, marker_d
     assert "oops" in failed.output and "FAILED" in failed.output
     missing = runner.invoke(cli, ["logs", str(uuid.uuid4()), *args])
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def test_streams_per_user_are_bounded_and_freed_when_clients_leave(
+    server: ServerHandle, marker_dir: Path
+) -> None:
+    marker = marker_dir / "go"
+    with make_client(server.url, new_user("many"), timeout=20) as api:
+        _, run_id = _waiting_job(api, marker)
+        path = f"/v1/runs/{run_id}/output/stream"
+        with contextlib.ExitStack() as streams:
+            for _ in range(MAX_STREAMS_PER_USER):
+                opened = streams.enter_context(api.stream("GET", path))
+                assert opened.status_code == 200
+            refused = api.get(path)
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["error"]["code"] == "too_many_streams"
+            assert int(refused.headers["Retry-After"]) >= 1
+        # Every client went away: the server notices and frees their places.
+        assert wait_for(lambda: _opens(api, path), 10), "streams of gone clients still counted"
+        marker.touch()
+
+
+def _opens(api: httpx.Client, path: str) -> bool:
+    with api.stream("GET", path) as response:
+        return response.status_code == 200
