@@ -150,3 +150,16 @@ async def test_purging_the_job_deletes_its_window(store: Store) -> None:
     assert await store.purge_job("alice", job_id) is not None
     assert await store.live_output("alice", run_id) is None
     assert await store.put_live_outputs("w1", [_live(run_id, "y")]) == [False]
+
+
+async def test_a_reader_that_has_the_whole_window_reads_no_text_again(store: Store) -> None:
+    _, run_id = await _running(store)
+    assert await store.put_live_outputs("w1", [_live(run_id, "0123456789", start=5)]) == [True]
+
+    for after, has_text in ((-1, True), (0, True), (14, True), (15, False), (99, False)):
+        seen = await store.live_output("alice", run_id, after=after)
+        assert seen is not None and seen.status is RunStatus.RUNNING
+        assert (seen.output is not None) is has_text, after
+    seen = await store.live_output("alice", run_id, after=14)
+    assert seen is not None and seen.output is not None
+    assert (seen.output.start, seen.output.text) == (5, "0123456789")  # the whole window

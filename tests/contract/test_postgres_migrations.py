@@ -126,6 +126,7 @@ COLUMNS = {
         "run_id": "uuid",
         "attempt": "integer",
         "start_offset": "bigint",
+        "end_offset": "bigint",
         "output": "text",
     },
     "schema_migrations": {
@@ -154,7 +155,7 @@ NOT_NULL = {
     "fenced_shards": {"shard_id", "owner", "epoch"},
     "submissions": {"seq", "job_id", "user_id", "body", "submitted_at"},
     "api_tokens": {"token_id", "token_hash", "user_id", "allow_shell", "created_at"},
-    "live_outputs": {"run_id", "attempt", "start_offset", "output"},
+    "live_outputs": {"run_id", "attempt", "start_offset", "end_offset", "output"},
 }  # fmt: skip
 
 INDEXES = {

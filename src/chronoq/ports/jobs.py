@@ -140,11 +140,12 @@ class JobStore(Protocol):
         job not this user's (the same answer: nothing to tell them apart)."""
         ...
 
-    async def live_output(self, user_id: str, run_id: str) -> RunLive | None:
+    async def live_output(self, user_id: str, run_id: str, *, after: int = -1) -> RunLive | None:
         """The run as a live reader sees it: its job, attempt, status, exit code and error,
         and, while it is RUNNING, the newest window its worker published
-        (``Dispatch.put_live_outputs``; None before the first). None if there is no such
-        run of this user's (a malformed id included)."""
+        (``Dispatch.put_live_outputs``; None before the first) if that window ends past
+        byte offset ``after`` (a reader that has it all reads no text again). None if
+        there is no such run of this user's (a malformed id included)."""
         ...
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:

@@ -132,10 +132,11 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
             return None
         return self._tables.runs[run_id].output_ref
 
-    async def live_output(self, user_id: str, run_id: str) -> RunLive | None:
+    async def live_output(self, user_id: str, run_id: str, *, after: int = -1) -> RunLive | None:
         run = self._db().runs.get(run_id)
         if run is None or self._own(user_id, run.job_id) is None:
             return None
+        output = self._tables.live.get(run_id)
         return RunLive(
             run_id=run.run_id,
             job_id=run.job_id,
@@ -143,7 +144,7 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
             status=run.status,
             exit_code=run.exit_code,
             error_message=run.error_message,
-            output=self._tables.live.get(run_id),
+            output=output if output is not None and output.end > after else None,
         )
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:

@@ -37,15 +37,16 @@ class PostgresLive:
                 [o.start for o in batch],
                 [o.text for o in batch],
                 worker_id,
+                [o.end for o in batch],
             )
         kept = {str(r[0]) for r in rows}
         return [o.run_id in kept and newest.get(o.run_id) is o for o in outputs]
 
-    async def live_output(self, user_id: str, run_id: str) -> RunLive | None:
+    async def live_output(self, user_id: str, run_id: str, *, after: int = -1) -> RunLive | None:
         if not is_id(run_id):
             return None
         with translated("live_output"):
-            row = await self._connected().fetchrow(sql.READ_LIVE, run_id, user_id)
+            row = await self._connected().fetchrow(sql.READ_LIVE, run_id, user_id, after)
         if row is None:
             return None
         job_id, attempt, status, exit_code, error, start, text = row

@@ -285,15 +285,16 @@ runs' live output dropped."""
 
 PUT_LIVE = (
     "WITH held AS ("
-    " SELECT r.run_id, r.attempt, t.start, t.output FROM job_runs r"
-    " JOIN unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[])"
-    " AS t(run_id, attempt, start, output) ON r.run_id = t.run_id"
+    " SELECT r.run_id, r.attempt, t.start, t.stop, t.output FROM job_runs r"
+    " JOIN unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $6::bigint[])"
+    " AS t(run_id, attempt, start, output, stop) ON r.run_id = t.run_id"
     " WHERE r.attempt = t.attempt AND r.status = 'RUNNING' AND r.lease_owner = $5"
     " ORDER BY r.run_id FOR SHARE OF r)"
-    " INSERT INTO live_outputs AS l (run_id, attempt, start_offset, output)"
-    " SELECT run_id, attempt, start, output FROM held"
+    " INSERT INTO live_outputs AS l (run_id, attempt, start_offset, end_offset, output)"
+    " SELECT run_id, attempt, start, stop, output FROM held"
     " ON CONFLICT (run_id) DO UPDATE SET attempt = excluded.attempt,"
-    " start_offset = excluded.start_offset, output = excluded.output"
+    " start_offset = excluded.start_offset, end_offset = excluded.end_offset,"
+    " output = excluded.output"
     " RETURNING l.run_id"
 )
 """Replace the windows of runs still RUNNING under (worker ``$5``, attempt): compare-and-set.
@@ -303,12 +304,13 @@ ended run never gets a window back after ``COMPLETE`` / ``END_LOST`` dropped it.
 
 READ_LIVE = (
     "SELECT r.job_id, r.attempt, r.status, r.exit_code, r.error_message,"
-    " l.start_offset, l.output FROM job_runs r"
+    " l.start_offset, CASE WHEN l.end_offset > $3 THEN l.output END FROM job_runs r"
     " LEFT JOIN live_outputs l ON l.run_id = r.run_id AND l.attempt = r.attempt"
     " AND r.status = 'RUNNING'"
     " WHERE r.run_id = $1 AND r.user_id = $2"
 )
-"""The user's run and, while it is RUNNING, the window of its current attempt."""
+"""The user's run and, while it is RUNNING, the window of its current attempt if it goes
+past offset ``$3`` (a poll that finds nothing new reads no text)."""
 
 _REAP_SELECT = (
     "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, r.status,"

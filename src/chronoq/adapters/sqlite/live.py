@@ -14,17 +14,18 @@ from chronoq.domain.live_output import LiveOutput, RunLive
 from chronoq.domain.states import RunStatus
 
 _PUT = (
-    "INSERT INTO live_outputs (run_id, attempt, start_offset, output)"
-    " SELECT run_id, attempt, ?, ? FROM job_runs"
+    "INSERT INTO live_outputs (run_id, attempt, start_offset, end_offset, output)"
+    " SELECT run_id, attempt, ?, ?, ? FROM job_runs"
     " WHERE run_id = ? AND status = 'RUNNING' AND lease_owner = ? AND attempt = ?"
     " ON CONFLICT (run_id) DO UPDATE SET attempt = excluded.attempt,"
-    " start_offset = excluded.start_offset, output = excluded.output"
+    " start_offset = excluded.start_offset, end_offset = excluded.end_offset,"
+    " output = excluded.output"
     " RETURNING run_id"
 )
 
 _READ = (
     "SELECT r.job_id, r.attempt, r.status, r.exit_code, r.error_message,"
-    " l.start_offset, l.output FROM job_runs r"
+    " l.start_offset, CASE WHEN l.end_offset > ? THEN l.output END FROM job_runs r"
     " LEFT JOIN live_outputs l ON l.run_id = r.run_id AND l.attempt = r.attempt"
     " AND r.status = 'RUNNING'"
     " WHERE r.run_id = ? AND r.user_id = ?"
@@ -36,13 +37,14 @@ def put_live_outputs(
 ) -> list[bool]:
     applied: list[bool] = []
     for o in outputs:
-        row = conn.execute(_PUT, (o.start, o.text, o.run_id, worker_id, o.attempt)).fetchone()
+        args = (o.start, o.end, o.text, o.run_id, worker_id, o.attempt)
+        row = conn.execute(_PUT, args).fetchone()
         applied.append(row is not None)
     return applied
 
 
-def live_output(conn: sqlite3.Connection, user_id: str, run_id: str) -> RunLive | None:
-    row = conn.execute(_READ, (run_id, user_id)).fetchone()
+def live_output(conn: sqlite3.Connection, user_id: str, run_id: str, after: int) -> RunLive | None:
+    row = conn.execute(_READ, (after, run_id, user_id)).fetchone()
     if row is None:
         return None
     job_id, attempt, status, exit_code, error, start, text = row

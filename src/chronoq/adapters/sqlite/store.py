@@ -128,8 +128,8 @@ class SqliteStore(SqliteTokens):
     async def output_ref(self, user_id: str, job_id: str, run_id: str) -> str | None:
         return await self._run(lambda c: jobs_tx.output_ref(c, user_id, job_id, run_id))
 
-    async def live_output(self, user_id: str, run_id: str) -> RunLive | None:
-        return await self._run(lambda c: live_tx.live_output(c, user_id, run_id))
+    async def live_output(self, user_id: str, run_id: str, *, after: int = -1) -> RunLive | None:
+        return await self._run(lambda c: live_tx.live_output(c, user_id, run_id, after))
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now_us = to_micros(now)

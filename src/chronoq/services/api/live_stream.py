@@ -36,7 +36,7 @@ from starlette.responses import Response, StreamingResponse
 
 from chronoq.domain.live_output import RunLive, text_after
 from chronoq.domain.states import RunStatus
-from chronoq.errors import ChronoqError, NotFoundError, ValidationError
+from chronoq.errors import ChronoqError, NotFoundError, UnavailableError, ValidationError
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.http import TooManyStreams, job_id_of, user_of
 from chronoq.services.api.outputs import offloaded_output
@@ -84,7 +84,7 @@ async def run_output_stream(request: Request) -> Response:
     user = user_of(request)
     run_id = job_id_of(request.path_params["run_id"], field="run_id")
     offset = _last_event_id(request.headers.get("last-event-id"))
-    first = await deps.store.live_output(user, run_id)
+    first = await deps.store.live_output(user, run_id, after=offset)
     if first is None:
         raise NotFoundError("run not found")
     slots.take(user)
@@ -149,7 +149,12 @@ class _Stream:
                 quiet_since = clock.monotonic()
                 yield b": keep-alive\n\n"
             await clock.sleep(POLL_SECONDS)
-            self._view = await self._deps.store.live_output(self._user, self._view.run_id)
+            try:
+                self._view = await self._deps.store.live_output(
+                    self._user, self._view.run_id, after=self._offset
+                )
+            except UnavailableError:  # the store is down: the same view, polled again
+                continue
         if self._view is None:  # deleted meanwhile (purge, retention)
             yield event("end", {"status": None, "exit_code": None, "error_message": "deleted"})
             return
