@@ -34,9 +34,40 @@ _DESCRIPTION = (
 )
 
 
+_OUTPUT_DATA = {
+    "type": "object",
+    "required": ["start", "text"],
+    "properties": {"start": {"type": "integer", "minimum": 0}, "text": {"type": "string"}},
+}
+_END_DATA = {
+    "type": "object",
+    "required": ["status", "exit_code", "error_message"],
+    "properties": {
+        "status": {"type": ["string", "null"]},
+        "exit_code": {"type": ["integer", "null"]},
+        "error_message": {"type": ["string", "null"]},
+    },
+}
+EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["output", "end"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "retry": {"type": "integer"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"oneOf": [_OUTPUT_DATA, _END_DATA]},
+        },
+    },
+}
+"""One server-sent event (OpenAPI 3.1: a ``text/event-stream`` schema describes each event)."""
+
+
 def add_live(paths: dict[str, Any]) -> None:
-    ok = {"description": "the event stream",
-          "content": {"text/event-stream": {"schema": {"type": "string"}}}}  # fmt: skip
+    ok = {"description": "the event stream, one event per schema instance",
+          "content": {"text/event-stream": {"schema": EVENT}}}  # fmt: skip
     operation = _op(
         "A run's output as server-sent events, live while it runs",
         (200, {}),
