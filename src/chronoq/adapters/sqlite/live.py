@@ -2,7 +2,8 @@
 
 One row per running run in ``live_outputs`` (migration 009), replaced whole on each put,
 compare-and-set on (RUNNING, lease owner, attempt) through the join on ``job_runs``.
-``settle.settle`` deletes the rows of runs that leave RUNNING, in their transaction.
+The transactions that move runs out of RUNNING (``complete_runs``, ``lost``) delete
+their rows (``forget_live``: one check per batch while no run has a window).
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ outcomes, lost runs, cancels, a refusal at start).
   job's buffered run (if still QUEUED) becomes available now, and both are cleared.
 
 Two statements per ended run, batched with ``executemany``: ``RELEASE_BUFFERED`` (it
-reads the bookkeeping, so it goes first), then ``SETTLE_JOB``; and the runs' live output
-windows are dropped (``live.forget_live``: one cheap check when no run has one).
+reads the bookkeeping, so it goes first), then ``SETTLE_JOB``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
-from chronoq.adapters.sqlite.live import forget_live
 from chronoq.domain.states import JOB_TERMINAL, RUN_TERMINAL, RunStatus, job_status_after_run
 
 # ORs, not ``status IN (...)``: SQLite builds an IN list's lookup table anew on every
@@ -61,6 +59,5 @@ def settle(conn: sqlite3.Connection, ended: Iterable[Ended], now_us: int) -> Non
     items = list(ended)
     if not items:
         return
-    forget_live(conn, [run for _job, run, _s in items])
     conn.executemany(RELEASE_BUFFERED, [(now_us, job, run) for job, run, _s in items])
     conn.executemany(SETTLE_JOB, [settle_args(job, run, s, now_us) for job, run, s in items])

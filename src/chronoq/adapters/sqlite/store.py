@@ -244,7 +244,7 @@ class SqliteStore(SqliteTokens):
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         batch = list(outcomes)
         dispatch_tx.check_outcomes(batch)
-        return await self._run(lambda c: [dispatch_tx.complete_run(c, o) for o in batch])
+        return await self._run(lambda c: _complete(c, batch))
 
     async def release_runs(self, params: ReleaseParams) -> int:
         if not params.run_ids:
@@ -253,3 +253,10 @@ class SqliteStore(SqliteTokens):
 
     async def reap_lost(self, params: ReapParams) -> int:
         return await self._run(lambda c: lost_tx.reap_lost(c, params))
+
+
+def _complete(conn: sqlite3.Connection, batch: list[RunOutcome]) -> list[bool]:
+    """The outcomes, then the ended runs' live output windows dropped (one check a batch)."""
+    applied = [dispatch_tx.complete_run(conn, o) for o in batch]
+    live_tx.forget_live(conn, [o.run_id for o, ok in zip(batch, applied, strict=True) if ok])
+    return applied
