@@ -129,6 +129,11 @@ class LiveTail:
         if len(self._kept) > 2 * self._limit:  # trim in steps, not on every read
             del self._kept[: _snap(self._kept, len(self._kept) - self._limit)]
 
+    @property
+    def size(self) -> int:
+        """Bytes ``snapshot`` would give (at most ``limit``)."""
+        return min(len(self._kept), self._limit)
+
     def snapshot(self) -> tuple[int, str]:
         """``(start, text)``: the newest ``limit`` bytes (or fewer) and where they start."""
         cut = _snap(self._kept, max(len(self._kept) - self._limit, 0))

@@ -6,8 +6,11 @@ output, cleaned as final outputs are), fed by the executor as the process writes
 second the publisher puts the window of every run whose output grew since its last put,
 all in one ``Dispatch.put_live_outputs`` call (compare-and-set on the worker and attempt:
 a run that ended, was cancelled or lost meanwhile takes nothing, and is forgotten here).
-A quiet run costs nothing; a chatty one one row write a second. The store drops the
-window when the run's outcome is recorded; the final output is the outcome's.
+A quiet run costs nothing; a chatty one one row write a second. All runs together put at
+most ``LIVE_BUDGET_BYTES`` a second: past that, the runs published longest ago go first
+and the others wait for the next tick, so a thousand chatty jobs cost the store a bounded
+write rate (each is then refreshed less often). The store drops the window when the run's
+outcome is recorded; the final output is the outcome's.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from chronoq.services.base import Loop
 
 LIVE_INTERVAL = 1.0
 """Seconds between two puts of a run's output: a reader sees new output this late at most
-(plus its own poll)."""
+(plus its own poll), while the budget allows."""
+LIVE_BUDGET_BYTES = 8 * 1_048_576
+"""Bytes of windows put per tick, all runs together (at least one run's window)."""
 
 
 @dataclass(slots=True)
@@ -31,14 +36,20 @@ class _Watched:
     tail: LiveTail
     published: int = 0
     """``tail.end`` at the last put the store took."""
+    last_tick: int = 0
+    """The tick of its last put: the runs waiting longest go first."""
 
 
 class LivePublisher:
     """The live output of this worker's running runs; ``loop`` publishes it."""
 
-    def __init__(self, dispatch: Dispatch, worker_id: str, clock: Clock) -> None:
+    def __init__(
+        self, dispatch: Dispatch, worker_id: str, clock: Clock, budget: int = LIVE_BUDGET_BYTES
+    ) -> None:
         self._dispatch = dispatch
         self._worker_id = worker_id
+        self._budget = budget
+        self._ticks = 0
         self._watched: dict[str, _Watched] = {}
         self.loop = Loop("worker-live-output", self._tick, clock)
 
@@ -53,8 +64,11 @@ class LivePublisher:
         self._watched.pop(run_id, None)
 
     async def _tick(self) -> float:
-        grown = [(run_id, w, w.tail.end) for run_id, w in self._watched.items()]
-        grown = [item for item in grown if item[2] != item[1].published]
+        self._ticks += 1
+        grown = self._within_budget(
+            [(run_id, w, w.tail.end) for run_id, w in self._watched.items()
+             if w.tail.end != w.published]
+        )  # fmt: skip
         if not grown:
             return LIVE_INTERVAL
         outputs = []
@@ -67,6 +81,22 @@ class LivePublisher:
         for (run_id, watched, end), ok in zip(grown, applied, strict=True):
             if ok:
                 watched.published = end
+                watched.last_tick = self._ticks
             elif self._watched.get(run_id) is watched:
                 self.forget(run_id)  # ended, cancelled or lost: the store takes no more
         return LIVE_INTERVAL
+
+    def _within_budget(
+        self, grown: list[tuple[str, _Watched, int]]
+    ) -> list[tuple[str, _Watched, int]]:
+        """The runs to put now: longest unpublished first, while the budget lasts."""
+        grown.sort(key=lambda item: item[1].last_tick)
+        chosen: list[tuple[str, _Watched, int]] = []
+        spent = 0
+        for item in grown:
+            size = item[1].tail.size
+            if chosen and spent + size > self._budget:
+                break
+            chosen.append(item)
+            spent += size
+        return chosen
