@@ -28,11 +28,12 @@ goes away cancels the stream at its next wait.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from chronoq.domain.live_output import RunLive, text_after
 from chronoq.domain.states import RunStatus
@@ -88,22 +89,26 @@ async def run_output_stream(request: Request) -> Response:
     if first is None:
         raise NotFoundError("run not found")
     slots.take(user)
-    stream = _Stream(deps, user, first, offset)
-    return StreamingResponse(
-        _released(stream.events(), slots, user),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return _EventStream(_Stream(deps, user, first, offset).events(), lambda: slots.give_back(user))
 
 
-async def _released(
-    events: AsyncIterator[bytes], slots: StreamSlots, user: str
-) -> AsyncIterator[bytes]:
-    try:
-        async for event in events:
-            yield event
-    finally:  # ended, timed out, or cancelled by the client's disconnect
-        slots.give_back(user)
+class _EventStream(StreamingResponse):
+    """The stream; its place is given back however the response ends (the end, its
+    lifetime, the client's disconnect, an error) — even if the body never started."""
+
+    def __init__(self, events: AsyncIterator[bytes], release: Callable[[], None]) -> None:
+        super().__init__(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def _last_event_id(raw: str | None) -> int:
