@@ -83,10 +83,12 @@ export async function render(main, { params, signal }) {
   // The live output: opened once while the run is QUEUED or RUNNING, closed by its end.
   let live = null;
   const showLive = () => {
-    const atBottom = output.scrollHeight - output.scrollTop - output.clientHeight < 40;
-    output.textContent = live.text;
-    if (atBottom) output.scrollTop = output.scrollHeight;
-    outputNote.textContent = !live.text ? "Running: no output yet."
+    if (output.textContent !== live.text) { // follow the end unless the reader scrolled up
+      const atBottom = output.scrollHeight - output.scrollTop - output.clientHeight < 40;
+      output.textContent = live.text;
+      if (atBottom) output.scrollTop = output.scrollHeight;
+    }
+    outputNote.textContent = !live.text ? (run.status === "QUEUED" ? "Queued." : "Running: no output yet.")
       : live.cut ? `Running: the newest ${live.text.length.toLocaleString()} characters (live).`
         : `Running: ${live.text.length.toLocaleString()} characters so far (live).`;
   };
