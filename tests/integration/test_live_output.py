@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from .test_distributed import FAST, Processes, _healthy
 if TYPE_CHECKING:
     import httpx
 
-    from .conftest import ServerHandle
+    from .conftest import ServerFactory, ServerHandle
 
 pytestmark = pytest.mark.slow
 
@@ -258,3 +259,20 @@ def test_streams_per_user_are_bounded_and_freed_when_clients_leave(
 def _opens(api: httpx.Client, path: str) -> bool:
     with api.stream("GET", path) as response:
         return response.status_code == 200
+
+
+def test_an_open_stream_does_not_hold_up_a_graceful_stop(
+    server_factory: ServerFactory, marker_dir: Path
+) -> None:
+    handle = server_factory("--shutdown-grace", "0", name="stopping")  # the job: killed at once
+    with make_client(handle.url, new_user("stop"), timeout=20) as api:
+        _, run_id = _waiting_job(api, marker_dir / "never")
+        with api.stream("GET", f"/v1/runs/{run_id}/output/stream") as response:
+            assert response.status_code == 200
+            events = read_events(response)
+            assert "first-line" in next(e for e in events if e.kind == "output").data["text"]
+            started = time.monotonic()
+            assert handle.stop() == 0, handle.log_tail()
+            assert time.monotonic() - started < 4, "the stream held the stop up"
+            assert list(events) == []  # closed without an end: the reader reconnects
+    assert "Exception in ASGI application" not in handle.log_tail()

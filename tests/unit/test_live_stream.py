@@ -15,6 +15,7 @@ import pytest
 from chronoq.adapters.memory import MemoryStore
 from chronoq.domain.live_output import LiveOutput
 from chronoq.domain.states import RunStatus
+from chronoq.errors import UnavailableError
 from chronoq.services.api.http import TooManyStreams
 from chronoq.services.api.live_stream import (
     KEEPALIVE_SECONDS,
@@ -63,7 +64,7 @@ async def _stream(store: MemoryStore, clock: FakeClock, run_id: str, offset: int
     first = await store.live_output("alice", run_id)
     assert first is not None
     deps: Any = SimpleNamespace(store=store, clock=clock, ingest=SimpleNamespace(blob=None))
-    return _Stream(deps, "alice", first, offset)
+    return _Stream(deps, "alice", first, offset, asyncio.Event())
 
 
 async def test_a_quiet_running_run_gets_keepalives_then_the_stream_closes_without_end() -> None:
@@ -121,3 +122,7 @@ def test_streams_are_bounded_per_user_and_per_process() -> None:
         slots.take("c")
     slots.give_back("a")
     slots.take("c")  # a stream that ended frees its place
+    slots.close()  # the server is stopping
+    slots.give_back("c")
+    with pytest.raises(UnavailableError):
+        slots.take("c")

@@ -22,11 +22,13 @@ Bounds: ``MAX_STREAMS_PER_USER`` streams per user and ``MAX_STREAMS`` per proces
 (more: ``429 too_many_streams``); a stream closes after ``STREAM_SECONDS`` without an
 ``end`` (the reader reconnects with ``Last-Event-ID``: authenticated again); a comment
 line every ``KEEPALIVE_SECONDS`` keeps proxies from closing a quiet stream. A client that
-goes away cancels the stream at its next wait.
+goes away cancels the stream at its next wait; a stopping server (``StreamSlots.close``)
+closes every stream at once, so open streams never hold up a graceful stop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -64,9 +66,18 @@ class StreamSlots:
         self._per_user = per_user
         self._total = total
         self._open: Counter[str] = Counter()
+        self.closing = asyncio.Event()
+        """Set when the server stops: every stream closes at once (no ``end``: readers
+        reconnect, to another api process or to this one once it is back)."""
+
+    def close(self) -> None:
+        """The server is stopping: end every stream now, open no new one."""
+        self.closing.set()
 
     def take(self, user: str) -> None:
         """Count a new stream of ``user``; ``TooManyStreams`` if over a bound."""
+        if self.closing.is_set():
+            raise UnavailableError("the server is stopping; reconnect in a moment")
         if self._open[user] >= self._per_user:
             raise TooManyStreams(f"at most {self._per_user} output streams per user at once", 5)
         if self._open.total() >= self._total:
@@ -89,7 +100,8 @@ async def run_output_stream(request: Request) -> Response:
     if first is None:
         raise NotFoundError("run not found")
     slots.take(user)
-    return _EventStream(_Stream(deps, user, first, offset).events(), lambda: slots.give_back(user))
+    stream = _Stream(deps, user, first, offset, slots.closing)
+    return _EventStream(stream.events(), lambda: slots.give_back(user))
 
 
 class _EventStream(StreamingResponse):
@@ -129,8 +141,11 @@ def event(kind: str, data: object, event_id: int | None = None) -> bytes:
 
 
 class _Stream:
-    def __init__(self, deps: ApiDeps, user: str, first: RunLive, offset: int) -> None:
+    def __init__(
+        self, deps: ApiDeps, user: str, first: RunLive, offset: int, closing: asyncio.Event
+    ) -> None:
         self._deps = deps
+        self._closing = closing
         self._user = user
         self._view: RunLive | None = first
         self._offset = offset
@@ -153,7 +168,8 @@ class _Stream:
             if clock.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
                 quiet_since = clock.monotonic()
                 yield b": keep-alive\n\n"
-            await clock.sleep(POLL_SECONDS)
+            if await clock.wait(self._closing, POLL_SECONDS):
+                return  # the server is stopping: the reader reconnects with Last-Event-ID
             try:
                 self._view = await self._deps.store.live_output(
                     self._user, self._view.run_id, after=self._offset
