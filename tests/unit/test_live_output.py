@@ -62,3 +62,15 @@ def test_a_live_output_is_bounded_on_construction() -> None:
     out = LiveOutput(run_id="r", attempt=1, start=0, text="x" * 300_000)
     assert out.end == 300_000
     assert out.start == 300_000 - 262_144
+
+
+def test_memory_stays_bounded_whatever_the_process_prints() -> None:
+    tail = LiveTail(limit=16_384)
+    chunk = ("é" * 500 + "\n").encode()  # 1,001 bytes, characters cut across trims
+    for _ in range(1000):
+        tail.feed(chunk)
+        assert len(tail._kept) <= 16_384 + 4096 + len(chunk)
+    start, text = tail.snapshot()
+    assert start + len(text.encode()) == tail.end == 1000 * len(chunk)
+    assert len(text.encode()) <= 16_384 and text.endswith("é\n")
+    assert not text.startswith("\ufffd")  # never a half character

@@ -100,15 +100,16 @@ class LiveTail:
     """The worker's view of a running process's output: the newest ``limit`` bytes, cleaned.
 
     ``feed`` takes raw bytes as the process writes them (any bytes: a character split
-    between two reads is decoded whole); memory stays at about ``2 * limit`` whatever
-    the process prints. ``snapshot`` is the window to publish; ``end`` grows with every
+    between two reads is decoded whole); memory stays under ``1.25 * limit`` (plus one
+    read) whatever the process prints. ``snapshot`` is the window to publish; ``end`` grows with every
     byte, so a publisher can tell whether there is anything new.
     """
 
-    __slots__ = ("_decoder", "_end", "_kept", "_limit")
+    __slots__ = ("_decoder", "_end", "_kept", "_limit", "_slack")
 
     def __init__(self, limit: int = LIVE_OUTPUT_BYTES) -> None:
         self._limit = limit
+        self._slack = max(limit // 4, 4096)
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._kept = bytearray()
         self._end = 0
@@ -126,7 +127,7 @@ class LiveTail:
         encoded = clean_text(text).encode()
         self._end += len(encoded)
         self._kept += encoded
-        if len(self._kept) > 2 * self._limit:  # trim in steps, not on every read
+        if len(self._kept) > self._limit + self._slack:  # trim in steps, not on every read
             del self._kept[: _snap(self._kept, len(self._kept) - self._limit)]
 
     @property
