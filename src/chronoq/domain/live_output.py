@@ -101,8 +101,8 @@ class LiveTail:
 
     ``feed`` takes raw bytes as the process writes them (any bytes: a character split
     between two reads is decoded whole); memory stays under ``1.25 * limit`` (plus one
-    read) whatever the process prints. ``snapshot`` is the window to publish; ``end`` grows with every
-    byte, so a publisher can tell whether there is anything new.
+    read) whatever the process prints. ``snapshot`` is the window to publish; ``end``
+    grows with every byte, so a publisher can tell whether there is anything new.
     """
 
     __slots__ = ("_decoder", "_end", "_kept", "_limit", "_slack")
