@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from chronoq.client_control import RESET, ControlMixin, job_path, times_as_text
+from chronoq.client_live import LiveMixin
 from chronoq.domain.clock import format_rfc3339
 from chronoq.domain.policies import POLICY_NAMES
 from chronoq.errors import (
@@ -67,7 +68,7 @@ _SCHEDULE_FIELDS = ("cron_schedule", "timezone")
 Json = dict[str, Any]
 
 
-class Client(ControlMixin):
+class Client(ControlMixin, LiveMixin):
     """A connection to one Chronoq server, acting as one user: ``token`` (a server with
     ``--auth token``: sent as ``Authorization: Bearer``, the token decides the user) or
     ``user_id`` (sent as ``X-User-ID``, what a server in header mode trusts).
@@ -316,6 +317,9 @@ class Client(ControlMixin):
         return self._object("GET", "/health")
 
     # -- plumbing ------------------------------------------------------------
+
+    def _error_from(self, response: httpx.Response) -> ChronoqError:
+        return _error_from(response)
 
     def _object(self, method: str, path: str, **kwargs: Any) -> Json:
         response = self._send(method, path, **kwargs)

@@ -28,6 +28,7 @@ TABLES = {
     "jobs", "job_runs", "fence_epoch", "fenced_shards", "schema_migrations",
     "api_tokens",  # 006: --auth token
     "fire_skips", "fire_skip_totals",  # 008: the fire ledger
+    "live_outputs",  # 011: live output of running runs
 }  # fmt: skip
 """The store's tables (other ports' migrations add theirs: coordination, submissions)."""
 
@@ -126,6 +127,13 @@ COLUMNS = {
         "expires_at": "timestamp with time zone",
         "revoked_at": "timestamp with time zone",
     },
+    "live_outputs": {  # 011
+        "run_id": "uuid",
+        "attempt": "integer",
+        "start_offset": "bigint",
+        "end_offset": "bigint",
+        "output": "text",
+    },
     "schema_migrations": {
         "version": "integer",
         "name": "text",
@@ -153,6 +161,7 @@ NOT_NULL = {
     "fenced_shards": {"shard_id", "owner", "epoch"},
     "submissions": {"seq", "job_id", "user_id", "body", "submitted_at"},
     "api_tokens": {"token_id", "token_hash", "user_id", "allow_shell", "created_at"},
+    "live_outputs": {"run_id", "attempt", "start_offset", "end_offset", "output"},
 }  # fmt: skip
 
 INDEXES = {
@@ -202,6 +211,7 @@ INDEXES = {
         False,
         "(queue, priority DESC, available_at) WHERE (status = 'QUEUED'::text)",
     ),
+    "live_outputs_pkey": ("live_outputs", True, "(run_id)"),  # 011
 }
 TERMINAL = tuple(sorted(s.value for s in RUN_TERMINAL))
 NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)

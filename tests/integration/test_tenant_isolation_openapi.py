@@ -1,8 +1,8 @@
 """Tenant isolation generated from the OpenAPI document (issue 9.11), in both auth modes:
 every operation that takes a job id (a ``job_id`` path parameter or the seed's ``id``
-query parameter) is called by Bob with Alice's ids, with each of its optional flags
-(``purge``, ``catch_up``) on and off, and must answer 404 exactly like a missing id —
-and leave Alice's job as it was. A new endpoint is covered the day it is documented."""
+query parameter) or a run id (``run_id``) is called by Bob with Alice's ids, with each of
+its optional flags (``purge``, ``catch_up``) on and off, and must answer 404 exactly like a
+missing id — and leave Alice's job as it was. A new endpoint is covered the day it is documented."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _operations(client: httpx.Client) -> list[tuple[str, str, dict[str, Any]]]:
     for path, item in document["paths"].items():
         for method, operation in item.items():
             names = {(p["name"], p["in"]) for p in operation.get("parameters", [])}
-            if ("job_id", "path") in names or ("id", "query") in names:
+            if names & {("job_id", "path"), ("id", "query"), ("run_id", "path")}:
                 found.append((method, path, operation))
     return found
 

@@ -7,6 +7,7 @@ import click
 from chronoq.cli.client_commands import CLIENT_COMMANDS
 from chronoq.cli.cluster_commands import CLUSTER_COMMANDS
 from chronoq.cli.control_commands import CONTROL_COMMANDS
+from chronoq.cli.logs_command import logs
 from chronoq.cli.preview_command import preview_command
 from chronoq.cli.server_commands import SERVER_COMMANDS
 from chronoq.cli.token_commands import TOKEN_COMMANDS
@@ -25,5 +26,6 @@ for _command in (
     *CLIENT_COMMANDS,
     *CONTROL_COMMANDS,
     preview_command,
+    logs,
 ):
     main.add_command(_command)

@@ -19,6 +19,8 @@ Contract of every executor:
 * ``output`` holds at most about ``request.output_limit`` bytes of the job's output
   (plus a truncation mark), as text made with ``chronoq.domain.text.decode_output``
   when it came from a process (NUL and invalid UTF-8 become visible marks).
+* An executor that runs a process feeds every byte it reads to ``request.live`` (if
+  set) as it reads it, so the output can be watched while the run runs.
 
 Starting (``Dispatch.mark_started``): the worker records a run as started before it
 executes, so a run lost before it started provably never ran. By default the worker
@@ -38,6 +40,7 @@ from datetime import datetime
 from typing import Protocol
 
 from chronoq.domain.clock import format_rfc3339
+from chronoq.domain.live_output import LiveTail
 
 __all__ = [
     "NOT_STARTED",
@@ -76,6 +79,9 @@ class ExecutionRequest:
     begin: Callable[[], Awaitable[bool]] = field(default=_begin_now, compare=False, repr=False)
     """For executors with ``begins_itself``: await right before the first side effect;
     False means do nothing and return (see the module docstring). Default: always True."""
+    live: LiveTail | None = field(default=None, compare=False, repr=False)
+    """Where an executor that runs a process feeds its output as it comes (the worker
+    publishes it while the run runs: ``services.worker.live``). None: nobody watches."""
 
     def run_environment(self) -> dict[str, str]:
         """``env`` plus what a job may want to know about its own run."""

@@ -14,7 +14,8 @@ Shell jobs are remote code execution by design (DESIGN §8), so every run gets:
 * with ``run_as`` (``identity.py``, ``--shell-user``), another user: the child drops
   to it right before ``exec``; its working directory is its own and ``HOME``;
 * output as text by ``decode_output``: invalid UTF-8 becomes U+FFFD and NUL ``␀``,
-  so any bytes a job prints can be stored.
+  so any bytes a job prints can be stored; while it runs, every byte also goes to
+  ``request.live`` (``LiveTail``: the newest 256 KiB, cleaned the same way) if given.
 
 The run starts (``request.begin()``, ``begins_itself``) once it holds a process
 slot, right before anything is created: a run waiting for a slot has not started.
@@ -53,6 +54,7 @@ import tempfile
 from asyncio.subprocess import DEVNULL, STDOUT, Process
 from collections.abc import Callable
 
+from chronoq.domain.live_output import LiveTail
 from chronoq.domain.text import decode_output
 from chronoq.executors.base import (
     NOT_STARTED,
@@ -121,7 +123,7 @@ class ShellExecutor:
 
     async def _run(self, script: str, request: ExecutionRequest, workdir: str) -> ExecutionResult:
         loop = asyncio.get_running_loop()
-        capture = _Capture(request.output_limit, loop)
+        capture = _Capture(request.output_limit, loop, request.live)
         read_fd, write_fd = os.pipe()
         reader = os.fdopen(read_fd, "rb", buffering=0)  # owns read_fd from here on
         try:
@@ -214,15 +216,21 @@ class ShellExecutor:
 
 
 class _Capture(asyncio.Protocol):
-    """Keeps the first ``limit`` bytes read from a pipe, counts the rest, never pauses."""
+    """Keeps the first ``limit`` bytes read from a pipe, counts the rest, never pauses;
+    feeds everything to ``live`` (the newest bytes, for watching the run) if given."""
 
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, limit: int, loop: asyncio.AbstractEventLoop, live: LiveTail | None = None
+    ) -> None:
         self._limit = limit
         self._kept = bytearray()
         self._omitted = 0
+        self._live = live
         self.closed: asyncio.Future[None] = loop.create_future()
 
     def data_received(self, data: bytes) -> None:
+        if self._live is not None:
+            self._live.feed(data)
         room = self._limit - len(self._kept)
         if room >= len(data):
             self._kept += data

@@ -46,6 +46,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.domain.live_output import LiveOutput
 from chronoq.domain.queues import NO_LIMITS, ClaimLimits
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS
 from chronoq.errors import ValidationError
@@ -209,6 +210,15 @@ class Dispatch(Protocol):
     ) -> LeaseRenewal:
         """Set the lease of the worker's runs to ``lease_until``; report which it still holds and
         which of those were cancelled."""
+        ...
+
+    async def put_live_outputs(self, worker_id: str, outputs: Sequence[LiveOutput]) -> list[bool]:
+        """Keep each output as the newest window of its running run (replacing the previous
+        one), compare-and-set on (RUNNING, ``worker_id``, attempt) like outcomes: a stale
+        worker's window changes nothing. One bool per output, in order. The store keeps
+        at most ``LIVE_OUTPUT_BYTES`` per run (``LiveOutput`` is already bounded) and drops
+        the window in the transaction that moves the run out of RUNNING (an outcome, a lost
+        or handed-back run) and with the run. ``JobStore.live_output`` reads it."""
         ...
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:

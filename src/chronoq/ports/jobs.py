@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Fire, Job, JobChanges, Run
+from chronoq.domain.live_output import RunLive
 from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import JobStatus, RunStatus
 
@@ -246,6 +247,14 @@ class JobStore(Protocol):
         """The blob reference of the run's offloaded output (``BLOB_REF_PREFIX`` + key), or
         None: the output is inline (``read_output``), or the run is not this job's, or the
         job not this user's (the same answer: nothing to tell them apart)."""
+        ...
+
+    async def live_output(self, user_id: str, run_id: str, *, after: int = -1) -> RunLive | None:
+        """The run as a live reader sees it: its job, attempt, status, exit code and error,
+        and, while it is RUNNING, the newest window its worker published
+        (``Dispatch.put_live_outputs``; None before the first) if that window ends past
+        byte offset ``after`` (a reader that has it all reads no text again). None if
+        there is no such run of this user's (a malformed id included)."""
         ...
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:

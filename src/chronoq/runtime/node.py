@@ -20,6 +20,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
 from starlette.applications import Starlette
@@ -56,7 +57,15 @@ ROLES = ("api", "coordinator", "picker", "worker", "writer")
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, minus its habit of re-raising SIGTERM after serving: the node stops first."""
+    """uvicorn, minus its habit of re-raising SIGTERM after serving: the node stops first;
+    and open output streams (``app.state.streams``) are closed as soon as it stops, so
+    they do not hold up its graceful shutdown."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        streams = getattr(getattr(self.config.app, "state", None), "streams", None)
+        if streams is not None:
+            streams.close()
+        super().handle_exit(sig, frame)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -35,6 +35,7 @@ from chronoq.domain.jobs import (
     output_cut,
 )
 from chronoq.domain.limits import Deferrals
+from chronoq.domain.live_output import RunLive
 from chronoq.domain.states import (
     JOB_TERMINAL,
     JobStatus,
@@ -159,6 +160,21 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         if row is None or run_id not in row.runs:
             return None
         return self._tables.runs[run_id].output_ref
+
+    async def live_output(self, user_id: str, run_id: str, *, after: int = -1) -> RunLive | None:
+        run = self._db().runs.get(run_id)
+        if run is None or self._own(user_id, run.job_id) is None:
+            return None
+        output = self._tables.live.get(run_id)
+        return RunLive(
+            run_id=run.run_id,
+            job_id=run.job_id,
+            attempt=run.attempt,
+            status=run.status,
+            exit_code=run.exit_code,
+            error_message=run.error_message,
+            output=output if output is not None and output.end > after else None,
+        )
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now = check_aware(now, "now")

@@ -36,6 +36,7 @@ from chronoq.adapters.memory.store_ready import ReadyRuns
 from chronoq.adapters.memory.store_rows import Fire, JobRow, RunRow
 from chronoq.adapters.memory.store_skips import SkipTable
 from chronoq.domain.jobs import Job
+from chronoq.domain.live_output import LiveOutput
 from chronoq.domain.queues import Slots
 from chronoq.domain.states import RUN_TERMINAL, RunStatus, transition
 
@@ -59,6 +60,8 @@ class Tables:
         self.runs: dict[str, RunRow] = {}
         self.running: dict[str, None] = {}
         """RUNNING run ids, as an insertion-ordered set."""
+        self.live: dict[str, LiveOutput] = {}
+        """The newest live output window of RUNNING runs (dropped when they leave RUNNING)."""
         self.fence_epoch = 0
         self.fence_owners: dict[int, str] = {}
         self._versions = itertools.count(1)
@@ -251,6 +254,7 @@ class Tables:
         if run.status in RUN_TERMINAL and self._terminal.get(run.fire) == run.run_id:
             del self._terminal[run.fire]
         self.running.pop(run.run_id, None)
+        self.live.pop(run.run_id, None)
         run.queue_version = 0  # any queue entry of this run is stale now
 
     def make_available(self, run: RunRow, available_at: datetime) -> None:

@@ -14,6 +14,7 @@ from chronoq.adapters.memory.store_rows import RunRow
 from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import ClaimedRun, RunOutcome
+from chronoq.domain.live_output import LiveOutput
 from chronoq.domain.queues import Slots
 from chronoq.domain.states import (
     LOST_AT_SHUTDOWN,
@@ -75,6 +76,18 @@ class MemoryWorkers:
             if store_runs.cancel_requested(db, run):
                 cancel.append(run_id)
         return LeaseRenewal(held=held, cancel=cancel)
+
+    async def put_live_outputs(self, worker_id: str, outputs: Sequence[LiveOutput]) -> list[bool]:
+        db = self._db()
+        applied: list[bool] = []
+        for output in outputs:
+            run = db.runs.get(output.run_id)
+            ok = run is not None and store_runs.holds(run, worker_id)
+            ok = ok and run is not None and run.attempt == output.attempt
+            if ok:
+                db.live[output.run_id] = output
+            applied.append(ok)
+        return applied
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         db = self._db()

@@ -251,7 +251,8 @@ COMPLETE = (
     " released AS ("
     " UPDATE job_runs r SET available_at = t.at, published_at = NULL"
     " FROM unnest($22::uuid[], $23::timestamptz[]) AS t(run_id, at)"
-    " WHERE r.run_id = t.run_id AND r.status = 'QUEUED')"
+    " WHERE r.run_id = t.run_id AND r.status = 'QUEUED'),"
+    " cleared AS (DELETE FROM live_outputs WHERE run_id = ANY($1::uuid[]))"
     " UPDATE jobs SET status = t.status, updated_at = coalesce(t.at, jobs.updated_at),"
     " running_run_id = t.running, buffered_run_id = t.buffered"
     " FROM unnest($16::uuid[], $17::text[], $18::timestamptz[], $20::uuid[], $21::uuid[])"
@@ -260,7 +261,8 @@ COMPLETE = (
 )
 """Record outcomes (already checked by compare-and-set under lock), create the retries'
 next attempts, settle the jobs (status, overlap bookkeeping) and release the runs buffered
-behind the ended ones (``settle.JobStates``), in one statement. A released run was
+behind the ended ones (``settle.JobStates``), and drop the ended runs' live output, in one
+statement. A released run was
 locked by ``LOCK_RUNS`` with the others; its earlier message (if any) is spent."""
 
 END_LOST = (
@@ -280,7 +282,8 @@ END_LOST = (
     " $11::int[], $18::bool[]) AS t(r, j, u, s, a, i, m) CROSS JOIN LATERAL " + JOB_QUEUE + " jb),"
     " released AS ("
     " UPDATE job_runs r SET available_at = $4::timestamptz, published_at = NULL"
-    " WHERE r.run_id = ANY($16::uuid[]) AND r.status = 'QUEUED')"
+    " WHERE r.run_id = ANY($16::uuid[]) AND r.status = 'QUEUED'),"
+    " cleared AS (DELETE FROM live_outputs WHERE run_id = ANY($1::uuid[]))"
     " UPDATE jobs SET status = t.status, updated_at = coalesce(t.at, jobs.updated_at),"
     " running_run_id = t.running, buffered_run_id = t.buffered"
     " FROM unnest($12::uuid[], $13::text[], $17::timestamptz[], $14::uuid[], $15::uuid[])"
@@ -288,7 +291,39 @@ END_LOST = (
 )
 """The lost-run rule's writes (``plans.LostRuns``) for runs locked by the caller: each run
 QUEUED again (lease, worker and start cleared), or ended (INTERRUPTED, DEAD, CANCELLED)
-at ``$4``; the interrupted runs' next attempts (available at ``$5``); the jobs settled."""
+at ``$4``; the interrupted runs' next attempts (available at ``$5``); the jobs settled; the
+runs' live output dropped."""
+
+# -- live output -----------------------------------------------------------------------------
+
+PUT_LIVE = (
+    "WITH held AS ("
+    " SELECT r.run_id, r.attempt, t.start, t.stop, t.output FROM job_runs r"
+    " JOIN unnest($1::uuid[], $2::int[], $3::bigint[], $4::text[], $6::bigint[])"
+    " AS t(run_id, attempt, start, output, stop) ON r.run_id = t.run_id"
+    " WHERE r.attempt = t.attempt AND r.status = 'RUNNING' AND r.lease_owner = $5"
+    " ORDER BY r.run_id FOR SHARE OF r)"
+    " INSERT INTO live_outputs AS l (run_id, attempt, start_offset, end_offset, output)"
+    " SELECT run_id, attempt, start, stop, output FROM held"
+    " ON CONFLICT (run_id) DO UPDATE SET attempt = excluded.attempt,"
+    " start_offset = excluded.start_offset, end_offset = excluded.end_offset,"
+    " output = excluded.output"
+    " RETURNING l.run_id"
+)
+"""Replace the windows of runs still RUNNING under (worker ``$5``, attempt): compare-and-set.
+The runs are share-locked (in ``run_id`` order, as every writer locks them): a put racing
+the outcome that ends a run waits for it, then finds the run no longer RUNNING, so an
+ended run never gets a window back after ``COMPLETE`` / ``END_LOST`` dropped it."""
+
+READ_LIVE = (
+    "SELECT r.job_id, r.attempt, r.status, r.exit_code, r.error_message,"
+    " l.start_offset, CASE WHEN l.end_offset > $3 THEN l.output END FROM job_runs r"
+    " LEFT JOIN live_outputs l ON l.run_id = r.run_id AND l.attempt = r.attempt"
+    " AND r.status = 'RUNNING'"
+    " WHERE r.run_id = $1 AND r.user_id = $2"
+)
+"""The user's run and, while it is RUNNING, the window of its current attempt if it goes
+past offset ``$3`` (a poll that finds nothing new reads no text)."""
 
 _REAP_SELECT = (
     "SELECT r.run_id, r.job_id, r.user_id, r.scheduled_for, r.attempt, r.status,"

@@ -50,6 +50,7 @@ from chronoq.adapters.postgres.claims import claim_restricted
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.ledger import PURGE_SKIPS, PostgresLedger
+from chronoq.adapters.postgres.live import PostgresLive
 from chronoq.adapters.postgres.outbox import PostgresOutbox
 from chronoq.adapters.postgres.picker import PostgresPicker
 from chronoq.adapters.postgres.plans import (
@@ -101,7 +102,7 @@ _RUNNING = RunStatus.RUNNING.value
 
 
 class PostgresStore(
-    PostgresPicker, PostgresOutbox, PostgresTokens, PostgresControl, PostgresLedger
+    PostgresPicker, PostgresOutbox, PostgresTokens, PostgresControl, PostgresLedger, PostgresLive
 ):
     """The distributed Store. ``dsn``: ``postgresql://user:password@host:port/database``."""
 

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
+from chronoq.domain.live_output import LiveOutput
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
     ClaimDueParams,
@@ -268,6 +269,9 @@ class QueuedDispatch:
             self._later("extend", self._queue.extend(held, self._hold))
         self._let_go([r for r in run_ids if r not in kept])  # not ours any more
         return renewal
+
+    async def put_live_outputs(self, worker_id: str, outputs: Sequence[LiveOutput]) -> list[bool]:
+        return await self._store.put_live_outputs(worker_id, outputs)  # the store's alone
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         applied = await self._store.complete_runs(outcomes)

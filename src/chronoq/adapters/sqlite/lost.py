@@ -22,6 +22,7 @@ from typing import Any
 
 from chronoq.adapters.sqlite.dispatch import INSERT_RUN, ids_in_chunks, marks
 from chronoq.adapters.sqlite.jobs import CANCELLED_BY_USER
+from chronoq.adapters.sqlite.live import forget_live
 from chronoq.adapters.sqlite.settle import Ended, settle
 from chronoq.domain.clock import to_micros
 from chronoq.domain.ids import new_id
@@ -194,6 +195,7 @@ def _end_lost(
     conn.executemany(_END, ends)
     conn.executemany(INSERT_RUN, retries)
     settle(conn, settles, now_us)
+    forget_live(conn, [r.run_id for r in runs])
     return len(runs)
 
 

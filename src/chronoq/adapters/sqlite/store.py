@@ -36,6 +36,7 @@ from chronoq.adapters.sqlite import jobs as jobs_tx
 from chronoq.adapters.sqlite import ledger as ledger_tx
 from chronoq.adapters.sqlite import limits as limits_tx
 from chronoq.adapters.sqlite import listing
+from chronoq.adapters.sqlite import live as live_tx
 from chronoq.adapters.sqlite import lost as lost_tx
 from chronoq.adapters.sqlite import start as start_tx
 from chronoq.adapters.sqlite.migrations import migrate
@@ -52,6 +53,7 @@ from chronoq.domain.jobs import (
     RunOutcome,
 )
 from chronoq.domain.limits import Deferrals
+from chronoq.domain.live_output import LiveOutput, RunLive
 from chronoq.domain.policies import SkipReason
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import (
@@ -140,6 +142,9 @@ class SqliteStore(SqliteTokens):
 
     async def output_ref(self, user_id: str, job_id: str, run_id: str) -> str | None:
         return await self._run(lambda c: jobs_tx.output_ref(c, user_id, job_id, run_id))
+
+    async def live_output(self, user_id: str, run_id: str, *, after: int = -1) -> RunLive | None:
+        return await self._run(lambda c: live_tx.live_output(c, user_id, run_id, after))
 
     async def cancel_job(self, user_id: str, job_id: str, now: datetime) -> CancelResult | None:
         now_us = to_micros(now)
@@ -257,10 +262,16 @@ class SqliteStore(SqliteTokens):
             return LeaseRenewal(held=[], cancel=[])
         return await self._run(lambda c: dispatch_tx.extend_leases(c, worker_id, ids, until))
 
+    async def put_live_outputs(self, worker_id: str, outputs: Sequence[LiveOutput]) -> list[bool]:
+        batch = list(outputs)
+        if not batch:
+            return []
+        return await self._run(lambda c: live_tx.put_live_outputs(c, worker_id, batch))
+
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         batch = list(outcomes)
         dispatch_tx.check_outcomes(batch)
-        return await self._run(lambda c: [dispatch_tx.complete_run(c, o) for o in batch])
+        return await self._run(lambda c: _complete(c, batch))
 
     async def release_runs(self, params: ReleaseParams) -> int:
         if not params.run_ids:
@@ -269,3 +280,10 @@ class SqliteStore(SqliteTokens):
 
     async def reap_lost(self, params: ReapParams) -> int:
         return await self._run(lambda c: lost_tx.reap_lost(c, params))
+
+
+def _complete(conn: sqlite3.Connection, batch: list[RunOutcome]) -> list[bool]:
+    """The outcomes, then the ended runs' live output windows dropped (one check a batch)."""
+    applied = [dispatch_tx.complete_run(conn, o) for o in batch]
+    live_tx.forget_live(conn, [o.run_id for o, ok in zip(batch, applied, strict=True) if ok])
+    return applied

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chronoq.errors import ChronoqError
 from chronoq.observability.metrics import Metrics
 from chronoq.services.api import (
+    live_stream,
     routes_control,
     routes_jobs,
     routes_me,
@@ -104,12 +105,18 @@ def create_app(deps: ApiDeps) -> Starlette:
             _guard(routes_jobs.run_output),
             methods=["GET"],
         ),
+        Route(
+            "/v1/runs/{run_id}/output/stream",
+            _guard(live_stream.run_output_stream),
+            methods=["GET"],
+        ),
         *dashboard_routes(auth.mode),  # static pages calling /v1 (docs/dashboard.md)
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.deps = deps
     app.state.cursors = CursorSeal(deps.cursor_key)
     app.state.auth = auth
+    app.state.streams = live_stream.StreamSlots()  # open output streams (bounded)
     app.add_middleware(HostAllowlist, allowed_hosts=deps.allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=deps.metrics)
     return app

@@ -59,6 +59,11 @@ class TooManyFailures(ChronoqError):
         self.retry_after = retry_after
 
 
+class TooManyStreams(TooManyFailures):
+    """Over the number of output streams open at once (429 ``too_many_streams``, with
+    ``Retry-After``)."""
+
+
 def error_response(exc: ChronoqError) -> JSONResponse:
     status, code = _STATUS.get(type(exc), (500, "internal_error"))
     if isinstance(exc, ValidationError) and status == 500:
@@ -92,6 +97,7 @@ _STATUS: dict[type[ChronoqError], tuple[int, str]] = {
     UnsupportedMediaType: (415, "unsupported_media_type"),
     TooManyFailures: (429, "too_many_failures"),
     LimitExceededError: (429, "user_limit"),  # the code is the limit's (exc.code)
+    TooManyStreams: (429, "too_many_streams"),
     UnavailableError: (503, "unavailable"),
 }
 

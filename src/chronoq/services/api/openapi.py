@@ -399,11 +399,12 @@ def openapi_document(auth: str = "header") -> dict[str, Any]:
          "Error": _ERROR}
     )  # fmt: skip
     from chronoq.services.api.openapi_control import add_control
+    from chronoq.services.api.openapi_list import add_listing
+    from chronoq.services.api.openapi_live import add_live
 
     add_control(paths, components)
-    from chronoq.services.api.openapi_list import add_listing
-
     add_listing(paths, components)
+    add_live(paths)
     if auth == "token":
         for item in paths.values():
             for operation in item.values():

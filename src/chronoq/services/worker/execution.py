@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import BLOB_REF_PREFIX, ClaimedRun, RunOutcome
+from chronoq.domain.live_output import LiveTail
 from chronoq.domain.retry import RetryPolicy, attempts_left
 from chronoq.domain.states import RunStatus, outcome_status
 from chronoq.errors import UnavailableError
@@ -53,8 +54,11 @@ class ExecutionContext:
     offload_failures: OffloadFailures = dataclasses.field(default_factory=OffloadFailures)
 
 
-async def execute(ctx: ExecutionContext, run: ClaimedRun, gate: StartGate) -> RunOutcome | None:
+async def execute(
+    ctx: ExecutionContext, run: ClaimedRun, gate: StartGate, live: LiveTail | None = None
+) -> RunOutcome | None:
     """Run one attempt; None if it did not start (``gate`` refused it: nothing ran).
+    ``live``: where the executor feeds the output as it comes (``services.worker.live``).
 
     A payload that cannot be loaded fails the attempt without starting it. Never
     raises except ``CancelledError``.
@@ -78,9 +82,9 @@ async def execute(ctx: ExecutionContext, run: ClaimedRun, gate: StartGate) -> Ru
         return started is not None
 
     if getattr(executor, "begins_itself", False):
-        request = _request(ctx, run, payload, begin)
+        request = _request(ctx, run, payload, begin, live)
     elif await begin():
-        request = _request(ctx, run, payload)
+        request = _request(ctx, run, payload, live=live)
     else:
         return None
     result = await _run_executor(executor, request)
@@ -216,6 +220,7 @@ def _request(
     run: ClaimedRun,
     payload: str,
     begin: Callable[[], Awaitable[bool]] | None = None,
+    live: LiveTail | None = None,
 ) -> ExecutionRequest:
     request = ExecutionRequest(
         run_id=run.run_id,
@@ -226,5 +231,6 @@ def _request(
         output_limit=ctx.output_limit,
         env=ctx.env,
         scheduled_for=run.scheduled_for,
+        live=live,
     )
     return request if begin is None else dataclasses.replace(request, begin=begin)

@@ -13,6 +13,8 @@ Three ``Loop``s (``services.base``) and a batcher, every wait on the ``Clock``:
   ``LeaseRenewal.cancel`` is killed exactly as a CANCEL hint kills it — so a
   cancel reaches a running job within one heartbeat even if every hint is lost.
 * **completer**: records outcomes in batches; untrusted output never blocks it.
+* **live output** (``LivePublisher``): once a second, the newest output of each running
+  run that printed something since, for readers on any api process.
 
 At ``stop``: nothing new is claimed or started; running attempts get
 ``shutdown_grace`` to finish, the rest are killed; everything unfinished is handed
@@ -30,6 +32,7 @@ from datetime import datetime, timedelta
 from chronoq import failpoints
 from chronoq.domain.clock import Clock
 from chronoq.domain.jobs import ClaimedRun, RunOutcome
+from chronoq.domain.live_output import LiveTail
 from chronoq.domain.queues import NO_LIMITS, ClaimLimits
 from chronoq.domain.retry import DEFAULT_MAX_INTERRUPTIONS, RetryPolicy
 from chronoq.executors.base import ExecutorRegistry
@@ -45,6 +48,7 @@ from chronoq.services.worker.execution import (
     execute,
     execute_inline,
 )
+from chronoq.services.worker.live import LivePublisher
 from chronoq.services.worker.starts import StartBatcher
 
 _IDLE_RECHECK = 5.0
@@ -117,6 +121,7 @@ class Worker:
         )
         self._completer = Completer(dispatch, notifier, clock, metrics)
         self._starts = StartBatcher(dispatch, config.worker_id, clock)
+        self._live = LivePublisher(dispatch, config.worker_id, clock)
         self._held: dict[str, _Held] = {}
         self._due: dict[datetime, list[_Held]] = {}
         """Runs claimed ahead of time, by start instant: one timer per instant, not per run."""
@@ -144,6 +149,7 @@ class Worker:
         self._starts.start()
         self._claims.start()
         self._heartbeats.start()
+        self._live.loop.start()
 
     async def stop(self) -> None:
         """Graceful: stop claiming, let runs finish within the grace, hand back the rest."""
@@ -157,6 +163,7 @@ class Worker:
         if not await self._completer.flush(self._config.shutdown_grace):
             log.error("worker: outcomes not recorded at stop; their leases will expire")
         await self._heartbeats.stop()
+        await self._live.loop.stop()
         await self._starts.stop()
         await self._completer.stop()
         await self._hand_back()
@@ -225,14 +232,15 @@ class Worker:
         if outcome is not None:  # a no-op finished on the spot: no task, never marked
             self._finish(run.run_id, outcome)
             return
-        held.task = asyncio.create_task(self._execute(held), name=f"run-{run.run_id}")
+        live = self._live.watch(run)
+        held.task = asyncio.create_task(self._execute(held, live), name=f"run-{run.run_id}")
 
     # -- executing -----------------------------------------------------------------------
 
-    async def _execute(self, held: _Held) -> None:
+    async def _execute(self, held: _Held, live: LiveTail) -> None:
         run = held.run
         try:
-            outcome = await execute(self._ctx, run, lambda: self._begin(held))
+            outcome = await execute(self._ctx, run, lambda: self._begin(held), live)
         except asyncio.CancelledError:
             if held.stop_reason != "cancelled":
                 raise  # shutdown (handed back) or lease lost (someone else owns it)
@@ -258,6 +266,7 @@ class Worker:
     def _release_slot(self, run_id: str) -> None:
         was_full = len(self._held) >= self._config.concurrency
         self._held.pop(run_id, None)
+        self._live.forget(run_id)
         if was_full and not self._stopping:
             self._claims.wakeup.set()
 

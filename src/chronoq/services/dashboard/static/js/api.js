@@ -13,13 +13,13 @@ export class ApiError extends Error {
 
 export const onUnauthenticated = { handler: null };
 
-export async function call(method, path, { query, body, raw } = {}) {
+export async function call(method, path, { query, body, raw, headers: extra, signal } = {}) {
   const url = new URL(path, location.origin);
   for (const [name, value] of Object.entries(query || {})) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(name, value);
   }
-  const headers = { Accept: "application/json", ...authHeaders() };
-  const init = { method, headers, cache: "no-store", credentials: "omit" };
+  const headers = { Accept: "application/json", ...extra, ...authHeaders() };
+  const init = { method, headers, cache: "no-store", credentials: "omit", signal };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

@@ -1,9 +1,12 @@
 // One run: status, timings, worker, exit code and its output. Read again every second
-// while the run is QUEUED or RUNNING. The whole output comes from
+// while the run is QUEUED or RUNNING; meanwhile its output grows live from
+// GET /v1/runs/{run_id}/output/stream (server-sent events, ../events.js), the newest
+// SHOW_CHARS shown. Once it has ended, the whole output comes from
 // GET /v1/jobs/{id}/runs/{run_id}/output (streamed by the API), shown up to SHOW_CHARS
 // and offered as a download.
 import { call, get, jobPath } from "../api.js";
 import { alertBox, badge, duration, every, facts, h, heading, replace, shortId, timeEl } from "../dom.js";
+import { follow } from "../events.js";
 
 const LIVE = new Set(["QUEUED", "RUNNING"]);
 const SHOW_CHARS = 200_000;
@@ -77,6 +80,43 @@ export async function render(main, { params, signal }) {
     h("section", { "aria-labelledby": "h-output" },
       h("h2", { id: "h-output" }, "Output"), outputNote, output, download, saved));
 
+  // The live output: opened once while the run is QUEUED or RUNNING, closed by its end.
+  let live = null;
+  const showLive = () => {
+    if (output.textContent !== live.text) { // follow the end unless the reader scrolled up
+      const atBottom = output.scrollHeight - output.scrollTop - output.clientHeight < 40;
+      output.textContent = live.text;
+      if (atBottom) output.scrollTop = output.scrollHeight;
+    }
+    outputNote.textContent = !live.text ? (run.status === "QUEUED" ? "Queued." : "Running: no output yet.")
+      : live.cut ? `Running: the newest ${live.text.length.toLocaleString()} characters (live).`
+        : `Running: ${live.text.length.toLocaleString()} characters so far (live).`;
+  };
+  const startLive = () => {
+    live = { text: "", cut: false, offset: 0 };
+    output.setAttribute("aria-busy", "true");
+    follow(`/v1/runs/${encodeURIComponent(runId)}/output/stream`, {
+      signal,
+      onEvent: async (type, data) => {
+        if (type === "output" && LIVE.has(run.status)) {
+          live.cut ||= data.start > live.offset; // the server no longer kept the bytes between
+          live.text += data.text;
+          live.offset = data.start + new TextEncoder().encode(data.text).length;
+          if (live.text.length > SHOW_CHARS) {
+            live.text = live.text.slice(-SHOW_CHARS);
+            live.cut = true;
+          }
+          showLive();
+        } else if (type === "end") {
+          output.removeAttribute("aria-busy");
+          run = (await findRun(jobId, runId)) || { ...run, status: data.status };
+          if (!signal.aborted) await draw();
+        }
+      },
+      onError: (exc) => { outputNote.textContent = `Live output unavailable: ${exc.message}`; },
+    });
+  };
+
   const draw = async () => {
     if (run.status !== announced) announce.textContent = `The run is now ${(announced = run.status)}.`;
     replace(about, facts([
@@ -93,9 +133,15 @@ export async function render(main, { params, signal }) {
       ["Exit code", run.exit_code === null ? "—" : String(run.exit_code)],
       run.error_message ? ["Error", h("span", { class: "wrap" }, run.error_message)] : null,
     ]));
+    if (LIVE.has(run.status)) {
+      if (!live) startLive();
+      showLive();
+      return;
+    }
+    output.removeAttribute("aria-busy");
     let text = run.output || "";
     let more = false;
-    if (run.output_truncated || LIVE.has(run.status)) {
+    if (run.output_truncated) {
       [text, more] = await head(await call("GET", outputPath, { raw: true }), SHOW_CHARS);
     }
     if (signal.aborted) return;
