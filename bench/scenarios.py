@@ -144,8 +144,12 @@ async def latency(target: Target, s: Settings) -> ScenarioRun:
     series = _latency_series(records, await target.first_runs(user, [r["job_id"] for r in records]))
     summaries = {key: summary_ms(values) for key, values in series.items()}
     run.raw.update(
-        jobs=count, latency_ms=summaries, runs_with_start=len(series["server"]), cpu_submit=cpu
-    )
+        jobs=count,
+        latency_ms=summaries,
+        runs_with_start=len(series["server"]),
+        cpu_submit=cpu,
+        first_jobs_ms=[round(v * 1000, 2) for v in series["server"][:20]],
+    )  # fmt: skip  (first_jobs_ms: in submit order, where a cold start shows)
     server, client_side = summaries["server"], summaries["client"]
     goal = GOAL_START_P99_MS_PG if target.on_postgres else GOAL_START_P99_MS
     run.add("start - created_at p50", server["p50"], "ms")
