@@ -23,6 +23,8 @@ FRESH = "fresh"
 RATIOS: dict[str, tuple[tuple[str, str, Goal | None], ...]] = {
     "batch": (("end-to-end throughput", "end-to-end jobs/s: fresh / warm", Goal(">=", 0.8)),),
     "http": (("end-to-end throughput", "end-to-end jobs/s: fresh / warm", Goal(">=", 0.8)),),
+    "floor": (("end-to-end throughput", "end-to-end jobs/s: fresh / warm", None),),
+    "floor-lease": (("end-to-end throughput", "end-to-end jobs/s: fresh / warm", None),),
     "latency": (
         ("start - created_at p50", "start - created_at p50: fresh / warm", None),
         ("start - created_at p99", "start - created_at p99: fresh / warm", Goal("<=", 1.2)),
