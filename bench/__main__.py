@@ -17,6 +17,7 @@ from bench.distributed import ClusterProfile
 from bench.embedded import EmbeddedProfile
 from bench.floor import ratios, run_order, wants_floor
 from bench.model import DEFAULT_FUTURE_SIZES, ClusterSize, ScenarioRun, Settings
+from bench.passes import fresh_ratios, pass_key
 from bench.pgembedded import PgEmbeddedProfile
 from bench.scenarios import DEFAULTS, SCENARIOS
 from bench.server import server_help
@@ -89,6 +90,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="embedded: chronoq up --store on a private PostgreSQL (fsync on), a fresh database"
         " per run (needed for the floor scenario)",
     )
+    p.add_argument(
+        "--fresh-pass",
+        action="store_true",
+        help="PostgreSQL: run each scenario on a just-migrated database (no warm-up), then"
+        " again on the same database; rows <scenario>[fresh] and fresh / warm ratios",
+    )
     _distributed_arguments(p)
     args = p.parse_args(argv)
     known = _available(args.profile)
@@ -100,6 +107,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         p.error(f"unknown scenario(s) for --profile {args.profile}: {', '.join(unknown)}")
     if wants_floor(args.scenario_list) and args.profile == "embedded" and not args.pg_store:
         p.error("the floor runs on PostgreSQL: add --pg-store (or --profile distributed)")
+    if args.fresh_pass and args.profile == "embedded" and not args.pg_store:
+        p.error("--fresh-pass measures PostgreSQL: add --pg-store (or --profile distributed)")
     if args.profile == "distributed" and args.url:
         p.error("--url is for the embedded profile; the distributed profile starts its own")
     return args
@@ -194,8 +203,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         future_jobs=args.future_jobs,
         failover_rounds=args.failover_rounds,
         pg_sample_s=args.pg_sample,
-        pg_statements=args.pg_statements or wants_floor(args.scenario_list),
-        warmup_jobs=args.warmup_jobs,
+        pg_statements=args.pg_statements or args.pg_store or args.profile == "distributed",
+        warmup_jobs=0 if args.fresh_pass else args.warmup_jobs,
+        fresh_pass=args.fresh_pass,
         backends=tuple(getattr(args, "backends", ())),
     )
 
@@ -234,14 +244,22 @@ async def run_once(profile: Profile, scenario: Scenario, settings: Settings) -> 
             got = await scenario.run(None, settings)
             return got if isinstance(got, list) else [got]
         async with profile.target(scenario) as target:
-            got = await scenario.run(target, settings)
-            runs = got if isinstance(got, list) else [got]
-            for run in runs:
-                target.annotate(run)
+            runs: list[ScenarioRun] = []
+            for fresh in _passes(settings, scenario):
+                got = await scenario.run(target, settings)
+                for run in got if isinstance(got, list) else [got]:
+                    target.annotate(run)
+                    run.raw["fresh_pass"] = fresh
+                    runs.append(run)
             return runs
     except Exception as exc:
         traceback.print_exc()
         return [ScenarioRun(scenario.name, error=f"{type(exc).__name__}: {exc}")]
+
+
+def _passes(settings: Settings, scenario: Scenario) -> tuple[bool, ...]:
+    """``--fresh-pass``: (fresh, warm) on one target, for scenarios made once per repeat."""
+    return (True, False) if settings.fresh_pass and scenario.repeat == "each" else (False,)
 
 
 async def run_scenarios(
@@ -265,7 +283,7 @@ async def run_scenarios(
                     if scenario.repeat != "inside":
                         first = run.metrics[0] if run.metrics else None
                         _say(f"  {first.name} = {first.value}" if first else f"  {run.error}")
-                    key = f"{run.scenario}[{variant}]" if variant else run.scenario
+                    key = pass_key(run.scenario, variant, run.raw.get("fresh_pass", False))
                     collected.setdefault(key, []).append(run)
     return collected
 
@@ -290,6 +308,7 @@ async def run_all(args: argparse.Namespace) -> tuple[Profile, dict[str, Any]]:
         async with profile.session():
             collected = await run_scenarios(profile, args.scenario_list, settings)
             collected.update(ratios(collected))  # Chronoq / floor, pair by pair
+            collected.update(fresh_ratios(collected))  # fresh / warm, pair by pair
     except asyncio.CancelledError:
         if terminated:
             _say("SIGTERM: stopped")

@@ -151,6 +151,7 @@ class ClusterTarget:
     kind: str = "distributed"
     server_name: str = "cluster"
     throughput_goals: bool = False
+    on_postgres: bool = True
     timeline_min_interval_s: float = 1.0
     extras: dict[str, Any] = field(default_factory=dict)
     """Set-up facts (warm-up, idle CPU) added to every run by ``annotate``."""

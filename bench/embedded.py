@@ -127,6 +127,7 @@ class ServerTarget:
     kind: str = "embedded"
     server_name: str = "server"
     throughput_goals: bool = True
+    on_postgres: bool = False
     timeline_min_interval_s: float = 0.0
     workers: int = 1
     _polls: Client = field(init=False)

@@ -75,6 +75,7 @@ class FloorTarget:
     kind: str = FLOOR
     server_name: str = FLOOR
     throughput_goals: bool = False
+    on_postgres: bool = True
     timeline_min_interval_s: float = 1.0
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -269,6 +270,7 @@ RATIOS: tuple[tuple[str, str, Goal | None], ...] = (
     ("PostgreSQL statements per job", "statements per job: Chronoq / floor", None),
     ("PostgreSQL WAL bytes per job", "WAL bytes per job: Chronoq / floor", None),
     ("PostgreSQL buffers dirtied per job", "buffers dirtied per job: Chronoq / floor", None),
+    ("PostgreSQL buffers written per job", "buffers written per job: Chronoq / floor", None),
     ("PostgreSQL write transactions per job", "write transactions per job: Chronoq / floor", None),
 )
 ALIASES = {"CPU per job: all + PostgreSQL": ("CPU per job: all roles + PostgreSQL",)}
@@ -286,12 +288,12 @@ def ratios(collected: dict[str, list[ScenarioRun]]) -> dict[str, list[ScenarioRu
     """Per floor variant, ``batch / <variant>``: one run of ratios per pair (the i-th batch
     run with the i-th floor run)."""
     out: dict[str, list[ScenarioRun]] = {}
-    for variant in FLOORS:
-        pairs = zip(collected.get(BATCH, []), collected.get(variant, []), strict=False)
+    for variant, tag in ((v, t) for v in FLOORS for t in ("", "[fresh]")):
+        pairs = zip(collected.get(BATCH + tag, []), collected.get(variant + tag, []), strict=False)
         for chronoq, floor_run in pairs:
             if chronoq.error or floor_run.error:
                 continue
-            run = ScenarioRun(f"{BATCH} / {variant}")
+            run = ScenarioRun(f"{BATCH}{tag} / {variant}{tag}")
             for metric, label, goal in RATIOS:
                 a, b = _value(chronoq, metric), _value(floor_run, metric)
                 run.add(label, a / b if a is not None and b else None, "x", goal)

@@ -111,3 +111,5 @@ class Settings:
     and with these seed-shaped backends (``chronoq cluster up --with``); rows of the second
     are keyed ``scenario[stack]``."""
     warmup_jobs: int = 5_000
+    fresh_pass: bool = False
+    """``--fresh-pass``: no warm-up; every scenario runs twice on its target (fresh, warm)."""

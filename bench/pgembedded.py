@@ -34,6 +34,7 @@ class PgServerTarget(ServerTarget):
     pg: BenchPostgres | None = None
     db: Any = None  # asyncpg.Pool as bench_observer
     throughput_goals: bool = False  # the embedded goals are SQLite's (docs/benchmarks.md)
+    on_postgres: bool = True
     extras: dict[str, Any] = field(default_factory=dict)
 
     def cpu(self) -> CpuSample:

@@ -67,6 +67,8 @@ def render_ratios(results: dict[str, dict[str, Any]]) -> str:
         if not key.endswith("]") or "[" not in key:
             continue
         base_key, variant = key[:-1].split("[", 1)
+        if "fresh" in variant.split(","):
+            continue  # fresh / warm has its own section (bench.passes)
         base = {row["metric"]: row["median"] for row in results.get(base_key, {}).get("rows", [])}
         for row in result["rows"]:
             ref = base.get(row["metric"])

@@ -71,6 +71,11 @@ class Target(Protocol):
         ...
 
     @property
+    def on_postgres(self) -> bool:
+        """Whether the store is PostgreSQL (its light-load latency goal is 5 ms, not 10)."""
+        ...
+
+    @property
     def timeline_min_interval_s(self) -> float: ...
 
     @property

@@ -34,7 +34,9 @@ are kept with many processes writing at once:
   then fails as unavailable, changing nothing (the leader tries again).
 
 Lifecycle: nothing connects before ``start()``, which opens the pool and
-applies the migrations; ``close()`` is safe to call twice. Driver errors
+applies the migrations; ``close()`` is safe to call twice. Planner statistics keep up
+with a young database's growth (``statistics``: jobs inserted and runs ended are
+counted; a table that doubled since its last ANALYZE is analyzed in the background). Driver errors
 become ``UnavailableError`` / ``ValidationError`` / ``ConflictError``
 (``errors.translated``).
 """
@@ -70,6 +72,7 @@ from chronoq.adapters.postgres.rows import (
 )
 from chronoq.adapters.postgres.settle import JobStates
 from chronoq.adapters.postgres.starts import START_PLAIN, start_gated
+from chronoq.adapters.postgres.statistics import GrowthAnalyzer
 from chronoq.adapters.postgres.tokens import PostgresTokens
 from chronoq.domain.jobs import (
     LIST_OUTPUT_CHARS,
@@ -119,6 +122,7 @@ class PostgresStore(
             dsn, owner="the PostgreSQL store", min_size=min_size, max_size=max_size,
             connect_timeout=connect_timeout,
         )  # fmt: skip
+        self._statistics = GrowthAnalyzer(self._pool.get)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -127,6 +131,7 @@ class PostgresStore(
         await self._pool.open()
 
     async def close(self) -> None:
+        await self._statistics.close()
         await self._pool.close()
 
     # -- jobs --------------------------------------------------------------------------------
@@ -151,6 +156,7 @@ class PostgresStore(
             return
         with translated("insert_jobs"):
             await self._connected().execute(statement, *args)
+        self._statistics.wrote(len(jobs))  # a young table outgrowing its plans (statistics)
 
     async def active_jobs(self, user_id: str) -> int:
         with translated("active_jobs"):
@@ -289,7 +295,9 @@ class PostgresStore(
                 await conn.execute(sql.COMPLETE, *plan.args())
             return applied
 
-        return await self._transaction("complete_runs", body)
+        applied = await self._transaction("complete_runs", body)
+        self._statistics.wrote(len(ids))  # each ended run was inserted once (statistics)
+        return applied
 
     async def release_runs(self, params: ReleaseParams) -> int:
         now = aware(params.now, "now")
