@@ -19,8 +19,8 @@ from chronoq.domain.schedules import (
     EverySchedule,
     Schedule,
     parse_schedule,
-    validate_timezone,
 )
+from chronoq.domain.zones import validate_timezone
 from chronoq.errors import ScheduleError, ValidationError
 
 NY = "America/New_York"

@@ -69,10 +69,8 @@ from chronoq.domain.cron_text import (
 )
 from chronoq.domain.zones import (
     UTC_NAMES,
-    known_timezones,
     load_zone,
     transition_instant,
-    validate_timezone,
     wall_offsets,
 )
 from chronoq.errors import ScheduleError
@@ -83,9 +81,7 @@ __all__ = [
     "DstRepeat",
     "EverySchedule",
     "Schedule",
-    "known_timezones",
     "parse_schedule",
-    "validate_timezone",
 ]
 
 _SEARCH_YEARS: Final = 400

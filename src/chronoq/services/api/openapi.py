@@ -8,8 +8,9 @@ import msgspec
 
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS
 from chronoq.domain.preview import GAP, MAX_PREVIEW, OFFSET_CHANGE, REPEATED
-from chronoq.domain.schedules import DstGap, DstRepeat, known_timezones
+from chronoq.domain.schedules import DstGap, DstRepeat
 from chronoq.domain.states import JobStatus, RunStatus
+from chronoq.domain.zones import known_timezones
 from chronoq.services.api.schemas import (
     MAX_BATCH,
     MAX_ID_LEN,

@@ -13,7 +13,8 @@ from chronoq.domain.clock import parse_rfc3339
 from chronoq.domain.jobs import JobSpec
 from chronoq.domain.policies import DEFAULT_POLICIES, POLICY_NAMES, first_fire_at
 from chronoq.domain.queues import DEFAULT_QUEUE, check_priority, check_queue
-from chronoq.domain.schedules import parse_schedule, validate_timezone
+from chronoq.domain.schedules import parse_schedule
+from chronoq.domain.zones import validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 from chronoq.services.api.idempotency import with_key
 from chronoq.services.api.schemas_policies import (

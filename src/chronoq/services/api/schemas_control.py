@@ -11,7 +11,8 @@ import msgspec
 from chronoq.domain.jobs import Job, JobChanges
 from chronoq.domain.policies import POLICY_NAMES
 from chronoq.domain.queues import DEFAULT_QUEUE, check_priority, check_queue
-from chronoq.domain.schedules import parse_schedule, validate_timezone
+from chronoq.domain.schedules import parse_schedule
+from chronoq.domain.zones import validate_timezone
 from chronoq.errors import ForbiddenError, ScheduleError, ValidationError
 from chronoq.services.api.schemas import SHELL_PREFIX, _optional_text, _retries, _time, _timeout
 from chronoq.services.api.schemas_policies import (
