@@ -74,7 +74,9 @@ def jobs_of(claimed: list[ClaimedRun]) -> set[str]:
 
 async def test_a_run_carries_its_jobs_queue_and_priority(store: Store) -> None:
     job = queued_job("reports", 7)
-    await fired(store, job)
+    await store.insert_jobs([job])
+    (returned,) = await claim_due(store, T0)  # the claim's answer says it too
+    assert (returned.queue, returned.priority) == ("reports", 7)
     (run,) = await runs_of(store, job)
     assert (run.queue, run.priority) == ("reports", 7)
     stored = await store.get_job(job.user_id, job.job_id)

@@ -308,3 +308,15 @@ def test_the_limit_counts_read_their_partial_indexes(tmp_path: Path) -> None:
 def _packaged_versions() -> list[int]:
     folder = resources.files("chronoq.adapters.sqlite") / "sql"
     return sorted(int(e.name.split("_", 1)[0]) for e in folder.iterdir() if e.name.endswith(".sql"))
+
+
+async def test_temporary_files_stay_in_memory(tmp_path: Path) -> None:
+    """Statement journals and temporary b-trees are kept in memory: on disk they were
+    80% of the bytes the embedded server wrote per job, all thrown away."""
+    store = SqliteStore(tmp_path / "chronoq.db")
+    await store.start()
+    try:
+        mode = await store._run(lambda c: c.execute("PRAGMA temp_store").fetchone()[0])
+    finally:
+        await store.close()
+    assert mode == 2  # MEMORY

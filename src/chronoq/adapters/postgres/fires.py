@@ -17,7 +17,6 @@ from typing import Any
 
 from chronoq.adapters.postgres.rows import policies_from_record
 from chronoq.adapters.postgres.skips import Skips, skip_ctes
-from chronoq.adapters.postgres.sql import JOB_QUEUE
 from chronoq.domain.claims import ClaimPlan, DueJob, plan_claim
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Run
@@ -29,9 +28,9 @@ FIRE = (
     "WITH fired AS ("
     " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
     " triggered_at, available_at, queue, priority)"
-    " SELECT r, j, u, s, 1, 'QUEUED', $5, a, jb.queue, jb.priority"
-    " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $6::timestamptz[])"
-    " AS t(r, j, u, s, a) CROSS JOIN LATERAL " + JOB_QUEUE + " jb"
+    " SELECT r, j, u, s, 1, 'QUEUED', $5, a, q, p"
+    " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $6::timestamptz[],"
+    " $20::text[], $21::int[]) AS t(r, j, u, s, a, q, p)"
     " WHERE NOT EXISTS (SELECT 1 FROM job_runs x"
     " WHERE x.job_id = t.j AND x.scheduled_for = t.s) RETURNING run_id),"
     " advanced AS ("
@@ -45,7 +44,8 @@ FIRE = (
 are locked by the ``CLAIM_DUE_*`` select of the same transaction, so their
 ``next_fire_at`` is still the fire being claimed (no re-check needed: one on
 ``next_fire_at`` led the planner to probe the due index, quadratic when many jobs
-share one due time). Nothing skipped: the skip inserts are empty (no extra statement,
+share one due time). Each run takes the queue and priority the claim's select read of
+its job ($20, $21). Nothing skipped: the skip inserts are empty (no extra statement,
 no WAL). Returns the runs inserted: a fire that has a run already (a manual fire at
 that very microsecond, from before the schedule changed) keeps it, and the claim goes
 on. (A probe of the index the insert descends anyway, not ``ON CONFLICT``: speculative
@@ -64,8 +64,8 @@ class Fires:
 
     def add(self, row: Sequence[Any], at: datetime | None = None) -> ClaimPlan:
         """One locked due job: a row of ``sql.CLAIM_DUE_*`` (id, user, cron, timezone, due,
-        status, policies, fire count), planned as claimed at ``at`` (None: ``now``; see
-        ``limits.Deferrals``). Returns its plan."""
+        status, policies, fire count, queue, priority), planned as claimed at ``at`` (None:
+        ``now``; see ``limits.Deferrals``). Returns its plan."""
         job_id, user_id, cron, tz, due, status = row[:6]
         key = str(job_id)
         plan = plan_claim(
@@ -90,6 +90,8 @@ class Fires:
                     status=RunStatus.QUEUED,
                     triggered_at=self.now,
                     available_at=planned.available_at,
+                    queue=row[17],
+                    priority=row[18],
                 )
             )
         for span in plan.skips:
@@ -117,4 +119,6 @@ class Fires:
             [r.available_at for r in self.runs],
             *(list(column) for column in jobs),
             *self.skips.args(),
+            [r.queue for r in self.runs],
+            [r.priority for r in self.runs],
         ]

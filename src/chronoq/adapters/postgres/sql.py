@@ -102,7 +102,7 @@ READ_OUTPUT = (
 _CLAIM_DUE_HEAD = (
     "SELECT job_id, user_id, cron_schedule, timezone, next_fire_at, status, "
     + POLICY_COLUMNS
-    + ", fire_count FROM jobs"
+    + ", fire_count, queue, priority FROM jobs"
     " WHERE next_fire_at IS NOT NULL AND next_fire_at <= $1 AND status <> 'PAUSED'"
 )
 """What ``fires.Fires.add`` reads of a due job, in this order."""

@@ -12,7 +12,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from chronoq.adapters.sqlite.dispatch import INSERT_RUN, fence_filter, marks
+from chronoq.adapters.sqlite.dispatch import INSERT_DUE_RUN, fence_filter, marks
 from chronoq.adapters.sqlite.ledger import SkipRow, record_skips, span_rows
 from chronoq.adapters.sqlite.limits import fires_in_window
 from chronoq.adapters.sqlite.rows import POLICY_COLUMNS, opt_micros, policies_from_row
@@ -54,7 +54,8 @@ def _due(
     excluded_users: list[str],
 ) -> list[Any]:
     sql = (
-        "SELECT job_id, user_id, cron_schedule, timezone, next_fire_at, fire_count, status, "
+        "SELECT job_id, user_id, cron_schedule, timezone, next_fire_at, fire_count, status,"
+        " queue, priority, "
         + POLICY_COLUMNS
         + " FROM jobs WHERE next_fire_at IS NOT NULL AND next_fire_at <= ?"
         " AND status <> 'PAUSED'" + fence[0]
@@ -123,7 +124,7 @@ class _Claim:
 
     def add(self, row: Any, at: datetime) -> ClaimPlan:
         """Plan one due job as claimed at ``at`` (normally now); its plan."""
-        job_id, user_id, cron, tz, due, fire_count, status = row[:7]
+        job_id, user_id, cron, tz, due, fire_count, status, queue, priority = row[:9]
         due_at = from_micros(due)
         plan = plan_claim(
             DueJob(
@@ -131,7 +132,7 @@ class _Claim:
                 cron_schedule=cron,
                 timezone=tz,
                 due=due_at,
-                policies=policies_from_row(row[7:]),
+                policies=policies_from_row(row[9:]),
                 fire_count=fire_count,
             ),
             at,
@@ -150,10 +151,12 @@ class _Claim:
                 status=RunStatus.QUEUED,
                 triggered_at=self.now,
                 available_at=planned.available_at,
+                queue=queue,
+                priority=priority,
             )
             self.runs.append(run)
             self.new_runs.append(
-                (run.run_id, job_id, user_id, sched_us, 1, self.now_us, avail_us, 0, False)
+                (run.run_id, job_id, user_id, sched_us, self.now_us, avail_us, queue, priority)
             )
         self.skips.extend(span_rows(job_id, user_id, plan.skips))
         new_status: str | None = None
@@ -169,7 +172,7 @@ class _Claim:
 
     def write(self, conn: sqlite3.Connection) -> list[Run]:
         before = conn.total_changes
-        conn.executemany(INSERT_RUN + " ON CONFLICT DO NOTHING", self.new_runs)
+        conn.executemany(INSERT_DUE_RUN, self.new_runs)
         runs = self.runs
         if conn.total_changes - before != len(self.new_runs):
             runs = _inserted(conn, runs)
