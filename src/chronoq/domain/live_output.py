@@ -95,6 +95,32 @@ class RunLive:
     output: LiveOutput | None
     """The newest window while the run is RUNNING and its worker has published one."""
 
+    @classmethod
+    def of(
+        cls,
+        run_id: str,
+        job_id: str,
+        attempt: int,
+        status: str,
+        exit_code: int | None,
+        error_message: str | None,
+        start: int | None,
+        text: str | None,
+    ) -> RunLive:
+        """From a SQL store's row: the run's columns, then its window's (None: none)."""
+        output = None
+        if text is not None and start is not None:
+            output = LiveOutput(run_id=run_id, attempt=attempt, start=start, text=text)
+        return cls(
+            run_id=run_id,
+            job_id=job_id,
+            attempt=attempt,
+            status=RunStatus(status),
+            exit_code=exit_code,
+            error_message=error_message,
+            output=output,
+        )
+
 
 class LiveTail:
     """The worker's view of a running process's output: the newest ``limit`` bytes, cleaned.

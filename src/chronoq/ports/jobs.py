@@ -29,6 +29,7 @@ from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Fire, Job, JobChanges, Run
 from chronoq.domain.live_output import RunLive
 from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import JobStatus, RunStatus
+from chronoq.errors import ValidationError
 
 
 class JobKind(StrEnum):
@@ -61,6 +62,21 @@ class ListJobsParams:
     recent_runs: int = 0
     """Also return up to this many newest runs of each listed job (``JobPage.recent_runs``),
     read for the whole page at once."""
+
+
+MAX_CURSOR_DIGITS = 18
+"""A store's list cursor is the ``seq`` of the last job listed: at most this many digits."""
+
+
+def cursor_position(cursor: str | None) -> int:
+    """The ``seq`` after which a page starts (0 for the first page); ``ValidationError``
+    for a cursor no store issued. A cursor is the user's own position: it says nothing
+    about other users' jobs (the api seals it besides)."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > MAX_CURSOR_DIGITS:
+        raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
+    return int(cursor)
 
 
 def search_id_prefix(search: str) -> str:

@@ -51,6 +51,7 @@ from chronoq.ports.jobs import (
     JobPage,
     ListJobsParams,
     RunBrief,
+    cursor_position,
     job_listed,
 )
 
@@ -109,7 +110,7 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         return None if row is None else row.job
 
     async def list_jobs(self, params: ListJobsParams) -> JobPage:
-        after = store_inputs.decode_cursor(params.cursor)
+        after = cursor_position(params.cursor)
         items: list[tuple[int, Job]] = []
         for position, job in self._db().user_jobs(params.user_id, after):
             if not job_listed(job, params):

@@ -15,8 +15,6 @@ from chronoq.domain.policies import Policies
 from chronoq.domain.states import OUTCOME_STATUSES
 from chronoq.errors import ValidationError
 
-_MAX_CURSOR_DIGITS = 18
-
 
 def checked_job(job: Job) -> Job:
     """The job as stored: text a database would refuse is refused, instants in UTC."""
@@ -64,12 +62,3 @@ def check_text(value: str | None, field: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError(f"{field} is not valid Unicode text", field=field) from None
-
-
-def decode_cursor(cursor: str | None) -> int:
-    """A list cursor is the user's own position (digits): it says nothing about others."""
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > _MAX_CURSOR_DIGITS:
-        raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
-    return int(cursor)

@@ -15,8 +15,14 @@ from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.rows import job_from_record
 from chronoq.adapters.postgres.sql import JOB_COLUMNS
 from chronoq.domain.states import RunStatus
-from chronoq.errors import ValidationError
-from chronoq.ports.jobs import JobKind, JobPage, ListJobsParams, RunBrief, search_id_bounds
+from chronoq.ports.jobs import (
+    JobKind,
+    JobPage,
+    ListJobsParams,
+    RunBrief,
+    cursor_position,
+    search_id_bounds,
+)
 
 _SELECT = "SELECT seq, " + JOB_COLUMNS + " FROM jobs WHERE user_id = $1 AND seq > $2"
 
@@ -32,7 +38,7 @@ RECENT_RUNS = (
 
 async def list_jobs(conn: Any, params: ListJobsParams) -> JobPage:
     """``conn``: the store's pool (each statement takes its own connection)."""
-    sql, args = list_statement(params, decode_cursor(params.cursor))
+    sql, args = list_statement(params, cursor_position(params.cursor))
     with translated("list_jobs"):
         rows = await conn.fetch(sql, *args)
     more = len(rows) > params.limit
@@ -88,11 +94,3 @@ def list_statement(params: ListJobsParams, after: int) -> tuple[str, list[Any]]:
             sql += f" OR strpos(project_id, {text}) > 0)"
     sql += f" ORDER BY seq LIMIT {arg(params.limit + 1)}"
     return sql, args
-
-
-def decode_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-        raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
-    return int(cursor)

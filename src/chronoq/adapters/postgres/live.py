@@ -15,7 +15,6 @@ from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.rows import is_id
 from chronoq.domain.live_output import LiveOutput, RunLive
-from chronoq.domain.states import RunStatus
 
 
 class PostgresLive:
@@ -49,16 +48,5 @@ class PostgresLive:
             row = await self._connected().fetchrow(sql.READ_LIVE, run_id, user_id, after)
         if row is None:
             return None
-        job_id, attempt, status, exit_code, error, start, text = row
-        output = None
-        if text is not None:
-            output = LiveOutput(run_id=run_id, attempt=attempt, start=start, text=text)
-        return RunLive(
-            run_id=run_id,
-            job_id=str(job_id),
-            attempt=attempt,
-            status=RunStatus(status),
-            exit_code=exit_code,
-            error_message=error,
-            output=output,
-        )
+        job_id, *rest = row
+        return RunLive.of(run_id, str(job_id), *rest)

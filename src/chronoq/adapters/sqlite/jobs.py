@@ -21,7 +21,7 @@ from chronoq.adapters.sqlite.rows import (
 from chronoq.domain.clock import from_micros, to_micros
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, Job, Run, output_cut
 from chronoq.domain.states import JOB_TERMINAL
-from chronoq.errors import ConflictError, ValidationError
+from chronoq.errors import ConflictError
 from chronoq.ports.jobs import Backlog, CancelResult
 
 CANCELLED_BY_USER = "cancelled by the user"
@@ -90,15 +90,6 @@ def get_job(conn: sqlite3.Connection, user_id: str, job_id: str) -> Job | None:
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ? AND user_id = ?", (job_id, user_id)
     ).fetchone()
     return None if row is None else job_from_row(row)
-
-
-def decode_cursor(cursor: str | None) -> int:
-    """The ``seq`` after which a page starts; ValidationError for a cursor we did not issue."""
-    if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-        raise ValidationError(f"invalid cursor {cursor!r}", field="cursor")
-    return int(cursor)
 
 
 def list_runs(

@@ -12,7 +12,6 @@ import sqlite3
 from collections.abc import Sequence
 
 from chronoq.domain.live_output import LiveOutput, RunLive
-from chronoq.domain.states import RunStatus
 
 _PUT = (
     "INSERT INTO live_outputs (run_id, attempt, start_offset, end_offset, output)"
@@ -48,19 +47,7 @@ def live_output(conn: sqlite3.Connection, user_id: str, run_id: str, after: int)
     row = conn.execute(_READ, (after, run_id, user_id)).fetchone()
     if row is None:
         return None
-    job_id, attempt, status, exit_code, error, start, text = row
-    output = None
-    if text is not None:
-        output = LiveOutput(run_id=run_id, attempt=attempt, start=start, text=text)
-    return RunLive(
-        run_id=run_id,
-        job_id=job_id,
-        attempt=attempt,
-        status=RunStatus(status),
-        exit_code=exit_code,
-        error_message=error,
-        output=output,
-    )
+    return RunLive.of(run_id, *row)
 
 
 def forget_live(conn: sqlite3.Connection, run_ids: Sequence[str]) -> None:

@@ -70,6 +70,7 @@ from chronoq.ports.jobs import (
     ListFiresParams,
     ListJobsParams,
     PurgeResult,
+    cursor_position,
 )
 
 T = TypeVar("T")
@@ -125,7 +126,7 @@ class SqliteStore(SqliteTokens):
         return await self._run(lambda c: jobs_tx.get_job(c, user_id, job_id))
 
     async def list_jobs(self, params: ListJobsParams) -> JobPage:
-        after = jobs_tx.decode_cursor(params.cursor)
+        after = cursor_position(params.cursor)
         return await self._run(lambda c: listing.list_jobs(c, params, after))
 
     async def list_runs(
