@@ -361,6 +361,14 @@ def test_the_overview_shows_the_servers_own_numbers(
     )
     expect(page.get_by_text("Runs waiting for a worker")).to_be_visible()
     expect(page.get_by_text("This process is the leader")).to_be_visible()
+    backends = page.locator("section", has=page.get_by_role("heading", name="Backends"))
+    for backend in ("store", "coordination", "blob"):  # the leader's look at each
+        row = backends.locator("tr", has=page.get_by_text(backend, exact=True))
+        expect(row.get_by_text("UP", exact=True)).to_be_visible()
+    charts = page.get_by_role("img", name=re.compile("^(Runs finished per minute|Fire lag):"))
+    expect(charts).to_have_count(2)
+    # Drawn from the page's own scrapes, one every 5 s: lines once two intervals are in.
+    expect(page.locator(".chart polyline").first).to_be_attached(timeout=20_000)
     shot(page, shots, "overview")
 
 

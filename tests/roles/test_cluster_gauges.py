@@ -97,3 +97,39 @@ async def test_a_failover_moves_the_gauges_to_the_new_leader(
     assert value(m1, "coordinator_leader") == 0.0
     assert value(m1, "dispatch_backlog", {"state": "queued"}) is None, "stale numbers linger"
     assert value(m2, "coordinator_leader_epoch") == second.epoch
+
+
+class _FailingBlob:
+    """A blob store that has stopped answering (only what the sampler calls)."""
+
+    async def list_objects(
+        self, prefix: str, *, start_after: str = "", limit: int = 1000
+    ) -> list[object]:
+        raise ConnectionError("blob store down")
+
+
+async def test_the_leader_reports_each_backends_health(stack: Stack) -> None:
+    leader = await stack.coordinator("c1")
+    healthy, broken = Metrics(), Metrics()
+    samplers = [
+        ClusterSampler(leader, stack.store, stack.coordination, stack.clock, healthy,
+                       member_ttl=stack.member_ttl, blob=stack.blob),
+        ClusterSampler(leader, stack.store, stack.coordination, stack.clock, broken,
+                       member_ttl=stack.member_ttl, blob=_FailingBlob()),  # type: ignore[arg-type]
+    ]  # fmt: skip
+    for sampler in samplers:
+        await sampler.start()
+    try:
+        await stack.clock.advance(3.0)
+        for backend in ("store", "coordination", "blob"):
+            assert value(healthy, "backend_up", {"backend": backend}) == 1.0, backend
+        assert value(healthy, "backend_up", {"backend": "dispatch"}) is None  # no broker
+        # One backend down: it says so, and the others and the backlog still report.
+        assert value(broken, "backend_up", {"backend": "blob"}) == 0.0
+        assert value(broken, "backend_up", {"backend": "store"}) == 1.0
+        assert value(broken, "dispatch_backlog", {"state": "due"}) == 0.0
+    finally:
+        for sampler in samplers:
+            await sampler.stop()
+    # Stopped (or not leading): no health at all, rather than a last verdict that lingers.
+    assert value(healthy, "backend_up", {"backend": "store"}) is None

@@ -112,8 +112,20 @@ class ClusterView(Collector):
 
     def __init__(self) -> None:
         self.sample: ClusterSample | None = None
+        self.health: Mapping[str, bool] | None = None
+        """backend -> whether the leader's last call to it answered (None: not leading)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        if self.health is not None:
+            up = GaugeMetricFamily(
+                "backend_up",
+                "1 if the leader's last call to this backend (store, coordination, dispatch,"
+                " blob) answered, 0 if it failed",
+                labels=["backend"],
+            )
+            for backend, ok in sorted(self.health.items()):
+                up.add_metric([backend], 1.0 if ok else 0.0)
+            yield up
         s = self.sample
         if s is None:
             return

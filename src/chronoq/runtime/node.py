@@ -130,7 +130,7 @@ class Node:
             watch_coordinator(self.metrics, coordinator)
             services += [coordinator, ClusterSampler(
                 coordinator, b.jobs, b.coordination, self.clock, self.metrics,
-                member_ttl=self.settings.member_ttl, dispatch=b.dispatch)]  # fmt: skip
+                member_ttl=self.settings.member_ttl, dispatch=b.dispatch, blob=b.blob)]  # fmt: skip
             if b.distributed:
                 services.append(self._heartbeat(b, "coordinator"))
         writer = self._api_writer(b) if "api" in self.roles else None

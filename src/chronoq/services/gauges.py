@@ -15,6 +15,10 @@ what costs a store query, sampled by the leader:
   from ``JobStore.skip_counts``); while it does not, it
   exports none of them, so one cluster shows one set of numbers whichever coordinator
   leads. One leader-only query per period keeps the cost off the store's hot path.
+  The same look is each backend's health, ``backend_up{backend}`` (1: the leader's last
+  call to it answered, 0: it failed): ``store`` and ``coordination`` from the calls
+  above, ``dispatch`` from the broker's depth (a queued dispatch only), ``blob`` from a
+  one-key listing. A failed backend does not hide the others' health.
 
 (``picker_shards_owned`` is set by the picker itself when it reads its assignment.)
 """
@@ -22,16 +26,20 @@ what costs a store query, sampled by the leader:
 from __future__ import annotations
 
 from collections import Counter
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from chronoq.domain.clock import Clock
 from chronoq.observability.metrics import ClusterSample, Metrics
+from chronoq.ports.blob import BlobStore
 from chronoq.ports.coordination import Coordination
 from chronoq.ports.jobs import JobStore
 from chronoq.ports.runqueue import RunQueue
-from chronoq.services.base import Loop
+from chronoq.services.base import Loop, log
 from chronoq.services.coordinator import Coordinator
 from chronoq.services.worker import Worker
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -64,9 +72,11 @@ class ClusterSampler:
         *,
         member_ttl: float,
         dispatch: object = None,
+        blob: BlobStore | None = None,
         every: float = 2.0,
     ) -> None:
-        """``dispatch``: the node's, to sample its broker's depth when it is ``Queued``."""
+        """``dispatch``: the node's, to sample its broker's depth when it is ``Queued``;
+        ``blob``: the node's blob store, whose health is reported too."""
         self._coordinator = coordinator
         self._jobs = jobs
         self._coordination = coordination
@@ -75,6 +85,7 @@ class ClusterSampler:
         self._member_ttl = member_ttl
         self._every = every
         self._queue = dispatch.queue if isinstance(dispatch, Queued) else None
+        self._blob = blob
         self._loop = Loop("cluster-gauges", self._tick, clock)
 
     async def start(self) -> None:
@@ -83,20 +94,41 @@ class ClusterSampler:
     async def stop(self) -> None:
         await self._loop.stop()
         self._metrics.cluster.sample = None
+        self._metrics.cluster.health = None
 
     async def _tick(self) -> float:
         if not self._coordinator.is_leader:
             self._metrics.cluster.sample = None
+            self._metrics.cluster.health = None
             return self._every
         now = self._clock.now()
-        try:
-            backlog = await self._jobs.backlog(now)
-            members = await self._coordination.members(ttl=self._member_ttl)
-            depth = None if self._queue is None else await self._queue.depth()
-            skipped = await self._jobs.skip_counts()
-        except Exception:
+        health: dict[str, bool] = {}
+
+        async def probe(backend: str, call: Callable[[], Awaitable[T]]) -> T | None:
+            try:
+                answer = await call()
+            except Exception as exc:  # each backend's own verdict; the others go on
+                if health.get(backend, True):
+                    log.warning("cluster-gauges: %s did not answer: %s", backend, exc)
+                health[backend] = False
+                return None
+            health.setdefault(backend, True)
+            return answer
+
+        backlog = await probe("store", lambda: self._jobs.backlog(now))
+        skipped = await probe("store", self._jobs.skip_counts)
+        members = await probe("coordination", lambda: self._coordination.members(
+            ttl=self._member_ttl))  # fmt: skip
+        queue, depth = self._queue, None
+        if queue is not None:
+            depth = await probe("dispatch", queue.depth)
+        if self._blob is not None:
+            blob = self._blob
+            await probe("blob", lambda: blob.list_objects("payloads/", limit=1))
+        self._metrics.cluster.health = health
+        if backlog is None or skipped is None or members is None or not health["store"]:
             self._metrics.cluster.sample = None  # stale numbers would look like a steady state
-            raise
+            return self._every
         oldest = backlog.oldest_due
         self._metrics.cluster.sample = ClusterSample(
             due=backlog.due,

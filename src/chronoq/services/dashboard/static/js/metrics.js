@@ -29,9 +29,13 @@ export function sample(metrics, name, labels = {}) {
   return found ? found.value : null;
 }
 
-export function quantile(metrics, name, q) {
+// The quantile of a histogram's observations since ``before`` (another scrape) when given,
+// else since the process started.
+export function quantile(metrics, name, q, before = null) {
+  const earlier = new Map(before ? samples(before, `${name}_bucket`).map((s) => [s.key, s.value]) : []);
   const buckets = samples(metrics, `${name}_bucket`)
-    .map((s) => ({ le: s.labels.le === "+Inf" ? Infinity : Number(s.labels.le), count: s.value }))
+    .map((s) => ({ le: s.labels.le === "+Inf" ? Infinity : Number(s.labels.le),
+      count: s.value - (earlier.get(s.key) || 0) }))
     .sort((a, b) => a.le - b.le);
   const total = buckets.length ? buckets[buckets.length - 1].count : 0;
   if (!total) return null;

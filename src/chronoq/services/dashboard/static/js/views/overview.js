@@ -1,17 +1,21 @@
 // Overview: first the signed-in user's own figures, from the API with their credentials
 // (GET /v1/whoami; their jobs per status, one GET /v1/jobs?status=…&limit=100 each, once
 // per visit), then the server's own numbers from /metrics (Prometheus text, read by the
-// page): the backlog, the leader and live members, runs finished by outcome (and per
-// minute while the page is open), fire-lag percentiles, skipped fires. Those are
-// cluster-wide figures, not one user's (/metrics carries no job data, needs no sign-in).
+// page): each backend's health, the backlog, the leader and live members, runs finished
+// by outcome (and per minute while the page is open, charted), fire-lag percentiles
+// (charted per scrape interval), skipped fires. Those are cluster-wide figures, not one
+// user's (/metrics carries no job data, needs no sign-in).
 import { get, whoami } from "../api.js";
-import { alertBox, every, facts, h, heading, replace } from "../dom.js";
+import { lineChart } from "../charts.js";
+import { alertBox, badge, every, facts, h, heading, replace } from "../dom.js";
 import { parseMetrics, quantile, sample, samples } from "../metrics.js";
 import { JOB_STATUSES, jobsLink } from "./jobs.js";
 
 const COUNT_UP_TO = 100; // one page per status: "100+" beyond, never a walk of every job
 
 const REFRESH_MS = 5000;
+const HISTORY = 60; // scrapes kept for the charts: the last 5 minutes
+const OUTCOMES = ["COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED", "DEAD"];
 
 async function scrape() {
   const r = await fetch("/metrics", { cache: "no-store", credentials: "omit" });
@@ -30,11 +34,15 @@ export async function render(main, { signal }) {
     body);
   yours(mine, signal);
   const first = await scrape();
-  const draw = (now) => replace(body, ...sections(now, first));
-  draw(first);
+  const history = [first];
+  const draw = () => replace(body, ...sections(history[history.length - 1], first),
+    charts(history));
+  draw();
   every(REFRESH_MS, signal, async () => {
     try {
-      draw(await scrape());
+      history.push(await scrape());
+      if (history.length > HISTORY) history.shift();
+      draw();
     } catch (exc) {
       replace(body, alertBox(exc.message));
     }
@@ -80,7 +88,11 @@ function sections(now, first) {
     const before = samples(first.metrics, s.name).find((x) => x.key === s.key);
     return minutes > 0.05 && before ? number((s.value - before.value) / minutes, 1) : "…";
   };
+  const backends = samples(m, "backend_up");
   return [
+    h("section", { "aria-labelledby": "h-backends" }, h("h2", { id: "h-backends" }, "Backends"),
+      table(["Backend", "Health"], backends.map((s) => [s.labels.backend,
+        badge(s.value >= 1 ? "UP" : "DOWN")]))),
     h("section", { "aria-labelledby": "h-backlog" }, h("h2", { id: "h-backlog" }, "Backlog"),
       facts([
         ["Fires due, not yet claimed", number(sample(m, "dispatch_backlog", { state: "due" }))],
@@ -102,6 +114,31 @@ function sections(now, first) {
     h("section", { "aria-labelledby": "h-skips" }, h("h2", { id: "h-skips" }, "Fires skipped"),
       table(["Reason", "Fires"], skipped.map((s) => [s.labels.reason, number(s.value)]))),
   ];
+}
+
+// Per scrape interval: runs finished per minute by outcome, and the fire lag of the fires
+// of that interval (p50, p99).
+function charts(history) {
+  const steps = history.slice(1).map((now, i) => ({ now, before: history[i] }));
+  const perMinute = (status) => steps.map(({ now, before }) => {
+    const count = (m) => sample(m.metrics, "runs_finished_total", { status }) || 0;
+    const minutes = (now.at - before.at) / 60_000;
+    return minutes > 0 ? Math.max(count(now) - count(before), 0) / minutes : null;
+  });
+  const lag = (q) => steps.map(({ now, before }) => {
+    const v = quantile(now.metrics, "job_fire_lag_seconds", q, before.metrics);
+    return v === null ? null : v * 1000;
+  });
+  const seen = new Set(samples(history[history.length - 1].metrics, "runs_finished_total")
+    .map((s) => s.labels.status));
+  const outcomes = OUTCOMES.filter((o) => seen.has(o) || o === "COMPLETED" || o === "FAILED");
+  return h("section", { "aria-labelledby": "h-charts" },
+    h("h2", { id: "h-charts" }, "The last minutes"),
+    h("div", { class: "charts" },
+      lineChart(outcomes.map((o) => ({ name: o.toLowerCase(), cls: o.toLowerCase(),
+        values: perMinute(o) })), { label: "Runs finished per minute", unit: "/min" }),
+      lineChart([{ name: "p50", cls: "p50", values: lag(0.5) },
+        { name: "p99", cls: "p99", values: lag(0.99) }], { label: "Fire lag", unit: " ms" })));
 }
 
 function table(columns, rows) {
