@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Protocol
 
 
@@ -102,8 +103,10 @@ def now_micros() -> int:
     return time.time_ns() // 1_000
 
 
+@lru_cache(maxsize=1024)
 def format_rfc3339(value: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z`` and microseconds trimmed to milliseconds when exact."""
+    """RFC 3339 in UTC with a ``Z`` and microseconds trimmed to milliseconds when exact.
+    Cached: a batch's jobs share their instants (created, updated, first fire)."""
     v = check_aware(value)
     base = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
     if v.microsecond % 1000 == 0:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chronoq.adapters.sqlite.rows import CLAIMED_COLUMNS, claimed_from_row
-from chronoq.adapters.sqlite.settle import settle
+from chronoq.adapters.sqlite.settle import EndedAt, settle_each
 from chronoq.domain.clock import to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, RunOutcome
@@ -224,8 +224,18 @@ whole in ``run_outputs`` as well, so lists never read it."""
 _KEEP_WHOLE_OUTPUT = "INSERT OR REPLACE INTO run_outputs (run_id, output) VALUES (?, ?)"
 
 
-def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
-    """Record one outcome if the run is still RUNNING under (worker, attempt); whether it was."""
+def complete_runs(conn: sqlite3.Connection, outcomes: Sequence[RunOutcome]) -> list[bool]:
+    """Record each outcome whose run is still RUNNING under (worker, attempt); whether it
+    was. The jobs of the ended runs are settled together, after the runs (no outcome's
+    write reads what a settle changes)."""
+    ended = [complete_run(conn, outcome) for outcome in outcomes]
+    settle_each(conn, [e for e in ended if e is not None])
+    return [e is not None for e in ended]
+
+
+def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> EndedAt | None:
+    """Record one outcome if the run is still RUNNING under (worker, attempt): the run to
+    settle, or None (stale: nothing changed)."""
     status = outcome.status
     if status is RunStatus.RETRY_SCHEDULED and _job_cancelled(conn, outcome.run_id):
         status = RunStatus.CANCELLED  # no retry for a cancelled job
@@ -247,7 +257,7 @@ def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
         ),
     ).fetchone()
     if row is None:
-        return False  # stale: the lease moved on; nothing changed
+        return None  # stale: the lease moved on; nothing changed
     if output is not None and len(output) > OUTPUT_HEAD_CHARS:
         conn.execute(_KEEP_WHOLE_OUTPUT, (outcome.run_id, output))
     job_id, user_id, scheduled_for, interruptions, manual = row
@@ -267,8 +277,7 @@ def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> bool:
                 manual,
             ),
         )
-    settle(conn, [(job_id, outcome.run_id, status)], completed_us)
-    return True
+    return (job_id, outcome.run_id, status, completed_us)
 
 
 def _job_cancelled(conn: sqlite3.Connection, run_id: str) -> bool:

@@ -14,7 +14,7 @@ reads the bookkeeping, so it goes first), then ``SETTLE_JOB``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from chronoq.domain.states import JOB_TERMINAL, RUN_TERMINAL, RunStatus, job_status_after_run
@@ -54,10 +54,19 @@ def settle_args(job_id: str, run_id: str, status: RunStatus, now_us: int) -> tup
     return (one_shot, ended, recurring, now_us, run_id, run_id, job_id)
 
 
+EndedAt = tuple[str, str, RunStatus, int]
+"""An ``Ended`` run with when it ended (epoch microseconds)."""
+
+
 def settle(conn: sqlite3.Connection, ended: Iterable[Ended], now_us: int) -> None:
-    """Release buffered runs and settle the jobs of ``ended`` runs."""
-    items = list(ended)
-    if not items:
+    """Release buffered runs and settle the jobs of ``ended`` runs, all ended at ``now_us``."""
+    settle_each(conn, [(job, run, status, now_us) for job, run, status in ended])
+
+
+def settle_each(conn: sqlite3.Connection, ended: Sequence[EndedAt]) -> None:
+    """``settle`` for runs that ended at their own instants: one ``executemany`` per
+    statement for a whole batch of outcomes, in the batch's order."""
+    if not ended:
         return
-    conn.executemany(RELEASE_BUFFERED, [(now_us, job, run) for job, run, _s in items])
-    conn.executemany(SETTLE_JOB, [settle_args(job, run, s, now_us) for job, run, s in items])
+    conn.executemany(RELEASE_BUFFERED, [(at, job, run) for job, run, _s, at in ended])
+    conn.executemany(SETTLE_JOB, [settle_args(job, run, s, at) for job, run, s, at in ended])

@@ -285,6 +285,6 @@ class SqliteStore(SqliteTokens):
 
 def _complete(conn: sqlite3.Connection, batch: list[RunOutcome]) -> list[bool]:
     """The outcomes, then the ended runs' live output windows dropped (one check a batch)."""
-    applied = [dispatch_tx.complete_run(conn, o) for o in batch]
+    applied = dispatch_tx.complete_runs(conn, batch)
     live_tx.forget_live(conn, [o.run_id for o, ok in zip(batch, applied, strict=True) if ok])
     return applied
