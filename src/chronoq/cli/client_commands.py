@@ -12,26 +12,23 @@ cancelled says so and exits 1.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from chronoq.cli.policy_options import policies_of, policy_options
+from chronoq.cli.render import console, print_job, print_jobs, print_json, print_runs
 from chronoq.client import DEFAULT_URL, Client
 from chronoq.errors import ChronoqError, LimitExceededError, ValidationError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.text import Text
+    pass
 
 __all__ = ["CLIENT_COMMANDS", "DEFAULT_USER"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-Json = dict[str, Any]
 
 
 DEFAULT_USER = "demo"
@@ -98,173 +95,6 @@ def _describe(exc: ChronoqError) -> str:
     return message
 
 
-def _print_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or captured: don't squeeze ids into 80 columns
-        console = Console(highlight=False, width=160)
-    return console
-
-
-# -- rendering (rich is imported only when a table is printed) -------------
-
-_STATUS_STYLES = {
-    "PENDING": "yellow",
-    "QUEUED": "yellow",
-    "RETRY_SCHEDULED": "yellow",
-    "RUNNING": "cyan",
-    "COMPLETED": "green",
-    "FAILED": "red",
-    "TIMED_OUT": "red",
-    "DEAD": "bold red",
-    "PAUSED": "magenta",
-    "CANCELLED": "dim",
-    "SKIPPED": "dim",
-}
-
-
-def _status(value: object) -> Text:
-    from rich.text import Text
-
-    text = str(value or "-")
-    return Text(text, style=_STATUS_STYLES.get(text, ""))
-
-
-def _when(value: object) -> str:
-    """``2030-01-02T03:04:05.123456Z`` -> ``2030-01-02 03:04:05`` (UTC)."""
-    if not value:
-        return "-"
-    text = str(value)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return text
-    if moment.utcoffset() is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _clip(value: object, width: int | None = None) -> Text:
-    """Literal text (never rich markup) on one line, cut to ``width``; ``-`` for nothing."""
-    from rich.text import Text
-
-    if value is None or value == "":
-        return Text("-")
-    text = " ".join(str(value).split())
-    if width is not None and len(text) > width:
-        text = text[: width - 1] + "…"
-    return Text(text)
-
-
-def _print_jobs(console: Console, found: list[Json]) -> None:
-    from rich.table import Table
-
-    if not found:
-        console.print("No jobs.")
-        return
-    table = Table(
-        "JOB ID", "PROJECT", "STATUS", "PAYLOAD", "SCHEDULE", "NEXT FIRE", "LAST RUN", "CREATED"
-    )
-    table.columns[0].no_wrap = True
-    for item in found:
-        table.add_row(
-            _clip(item.get("job_id")),
-            _clip(item.get("project_id"), 24),
-            _status(item.get("status")),
-            _clip(item.get("payload"), 32),
-            _clip(item.get("cron_schedule"), 24),
-            _when(item.get("next_fire_at")),
-            _last_run(item.get("last_run")),
-            _when(item.get("created_at")),
-        )
-    console.print(table)
-
-
-def _last_run(value: object) -> Text:
-    """The newest run's status and when it ended (or was due), from a list item."""
-    from rich.text import Text
-
-    if not isinstance(value, dict):
-        return Text("-")
-    text = _status(value.get("status"))
-    text.append(" " + _when(value.get("completed_at") or value.get("scheduled_for")))
-    return text
-
-
-_JOB_FIELDS = (
-    ("Job", "job_id"),
-    ("Project", "project_id"),
-    ("Status", "status"),
-    ("Payload", "payload"),
-    ("Schedule", "cron_schedule"),
-    ("Timezone", "timezone"),
-    ("Next fire", "next_fire_at"),
-    ("Max retries", "max_retries"),
-    ("Timeout (s)", "timeout_seconds"),
-    ("Queue", "queue"),
-    ("Priority", "priority"),
-    ("Overlap", "overlap"),
-    ("Misfire", "misfire"),
-    ("Start at", "start_at"),
-    ("End at", "end_at"),
-    ("Max fires", "max_fires"),
-    ("DST gap", "dst_gap"),
-    ("DST repeat", "dst_repeat"),
-    ("Fires so far", "fire_count"),
-    ("Paused fire", "paused_fire_at"),
-    ("Idempotency key", "idempotency_key"),
-    ("Created", "created_at"),
-    ("Updated", "updated_at"),
-)
-
-
-def _print_job(console: Console, found: Json, title: str | None = None) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(show_header=False, title=title, title_justify="left", box=None)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    for label, key in _JOB_FIELDS:
-        value = found.get(key)
-        if key == "status":
-            cell: Text | str = _status(value)
-        elif key.endswith("_at"):
-            cell = _when(value)
-        else:
-            cell = Text("-" if value is None else str(value))
-        table.add_row(label, cell)
-    console.print(table)
-
-
-def _print_runs(console: Console, found: list[Json]) -> None:
-    from rich.table import Table
-
-    if not found:
-        console.print("No runs yet.")
-        return
-    table = Table("RUN ID", "TRY", "STATUS", "SCHEDULED", "STARTED", "ENDED", "EXIT", "OUTPUT")
-    for run in found:
-        exit_code = run.get("exit_code")
-        detail = run.get("output") or run.get("error_message")
-        table.add_row(
-            _clip(str(run.get("run_id") or "")[:8]),
-            str(run.get("attempt", "-")),
-            _status(run.get("status")),
-            _when(run.get("scheduled_for")),
-            _when(run.get("started_at")),
-            _when(run.get("completed_at")),
-            "-" if exit_code is None else str(exit_code),
-            _clip(detail, 48),
-        )
-    console.print(table)
-
-
 @click.command()
 @click.argument("payload")
 @click.option("--project", "-p", required=True, help="Project id of the job.")
@@ -311,9 +141,9 @@ def submit(
             **policies_of(options),
         )
     if as_json:
-        _print_json(job)
+        print_json(job)
         return
-    _print_job(_console(), job, title="Submitted")
+    print_job(console(), job, title="Submitted")
 
 
 @click.command()
@@ -359,9 +189,9 @@ def jobs(
             search=search,
         )
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
-    _print_jobs(_console(), found)
+    print_jobs(console(), found)
 
 
 @click.command()
@@ -372,9 +202,9 @@ def job(job_id: str, url: str, user: str, as_json: bool) -> None:
     with _api(url, user) as client:
         found = client.job(job_id)
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
-    _print_job(_console(), found)
+    print_job(console(), found)
 
 
 @click.command()
@@ -385,9 +215,9 @@ def runs(job_id: str, url: str, user: str, as_json: bool) -> None:
     with _api(url, user) as client:
         found = client.runs(job_id)
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
-    _print_runs(_console(), found)
+    print_runs(console(), found)
 
 
 @click.command()
@@ -399,7 +229,7 @@ def output(job_id: str, run_id: str, url: str, user: str, as_json: bool) -> None
     with _api(url, user) as client:
         text = client.run_output(job_id, run_id)
     if as_json:
-        _print_json({"job_id": job_id, "run_id": run_id, "output": text})
+        print_json({"job_id": job_id, "run_id": run_id, "output": text})
         return
     click.echo(text, nl=not text.endswith("\n"))
 
@@ -413,7 +243,7 @@ def cancel(job_id: str, url: str, user: str, as_json: bool) -> None:
         before = client.job(job_id)
         cancelled = before if before.get("status") in _FINISHED else client.cancel(job_id)
     if as_json:
-        _print_json(cancelled)
+        print_json(cancelled)
     status = cancelled.get("status")
     if before.get("status") in _FINISHED or status != "CANCELLED":  # or it finished meanwhile
         word = "cancelled" if status == "CANCELLED" else f"finished ({status})"
@@ -429,12 +259,12 @@ def whoami(url: str, user: str, as_json: bool) -> None:
     with _api(url, user) as client:
         found = client.whoami()
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     from rich.text import Text
 
     shell = "allowed" if found.get("shell_allowed") else "not allowed"
-    _console().print(Text(f"{found.get('user_id')} ({found.get('auth')} auth; shell jobs {shell})"))
+    console().print(Text(f"{found.get('user_id')} ({found.get('auth')} auth; shell jobs {shell})"))
 
 
 CLIENT_COMMANDS: tuple[click.Command, ...] = (submit, jobs, job, runs, output, cancel, whoami)

@@ -7,45 +7,35 @@ from typing import Any
 
 import click
 
-from chronoq.cli.client_commands import (
-    _api,
-    _client_options,
-    _clip,
-    _console,
-    _print_job,
-    _print_json,
-    _status,
-    _when,
-)
+from chronoq.cli.client_commands import _api, _client_options
 from chronoq.cli.policy_options import policies_of, policy_options
+from chronoq.cli.render import Json, clip, console, print_job, print_json, status_text, when
 from chronoq.client import RESET
 from chronoq.domain.policies import POLICY_NAMES
-
-Json = dict[str, Any]
 
 
 def _print_fires(found: list[Json]) -> None:
     from rich.table import Table
 
-    console = _console()
+    out = console()
     if not found:
-        console.print("No fires in this window.")
+        out.print("No fires in this window.")
         return
     table = Table("SCHEDULED", "LAST", "FIRES", "OUTCOME", "REASON", "RUN", "TRIES", "MANUAL")
     for fire in found:
         span = fire.get("last_scheduled_for") != fire.get("scheduled_for")
         count = fire.get("count")
         table.add_row(
-            _when(fire.get("scheduled_for")),
-            _when(fire.get("last_scheduled_for")) if span else "",
+            when(fire.get("scheduled_for")),
+            when(fire.get("last_scheduled_for")) if span else "",
             "many" if count is None else str(count),
-            _status(fire.get("outcome")),
-            _clip(fire.get("reason")),
-            _clip(str(fire.get("run_id") or "")[:8]),
+            status_text(fire.get("outcome")),
+            clip(fire.get("reason")),
+            clip(str(fire.get("run_id") or "")[:8]),
             str(fire.get("attempts", "-")),
             "yes" if fire.get("manual") else "",
         )
-    console.print(table)
+    out.print(table)
 
 
 def _job_command(verb: str, doc: str) -> click.Command:
@@ -56,9 +46,9 @@ def _job_command(verb: str, doc: str) -> click.Command:
         with _api(url, user) as client:
             job = client.pause(job_id) if verb == "pause" else client.trigger(job_id)
         if as_json:
-            _print_json(job)
+            print_json(job)
         elif verb == "pause":
-            _print_job(_console(), job, title="Paused" if job["status"] == "PAUSED" else None)
+            print_job(console(), job, title="Paused" if job["status"] == "PAUSED" else None)
         else:
             click.echo(f"Triggered job {job_id}: run {job.get('run_id')} ({job.get('status')})")
 
@@ -82,9 +72,9 @@ def resume(job_id: str, catch_up: bool, url: str, user: str, as_json: bool) -> N
     with _api(url, user) as client:
         job = client.resume(job_id, catch_up=catch_up)
     if as_json:
-        _print_json(job)
+        print_json(job)
         return
-    _print_job(_console(), job, title="Resumed" if job["status"] != "PAUSED" else None)
+    print_job(console(), job, title="Resumed" if job["status"] != "PAUSED" else None)
 
 
 _CLEARABLE = ("timezone", "timeout_seconds", *POLICY_NAMES, "queue", "priority")
@@ -128,9 +118,9 @@ def edit(job_id: str, url: str, user: str, as_json: bool, **options: Any) -> Non
     with _api(url, user) as client:
         job = client.update(job_id, **changes)
     if as_json:
-        _print_json(job)
+        print_json(job)
         return
-    _print_job(_console(), job, title="Changed")
+    print_job(console(), job, title="Changed")
 
 
 @click.command()
@@ -146,7 +136,7 @@ def fires(
     with _api(url, user) as client:
         found = client.fires(job_id, start=start, end=end, limit=limit)
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     _print_fires(found)
 
@@ -162,7 +152,7 @@ def delete(job_id: str, purge: bool, url: str, user: str, as_json: bool) -> None
     with _api(url, user) as client:
         result = client.delete(job_id, purge=purge)
     if as_json:
-        _print_json(result)
+        print_json(result)
     elif purge:
         click.echo(f"Purged job {job_id}")
     else:

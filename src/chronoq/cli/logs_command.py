@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from chronoq.cli.client_commands import _api, _client_options, _print_json
+from chronoq.cli.client_commands import _api, _client_options
+from chronoq.cli.render import print_json
 from chronoq.client_live import CAUGHT_UP
 
 
@@ -31,12 +32,12 @@ def logs(run_id: str, follow: bool, url: str, user: str, as_json: bool) -> None:
                 end = event
                 break
             if as_json:
-                _print_json(event)
+                print_json(event)
             elif event["event"] == "output":
                 sys.stdout.write(event["text"])
                 sys.stdout.flush()
     if end is not None and as_json:
-        _print_json(end)
+        print_json(end)
     if follow and end is not None and end.get("status") != "COMPLETED":
         raise click.ClickException(
             f"run {run_id} ended {end.get('status')}: {end.get('error_message') or ''}".rstrip(": ")
