@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -22,9 +22,6 @@ from chronoq.cli.policy_options import policies_of, policy_options
 from chronoq.cli.render import console, print_job, print_jobs, print_json, print_runs
 from chronoq.client import DEFAULT_URL, Client
 from chronoq.errors import ChronoqError, LimitExceededError, ValidationError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["CLIENT_COMMANDS", "DEFAULT_USER"]
 
