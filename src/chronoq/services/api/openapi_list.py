@@ -26,9 +26,9 @@ LIST_QUERY = [
      "description": "once: jobs without a schedule; recurring: jobs with a cron_schedule",
      "schema": {"enum": [k.value for k in JobKind]}},
     {"name": "queue", "in": "query", "required": False,
-     "description": "only jobs of this queue (exact name; docs/queues.md)",
-     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_QUEUE_LEN,
-                "pattern": f"^[A-Za-z0-9_.-]{{1,{MAX_QUEUE_LEN}}}$"}},
+     "description": "only jobs of this queue (exact name; docs/queues.md); empty: any queue",
+     "schema": {"type": "string", "maxLength": MAX_QUEUE_LEN,
+                "pattern": f"^([A-Za-z0-9_.-]{{1,{MAX_QUEUE_LEN}}})?$"}},
     {"name": "q", "in": "query", "required": False,
      "description": "search: jobs whose id starts with it (ASCII letters case-folded) or"
      " whose project_id contains it (exact characters)",
