@@ -125,11 +125,10 @@ class ShellExecutor:
         loop = asyncio.get_running_loop()
         capture = _Capture(request.output_limit, loop, request.live)
         read_fd, write_fd = os.pipe()
-        reader = os.fdopen(read_fd, "rb", buffering=0)  # owns read_fd from here on
         try:
-            transport, _ = await loop.connect_read_pipe(lambda: capture, reader)
+            pipe = _PipeReader(read_fd, capture, loop)  # owns read_fd from here on
         except BaseException:
-            reader.close()
+            os.close(read_fd)
             os.close(write_fd)
             raise
         run = None
@@ -147,7 +146,7 @@ class ShellExecutor:
                 os.close(write_fd)  # the child holds its copy; EOF comes when the group is gone
             return await self._supervise(proc, capture, request.timeout_seconds, run)
         finally:
-            transport.close()
+            pipe.close()
             if run is not None:
                 # Off the event loop: removing a busy cgroup retries until it is empty. Shielded,
                 # so the group is released even if this task is cancelled again meanwhile.
@@ -213,6 +212,46 @@ class ShellExecutor:
         finally:
             run.kill()
             await _reap(exited)
+
+
+class _PipeReader:
+    """Reads a pipe into ``protocol`` with ``add_reader``, and closes its fd exactly once.
+
+    Not ``loop.connect_read_pipe``: under uvloop (the server's loop) that closes the fd
+    twice — libuv's close, then the file object's — and when another thread or task got
+    the same number in between, the second close hit that unrelated fd (a job's pipe,
+    seen as ``OSError(9)`` failing a run in the crash test; it could as well be a store
+    file or a socket). uvloop issue #763."""
+
+    READ_SIZE = 256 * 1024
+
+    def __init__(self, fd: int, protocol: _Capture, loop: asyncio.AbstractEventLoop) -> None:
+        os.set_blocking(fd, False)
+        self._fd = fd
+        self._protocol = protocol
+        self._loop = loop
+        loop.add_reader(fd, self._ready)
+
+    def _ready(self) -> None:
+        try:
+            data = os.read(self._fd, self.READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.close(exc)
+            return
+        if data:
+            self._protocol.data_received(data)
+        else:  # EOF: every writer (the job's whole process group) is gone
+            self.close()
+
+    def close(self, exc: Exception | None = None) -> None:
+        if self._fd < 0:
+            return
+        self._loop.remove_reader(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        self._protocol.connection_lost(exc)
 
 
 class _Capture(asyncio.Protocol):
