@@ -151,8 +151,9 @@ def test_another_users_run_and_bad_offsets_are_refused(
         with make_client(server.url, new_user("other")) as other:
             r = other.get(f"/v1/runs/{run_id}/output/stream")
             assert r.status_code == 404, r.text
-        r = api.get(f"/v1/runs/{run_id}/output/stream", headers={"Last-Event-ID": "-1"})
-        assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
+        for bad in ("-1", "9110261815940714"):  # 16 digits: past the schema's 15
+            r = api.get(f"/v1/runs/{run_id}/output/stream", headers={"Last-Event-ID": bad})
+            assert r.status_code == 400 and r.json()["error"]["field"] == "Last-Event-ID"
         r = api.get("/v1/runs/not-a-uuid/output/stream")
         assert r.status_code == 400 and r.json()["error"]["field"] == "run_id"
 

@@ -19,7 +19,7 @@ _LAST_EVENT_ID = {
     "in": "header",
     "required": False,
     "description": "resume after this offset (the id of the last event received)",
-    "schema": {"type": "string", "pattern": "^[0-9]{0,16}$"},
+    "schema": {"type": "string", "pattern": "^[0-9]{0,15}$"},
 }
 _DESCRIPTION = (
     "text/event-stream. `output` events: `id` = the byte offset (UTF-8 of the cleaned output)"
