@@ -7,23 +7,32 @@ with a deadline (``QueueHarness.eventually``): each poll advances the fake clock
 step (memory) or waits a step of real time. ``HOLD`` is 1 s (SQS visibility is whole
 seconds); ``LONG`` is a hold that must not run out during a test. Queues stay small:
 moto slows down with queue depth.
+
+``named`` (the Chronoq queues on one broker) has its own tests after the generic ones:
+each runs over every adapter too, and ``QueueHarness.listing`` shows what exists in the
+broker (Redis keys, SQS queues, memory's named queues) to prove a refused name created
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
 
-from chronoq.errors import ConfigError, UnavailableError
+from chronoq.domain.queues import DEFAULT_QUEUE
+from chronoq.errors import ConfigError, UnavailableError, ValidationError
 from chronoq.ports.runqueue import Delivery, RunQueue
 from chronoq.testing import FakeClock, MemoryRunQueue
 from tests.support.redis_server import RedisFactory, redis_factory  # noqa: F401 - a fixture
 from tests.support.sqs_server import sqs_factory, sqs_server, sqs_url  # noqa: F401 - fixtures
+from tests.support.waiting import poll
 
 T = TypeVar("T")
 
@@ -41,6 +50,9 @@ class QueueHarness:
     """Another started client of a fresh queue with this ``max_receives`` (or, with 0,
     of the same queue as ``queue``)."""
     clock: FakeClock | None
+    listing: Callable[[], Awaitable[set[str]]]
+    """What exists in the broker of ``queue`` (Redis keys, SQS queue names, memory's
+    named queues)."""
     opened: list[RunQueue] = field(default_factory=list)
 
     def now(self) -> float:
@@ -80,6 +92,8 @@ class QueueHarness:
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[QueueHarness]:
     opened: list[RunQueue] = []
     clock: FakeClock | None = None
+    listing: Callable[[], Awaitable[set[str]]]
+    admin = contextlib.AsyncExitStack()
 
     async def started(queue: RunQueue) -> RunQueue:
         await queue.start()
@@ -88,7 +102,10 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[QueueHarness]
 
     if request.param == "memory":
         clock = FakeClock()
-        first = MemoryRunQueue(clock)
+        first = memory = MemoryRunQueue(clock)
+
+        async def listing() -> set[str]:
+            return set(memory._named)  # nothing else to look at in memory
 
         async def make(max_receives: int) -> RunQueue:
             if not max_receives:
@@ -96,10 +113,17 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[QueueHarness]
             return await started(MemoryRunQueue(clock, max_receives=max_receives))
 
     elif request.param == "redis":
+        import redis.asyncio as aioredis
+
         from chronoq.adapters.redis import run_queue as redis_queue
 
         server = request.getfixturevalue("redis_factory")(durable=False)
         first = redis_queue(server.url)
+        client = aioredis.Redis.from_url(server.url, decode_responses=True)
+        admin.push_async_callback(client.aclose)
+
+        async def listing() -> set[str]:
+            return set(await client.keys("*"))
 
         async def make(max_receives: int) -> RunQueue:
             key = f"&key=q{len(opened)}" if max_receives else ""
@@ -107,21 +131,38 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[QueueHarness]
             return await started(redis_queue(url))
 
     else:
+        from aiobotocore.session import get_session
+
         from chronoq.adapters.sqs import run_queue as sqs_queue
+        from chronoq.adapters.sqs.url import parse_sqs_url
 
         server = request.getfixturevalue("sqs_server")
         url = sqs_url(server)
         first = sqs_queue(url)
+        sqs = await admin.enter_async_context(
+            get_session().create_client(
+                "sqs",
+                region_name="us-east-1",
+                endpoint_url=server.endpoint,
+                aws_access_key_id="chronoq",
+                aws_secret_access_key="chronoq",
+            )
+        )
+
+        async def listing() -> set[str]:
+            reply = await sqs.list_queues(QueueNamePrefix=parse_sqs_url(url).queue)
+            return {u.rsplit("/", 1)[-1] for u in reply.get("QueueUrls", [])}
 
         async def make(max_receives: int) -> RunQueue:
             return await started(sqs_queue(sqs_url(server, max_receives) if max_receives else url))
 
     await started(first)
     try:
-        yield QueueHarness(request.param, first, make, clock, opened)
+        yield QueueHarness(request.param, first, make, clock, listing, opened)
     finally:
         for queue in opened:
             await queue.close()
+        await admin.aclose()
 
 
 async def receive_all(h: QueueHarness, queue: RunQueue, count: int, hold: float) -> list[Delivery]:
@@ -298,6 +339,217 @@ async def test_depth_counts_waiting_and_in_flight(harness: QueueHarness) -> None
     assert await h.queue.depth() == 3
     await h.queue.ack([held.receipt])
     assert await h.eventually(lambda: _is(h.queue.depth(), 2))
+
+
+# -- named queues (RunQueue.named) ---------------------------------------------------------
+
+
+async def started_named(queue: RunQueue, name: str) -> RunQueue:
+    named = queue.named(name)
+    await named.start()
+    return named
+
+
+async def test_a_named_queue_keeps_its_messages_to_itself(harness: QueueHarness) -> None:
+    """Sent to ``a``: received from ``a`` (also through a second client of the broker),
+    never from ``b`` nor from the default queue."""
+    h = harness
+    a, b = await started_named(h.queue, "a"), await started_named(h.queue, "b")
+    other = await h.other()  # memory: the same object (the in-process roles share one)
+    a2, b2 = await started_named(other, "a"), await started_named(other, "b")
+    await a.send(["ra"])
+    await b.send(["rb"])
+    assert await h.eventually(lambda: _is(a.depth(), 1))
+    assert await h.eventually(lambda: _is(b.depth(), 1))
+    assert await h.queue.depth() == 0
+    assert [d.run_id for d in await receive_all(h, b2, 1, LONG)] == ["rb"]
+    # "ra" is waiting, visible, in queue a: neither b nor the default queue gets it.
+    assert await h.run(b2.receive("c2", 10, wait=1, hold=HOLD)) == []
+    assert await h.run(h.queue.receive("c1", 10, wait=1, hold=HOLD)) == []
+    assert await h.run(other.receive("c2", 10, wait=1, hold=HOLD)) == []
+    [got] = await receive_all(h, a2, 1, LONG)
+    assert (got.run_id, got.deliveries) == ("ra", 1)
+    await a.ack([got.receipt])  # a receipt of queue a, acknowledged through either client
+    assert await h.eventually(lambda: _is(a2.depth(), 0))
+    assert await b.depth() == 1
+
+
+async def test_named_is_memoized_and_default_is_the_base(harness: QueueHarness) -> None:
+    base = harness.queue
+    assert base.named(DEFAULT_QUEUE) is base
+    a = base.named("a")
+    assert a is not base
+    assert base.named("a") is a
+    assert a.named("a") is a
+    assert a.named("b") is base.named("b")
+    assert a.named(DEFAULT_QUEUE) is base
+    assert base.named("a.b") is not base.named("a_b")  # one-to-one, also on SQS
+    other = await harness.other()
+    if other is not base:  # another client of the broker: its own objects, same queues
+        assert other.named("a") is other.named("a") and other.named("a") is not a
+
+
+async def test_named_queues_have_their_own_depth(harness: QueueHarness) -> None:
+    h = harness
+    a, b = await started_named(h.queue, "a"), await started_named(h.queue, "b")
+    await a.send(["r1", "r2", "r3"])
+    await h.queue.send(["r0"])
+    assert await h.eventually(lambda: _is(a.depth(), 3))
+    assert await h.eventually(lambda: _is(h.queue.depth(), 1))
+    assert await b.depth() == 0
+    [held] = await receive_all(h, a, 1, LONG)
+    await a.ack([held.receipt])
+    assert await h.eventually(lambda: _is(a.depth(), 2))
+    assert await h.queue.depth() == 1
+
+
+async def test_named_queues_have_their_own_dead_letters(harness: QueueHarness) -> None:
+    """A named queue dead-letters after the base's ``max_receives``, into its own
+    dead-letter queue: the base's and another named queue's stay empty."""
+    h = harness
+    base = await h.make(2)
+    a, b = await started_named(base, "a"), await started_named(base, "b")
+    await a.send(["r1"])
+    await base.send(["r0"])
+    counts: list[int] = []
+
+    async def redelivered() -> bool:
+        counts.extend(d.deliveries for d in await a.receive("c1", 10, wait=0, hold=HOLD))
+        return len(counts) >= 2
+
+    await h.eventually(redelivered)
+    assert counts == [1, 2]
+    dead: list[str] = []
+
+    async def drained() -> bool:
+        assert await a.receive("c1", 10, wait=0, hold=HOLD) == []  # never a third time
+        assert await base.drain_dead(10) == [] and await b.drain_dead(10) == []
+        dead.extend(await a.drain_dead(10))
+        return bool(dead)
+
+    await h.eventually(drained)
+    assert dead == ["r1"]
+    assert await h.eventually(lambda: _is(a.depth(), 0))
+    assert await base.depth() == 1  # r0 untouched
+    assert [d.run_id for d in await receive_all(h, base, 1, LONG)] == ["r0"]
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "x" * 65, "a\x00b", "a b", "a:b", None])
+async def test_a_bad_queue_name_is_refused_and_creates_nothing(
+    harness: QueueHarness, name: Any
+) -> None:
+    h = harness
+    before = await h.listing()
+    for queue in (h.queue, h.queue.named("ok")):
+        with pytest.raises(ValidationError) as caught:
+            queue.named(name)
+        assert caught.value.field == "queue"
+    assert await h.listing() == before | ({"ok"} if h.kind == "memory" else set())
+    a = await started_named(h.queue, "a")  # the listing does see a queue created
+    await a.send(["r1"])
+    assert await h.eventually(lambda: _grew(h.listing(), before))
+
+
+async def _grew(listing: Awaitable[set[str]], before: set[str]) -> bool:
+    return len(await listing - before) >= 1
+
+
+async def test_closing_the_base_closes_the_named_queues(harness: QueueHarness) -> None:
+    h = harness
+    base = await h.make(5)
+    a, b = base.named("a"), base.named("b")
+    with pytest.raises(UnavailableError):  # not started until start is called on it
+        await a.send(["r0"])
+    await a.start()
+    await b.start()
+    await b.close()  # closes b only
+    with pytest.raises(UnavailableError):
+        await b.receive("c1", 10, wait=0, hold=HOLD)
+    await a.send(["r1"])
+    await base.send(["r2"])
+    assert [d.run_id for d in await receive_all(h, a, 1, LONG)] == ["r1"]
+    assert [d.run_id for d in await receive_all(h, base, 1, LONG)] == ["r2"]
+    await base.close()
+    for queue in (a, b, base):
+        with pytest.raises(UnavailableError):
+            await queue.receive("c1", 10, wait=0, hold=HOLD)
+        with pytest.raises(UnavailableError):
+            await queue.send(["r3"])
+        with pytest.raises(UnavailableError):
+            await queue.depth()
+    await base.close()  # twice: fine
+    assert base.named("a") is a  # still the same object
+
+
+async def test_redis_named_queue_keys(redis_factory: RedisFactory) -> None:  # noqa: F811
+    """The default queue keeps its keys; queue q is ``P:{runq}:q:<q>`` (+ ``:dead``)."""
+    import redis.asyncio as aioredis
+
+    from chronoq.adapters.redis import run_queue as redis_queue
+
+    server = redis_factory(durable=False)
+    base = redis_queue(f"{server.url}?key=pre&max_receives=1")
+    admin = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        await base.start()
+        named = await started_named(base, "a.b-C_9")
+        await base.send(["r0"])
+        await named.send(["r1"])
+        assert set(await admin.keys("*")) == {"pre:{runq}", "pre:{runq}:q:a.b-C_9"}
+        assert [f for _, f in await admin.xrange("pre:{runq}:q:a.b-C_9")] == [{"run": "r1"}]
+        assert [f for _, f in await admin.xrange("pre:{runq}")] == [{"run": "r0"}]
+        [held] = await named.receive("c1", 1, wait=0, hold=0)
+        assert held.run_id == "r1"
+        assert await named.receive("c1", 1, wait=0, hold=0) == []  # over max_receives: dead
+        assert await admin.xlen("pre:{runq}:q:a.b-C_9:dead") == 1
+        assert await admin.exists("pre:{runq}:dead") == 0
+        assert await base.named("a.b-C_9").drain_dead(5) == ["r1"]
+    finally:
+        await base.close()
+        await admin.aclose()
+
+
+def test_sqs_named_queue_names_fit_and_are_one_to_one() -> None:
+    import re
+
+    from chronoq.adapters.sqs.url import named_queue, parse_sqs_url
+
+    sqs_name = re.compile(r"[A-Za-z0-9_-]{1,80}")
+    names = ["a", "a.b", "a_b", "A", "x" * 64, "x" * 63 + "y", "-._", "default-"]
+    for base in ["t", "t-" + "b" * 73, "c" * 40, "c" * 41, "default"]:
+        derived = [named_queue(base, name) for name in names]
+        assert len(set(derived)) == len(names), derived
+        for name in derived:
+            assert len(name) <= 75 and sqs_name.fullmatch(name + "-dead"), name
+            assert name != base
+    assert named_queue("c" * 75, "a") != named_queue("c" * 74 + "d", "a")  # cut bases
+    assert named_queue("t-abc", "a.b").startswith("t-abc-q-a_b-")  # readable
+    config = parse_sqs_url("sqs://base")
+    assert config.named(DEFAULT_QUEUE) is config
+    assert config.named("a").queue == named_queue("base", "a")
+    assert config.named("a").dead_queue == named_queue("base", "a") + "-dead"
+    with pytest.raises(ValidationError):
+        named_queue("base", "a/b")
+
+
+async def test_sqs_named_queues_of_a_75_character_base(request: pytest.FixtureRequest) -> None:
+    """The longest base name the URL allows: its named queues (and their dead-letter
+    queues) still fit SQS's 80 characters, on a real server."""
+    from chronoq.adapters.sqs import run_queue as sqs_queue
+
+    server = request.getfixturevalue("sqs_server")
+    base = sqs_queue(server.url("t-" + uuid.uuid4().hex[:20] + "l" * 53))
+    try:
+        await base.start()
+        for name in ("x" * 64, "a.b", "a_b"):
+            queue = await started_named(base, name)
+            await queue.send([f"r-{name}"])
+        for name in ("x" * 64, "a.b", "a_b"):
+            queue = base.named(name)
+            got = await poll(lambda q=queue: q.receive("c1", 5, wait=1, hold=LONG), DEADLINE)
+            assert [d.run_id for d in got] == [f"r-{name}"]
+    finally:
+        await base.close()
 
 
 # -- the brokers' own failures (not memory) ------------------------------------------------

@@ -54,6 +54,16 @@ class Delivery:
 
 
 class RunQueue(Protocol):
+    def named(self, queue: str) -> RunQueue:
+        """The RunQueue of Chronoq queue ``queue`` (``domain.queues``) on the same broker
+        with the same settings: its own messages, holds and dead letters, so a worker that
+        serves queue ``a`` never receives a message of queue ``b``. ``named(DEFAULT_QUEUE)``
+        is the queue of the URL itself (what a deployment used before queues existed); any
+        other name maps to a broker queue derived from it, one-to-one. Always the same
+        object for one name (a named queue's ``named`` answers as its base's), not started
+        until ``start`` is called on it; ``close`` of the base closes every named one."""
+        ...
+
     async def start(self) -> None:
         """Connect and create the queue if needed; safe to call twice. An unreachable
         broker raises ``UnavailableError``; a bad URL was refused by the factory."""

@@ -9,6 +9,11 @@ delivered again (SQS's redrive policy). ``receive`` waits for a first message on
 event, bounded by ``wait`` on the clock. Every method but that wait runs without
 awaiting, so each is atomic on the event loop. Unavailable before ``start`` and after
 ``close`` (closing keeps the messages).
+
+``named(queue)``: another ``MemoryRunQueue`` sharing nothing with the base but the clock
+and ``max_receives``, kept on the base (one object per name: the in-process roles share
+one base, and a second object for a name would lose the messages sent to the first).
+``named(DEFAULT_QUEUE)`` is the base; ``close`` of the base closes every named queue.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chronoq.domain.clock import Clock
+from chronoq.domain.queues import DEFAULT_QUEUE, check_queue
 from chronoq.errors import UnavailableError, ValidationError
 from chronoq.ports.runqueue import Delivery, check_receive
 
@@ -40,16 +46,32 @@ def _check_hold(hold: float) -> None:
 class MemoryRunQueue:
     """Send / receive with a hold / extend / ack, in memory (see the module docstring)."""
 
-    def __init__(self, clock: Clock, *, max_receives: int = 5) -> None:
+    def __init__(
+        self, clock: Clock, *, max_receives: int = 5, _base: MemoryRunQueue | None = None
+    ) -> None:
         if max_receives < 0:
             raise ValidationError("max_receives must be >= 0 (0 = no dead-letter queue)")
         self._clock = clock
         self._max_receives = max_receives
+        self._base = self if _base is None else _base
+        self._named: dict[str, MemoryRunQueue] = {}
+        """The named queues (on the base only)."""
         self._open = False
         self._messages: dict[int, _Message] = {}
         self._dead: list[str] = []
         self._ids = itertools.count(1)
         self._sent = asyncio.Event()
+
+    def named(self, queue: str) -> MemoryRunQueue:
+        base = self._base
+        if check_queue(queue) == DEFAULT_QUEUE:
+            return base
+        found = base._named.get(queue)
+        if found is None:
+            found = base._named[queue] = MemoryRunQueue(
+                base._clock, max_receives=base._max_receives, _base=base
+            )
+        return found
 
     async def start(self) -> None:
         self._open = True
@@ -57,6 +79,9 @@ class MemoryRunQueue:
     async def close(self) -> None:
         self._open = False
         self._sent.set()  # wake a waiting receive, which then finds the queue closed
+        if self._base is self:
+            for queue in self._named.values():
+                await queue.close()
 
     def _check_open(self) -> None:
         if not self._open:

@@ -3,6 +3,11 @@
 Keys (``P`` is the URL's ``key`` prefix): ``P:{runq}`` is the stream (one entry per
 message, field ``run``), read by the group ``workers``; ``P:{runq}:dead`` holds the
 run ids of dead letters (one hash tag: a script touches both, also on a Redis Cluster).
+Those are the default queue's; ``named(q)`` (any other Chronoq queue ``q``) uses
+``P:{runq}:q:<q>`` and ``P:{runq}:q:<q>:dead`` (``:`` is not in a queue name, so no two
+queues share a key). The named queues are kept on the base (one object per name) and
+share its client (one connection pool), which the base's ``close`` closes: every named
+queue is closed with it. The Lua scripts are in ``runqueue_scripts.py``.
 
 * ``receive`` first takes over entries whose holder went quiet (``XAUTOCLAIM`` with
   min-idle = ``hold``, so every receiver of one queue uses the same hold), then reads
@@ -32,8 +37,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
+from redis.commands.core import AsyncScript
 
+from chronoq.adapters.redis import runqueue_scripts as scripts
 from chronoq.adapters.redis.client import parse_redis_url
+from chronoq.domain.queues import DEFAULT_QUEUE, check_queue
 from chronoq.errors import ConfigError, UnavailableError, ValidationError
 from chronoq.ports.runqueue import Delivery, check_receive
 
@@ -54,56 +62,6 @@ _UNAVAILABLE_ERRORS = (
     redis_errors.TryAgainError,
 )
 
-# Take over idle entries (at most 10 XAUTOCLAIM passes); move the over-delivered ones to
-# the dead stream. Returns {id, run, count} per delivered entry.
-_CLAIM = """
-local limit, maxr = tonumber(ARGV[4]), tonumber(ARGV[5])
-local out, cursor = {}, '0-0'
-for _ = 1, 10 do
-  local reply = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor,
-                           'COUNT', limit - #out)
-  cursor = reply[1]
-  for _, entry in ipairs(reply[2]) do
-    local id, fields = entry[1], entry[2]
-    if type(fields) == 'table' then
-      local pending = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-      local count = pending[1][4]
-      if maxr > 0 and count > maxr then
-        redis.call('XADD', KEYS[2], '*', 'run', fields[2])
-        redis.call('XACK', KEYS[1], ARGV[1], id)
-        redis.call('XDEL', KEYS[1], id)
-      else
-        table.insert(out, {id, fields[2], count})
-      end
-    end
-  end
-  if cursor == '0-0' or #out >= limit then break end
-end
-return out
-"""
-
-# ARGV: group, idle ms, then (id, consumer, count) triples: set the idle time of each
-# entry still held by that consumer at that delivery count.
-_EXTEND = """
-for i = 3, #ARGV, 3 do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] and p[1][2] == ARGV[i + 1] and p[1][4] == tonumber(ARGV[i + 2]) then
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[i + 1], 0, ARGV[i], 'IDLE', ARGV[2], 'JUSTID')
-  end
-end
-return 0
-"""
-
-_DRAIN = """
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])
-local runs = {}
-for _, entry in ipairs(entries) do
-  redis.call('XDEL', KEYS[1], entry[1])
-  table.insert(runs, entry[2][2])
-end
-return runs
-"""
-
 
 def _split_options(url: str) -> tuple[str, int]:
     """The URL without ``max_receives`` (for ``parse_redis_url``), and its value."""
@@ -121,16 +79,54 @@ def _split_options(url: str) -> tuple[str, int]:
     return parts._replace(query=urlencode(rest)).geturl(), max_receives
 
 
+class _Connection:
+    """The client (and its scripts) of a base queue and all its named queues."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client: aioredis.Redis | None = None
+
+    def open(self) -> None:
+        if self.client is None:
+            self.client = aioredis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=5,
+                health_check_interval=10,
+                decode_responses=True,
+            )
+            self.claim: AsyncScript = self.client.register_script(scripts.CLAIM)
+            self.extend: AsyncScript = self.client.register_script(scripts.EXTEND)
+            self.drain: AsyncScript = self.client.register_script(scripts.DRAIN)
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.aclose()
+
+
 class RedisRunQueue:
     """The run queue on Redis Streams (see the module docstring)."""
 
-    def __init__(self, url: str, *, prefix: str = "chronoq", max_receives: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "chronoq",
+        max_receives: int = 5,
+        _base: RedisRunQueue | None = None,
+        _queue: str = DEFAULT_QUEUE,
+    ) -> None:
         self._url = url
+        self._prefix = prefix
         self._where = f"{urlsplit(url).hostname}:{urlsplit(url).port or 6379}"
-        self._stream = f"{prefix}:{{runq}}"
-        self._dead = f"{prefix}:{{runq}}:dead"
+        self._stream = f"{prefix}:{{runq}}" + ("" if _queue == DEFAULT_QUEUE else f":q:{_queue}")
+        self._dead = f"{self._stream}:dead"
         self._max_receives = max_receives
-        self._client: aioredis.Redis | None = None
+        self._base = self if _base is None else _base
+        self._connection: _Connection = _Connection(url) if _base is None else _base._connection
+        self._named: dict[str, RedisRunQueue] = {}
+        """The named queues (on the base only)."""
+        self._started = False
         self._receive_hold = 0.0
         """The hold of this process's receives: what ``extend`` counts from."""
 
@@ -142,30 +138,45 @@ class RedisRunQueue:
         parsed = parse_redis_url(rest, SETTING)
         return cls(parsed.url, prefix=parsed.prefix, max_receives=max_receives)
 
+    def named(self, queue: str) -> RedisRunQueue:
+        base = self._base
+        if check_queue(queue) == DEFAULT_QUEUE:
+            return base
+        found = base._named.get(queue)
+        if found is None:
+            found = base._named[queue] = RedisRunQueue(
+                base._url,
+                prefix=base._prefix,
+                max_receives=base._max_receives,
+                _base=base,
+                _queue=queue,
+            )
+        return found
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._client is None:
-            self._client = aioredis.Redis.from_url(
-                self._url,
-                socket_connect_timeout=5,
-                health_check_interval=10,
-                decode_responses=True,
-            )
-            self._claim = self._client.register_script(_CLAIM)
-            self._extend = self._client.register_script(_EXTEND)
-            self._drain = self._client.register_script(_DRAIN)
+        self._connection.open()
+        self._started = True
         await self._call(self._create_group)
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        self._started = False
+        if self._base is self:
+            for queue in self._named.values():
+                await queue.close()
+            await self._connection.close()
 
     def _redis(self) -> aioredis.Redis:
-        if self._client is None:
+        client = self._connection.client
+        if not self._started or client is None:
             raise UnavailableError(f"{SETTING}: the Redis run queue is not started (or closed)")
-        return self._client
+        return client
+
+    def _open(self) -> _Connection:
+        """The connection, with its scripts, if this queue is started."""
+        self._redis()
+        return self._connection
 
     async def _create_group(self) -> None:
         try:
@@ -220,7 +231,8 @@ class RedisRunQueue:
         if limit == 0:
             return []
         args: list[str | int] = [GROUP, consumer, int(hold * 1000), limit, self._max_receives]
-        claimed: list[Any] = await self._call(lambda: self._claim([self._stream, self._dead], args))
+        keys = [self._stream, self._dead]
+        claimed: list[Any] = await self._call(lambda: self._open().claim(keys, args))
         taken = [
             Delivery(run_id=run, receipt=f"{entry}/{count}/{consumer}", deliveries=count)
             for entry, run, count in claimed
@@ -255,7 +267,7 @@ class RedisRunQueue:
             if entry and count.isdigit() and consumer:
                 args += [entry, consumer, count]
         if len(args) > 2:
-            await self._call(lambda: self._extend([self._stream], args))
+            await self._call(lambda: self._open().extend([self._stream], args))
 
     async def ack(self, receipts: Sequence[str]) -> None:
         entries = [receipt.split("/", 1)[0] for receipt in receipts]
@@ -274,7 +286,7 @@ class RedisRunQueue:
     async def drain_dead(self, limit: int) -> list[str]:
         if limit <= 0:
             return []
-        runs: list[str] = await self._call(lambda: self._drain([self._dead], [limit]))
+        runs: list[str] = await self._call(lambda: self._open().drain([self._dead], [limit]))
         return runs
 
     async def depth(self) -> int:

@@ -11,25 +11,27 @@ SQS is not the truth (the store is): a server that lost its queues (moto restart
 answers ``NonExistentQueue``; every call that meets it creates the queues again and
 tries once more, and the dispatch layer re-derives the lost messages from the store.
 Unreachable or failing (5xx) server: ``UnavailableError``. Calls are bounded (5 s to
-connect, 10 s beyond the long poll to answer, two attempts); with an ``endpoint`` (a
-local server) the credential chain never probes EC2 instance metadata, and when no
-credentials are configured it signs with dummy ones (moto and ElasticMQ accept any).
+connect, 10 s beyond the long poll to answer, two attempts; ``connection.py``).
+
+``named(q)``: Chronoq queue ``q``'s own SQS queue and dead-letter queue, named as
+``url.py`` says (``named(DEFAULT_QUEUE)`` is the URL's queue itself). The named queues
+are kept on the base (one object per name) and share its client (``SqsConnection``),
+which the base's ``close`` closes: every named queue is closed with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore import exceptions as boto_errors
 
+from chronoq.adapters.sqs.connection import OP_TIMEOUT, SqsConnection
 from chronoq.adapters.sqs.url import SETTING, SqsUrl, parse_sqs_url
+from chronoq.domain.queues import DEFAULT_QUEUE, check_queue
 from chronoq.errors import ConfigError, UnavailableError, ValidationError
 from chronoq.ports.runqueue import Delivery, check_receive
 
@@ -37,7 +39,6 @@ T = TypeVar("T")
 
 BATCH = 10
 """SQS's limit per batch call and per receive."""
-OP_TIMEOUT = 10.0
 _GONE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 _TRANSPORT = (boto_errors.ConnectionError, boto_errors.HTTPClientError, OSError, TimeoutError)
 
@@ -55,11 +56,16 @@ def _check_hold(hold: float) -> int:
 class SqsRunQueue:
     """The run queue on SQS (see the module docstring)."""
 
-    def __init__(self, config: SqsUrl) -> None:
+    def __init__(self, config: SqsUrl, *, _base: SqsRunQueue | None = None) -> None:
         self._config = config
         self._where = config.endpoint or f"SQS {config.region}"
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._client: Any = None
+        self._base = self if _base is None else _base
+        self._connection: SqsConnection = (
+            SqsConnection(config) if _base is None else _base._connection
+        )
+        self._named: dict[str, SqsRunQueue] = {}
+        """The named queues (on the base only)."""
+        self._started = False
         self._url = ""
         self._dead_url = ""
 
@@ -67,45 +73,34 @@ class SqsRunQueue:
     def from_url(cls, url: str) -> SqsRunQueue:
         return cls(parse_sqs_url(url))
 
+    def named(self, queue: str) -> SqsRunQueue:
+        base = self._base
+        if check_queue(queue) == DEFAULT_QUEUE:
+            return base
+        found = base._named.get(queue)
+        if found is None:
+            found = base._named[queue] = SqsRunQueue(base._config.named(queue), _base=base)
+        return found
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._client is None:
-            await self._open()
+        await self._connection.open()
+        self._started = True
         await self._call(self._create_queues, retry=False)
 
-    async def _open(self) -> None:
-        session = get_session()
-        if self._config.endpoint is not None:
-            # A local server: never wait for EC2 instance metadata, and sign with dummy
-            # credentials when none are configured (the server checks none).
-            session.get_component("credential_provider").remove("iam-role")
-            if await session.get_credentials() is None:
-                session.set_credentials("chronoq", "chronoq")
-        config = AioConfig(
-            connect_timeout=5,
-            read_timeout=OP_TIMEOUT + 20,
-            retries={"max_attempts": 2, "mode": "standard"},
-        )
-        stack = contextlib.AsyncExitStack()
-        client = session.create_client(
-            "sqs",
-            region_name=self._config.region,
-            endpoint_url=self._config.endpoint,
-            config=config,
-        )
-        self._client = await stack.enter_async_context(client)
-        self._stack = stack
-
     async def close(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
+        self._started = False
+        if self._base is self:
+            for queue in self._named.values():
+                await queue.close()
+            await self._connection.close()
 
     def _sqs(self) -> Any:
-        if self._client is None:
+        client = self._connection.client
+        if not self._started or client is None:
             raise UnavailableError(f"{SETTING}: the SQS run queue is not started (or closed)")
-        return self._client
+        return client
 
     async def _create_queues(self) -> None:
         sqs = self._sqs()
