@@ -152,9 +152,10 @@ async def test_a_buffered_run_is_unpublished_and_released_when_the_running_one_e
 
 
 async def _unpublished(store: PostgresStore, horizon: Any) -> list[str]:
-    return await store.unpublished_runs(
+    due = await store.unpublished_runs(
         OutboxParams(horizon=horizon, settled_before=horizon + timedelta(hours=1))
     )
+    return [run_id for run_id, _queue in due]
 
 
 async def test_mixed_writers_on_gated_jobs_do_not_deadlock(

@@ -13,16 +13,12 @@ from datetime import datetime
 
 import pytest
 
-from chronoq.adapters.memory import MemoryStore
-from chronoq.adapters.memory.runqueue import MemoryRunQueue
-from chronoq.adapters.queue import QueuedDispatch
 from chronoq.domain.jobs import ClaimedRun, Job, JobChanges
 from chronoq.domain.queues import ClaimLimits
 from chronoq.domain.states import RunStatus
 from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import ClaimRunsParams
 from chronoq.ports.store import Store
-from chronoq.testing import FakeClock
 
 from .helpers import LEASE, T0, at, claim_due, make_job, outcome, release, run_by_id, runs_of
 
@@ -278,24 +274,3 @@ async def test_a_requeued_run_keeps_its_queue(store: Store) -> None:
     assert (run.status, run.queue, run.priority) == (RunStatus.QUEUED, "q", 3)
     assert await claim(store, now=at(102), queues={"other"}) == []
     assert jobs_of(await claim(store, now=at(102), queues={"q"})) == {job.job_id}
-
-
-async def test_a_broker_dispatch_refuses_queues_and_limits_rather_than_ignore_them() -> None:
-    clock = FakeClock(T0)
-    store = MemoryStore()
-    dispatch = QueuedDispatch(store, MemoryRunQueue(clock), receive_wait=0.0, clock=clock)
-    await dispatch.start()
-    try:
-        for restricted in (
-            {"queues": frozenset({"a"})},
-            {"limits": ClaimLimits(per_queue={"a": 1})},
-            {"limits": ClaimLimits(per_user=1)},
-        ):
-            params = ClaimRunsParams(
-                worker_id="w", now=T0, horizon=T0, lease_until=T0 + LEASE, **restricted
-            )
-            with pytest.raises(ValidationError) as caught:
-                await dispatch.claim_runs(params)
-            assert "docs/queues.md" in str(caught.value)
-    finally:
-        await dispatch.close()

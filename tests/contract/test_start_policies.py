@@ -10,6 +10,7 @@ import pytest
 
 from chronoq.domain.jobs import ClaimedRun, Job
 from chronoq.domain.policies import Overlap, Policies, SkipReason
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.domain.states import JobStatus, RunStatus
 from chronoq.ports.dispatch import ClaimRunsParams, LeaseRenewal, Outbox, OutboxParams
 from chronoq.ports.store import Store
@@ -338,14 +339,15 @@ async def test_a_buffered_run_needs_a_message_again_and_again_when_released(
     def unpublished(now: float) -> OutboxParams:
         return OutboxParams(horizon=at(now) + LEASE, settled_before=at(now + 60))
 
-    assert await store.unpublished_runs(unpublished(11)) == [second.run_id]
+    queue = DEFAULT_QUEUE
+    assert await store.unpublished_runs(unpublished(11)) == [(second.run_id, queue)]
     assert await store.mark_published([second.run_id], at(11)) == 1
     assert await store.unpublished_runs(unpublished(11)) == []
     await complete(store, first, "w1", at(12))  # released: available now, sent again
-    assert await store.unpublished_runs(unpublished(12)) == [second.run_id]
-    claimed = await store.claim_runs_by_id(
-        ClaimRunsParams(worker_id="w3", now=at(12), horizon=at(12), lease_until=at(42)),
-        [second.run_id],
+    assert await store.unpublished_runs(unpublished(12)) == [(second.run_id, queue)]
+    assert await store.queued_runs([second.run_id]) == {second.run_id: at(12)}
+    claimed = await store.claim_runs(
+        ClaimRunsParams(worker_id="w3", now=at(12), horizon=at(12), lease_until=at(42))
     )
-    assert [c.run_id for c in claimed.claimed] == [second.run_id]
+    assert [c.run_id for c in claimed] == [second.run_id]
     assert (await job_now(store, job)).status is JobStatus.RUNNING

@@ -4,6 +4,7 @@ checker), with a private Redis or moto SQS server.
 
 * immediate, scheduled and recurring jobs run once each, and every run went through
   the broker (the store marked it published);
+* a worker of one queue under a queue limit runs only that queue's jobs, one at a time;
 * a killed worker's run becomes its next attempt, sent again and run elsewhere;
 * duplicate (late), unknown and forged messages are consumed and execute nothing;
 * an unreachable broker at start-up is a one-line error naming ``dispatch``;
@@ -15,6 +16,7 @@ checker), with a private Redis or moto SQS server.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import uuid
 from collections import Counter
@@ -100,6 +102,40 @@ def test_a_burst_of_jobs_runs_once_each(chaos: Chaos, broker: Broker) -> None:
     report = chaos.settle_and_check(utcnow(), timeout=30)
     assert report.ok, str(report)
     assert_each_ran_once(chaos, jobs)
+
+
+def test_workers_serve_only_their_queues_and_a_queue_limit_holds(
+    chaos: Chaos, broker: Broker
+) -> None:
+    """Queues through the broker: a worker of queue ``fast`` limited to one run at a time
+    runs the fast jobs one after the other and never a ``slow`` one; a worker of ``slow``
+    started later runs that one. Every run once (I1-I7)."""
+    dispatch = ("--dispatch", broker.url)
+    chaos.sup.add_cluster(dispatch, api=1, coordinator=1, picker=1)
+    limited = (*dispatch, "--queues", "fast", "--queue-limit", "fast=1")
+    chaos.sup.add("worker-fast", "worker", extra=limited)
+    chaos.sup.start()
+    chaos.sup.wait_cluster()
+    fast = [submit(chaos, payload=chaos.ledger.probe(0.5), queue="fast") for _ in range(3)]
+    slow = submit(chaos, payload=chaos.ledger.probe(0), queue="slow", priority=9)
+    fast_ids = {j.job_id for j in fast}
+
+    def fast_started() -> list[Any]:
+        return sorted(e.started for e in chaos.ledger.read() if e.job_id in fast_ids)
+
+    assert wait_for(lambda: len(fast_started()) == 3, 30), chaos.sup.log_tails()
+    starts = fast_started()
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.45, f"two fast runs at once under fast=1: {gaps}"
+    assert chaos.executions(slow.job_id) == []
+    assert [r[1] for r in chaos.runs(slow.job_id)] == ["QUEUED"]  # no worker of its queue
+
+    chaos.sup.add("worker-slow", "worker", extra=(*dispatch, "--queues", "slow"))
+    chaos.sup.start("worker-slow")
+    assert wait_for(lambda: chaos.executions(slow.job_id) != [], 30), chaos.sup.log_tails()
+    report = chaos.settle_and_check(utcnow(), timeout=30)
+    assert report.ok, str(report)
+    assert_each_ran_once(chaos, [*fast, slow])
 
 
 def broker_call(url: str, call: Callable[[RunQueue], Awaitable[T]]) -> T:

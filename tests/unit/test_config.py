@@ -117,10 +117,9 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_BLOB_ORPHAN_AGE": "120",
         "CHRONOQ_DISPATCH": "redis://127.0.0.1:1/0",
         "CHRONOQ_COORDINATION": "etcd://127.0.0.1:1",
-        # Queue options would be refused with a broker dispatch (docs/queues.md): unset.
-        "CHRONOQ_QUEUES": "",
-        "CHRONOQ_QUEUE_LIMITS": "",
-        "CHRONOQ_USER_MAX_CONCURRENT_RUNS": "",
+        "CHRONOQ_QUEUES": "fast,reports",
+        "CHRONOQ_QUEUE_LIMITS": "reports=2",
+        "CHRONOQ_USER_MAX_CONCURRENT_RUNS": "4",
         "CHRONOQ_USER_MAX_ACTIVE_JOBS": "1000",
         "CHRONOQ_USER_MAX_FIRES_PER_MINUTE": "600",
     }
@@ -154,6 +153,11 @@ def test_every_setting_is_read_from_its_variable() -> None:
     assert s.blob == "s3://bucket/p?endpoint=http://127.0.0.1:1"
     assert (s.dispatch, s.coordination) == ("redis://127.0.0.1:1/0", "etcd://127.0.0.1:1")
     assert (s.user_max_active_jobs, s.user_max_fires_per_minute) == (1000, 600)
+    assert (s.queues, s.queue_limits, s.user_max_concurrent_runs) == (
+        "fast,reports",
+        "reports=2",
+        4,
+    )
 
 
 @pytest.mark.parametrize(

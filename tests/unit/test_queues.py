@@ -12,7 +12,7 @@ from chronoq.domain.queues import (
     parse_queue_limits,
     parse_queue_list,
 )
-from chronoq.errors import ConfigError, ValidationError
+from chronoq.errors import ValidationError
 from chronoq.runtime.config import Settings
 
 
@@ -75,11 +75,11 @@ def test_settings_carry_queues_and_limits() -> None:
     assert Settings().worker_queues is None and not Settings().claim_limits.any
 
 
-@pytest.mark.parametrize(
-    "options", [{"queues": "a"}, {"queue_limits": "a=1"}, {"user_max_concurrent_runs": 2}]
-)
-def test_a_broker_dispatch_refuses_queue_options_at_start(options: dict[str, object]) -> None:
-    with pytest.raises(ConfigError, match="--dispatch"):
-        Settings.load(
-            {}, {"store": "postgresql://x/y", "dispatch": "redis://127.0.0.1:1/0", **options}
-        )
+def test_a_broker_dispatch_takes_the_queue_options() -> None:
+    s = Settings.load(
+        {},
+        {"store": "postgresql://x/y", "dispatch": "redis://127.0.0.1:1/0", "queues": "a",
+         "queue_limits": "a=1", "user_max_concurrent_runs": 2},
+    )  # fmt: skip
+    assert s.worker_queues == frozenset({"a"})
+    assert s.claim_limits == ClaimLimits(per_queue={"a": 1}, per_user=2)

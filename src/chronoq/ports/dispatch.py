@@ -258,16 +258,9 @@ class OutboxParams:
     republish_before: datetime | None = None
     """Published before this instant and still QUEUED: their message is presumed lost
     (an emptied broker, a dead-letter queue), so they are due again. None: never."""
+    queues: Sequence[str] | None = None
+    """Only runs of these queues (an emptied broker queue); None: every queue."""
     limit: int = 1000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClaimedById:
-    claimed: list[ClaimedRun]
-    """The runs leased, as ``Dispatch.claim_runs`` leases them."""
-    waiting: dict[str, datetime]
-    """Runs asked for that are QUEUED but not available by the horizon: their
-    ``available_at`` (the message should come back then)."""
 
 
 @runtime_checkable
@@ -281,9 +274,9 @@ class Outbox(Protocol):
     ``MemoryStore``; ``chronoq.adapters.queue`` uses it.
     """
 
-    async def unpublished_runs(self, params: OutboxParams) -> list[str]:
-        """Ids of QUEUED runs that need a message (see ``OutboxParams``), earliest
-        ``available_at`` first."""
+    async def unpublished_runs(self, params: OutboxParams) -> list[tuple[str, str]]:
+        """(run id, queue) of QUEUED runs that need a message (see ``OutboxParams``),
+        earliest ``available_at`` first: the queue says which broker queue to send to."""
         ...
 
     async def mark_published(self, run_ids: Sequence[str], at: datetime) -> int:
@@ -292,12 +285,15 @@ class Outbox(Protocol):
         message at worst). Returns how many were marked."""
         ...
 
-    async def claim_runs_by_id(
-        self, params: ClaimRunsParams, run_ids: Sequence[str]
-    ) -> ClaimedById:
-        """``Dispatch.claim_runs`` restricted to these ids (a message names them): each
-        that is QUEUED and available by ``params.horizon`` is leased, compare-and-set;
-        anything else (RUNNING, ended, unknown, malformed) leases nothing."""
+    async def queued_runs(self, run_ids: Sequence[str]) -> dict[str, datetime]:
+        """Of these runs (messages name them), those still QUEUED, with their
+        ``available_at``; a run RUNNING, ended, unknown or a malformed id is absent (its
+        message is spent). Only reads: workers lease with ``Dispatch.claim_runs``."""
+        ...
+
+    async def queued_queues(self, limit: int) -> list[str]:
+        """The distinct queues of QUEUED runs, in name order, at most ``limit``: which
+        broker queues a worker of every queue reads."""
         ...
 
 

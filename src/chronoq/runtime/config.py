@@ -258,13 +258,6 @@ class Settings:
             self.user_max_concurrent_runs >= 0,
             "user_max_concurrent_runs must be >= 0 (0 = no limit)",
         )
-        restricted = self.queues or self.queue_limits or self.user_max_concurrent_runs
-        _check(
-            not (restricted and self.dispatch),
-            "queues, queue limits and user_max_concurrent_runs choose runs in the store's"
-            " claim, which a broker dispatch (--dispatch redis://|sqs://) does not use:"
-            " drop --dispatch, or these options (docs/queues.md)",
-        )
 
     @property
     def worker_queues(self) -> frozenset[str] | None:

@@ -11,7 +11,7 @@ what costs a store query, sampled by the leader:
   reads ``JobStore.backlog`` and the live members every ``every`` seconds into
   ``Metrics.cluster`` (``dispatch_backlog``, ``dispatch_oldest_due_age_seconds``,
   ``cluster_members_alive``, and with a queued dispatch (``--dispatch redis://|sqs://``)
-  ``dispatch_queue_messages``, the broker's ``RunQueue.depth``; ``fires_skipped_total``
+  ``dispatch_queue_messages``, the broker queues' ``RunQueue.depth`` summed; ``fires_skipped_total``
   from ``JobStore.skip_counts``); while it does not, it
   exports none of them, so one cluster shows one set of numbers whichever coordinator
   leads. One leader-only query per period keeps the cost off the store's hot path.
@@ -34,7 +34,6 @@ from chronoq.observability.metrics import ClusterSample, Metrics
 from chronoq.ports.blob import BlobStore
 from chronoq.ports.coordination import Coordination
 from chronoq.ports.jobs import JobStore
-from chronoq.ports.runqueue import RunQueue
 from chronoq.services.base import Loop, log
 from chronoq.services.coordinator import Coordinator
 from chronoq.services.worker import Worker
@@ -46,8 +45,9 @@ T = TypeVar("T")
 class Queued(Protocol):
     """A dispatch with a run queue in front of the store (``adapters.queue``)."""
 
-    @property
-    def queue(self) -> RunQueue: ...
+    async def depth(self) -> int:
+        """Messages waiting or in flight over every broker queue (``RunQueue.depth``)."""
+        ...
 
 
 def watch_coordinator(metrics: Metrics, coordinator: Coordinator) -> None:
@@ -84,7 +84,7 @@ class ClusterSampler:
         self._metrics = metrics
         self._member_ttl = member_ttl
         self._every = every
-        self._queue = dispatch.queue if isinstance(dispatch, Queued) else None
+        self._queue = dispatch if isinstance(dispatch, Queued) else None
         self._blob = blob
         self._loop = Loop("cluster-gauges", self._tick, clock)
 

@@ -12,9 +12,8 @@ from datetime import datetime
 
 from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.clock import check_aware
-from chronoq.domain.jobs import ClaimedRun
-from chronoq.domain.states import JobStatus, RunStatus
-from chronoq.ports.dispatch import ClaimedById, ClaimRunsParams, OutboxParams
+from chronoq.domain.states import RunStatus
+from chronoq.ports.dispatch import OutboxParams
 
 
 class MemoryOutbox:
@@ -23,7 +22,7 @@ class MemoryOutbox:
     def _db(self) -> Tables:
         raise NotImplementedError
 
-    async def unpublished_runs(self, params: OutboxParams) -> list[str]:
+    async def unpublished_runs(self, params: OutboxParams) -> list[tuple[str, str]]:
         horizon = check_aware(params.horizon, "horizon")
         settled = check_aware(params.settled_before, "settled_before")
         republish = params.republish_before
@@ -33,6 +32,7 @@ class MemoryOutbox:
             run
             for run in self._db().queued()
             if run.available_at <= horizon
+            and (params.queues is None or run.queue in params.queues)
             and (
                 (run.published_at is None and run.triggered_at < settled)
                 or (republish is not None and run.published_at is not None
@@ -40,7 +40,7 @@ class MemoryOutbox:
             )
         ]  # fmt: skip
         due.sort(key=lambda r: (r.available_at, r.run_id))
-        return [r.run_id for r in due[: params.limit]]
+        return [(r.run_id, r.queue) for r in due[: params.limit]]
 
     async def mark_published(self, run_ids: Sequence[str], at: datetime) -> int:
         at = check_aware(at, "at")
@@ -53,26 +53,11 @@ class MemoryOutbox:
                 marked += 1
         return marked
 
-    async def claim_runs_by_id(
-        self, params: ClaimRunsParams, run_ids: Sequence[str]
-    ) -> ClaimedById:
-        now = check_aware(params.now, "now")
-        horizon = check_aware(params.horizon, "horizon")
-        until = check_aware(params.lease_until, "lease_until")
+    async def queued_runs(self, run_ids: Sequence[str]) -> dict[str, datetime]:
         db = self._db()
-        asked = [db.runs.get(r) for r in dict.fromkeys(run_ids)]
-        queued = [r for r in asked if r is not None and r.status is RunStatus.QUEUED]
-        ready = sorted((r for r in queued if r.available_at <= horizon),
-                       key=lambda r: (r.available_at, r.run_id))  # fmt: skip
-        claimed: list[ClaimedRun] = []
-        for run in ready:
-            db.move(run, RunStatus.RUNNING)  # leaves the queue index (its entry goes stale)
-            run.lease_owner = run.worker_id = params.worker_id
-            run.lease_until = until
-            run.started_at = None
-            row = db.jobs[run.job_id]
-            if row.job.status is JobStatus.PENDING:
-                db.update_job(row, status=JobStatus.RUNNING, updated_at=now)
-            claimed.append(run.claimed(row.job))
-        waiting = {r.run_id: r.available_at for r in queued if r.available_at > horizon}
-        return ClaimedById(claimed=claimed, waiting=waiting)
+        asked = (db.runs.get(r) for r in dict.fromkeys(run_ids))
+        return {r.run_id: r.available_at for r in asked
+                if r is not None and r.status is RunStatus.QUEUED}  # fmt: skip
+
+    async def queued_queues(self, limit: int) -> list[str]:
+        return sorted({run.queue for run in self._db().queued()})[:limit]

@@ -7,7 +7,7 @@ each sees the runs the previous one leased (READ COMMITTED: every statement read
 was committed before it began), so together they never exceed a limit. A claim from
 chosen queues with no limit takes no lock. Candidates are locked ``SKIP LOCKED`` in claim
 order (highest priority, then oldest); those within the limits are leased by
-``outbox.CLAIM_BY_ID``, and a candidate over a limit stays QUEUED: its queue or user is
+``CLAIM_BY_ID``, and a candidate over a limit stays QUEUED: its queue or user is
 left out of the next read (``Slots``), so a full user's backlog costs one read, not one
 per run.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from chronoq.adapters.postgres.outbox import CLAIM_BY_ID
+from chronoq.adapters.postgres import sql
 from chronoq.adapters.postgres.rows import aware, claimed_from_record
 from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.queues import Slots
@@ -28,6 +28,27 @@ _RUNNING_COUNTS = (
     "SELECT queue, user_id, count(*)::int FROM job_runs WHERE status = 'RUNNING'"
     " GROUP BY queue, user_id"
 )
+
+CLAIM_BY_ID = (
+    "WITH picked AS ("
+    " SELECT run_id FROM job_runs WHERE run_id = ANY($5::uuid[]) AND status = 'QUEUED'"
+    " AND available_at <= $1 ORDER BY run_id FOR NO KEY UPDATE),"
+    " leased AS ("
+    " UPDATE job_runs r SET status = 'RUNNING', lease_owner = $2, worker_id = $2,"
+    " lease_until = $3"
+    " FROM picked WHERE r.run_id = picked.run_id"
+    " RETURNING r.run_id, r.job_id, r.attempt, r.scheduled_for, r.available_at,"
+    " r.interruptions),"
+    " busy AS ("
+    " UPDATE jobs SET status = 'RUNNING', updated_at = $4"
+    " WHERE job_id IN (SELECT job_id FROM leased) AND status = 'PENDING')"
+    " SELECT l.run_id, l.job_id, l.attempt, l.scheduled_for, l.available_at, j.payload,"
+    " j.payload_ref, j.timeout_seconds, j.max_retries, j.cron_schedule, l.interruptions, "
+    + sql.START_CHECK
+    + " FROM leased l JOIN jobs j ON j.job_id = l.job_id ORDER BY l.available_at, l.run_id"
+)
+"""``sql.CLAIM_RUNS`` for the runs chosen here: the same lease (RUNNING, owner, lease, not started),
+re-checked on the locked row (a run taken meanwhile is not QUEUED any more)."""
 
 
 @lru_cache(maxsize=32)

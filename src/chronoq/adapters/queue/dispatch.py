@@ -10,12 +10,23 @@ of the store's run table. The store stays the source of truth (DESIGN §3).
   ``reap_lost``/``release_runs``. It also sends again runs published long ago
   (``republish_after``) or into a broker that is now empty (``depth() == 0``): an
   emptied broker is rebuilt from the store.
-* **Claiming.** ``claim_runs`` receives messages (a short long poll) and leases
-  exactly the runs they name, with compare-and-set in the store
-  (``claim_runs_by_id``). A message whose run is not QUEUED (a duplicate delivery, a
-  run already running or ended, a forged id) is acknowledged and leases nothing, so
-  nothing executes twice. A run not available yet (clock skew) has its message
-  hidden until it is.
+* **Queues.** Each Chronoq queue has its own broker queue (``RunQueue.named``): a run's
+  message goes to its queue's, and a worker receives only from the queues it serves
+  (``--queues``; without it, every queue that has QUEUED runs, asked of the store at
+  most once a second, and always ``default``). See ``receiver.QueueSet``.
+* **Claiming.** A message is a doorbell that names its run: ``claim_runs`` receives
+  messages (a short long poll), then leases with the store's own ``claim_runs`` — the
+  same choice as without a broker: the worker's queues, highest priority first, the
+  concurrency limits counted in the store — at most one run per message. A leased run
+  whose message is in hand keeps it; the store may have chosen a better run whose
+  message is still in the broker (it is spent when received: its run is not QUEUED any
+  more). The other messages in hand: a run not QUEUED (a duplicate delivery, a run
+  already running or ended, a forged id) is acknowledged, so nothing executes twice; a
+  run not available yet (clock skew) is hidden until it is; a run passed over is handed
+  back — at once if this worker was full (another may take it), after ``PASSED_HOLD``
+  if a concurrency limit held it back (so workers do not spin on it). Every handing
+  back counts as a delivery: a run held back long enough is dead-lettered, and the
+  relay sends it again (dead letters are only a hint, the store decides).
 * **Holding.** A leased run keeps its message in hand: ``extend_leases`` extends its
   hold with the lease; ``complete_runs``/``release_runs`` acknowledge it. Recovery
   from a dead worker is the store's (the reaper requeues, the relay re-sends); a
@@ -36,15 +47,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from chronoq.adapters.queue.receiver import Held, QueueSet
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
 from chronoq.domain.live_output import LiveOutput
-from chronoq.errors import ValidationError
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.ports.dispatch import (
     ClaimDueParams,
     ClaimRunsParams,
@@ -55,7 +68,7 @@ from chronoq.ports.dispatch import (
     ReapParams,
     ReleaseParams,
 )
-from chronoq.ports.runqueue import Delivery, RunQueue
+from chronoq.ports.runqueue import RunQueue
 
 log = logging.getLogger("chronoq")
 
@@ -79,6 +92,14 @@ BROKER_CHECK_EVERY = 2.0
 store's outbox it reads every pass): moto and SQS bill and slow down per call."""
 MANY_DELIVERIES = 5
 """A message received more often than this is logged: its holders keep dying."""
+PASSED_HOLD = 1.0
+"""A message whose run a concurrency limit held back comes back after this long (the
+store path's workers look again every 0.2 s; a broker receive is dearer)."""
+QUEUES_EVERY = 1.0
+"""A worker of every queue asks the store which queues have QUEUED runs at most this
+often (a new queue's first runs wait up to this long, plus one long poll)."""
+MAX_QUEUES = 256
+"""Most broker queues a worker of every queue reads (``--queues`` names any number)."""
 SIDE_TIMEOUT = 10.0
 """Longest a background extend/ack may take (a broker that hangs, not refuses)."""
 MAX_SIDE_CALLS = 64
@@ -104,32 +125,41 @@ class QueuedDispatch:
         batch: int = 1000,
         clock: Clock | None = None,
     ) -> None:
-        """``clock``: the roles' clock (how long a receive waited; see the module doc)."""
+        """``queue``: the broker queue of ``default`` (the others are ``queue.named``);
+        ``clock``: the roles' clock (how long a receive waited; see the module doc)."""
         self._store = store
         self._clock = clock or SystemClock()
         self._queue = queue
+        self._queues = QueueSet(queue)
         self._wait = receive_wait
         self._ahead = timedelta(seconds=publish_ahead)
         self._settle = timedelta(seconds=settle)
         self._republish_after = timedelta(seconds=republish_after)
         self._batch = batch
         self._check_every = timedelta(seconds=BROKER_CHECK_EVERY)
-        self._receipts: dict[str, str] = {}
-        """The message in hand for each run this process leased (run id -> receipt)."""
+        self._receipts: dict[str, Held] = {}
+        """The message in hand for each run this process leased."""
         self._hold = 30.0
         """Seconds a held message stays hidden: the lease length of the last claim."""
         self._checked_at: datetime | None = None
         """When the relay last asked the broker for its depth and dead letters."""
+        self._names: tuple[float, list[str]] = (-math.inf, [DEFAULT_QUEUE])
+        """When a worker of every queue last asked the store for the queues, and them."""
         self._side: set[asyncio.Task[None]] = set()
         """Sends, extends and acks in flight: never awaited by the store's path (``_later``)."""
 
     @property
     def queue(self) -> RunQueue:
+        """The broker queue of ``default``."""
         return self._queue
+
+    async def depth(self) -> int:
+        """Messages waiting or in flight in every broker queue this process has used."""
+        return sum([await q.depth() for q in self._queues.started().values()])
 
     async def start(self) -> None:
         await self._store.start()
-        await self._queue.start()
+        await self._queues.start()
 
     async def close(self) -> None:
         if self._side:  # acks of the last outcomes: a moment to finish, then dropped
@@ -137,7 +167,7 @@ class QueuedDispatch:
             for task in set(self._side):
                 task.cancel()
         try:
-            await self._queue.close()
+            await self._queues.close()
         finally:
             await self._store.close()
 
@@ -149,12 +179,12 @@ class QueuedDispatch:
     async def claim_due(self, params: ClaimDueParams) -> list[Run]:
         runs = await self._store.claim_due(params)
         soon = params.now + self._ahead  # later ones are the relay's when they come near
-        ids = [r.run_id for r in runs if r.available_at <= soon]
-        if ids:
+        due = [(r.run_id, r.queue) for r in runs if r.available_at <= soon]
+        if due:
             # In the background: a slow or dead broker must not hold the picker up (its
             # recurring jobs' next fires would be coalesced). Committed runs stand; a send
             # that fails or is dropped is the relay's.
-            self._later("send", self._publish(ids, params.now))
+            self._later("send", self._publish(due, params.now))
         return runs
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
@@ -165,90 +195,135 @@ class QueuedDispatch:
     async def relay(self, now: datetime) -> int:
         """Send every QUEUED run that needs a message (``ports.dispatch.Relay``)."""
         republish: datetime | None = None  # sent runs are looked at only with the broker
+        empty: list[str] = []
         sent = 0
         checked = self._checked_at
         if checked is None or not timedelta(0) <= now - checked < self._check_every:
             republish = now - self._republish_after
-            if await self._queue.depth() == 0:
-                republish = now  # an empty broker holds no message for any QUEUED run
+            for name in await self._store.queued_queues(MAX_QUEUES):
+                queue = await self._queues.get(name)
+                if await queue.depth() == 0:
+                    empty.append(name)  # holds no message for any of its QUEUED runs
             sent += await self._resend_dead(now)
             self._checked_at = now
+        sent += await self._relay_pass(now, republish, None)
+        if empty:  # an emptied broker queue is rebuilt from the store
+            sent += await self._relay_pass(now, now, empty)
+        return sent
+
+    async def _relay_pass(
+        self, now: datetime, republish: datetime | None, queues: list[str] | None
+    ) -> int:
+        sent = 0
         while True:
-            ids = await self._store.unpublished_runs(
+            due = await self._store.unpublished_runs(
                 OutboxParams(
                     horizon=now + self._ahead,
                     settled_before=now - self._settle,
                     republish_before=republish,
+                    queues=queues,
                     limit=self._batch,
                 )
             )
-            if ids:
-                await self._publish(ids, now)
-            sent += len(ids)
-            if len(ids) < self._batch:
+            if due:
+                await self._publish(due, now)
+            sent += len(due)
+            if len(due) < self._batch:
                 return sent
 
     async def _resend_dead(self, now: datetime) -> int:
         """Dead letters: messages received too often without an ack (receivers died
-        before claiming, or the store was down). Only a hint: the store decides DEAD (the
-        lost-run rule counts interruptions of STARTED runs). A run still QUEUED needs a
-        message; one that is not is acknowledged by the worker that receives it."""
-        dead = await self._queue.drain_dead(self._batch)
-        if dead:
-            log.warning("dispatch: %d dead-lettered messages sent again", len(dead))
-            await self._publish(dead, now)
-        return len(dead)
+        before claiming, a concurrency limit held their run back, or the store was down).
+        Only a hint: the store decides DEAD (the lost-run rule counts interruptions of
+        STARTED runs). A run still QUEUED needs a message; one that is not is
+        acknowledged by the worker that receives it."""
+        resent = 0
+        for name, queue in self._queues.started().items():
+            dead = await queue.drain_dead(self._batch)
+            if dead:
+                log.warning("dispatch: %d dead-lettered messages of queue %s sent again",
+                            len(dead), name)  # fmt: skip
+                await self._publish([(run_id, name) for run_id in dead], now)
+            resent += len(dead)
+        return resent
 
-    async def _publish(self, run_ids: list[str], now: datetime) -> None:
-        await self._queue.send(run_ids)  # durable before it returns
+    async def _publish(self, runs: list[tuple[str, str]], now: datetime) -> None:
+        await self._queues.send(runs)  # durable before it returns
         # A crash here sends these runs once more on the next relay pass: harmless.
-        await self._store.mark_published(run_ids, now)
+        await self._store.mark_published([run_id for run_id, _ in runs], now)
 
     # -- workers -------------------------------------------------------------------------
 
     async def claim_runs(self, params: ClaimRunsParams) -> list[ClaimedRun]:
-        if params.queues is not None or params.limits.any:
-            # Messages come in publish order, whatever their queue: refuse, never ignore
-            # (Settings refuses the options with --dispatch at start; docs/queues.md).
-            raise ValidationError(
-                "a broker dispatch claims every queue in publish order: --queues and"
-                " concurrency limits need the store's own dispatch (docs/queues.md)",
-                field="queues",
-            )
         hold = max((params.lease_until - params.now).total_seconds(), 1.0)
         self._hold = hold
-        deliveries = await self._queue.receive(
-            params.worker_id, params.limit, wait=self._wait, hold=hold
+        names = sorted(params.queues) if params.queues is not None else await self._every_queue()
+        held = await self._queues.receive(
+            params.worker_id, names, params.limit, wait=self._wait, hold=hold
         )
-        if not deliveries:
+        if not held:
             return []
         waited = self._clock.now() - params.now
         if waited > timedelta(0):  # the lease starts now, not when the receive began
             params = replace(params, now=params.now + waited, horizon=params.horizon + waited,
                              lease_until=params.lease_until + waited)  # fmt: skip
-        first: dict[str, Delivery] = {}
-        spent: list[str] = []  # receipts to acknowledge: they lease nothing
-        for delivery in deliveries:
-            if delivery.run_id in first:
-                spent.append(delivery.receipt)  # the same run twice in one batch
+        first: dict[str, Held] = {}
+        spent: list[Held] = []  # messages to acknowledge: they lease nothing
+        for item in held:
+            if item.delivery.run_id in first:
+                spent.append(item)  # the same run twice in one batch
             else:
-                first[delivery.run_id] = delivery
-        horizon = max(params.horizon, params.now + self._ahead)
-        result = await self._store.claim_runs_by_id(replace(params, horizon=horizon), list(first))
-        for run in result.claimed:
-            delivery = first.pop(run.run_id)
-            self._receipts[run.run_id] = delivery.receipt
-            if delivery.deliveries > MANY_DELIVERIES:
-                log.warning("dispatch: run %s leased at its %dth delivery",
-                            run.run_id, delivery.deliveries)  # fmt: skip
-        for run_id, available_at in result.waiting.items():
-            delivery = first.pop(run_id)
-            wait = max((available_at - params.now).total_seconds(), 0.0)
-            self._later("extend", self._queue.extend([delivery.receipt], wait))
-        spent += [d.receipt for d in first.values()]  # not claimable: duplicate or stale
+                first[item.delivery.run_id] = item
         if spent:
-            self._later("ack", self._queue.ack(spent))
-        return result.claimed
+            self._later("ack", self._queues.ack(spent))
+        horizon = max(params.horizon, params.now + self._ahead)
+        wanted = min(params.limit, len(first))
+        claimed = await self._store.claim_runs(replace(params, horizon=horizon, limit=wanted))
+        for run in claimed:
+            if run.run_id not in first:
+                continue  # its own message is still in the broker: spent when received
+            mine = self._receipts[run.run_id] = first.pop(run.run_id)
+            if mine.delivery.deliveries > MANY_DELIVERIES:
+                log.warning("dispatch: run %s leased at its %dth delivery",
+                            run.run_id, mine.delivery.deliveries)  # fmt: skip
+        if first:
+            self._hand_back(first, await self._store.queued_runs(list(first)),
+                            horizon, params.now, full=len(claimed) >= wanted)  # fmt: skip
+        return claimed
+
+    def _hand_back(
+        self,
+        left: dict[str, Held],
+        queued: dict[str, datetime],
+        horizon: datetime,
+        now: datetime,
+        *,
+        full: bool,
+    ) -> None:
+        """The messages in hand whose run was not leased (see the module docstring)."""
+        spent = [item for run_id, item in left.items() if run_id not in queued]
+        if spent:
+            self._later("ack", self._queues.ack(spent))
+        passed = [item for run_id, item in left.items() if run_id in queued
+                  and queued[run_id] <= horizon]  # fmt: skip
+        if passed:
+            again = 0.0 if full else PASSED_HOLD
+            self._later("extend", self._queues.extend(passed, again))
+        for run_id, item in left.items():
+            available_at = queued.get(run_id)
+            if available_at is not None and available_at > horizon:
+                wait = max((available_at - now).total_seconds(), 0.0)
+                self._later("extend", self._queues.extend([item], wait))
+
+    async def _every_queue(self) -> list[str]:
+        """The queues a worker of every queue reads (see ``QUEUES_EVERY``)."""
+        asked_at, names = self._names
+        now = self._clock.monotonic()
+        if not 0 <= now - asked_at < QUEUES_EVERY:
+            found = await self._store.queued_queues(MAX_QUEUES)
+            names = sorted({DEFAULT_QUEUE, *found})
+            self._names = (now, names)
+        return names
 
     async def next_available_at(self) -> datetime | None:
         return await self._store.next_available_at()
@@ -266,7 +341,7 @@ class QueuedDispatch:
         kept = set(renewal.held)
         held = [self._receipts[r] for r in renewal.held if r in self._receipts]
         if held:
-            self._later("extend", self._queue.extend(held, self._hold))
+            self._later("extend", self._queues.extend(held, self._hold))
         self._let_go([r for r in run_ids if r not in kept])  # not ours any more
         return renewal
 
@@ -294,9 +369,9 @@ class QueuedDispatch:
             await asyncio.wait(set(self._side))
 
     def _let_go(self, run_ids: Sequence[str]) -> None:
-        receipts = [r for r in (self._receipts.pop(i, None) for i in run_ids) if r is not None]
-        if receipts:
-            self._later("ack", self._queue.ack(receipts))
+        held = [r for r in (self._receipts.pop(i, None) for i in run_ids) if r is not None]
+        if held:
+            self._later("ack", self._queues.ack(held))
 
     def _later(self, what: str, call: Coroutine[Any, Any, None]) -> None:
         """Run a broker call in the background, logged if it fails: the store's path never
