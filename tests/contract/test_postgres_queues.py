@@ -14,6 +14,7 @@ import pytest
 
 from chronoq.adapters.postgres import PostgresStore
 from chronoq.adapters.postgres.claims import _candidates_sql
+from chronoq.adapters.postgres.outbox import QUEUED_QUEUES
 from chronoq.adapters.postgres.sql import CLAIM_RUNS, JOB_QUEUE
 from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.queues import ClaimLimits
@@ -132,6 +133,11 @@ async def test_claims_walk_the_priority_indexes(
     assert not [key for key in sorts if key.startswith("r.")], sorts
     indexes, sorts = await _plan(pg_database, _candidates_sql(1, False, False), at(100), 10, "q3")
     assert "runs_queued_queue" in indexes and not sorts, (indexes, sorts)
+    # A broker dispatch's worker of every queue asks which queues have QUEUED runs: one
+    # probe of runs_queued_queue per queue (a loose scan), not a read of the backlog.
+    indexes, sorts = await _plan(pg_database, QUEUED_QUEUES, 256)
+    assert set(indexes) == {"runs_queued_queue"} and not sorts, (indexes, sorts)
+    assert await stores[0].queued_queues(256) == sorted(f"q{i}" for i in range(20))
 
 
 async def test_a_new_run_reads_its_jobs_queue_by_key_not_by_scanning_jobs(
