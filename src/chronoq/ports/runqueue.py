@@ -37,10 +37,11 @@ received too often.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from chronoq.domain.queues import DEFAULT_QUEUE, check_queue
 from chronoq.errors import ValidationError
 
 
@@ -110,3 +111,18 @@ def check_receive(consumer: str, limit: int, hold: float) -> None:
         raise ValidationError(f"limit must be >= 0, got {limit!r}", field="limit")
     if not (0 <= hold < math.inf):
         raise ValidationError(f"hold must be finite seconds >= 0, got {hold!r}", field="hold")
+
+
+Q = TypeVar("Q")
+
+
+def memoized_named(base: Q, named: dict[str, Q], queue: str, make: Callable[[], Q]) -> Q:
+    """``RunQueue.named`` for an adapter: the name checked (``ValidationError``), ``base``
+    for ``DEFAULT_QUEUE``, else one object per name kept in ``named`` (the base's), made
+    by ``make`` the first time."""
+    if check_queue(queue) == DEFAULT_QUEUE:
+        return base
+    found = named.get(queue)
+    if found is None:
+        found = named[queue] = make()
+    return found

@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chronoq.domain.clock import Clock
-from chronoq.domain.queues import DEFAULT_QUEUE, check_queue
 from chronoq.errors import UnavailableError, ValidationError
-from chronoq.ports.runqueue import Delivery, check_receive
+from chronoq.ports.runqueue import Delivery, check_receive, memoized_named
 
 
 @dataclass(slots=True)
@@ -64,14 +63,8 @@ class MemoryRunQueue:
 
     def named(self, queue: str) -> MemoryRunQueue:
         base = self._base
-        if check_queue(queue) == DEFAULT_QUEUE:
-            return base
-        found = base._named.get(queue)
-        if found is None:
-            found = base._named[queue] = MemoryRunQueue(
-                base._clock, max_receives=base._max_receives, _base=base
-            )
-        return found
+        return memoized_named(base, base._named, queue, lambda: MemoryRunQueue(
+            base._clock, max_receives=base._max_receives, _base=base))  # fmt: skip
 
     async def start(self) -> None:
         self._open = True

@@ -41,9 +41,9 @@ from redis.commands.core import AsyncScript
 
 from chronoq.adapters.redis import runqueue_scripts as scripts
 from chronoq.adapters.redis.client import parse_redis_url
-from chronoq.domain.queues import DEFAULT_QUEUE, check_queue
+from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.errors import ConfigError, UnavailableError, ValidationError
-from chronoq.ports.runqueue import Delivery, check_receive
+from chronoq.ports.runqueue import Delivery, check_receive, memoized_named
 
 T = TypeVar("T")
 
@@ -140,18 +140,9 @@ class RedisRunQueue:
 
     def named(self, queue: str) -> RedisRunQueue:
         base = self._base
-        if check_queue(queue) == DEFAULT_QUEUE:
-            return base
-        found = base._named.get(queue)
-        if found is None:
-            found = base._named[queue] = RedisRunQueue(
-                base._url,
-                prefix=base._prefix,
-                max_receives=base._max_receives,
-                _base=base,
-                _queue=queue,
-            )
-        return found
+        return memoized_named(base, base._named, queue, lambda: RedisRunQueue(
+            base._url, prefix=base._prefix, max_receives=base._max_receives,
+            _base=base, _queue=queue))  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
 

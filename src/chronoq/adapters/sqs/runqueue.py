@@ -31,9 +31,8 @@ from botocore import exceptions as boto_errors
 
 from chronoq.adapters.sqs.connection import OP_TIMEOUT, SqsConnection
 from chronoq.adapters.sqs.url import SETTING, SqsUrl, parse_sqs_url
-from chronoq.domain.queues import DEFAULT_QUEUE, check_queue
 from chronoq.errors import ConfigError, UnavailableError, ValidationError
-from chronoq.ports.runqueue import Delivery, check_receive
+from chronoq.ports.runqueue import Delivery, check_receive, memoized_named
 
 T = TypeVar("T")
 
@@ -75,12 +74,10 @@ class SqsRunQueue:
 
     def named(self, queue: str) -> SqsRunQueue:
         base = self._base
-        if check_queue(queue) == DEFAULT_QUEUE:
-            return base
-        found = base._named.get(queue)
-        if found is None:
-            found = base._named[queue] = SqsRunQueue(base._config.named(queue), _base=base)
-        return found
+        config = base._config
+        return memoized_named(
+            base, base._named, queue, lambda: SqsRunQueue(config.named(queue), _base=base)
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
