@@ -211,3 +211,19 @@ async def eventually(probe: Callable[[], bool], seconds: float = 5.0) -> bool:
             return False
         await asyncio.sleep(0)
     return True
+
+
+async def test_each_receive_starts_at_the_next_queue() -> None:
+    queues = QueueSet(MemoryRunQueue(FakeClock(T0)))
+    await queues.start()
+    try:
+        for name in ("a", "b", "c"):
+            await (await queues.get(name)).send([f"{name}{i}" for i in range(5)])
+        first = [
+            (await queues.receive("w", ["a", "b", "c"], 1, wait=0, hold=30))[0].queue
+            for _ in range(6)
+        ]
+    finally:
+        await queues.close()
+    # Every queue had messages, yet each was read in turn: a busy one never starves the rest.
+    assert sorted(first[:3]) == ["a", "b", "c"] and first[3:] == first[:3]

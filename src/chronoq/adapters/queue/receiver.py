@@ -4,7 +4,8 @@ Each Chronoq queue has its own broker queue (``RunQueue.named``), so a worker of
 ``a, b`` receives only their messages. A worker receives from several at once:
 
 * first, what a long poll of an earlier call received since (see below);
-* then one quick receive (no wait) per queue, until it has ``limit`` messages;
+* then one quick receive (no wait) per queue, until it has ``limit`` messages, starting
+  at the next queue each call (a busy queue never keeps the others' messages unread);
 * only when every queue was empty does it wait: one long poll per queue, all at once,
   and the first to answer ends the wait. The others are never cancelled — a receive
   cancelled at the wrong moment may have taken messages the broker then hides for a
@@ -43,6 +44,7 @@ class QueueSet:
         self._started: dict[str, RunQueue] = {}
         self._polls: dict[str, asyncio.Task[list[Delivery]]] = {}
         """Long polls still in flight, one per queue at most (see the module docstring)."""
+        self._turn = 0
 
     async def get(self, name: str) -> RunQueue:
         """The broker queue of Chronoq queue ``name``, started."""
@@ -82,6 +84,9 @@ class QueueSet:
         """Up to about ``limit`` messages from these queues (a long poll that answers late
         may add more: the caller hands back what it does not use)."""
         got = self._collect()
+        if names:  # each call starts at the next queue: none is always read last
+            self._turn = (self._turn + 1) % len(names)
+            names = [*names[self._turn :], *names[: self._turn]]
         for name in names:
             if len(got) >= limit:
                 return got
