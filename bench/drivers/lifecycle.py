@@ -5,8 +5,8 @@ lever-measuring tool for issue 11 (run by hand; results in docs/benchmarks.md).
 
 On a fresh database of a private PostgreSQL (``bench.postgres``: fsync on, the bench's
 settings; its WAL is this run's alone) or of ``--admin``'s server, every batch goes through
-``insert_jobs`` → ``claim_due`` → ``claim_runs`` → ``complete_runs`` (no-op success) of one
-``PostgresStore``, as the api, picker and worker do. Around the whole loop it reads the
+``insert_jobs`` → ``claim_due`` → ``claim_runs`` → ``mark_started`` → ``complete_runs``
+(no-op success) of one ``PostgresStore``, as the api, picker and worker do. Around the whole loop it reads the
 WAL position (``pg_current_wal_lsn``), the database's commits and the tables' updates
 (``n_tup_upd``, ``n_tup_hot_upd``: HOT updates write no index entries), and prints them
 per job. ``--set`` applies a table reloption first (e.g. a fillfactor that leaves room
@@ -63,6 +63,8 @@ async def lifecycle(store: PostgresStore, jobs: int, batch: int) -> None:
                 lease_until=later + timedelta(seconds=30), limit=batch,
             )
         )  # fmt: skip
+        started = await store.mark_started("w", [c.run_id for c in claimed], later)
+        assert len(started) == len(claimed)
         done = datetime.now(UTC)
         outcomes = [
             RunOutcome(

@@ -35,7 +35,8 @@ SEED_RUNS = (
     "INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
     " triggered_at, available_at, lease_owner, lease_until)"
     " SELECT gen_random_uuid(), job_id, user_id, now(), 1,"
-    " CASE WHEN random() < 0.5 THEN 'QUEUED' ELSE 'RUNNING' END, now(), now(), 'w', now()"
+    " CASE WHEN row_number() OVER () % 2 = 0 THEN 'QUEUED' ELSE 'RUNNING' END,"  # half each,
+    " now(), now(), 'w', now()"  # and never none RUNNING (random() gave none 1 time in 64)
     " FROM jobs j WHERE status = 'RUNNING'"
     " AND NOT EXISTS (SELECT 1 FROM job_runs r WHERE r.job_id = j.job_id)"
 )

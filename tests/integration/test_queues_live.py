@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,6 @@ from click.testing import CliRunner
 from chronoq import Client
 from chronoq.cli.main import main
 from chronoq.errors import ValidationError
-from tests.support.processes import clean_env
 from tests.support.times import parse_ts
 from tests.support.waiting import wait_for
 
@@ -111,20 +109,6 @@ def test_a_queue_limit_holds_while_other_queues_go_on(server_factory: ServerFact
             for run in (get_runs(api, j)[0] for j in cpu)
         ]
         assert cpu_spans[0][0] < spans[-1][0], (cpu_spans, spans)  # not behind the gpu queue
-
-
-def test_a_broker_dispatch_with_queue_options_refuses_to_start(
-    server_factory: ServerFactory,
-) -> None:
-    server = server_factory(
-        "--store", "postgresql://127.0.0.1:1/none", "--dispatch", "redis://127.0.0.1:1/0",
-        "--queues", "a", start=False,
-    )  # fmt: skip
-    done = subprocess.run(
-        server.command(), capture_output=True, text=True, timeout=60, env=clean_env({})
-    )
-    assert done.returncode != 0
-    assert "--dispatch" in done.stderr and "docs/queues.md" in done.stderr, done.stderr
 
 
 # -- field errors ---------------------------------------------------------------------------
