@@ -1,16 +1,19 @@
 """PostgreSQL's work per job along the store's batch path, without HTTP or processes: a
 lever-measuring tool for issue 11 (run by hand; results in docs/benchmarks.md).
 
-``python -m bench.drivers.lifecycle [--jobs N] [--batch B] [--set 'jobs:fillfactor=80']``
+``python -m bench.drivers.lifecycle [--jobs N] [--batch B] [--set 'jobs:fillfactor=80']
+[--sql 'DROP INDEX runs_queued']``
 
 On a fresh database of a private PostgreSQL (``bench.postgres``: fsync on, the bench's
 settings; its WAL is this run's alone) or of ``--admin``'s server, every batch goes through
 ``insert_jobs`` → ``claim_due`` → ``claim_runs`` → ``mark_started`` → ``complete_runs``
-(no-op success) of one ``PostgresStore``, as the api, picker and worker do. Around the whole loop it reads the
-WAL position (``pg_current_wal_lsn``), the database's commits and the tables' updates
+(no-op success) of one ``PostgresStore``, as the api, picker and worker do. Around the
+whole loop it reads the WAL position (``pg_current_wal_lsn``), the database's commits and
+the tables' updates
 (``n_tup_upd``, ``n_tup_hot_upd``: HOT updates write no index entries), and prints them
 per job. ``--set`` applies a table reloption first (e.g. a fillfactor that leaves room
-for HOT updates). The database is dropped afterwards.
+for HOT updates); ``--sql`` runs a statement (what an index costs: drop it). The database
+is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -83,7 +86,9 @@ async def lifecycle(store: PostgresStore, jobs: int, batch: int) -> None:
         await store.complete_runs(outcomes)
 
 
-async def measure(dsn: str, jobs: int, batch: int, settings: list[str]) -> dict[str, Any]:
+async def measure(
+    dsn: str, jobs: int, batch: int, settings: list[str], statements: list[str]
+) -> dict[str, Any]:
     store = PostgresStore(dsn)
     await store.start()
     conn = await asyncpg.connect(dsn)
@@ -92,6 +97,8 @@ async def measure(dsn: str, jobs: int, batch: int, settings: list[str]) -> dict[
             table, option = setting.split(":", 1)
             assert table in TABLES, table
             await conn.execute(f"ALTER TABLE {table} SET ({option})")
+        for statement in statements:
+            await conn.execute(statement)
         await lifecycle(store, batch, batch)  # prepared statements, first pages
         await conn.execute("SELECT pg_stat_force_next_flush()")
         wal0, commits0 = await conn.fetchrow(COUNTERS)
@@ -122,7 +129,7 @@ def run_on(admin: str, args: argparse.Namespace) -> dict[str, Any]:
     name = f"lifecycle_{uuid.uuid4().hex[:8]}"
     dsn = create_database(admin, name)
     try:
-        return asyncio.run(measure(dsn, args.jobs, args.batch, args.set))
+        return asyncio.run(measure(dsn, args.jobs, args.batch, args.set, args.sql))
     finally:
         drop_database(admin, name)
 
@@ -133,6 +140,13 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=1_000)
     p.add_argument("--set", action="append", default=[], metavar="TABLE:OPTION=VALUE")
+    p.add_argument(
+        "--sql",
+        action="append",
+        default=[],
+        metavar="STATEMENT",
+        help="run after the migrations (e.g. 'DROP INDEX x': what an index costs)",
+    )
     args = p.parse_args()
     if args.admin:
         result = run_on(args.admin, args)

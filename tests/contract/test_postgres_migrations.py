@@ -182,14 +182,8 @@ INDEXES = {
     "fenced_shards_owner": ("fenced_shards", False, "(owner, epoch, shard_id)"),
     "api_tokens_pkey": ("api_tokens", True, "(token_id)"),
     "api_tokens_hash": ("api_tokens", True, "(token_hash)"),
-    # 010: per-user limits (docs/limits.md)
-    "jobs_user_active": (
-        "jobs",
-        False,
-        "(user_id) WHERE (status <> ALL (ARRAY['COMPLETED'::text, 'FAILED'::text,"
-        " 'CANCELLED'::text]))",
-    ),
-    "runs_user_fired": ("job_runs", False, "(user_id, triggered_at) WHERE (attempt = 1)"),
+    # 010's per-user limit indexes are dropped by 013: the store builds them where a limit
+    # is set (adapters/postgres/limit_indexes.py, tests/contract/test_postgres_limit_indexes.py)
     # 008
     "jobs_idempotency_key": (
         "jobs",
@@ -264,6 +258,10 @@ async def test_migrations_produce_the_declared_schema(conn: Any) -> None:
     terminal = schema["indexes"]["runs_one_terminal_per_fire"][1]
     assert all(f"'{s}'" in terminal for s in TERMINAL)
     assert not any(f"'{s}'" in terminal for s in NOT_TERMINAL)  # INTERRUPTED ends an attempt
+    options = dict(await conn.fetch(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('jobs', 'job_runs')"
+    ))  # fmt: skip
+    assert options == {"jobs": ["fillfactor=70"], "job_runs": ["fillfactor=70"]}  # 012, 013
     versions = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
     assert [(r["version"], r["name"]) for r in versions] == [
         (m.version, m.name) for m in migrations()

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres import sql
+from chronoq.adapters.postgres import limit_indexes, sql
 from chronoq.adapters.postgres.limits import check_trigger_fires
 from chronoq.adapters.postgres.rows import aware, is_id, job_from_record, policy_values
 from chronoq.adapters.postgres.skips import TOTALS_CTE, Skips, skip_ctes
@@ -98,6 +98,9 @@ idempotency key goes with its row."""
 class PostgresControl:
     """Mixed into ``PostgresStore`` (which provides ``_transaction``)."""
 
+    _limit_indexes: limit_indexes.LimitIndexes
+    """Builds a limit's index when a count first needs it, set by the store."""
+
     async def _transaction(self, what: str, body: Callable[[Any], Awaitable[T]]) -> T:
         raise NotImplementedError
 
@@ -178,6 +181,7 @@ class PostgresControl:
             if not job.recurring:
                 raise ConflictError("a one-shot job has one fire only: it cannot be triggered")
             if max_fires_per_minute > 0:  # after the job row (see postgres.limits)
+                self._limit_indexes.need(limit_indexes.FIRES)
                 await check_trigger_fires(conn, user_id, now, max_fires_per_minute)
             # A fire is (job, instant): a manual fire takes an instant of its own, 1 µs on
             # from any fire that has a row and from any nominal fire not claimed yet (its

@@ -9,7 +9,8 @@ transaction of the write it allows, so two writers never both see the same room.
   a user another picker or a trigger is counting right now waits for the next claim.
   So a claim never waits for a lock and no cycle can form.
 
-Each count is a range of a partial index (``sql/010_user_limits.sql``).
+Each count is a range of a partial index, built by the store where a limit is set
+(``limit_indexes``; until it is valid, the count reads the heap and is as exact).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres import limits, sql
+from chronoq.adapters.postgres import limit_indexes, limits, sql
 from chronoq.adapters.postgres.errors import translated
 from chronoq.adapters.postgres.fires import FIRE, Fires
 from chronoq.adapters.postgres.rows import aware
@@ -34,6 +34,8 @@ class PostgresPicker:
 
     _deferrals: Deferrals
     """Users held back by their fires limit (``limits.Deferrals``), set by the store."""
+    _limit_indexes: limit_indexes.LimitIndexes
+    """Builds a limit's index when a count first needs it, set by the store."""
 
     def _connected(self) -> Any:
         raise NotImplementedError
@@ -66,6 +68,7 @@ class PostgresPicker:
             if shards is not None and not shards:
                 return []
             if params.max_fires_per_minute > 0:
+                self._limit_indexes.need(limit_indexes.FIRES)
                 return await self._claim_fairly(conn, params, shards, horizon)
             rows = await _due(conn, shards, horizon, params.limit, [])
             if not rows:

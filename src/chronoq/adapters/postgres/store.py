@@ -47,7 +47,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chronoq.adapters.postgres import limits, listing, sql
+from chronoq.adapters.postgres import limit_indexes, limits, listing, sql
 from chronoq.adapters.postgres.claims import claim_restricted
 from chronoq.adapters.postgres.control import PostgresControl
 from chronoq.adapters.postgres.errors import translated
@@ -123,6 +123,7 @@ class PostgresStore(
             connect_timeout=connect_timeout,
         )  # fmt: skip
         self._statistics = GrowthAnalyzer(self._pool.get)
+        self._limit_indexes = limit_indexes.LimitIndexes(self._pool.get)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class PostgresStore(
 
     async def close(self) -> None:
         await self._statistics.close()
+        await self._limit_indexes.close()
         await self._pool.close()
 
     # -- jobs --------------------------------------------------------------------------------
@@ -147,6 +149,7 @@ class PostgresStore(
         args = job_args(jobs)
         statement = sql.INSERT_JOBS_IF_ABSENT if if_absent else sql.INSERT_JOBS
         if max_active_per_user > 0:
+            self._limit_indexes.need(limit_indexes.ACTIVE_JOBS)
 
             async def limited(conn: Any) -> None:
                 await limits.check_active_jobs(conn, jobs, max_active_per_user, if_absent)
