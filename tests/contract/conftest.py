@@ -174,6 +174,17 @@ def _memory_store() -> Store:
     return store
 
 
+@pytest.fixture
+async def pg_conn(pg_database: str) -> AsyncIterator[Any]:
+    """A raw asyncpg session on the test's fresh database (DDL, catalog reads, a
+    statement caught half-way)."""
+    connection = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """Which adapter, and where its fresh database is (a file path, a DSN, or nothing)."""

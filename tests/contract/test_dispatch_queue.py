@@ -17,7 +17,7 @@ from chronoq.adapters.memory import MemoryStore
 from chronoq.adapters.memory.runqueue import MemoryRunQueue
 from chronoq.adapters.postgres import PostgresStore
 from chronoq.adapters.queue import QueuedDispatch, queued_dispatch
-from chronoq.adapters.queue.dispatch import REPUBLISH_AFTER
+from chronoq.adapters.queue.relay import REPUBLISH_AFTER
 from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.states import RunStatus
 from chronoq.errors import ConfigError, UnavailableError

@@ -39,13 +39,8 @@ async def store(pg_database: str) -> AsyncIterator[PostgresStore]:
 
 
 @pytest.fixture
-async def conn(pg_database: str) -> AsyncIterator[Any]:
-    """A raw session: plays a claim or a fence caught half-way."""
-    connection = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
-    try:
-        yield connection
-    finally:
-        await connection.close()
+def conn(pg_conn: Any) -> Any:
+    return pg_conn
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ status change is a HOT update (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
 from chronoq.adapters.postgres import PostgresStore
@@ -19,17 +17,12 @@ from chronoq.errors import LimitExceededError
 from chronoq.ports.dispatch import ClaimDueParams
 from tests.support.waiting import poll
 
-from .conftest import CONNECT_TIMEOUT
 from .helpers import T0, make_job
 
 
 @pytest.fixture
-async def conn(pg_database: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
-    try:
-        yield connection
-    finally:
-        await connection.close()
+def conn(pg_conn: Any) -> Any:
+    return pg_conn
 
 
 async def started(dsn: str) -> PostgresStore:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -212,12 +211,8 @@ NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)
 
 
 @pytest.fixture
-async def conn(pg_database: str) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(pg_database, timeout=CONNECT_TIMEOUT)
-    try:
-        yield connection
-    finally:
-        await connection.close()
+def conn(pg_conn: Any) -> Any:
+    return pg_conn
 
 
 async def _schema(conn: Any) -> dict[str, Any]:

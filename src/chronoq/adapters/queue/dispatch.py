@@ -1,15 +1,9 @@
 """``QueuedDispatch``: the Dispatch port with a run queue (Redis Streams, SQS) in front
 of the store's run table. The store stays the source of truth (DESIGN §3).
 
-* **Outbox.** The run table is the outbox (``ports.dispatch.Outbox``): a QUEUED run
-  is "unpublished" until a message naming it was sent. ``claim_due`` sends the new
-  runs at once, in the background (the fast path), and marks them; the leader's
-  ``relay`` (every half second, ``services.coordinator``) sends whatever is still
-  unpublished: a send that failed, a process that died between the store commit and
-  the send, a retry's next attempt coming due, a run requeued by
-  ``reap_lost``/``release_runs``. It also sends again runs published long ago
-  (``republish_after``) or into a broker that is now empty (``depth() == 0``): an
-  emptied broker is rebuilt from the store.
+* **Outbox.** The run table is the outbox (``relay.OutboxRelay``): ``claim_due`` sends
+  the new runs at once, in the background (the fast path); the leader's ``relay`` sends
+  whatever still needs a message, and rebuilds an emptied broker queue from the store.
 * **Queues.** Each Chronoq queue has its own broker queue (``RunQueue.named``): a run's
   message goes to its queue's, and a worker receives only from the queues it serves
   (``--queues``; without it, every queue that has QUEUED runs, asked of the store at
@@ -54,6 +48,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from chronoq.adapters.queue.receiver import Held, QueueSet
+from chronoq.adapters.queue.relay import MAX_QUEUES, REPUBLISH_AFTER, SETTLE, OutboxRelay
 from chronoq.domain.clock import Clock, SystemClock
 from chronoq.domain.jobs import ClaimedRun, Run, RunOutcome
 from chronoq.domain.live_output import LiveOutput
@@ -64,7 +59,6 @@ from chronoq.ports.dispatch import (
     Dispatch,
     LeaseRenewal,
     Outbox,
-    OutboxParams,
     ReapParams,
     ReleaseParams,
 )
@@ -78,18 +72,6 @@ message arriving ends it at once, and a worker's stop cancels it)."""
 PUBLISH_AHEAD = 5.0
 """Runs are sent this long before they are available (the longest picker look-ahead);
 workers claim that far ahead and start each run at its ``available_at``."""
-SETTLE = 0.5
-"""The relay leaves never-sent runs triggered less than this ago to the picker that is
-sending them right now (one relay period: fewer duplicate messages, none lost)."""
-REPUBLISH_AFTER = 120.0
-"""A run still QUEUED this long after its message was sent is sent again: the last
-resort for a broker that lost some messages but not all (an empty broker is caught by
-its depth within seconds, dead letters are drained). Not shorter: while workers are
-saturated, runs wait QUEUED with their message in the broker, and each pass of this
-rule adds one more message per waiting run."""
-BROKER_CHECK_EVERY = 2.0
-"""The relay asks the broker for its depth and dead letters at most this often (the
-store's outbox it reads every pass): moto and SQS bill and slow down per call."""
 MANY_DELIVERIES = 5
 """A message received more often than this is logged: its holders keep dying."""
 PASSED_HOLD = 1.0
@@ -98,8 +80,6 @@ store path's workers look again every 0.2 s; a broker receive is dearer)."""
 QUEUES_EVERY = 1.0
 """A worker of every queue asks the store which queues have QUEUED runs at most this
 often (a new queue's first runs wait up to this long, plus one long poll)."""
-MAX_QUEUES = 256
-"""Most broker queues a worker of every queue reads (``--queues`` names any number)."""
 SIDE_TIMEOUT = 10.0
 """Longest a background extend/ack may take (a broker that hangs, not refuses)."""
 MAX_SIDE_CALLS = 64
@@ -133,16 +113,12 @@ class QueuedDispatch:
         self._queues = QueueSet(queue)
         self._wait = receive_wait
         self._ahead = timedelta(seconds=publish_ahead)
-        self._settle = timedelta(seconds=settle)
-        self._republish_after = timedelta(seconds=republish_after)
-        self._batch = batch
-        self._check_every = timedelta(seconds=BROKER_CHECK_EVERY)
+        self._relay = OutboxRelay(store, self._queues, publish_ahead=self._ahead, settle=settle,
+                                  republish_after=republish_after, batch=batch)  # fmt: skip
         self._receipts: dict[str, Held] = {}
         """The message in hand for each run this process leased."""
         self._hold = 30.0
         """Seconds a held message stays hidden: the lease length of the last claim."""
-        self._checked_at: datetime | None = None
-        """When the relay last asked the broker for its depth and dead letters."""
         self._names: tuple[float, list[str]] = (-math.inf, [DEFAULT_QUEUE])
         """When a worker of every queue last asked the store for the queues, and them."""
         self._side: set[asyncio.Task[None]] = set()
@@ -184,7 +160,7 @@ class QueuedDispatch:
             # In the background: a slow or dead broker must not hold the picker up (its
             # recurring jobs' next fires would be coalesced). Committed runs stand; a send
             # that fails or is dropped is the relay's.
-            self._later("send", self._publish(due, params.now))
+            self._later("send", self._relay.publish(due, params.now))
         return runs
 
     async def next_due_at(self, shards: Sequence[int] | None) -> datetime | None:
@@ -194,63 +170,7 @@ class QueuedDispatch:
 
     async def relay(self, now: datetime) -> int:
         """Send every QUEUED run that needs a message (``ports.dispatch.Relay``)."""
-        republish: datetime | None = None  # sent runs are looked at only with the broker
-        empty: list[str] = []
-        sent = 0
-        checked = self._checked_at
-        if checked is None or not timedelta(0) <= now - checked < self._check_every:
-            republish = now - self._republish_after
-            for name in await self._store.queued_queues(MAX_QUEUES):
-                queue = await self._queues.get(name)
-                if await queue.depth() == 0:
-                    empty.append(name)  # holds no message for any of its QUEUED runs
-            sent += await self._resend_dead(now)
-            self._checked_at = now
-        sent += await self._relay_pass(now, republish, None)
-        if empty:  # an emptied broker queue is rebuilt from the store
-            sent += await self._relay_pass(now, now, empty)
-        return sent
-
-    async def _relay_pass(
-        self, now: datetime, republish: datetime | None, queues: list[str] | None
-    ) -> int:
-        sent = 0
-        while True:
-            due = await self._store.unpublished_runs(
-                OutboxParams(
-                    horizon=now + self._ahead,
-                    settled_before=now - self._settle,
-                    republish_before=republish,
-                    queues=queues,
-                    limit=self._batch,
-                )
-            )
-            if due:
-                await self._publish(due, now)
-            sent += len(due)
-            if len(due) < self._batch:
-                return sent
-
-    async def _resend_dead(self, now: datetime) -> int:
-        """Dead letters: messages received too often without an ack (receivers died
-        before claiming, a concurrency limit held their run back, or the store was down).
-        Only a hint: the store decides DEAD (the lost-run rule counts interruptions of
-        STARTED runs). A run still QUEUED needs a message; one that is not is
-        acknowledged by the worker that receives it."""
-        resent = 0
-        for name, queue in self._queues.started().items():
-            dead = await queue.drain_dead(self._batch)
-            if dead:
-                log.warning("dispatch: %d dead-lettered messages of queue %s sent again",
-                            len(dead), name)  # fmt: skip
-                await self._publish([(run_id, name) for run_id in dead], now)
-            resent += len(dead)
-        return resent
-
-    async def _publish(self, runs: list[tuple[str, str]], now: datetime) -> None:
-        await self._queues.send(runs)  # durable before it returns
-        # A crash here sends these runs once more on the next relay pass: harmless.
-        await self._store.mark_published([run_id for run_id, _ in runs], now)
+        return await self._relay.relay(now)
 
     # -- workers -------------------------------------------------------------------------
 
