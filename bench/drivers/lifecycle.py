@@ -7,7 +7,9 @@ lever-measuring tool for issue 11 (run by hand; results in docs/benchmarks.md).
 On a fresh database of a private PostgreSQL (``bench.postgres``: fsync on, the bench's
 settings; its WAL is this run's alone) or of ``--admin``'s server, every batch goes through
 ``insert_jobs`` → ``claim_due`` → ``claim_runs`` → ``mark_started`` → ``complete_runs``
-(no-op success) of one ``PostgresStore``, as the api, picker and worker do. Around the
+(no-op success) of one ``PostgresStore``, as the api, picker and worker do for a shell
+job (a no-op ``echo`` run is never recorded as started: the worker skips ``mark_started``
+for executors that finish inline; docs/benchmarks.md). Around the
 whole loop it reads the WAL position (``pg_current_wal_lsn``), the database's commits and
 the tables' updates
 (``n_tup_upd``, ``n_tup_hot_upd``: HOT updates write no index entries), and prints them
