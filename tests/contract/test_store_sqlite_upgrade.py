@@ -9,6 +9,7 @@ reading, since it may have executed.
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -284,13 +285,21 @@ async def test_a_database_at_006_upgrades_to_007_with_every_run_in_the_default_q
 
 
 def test_the_limit_counts_read_their_partial_indexes(tmp_path: Path) -> None:
-    """008: the per-user counts are index ranges, and no index predicate on a hot column
-    is an IN list (SQLite rebuilds one on every write of the column; see 010)."""
+    """008/011: the per-user counts make their partial indexes when first used and are
+    index ranges, and no index predicate on a hot column is an IN list (SQLite rebuilds
+    one on every write of the column; see 010)."""
     from chronoq.adapters.sqlite import limits
 
     conn = sqlite3.connect(tmp_path / "chronoq.db")
     try:
         migrate(conn)
+        made = (
+            "SELECT name FROM sqlite_master WHERE name IN ('jobs_user_active', 'runs_user_fired')"
+        )
+        assert conn.execute(made).fetchall() == []  # 011: only where a limit is used
+        assert limits.active_jobs(conn, "alice") == 0  # a count makes its index first
+        assert limits.fires_in_window(conn, ["alice"], datetime.now(UTC)) == {}
+        assert sorted(r[0] for r in conn.execute(made)) == ["jobs_user_active", "runs_user_fired"]
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT count(*) FROM jobs WHERE user_id = ? AND " + limits._ACTIVE,
             ("alice",),

@@ -162,6 +162,7 @@ class PostgresStore(
         self._statistics.wrote(len(jobs))  # a young table outgrowing its plans (statistics)
 
     async def active_jobs(self, user_id: str) -> int:
+        self._limit_indexes.need(limit_indexes.ACTIVE_JOBS)
         with translated("active_jobs"):
             rows = await self._connected().fetch(limits.ACTIVE_COUNTS, [user_id])
         return int(rows[0][1]) if rows else 0

@@ -1,8 +1,10 @@
 """Per-user limit counts of ``SqliteStore`` (``domain.limits``), inside the caller's
 transaction: SQLite has one writer, so a count and the write it allows cannot be raced.
 
-Each count is a range of a partial index (``sql/008_user_limits.sql``); the status
-list below is the index's, word for word (SQLite uses a partial index only then).
+Each count is a range of a partial index, which the count creates first if it is not
+there yet (``sql/011_limit_indexes_on_demand.sql``: only deployments that set a limit pay
+for the indexes). The status list below is the index's, word for word (SQLite uses a
+partial index only then).
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ from chronoq.domain.limits import FIRE_WINDOW, check_active, check_trigger
 from chronoq.domain.states import JOB_TERMINAL
 
 _ACTIVE = "status <> 'COMPLETED' AND status <> 'FAILED' AND status <> 'CANCELLED'"
-"""Spelled as ``jobs_user_active``'s predicate (008), so the planner uses that index."""
+"""Spelled as ``jobs_user_active``'s predicate, so the planner uses that index."""
+_ACTIVE_INDEX = f"CREATE INDEX IF NOT EXISTS jobs_user_active ON jobs (user_id) WHERE {_ACTIVE}"
+_FIRES_INDEX = (
+    "CREATE INDEX IF NOT EXISTS runs_user_fired ON job_runs (user_id, triggered_at)"
+    " WHERE attempt = 1"
+)
 
 
 def check_active_jobs(
@@ -37,6 +44,7 @@ def check_active_jobs(
     new = Counter(job.user_id for job in jobs if job.status not in JOB_TERMINAL)
     if not new:
         return
+    conn.execute(_ACTIVE_INDEX)
     users = sorted(new)
     rows = conn.execute(
         f"SELECT user_id, count(*) FROM jobs WHERE user_id IN ({marks(users)}) AND {_ACTIVE}"
@@ -52,6 +60,7 @@ def fires_in_window(
     """Per user (those with any): fires made in the window ending ``now``, and the oldest."""
     if not users:
         return {}
+    conn.execute(_FIRES_INDEX)
     since = to_micros(now - FIRE_WINDOW)
     rows = conn.execute(
         "SELECT user_id, count(*), min(triggered_at) FROM job_runs WHERE attempt = 1"
@@ -67,5 +76,6 @@ def check_trigger_fires(conn: sqlite3.Connection, user_id: str, now: datetime, l
 
 
 def active_jobs(conn: sqlite3.Connection, user_id: str) -> int:
+    conn.execute(_ACTIVE_INDEX)
     query = f"SELECT count(*) FROM jobs WHERE user_id = ? AND {_ACTIVE}"
     return int(conn.execute(query, (user_id,)).fetchone()[0])
