@@ -221,19 +221,21 @@ class QueuedDispatch:
         full: bool,
     ) -> None:
         """The messages in hand whose run was not leased (see the module docstring)."""
-        spent = [item for run_id, item in left.items() if run_id not in queued]
-        if spent:
-            self._later("ack", self._queues.ack(spent))
-        passed = [item for run_id, item in left.items() if run_id in queued
-                  and queued[run_id] <= horizon]  # fmt: skip
-        if passed:
-            again = 0.0 if full else PASSED_HOLD
-            self._later("extend", self._queues.extend(passed, again))
+        spent: list[Held] = []
+        passed: list[Held] = []
         for run_id, item in left.items():
             available_at = queued.get(run_id)
-            if available_at is not None and available_at > horizon:
+            if available_at is None:
+                spent.append(item)  # not QUEUED any more
+            elif available_at <= horizon:
+                passed.append(item)
+            else:  # not due yet: hidden until it is
                 wait = max((available_at - now).total_seconds(), 0.0)
                 self._later("extend", self._queues.extend([item], wait))
+        if spent:
+            self._later("ack", self._queues.ack(spent))
+        if passed:
+            self._later("extend", self._queues.extend(passed, 0.0 if full else PASSED_HOLD))
 
     async def _every_queue(self) -> list[str]:
         """The queues a worker of every queue reads (see ``QUEUES_EVERY``)."""

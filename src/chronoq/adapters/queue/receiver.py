@@ -41,7 +41,7 @@ class QueueSet:
 
     def __init__(self, base: RunQueue) -> None:
         self._base = base
-        self._started: dict[str, RunQueue] = {}
+        self._started: dict[str, RunQueue] = {DEFAULT_QUEUE: base}  # base: started by start
         self._polls: dict[str, asyncio.Task[list[Delivery]]] = {}
         """Long polls still in flight, one per queue at most (see the module docstring)."""
         self._turn = 0
@@ -57,11 +57,10 @@ class QueueSet:
 
     def started(self) -> dict[str, RunQueue]:
         """The queues used so far (always the default one, which the base is)."""
-        return {DEFAULT_QUEUE: self._base, **self._started}
+        return dict(self._started)
 
     async def start(self) -> None:
         await self._base.start()
-        self._started[DEFAULT_QUEUE] = self._base
 
     async def close(self) -> None:
         polls, self._polls = list(self._polls.values()), {}
