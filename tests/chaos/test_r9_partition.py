@@ -30,7 +30,7 @@ import asyncpg
 import pytest
 
 from chronoq.adapters.postgres import PostgresStore
-from chronoq.adapters.postgres.sql import LOCK_FENCED_SHARDS
+from chronoq.adapters.postgres.picker import owned_shards
 from chronoq.domain.clock import format_rfc3339
 from chronoq.ports.dispatch import ClaimDueParams
 from tests.support.times import at, utcnow
@@ -196,8 +196,8 @@ def test_r9_partitioned_picker_is_fenced_and_rejoins(chaos: Chaos, net: Net) -> 
 
 async def _hold_claim_locks(dsn: str, owner: str, epoch: int, release: asyncio.Event) -> int:
     """What PostgreSQL holds for a picker cut off in the middle of a claim: an open
-    transaction that ran the claim's first statement (``LOCK_FENCED_SHARDS``, FOR SHARE on
-    the picker's rows of the store's fence) and will never send COMMIT. Held until ``release``.
+    transaction that ran the claim's first statement (``LOCK_FENCE_OWNER``, FOR SHARE on
+    the picker's row of the store's fence) and will never send COMMIT. Held until ``release``.
 
     The connection comes from a ``PostgresStore``'s own pool (a private attribute, on
     purpose): whatever session settings the store gives its connections (say, an idle
@@ -207,7 +207,7 @@ async def _hold_claim_locks(dsn: str, owner: str, epoch: int, release: asyncio.E
     rows: list[object] = []
     try:
         async with store._pool.get().acquire() as conn, conn.transaction():
-            rows = await conn.fetch(LOCK_FENCED_SHARDS, owner, epoch)
+            rows = await owned_shards(conn, owner, epoch)
             await release.wait()
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
         pass  # the server ended the idle transaction (idle_in_transaction_session_timeout)
@@ -220,7 +220,7 @@ async def _hold_claim_locks(dsn: str, owner: str, epoch: int, release: asyncio.E
 def test_r9_picker_cut_off_mid_claim_does_not_stall_the_cluster(chaos: Chaos) -> None:
     """The server-side state of a picker partitioned mid-claim, made on purpose: the test
     opens the claim's transaction as that picker (its first statement, the product's own
-    ``LOCK_FENCED_SHARDS``) and never commits, then the picker dies. Its shards must still
+    ``LOCK_FENCE_OWNER``) and never commits, then the picker dies. Its shards must still
     move, and a leader must still exist."""
     chaos.cluster(api=1, coordinator=2, picker=2, worker=1)
     epoch = int(chaos.db.fetchval("SELECT max(epoch) FROM fenced_shards WHERE owner = 'picker-2'"))

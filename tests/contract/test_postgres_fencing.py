@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from chronoq.adapters.postgres import PostgresStore
-from chronoq.adapters.postgres.sql import LOCK_FENCED_SHARDS
+from chronoq.adapters.postgres.picker import owned_shards
 from chronoq.domain.jobs import Run
 from chronoq.errors import UnavailableError
 
@@ -102,8 +102,10 @@ async def test_a_claim_meeting_a_fence_in_flight_waits_then_claims_nothing(
     await store.insert_jobs([make_job(shard_id=1, next_fire_at=T0)])
     async with conn.transaction():  # a fence moving shard 1 to p2 at epoch 8, not committed
         await conn.execute("SELECT epoch FROM fence_epoch FOR UPDATE")
-        await conn.execute("SELECT shard_id FROM fenced_shards ORDER BY shard_id FOR UPDATE")
+        await conn.execute("SELECT owner FROM fence_owners ORDER BY owner FOR UPDATE")
         await conn.execute("UPDATE fenced_shards SET owner = 'p2', epoch = 8")
+        await conn.execute("DELETE FROM fence_owners")
+        await conn.execute("INSERT INTO fence_owners (owner, epoch) VALUES ('p2', 8)")
         await conn.execute("UPDATE fence_epoch SET epoch = 8")
         claim = asyncio.ensure_future(claim_due(store, T0, owner="p1", epoch=7))
         await eventually(waiting_on_a_lock(observer, claim))
@@ -118,14 +120,32 @@ async def test_fence_shards_waits_for_a_claim_in_flight(
 ) -> None:
     assert await store.fence_shards(7, {1: "p1", 2: "p1"})
     async with conn.transaction():  # a claim by (p1, 7) that read its fence rows
-        owned = [r[0] for r in await conn.fetch(LOCK_FENCED_SHARDS, "p1", 7)]
+        owned = await owned_shards(conn, "p1", 7)
         assert owned == [1, 2]
         fence = asyncio.ensure_future(store.fence_shards(8, {1: "p2"}))
         await eventually(waiting_on_a_lock(observer, fence))
         assert not fence.done(), "fence_shards must wait for the claim to commit"
     assert await asyncio.wait_for(fence, DEADLINE) is True
-    assert await conn.fetch(LOCK_FENCED_SHARDS, "p1", 7) == []
-    assert [r[0] for r in await conn.fetch(LOCK_FENCED_SHARDS, "p2", 8)] == [1]
+    assert await owned_shards(conn, "p1", 7) == []
+    assert await owned_shards(conn, "p2", 8) == [1]
+
+
+async def test_a_fenced_claim_locks_its_owner_row_only(
+    store: PostgresStore, conn: Any, observer: Any
+) -> None:
+    """Each row a transaction locks is a WAL record: a claim takes one lock, its owner's
+    row of ``fence_owners``, not one per shard it owns; the record follows every fence."""
+    assert await store.fence_shards(7, {1: "p1", 2: "p1", 3: "p2"})
+    assert dict(await conn.fetch("SELECT owner, epoch FROM fence_owners")) == {"p1": 7, "p2": 7}
+    async with conn.transaction():  # a claim by (p1, 7) in flight
+        assert await owned_shards(conn, "p1", 7) == [1, 2]
+        nowait = "SELECT 1 FROM {} FOR UPDATE NOWAIT"
+        assert len(await observer.fetch(nowait.format("fenced_shards"))) == 3
+        assert len(await observer.fetch(nowait.format("fence_owners WHERE owner = 'p2'"))) == 1
+        with pytest.raises(asyncpg.LockNotAvailableError):
+            await observer.fetch(nowait.format("fence_owners WHERE owner = 'p1'"))
+    assert await store.fence_shards(8, {1: "p2", 2: "p3"})
+    assert dict(await conn.fetch("SELECT owner, epoch FROM fence_owners")) == {"p2": 8, "p3": 8}
 
 
 async def test_a_fence_blocked_too_long_gives_up_and_changes_nothing(
@@ -135,10 +155,10 @@ async def test_a_fence_blocked_too_long_gives_up_and_changes_nothing(
     fails as unavailable (the leader tries again) and leaves the record as it was."""
     assert await store.fence_shards(7, {1: "p1"})
     async with conn.transaction():
-        await conn.fetch(LOCK_FENCED_SHARDS, "p1", 7)
+        await owned_shards(conn, "p1", 7)
         with pytest.raises(UnavailableError):
             await asyncio.wait_for(store.fence_shards(8, {1: "p2"}), DEADLINE)
-    assert [r[0] for r in await conn.fetch(LOCK_FENCED_SHARDS, "p1", 7)] == [1]
+    assert await owned_shards(conn, "p1", 7) == [1]
     assert await conn.fetchval("SELECT epoch FROM fence_epoch") == 7
     assert await store.fence_shards(8, {1: "p2"})
 

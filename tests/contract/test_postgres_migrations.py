@@ -4,7 +4,9 @@ and upgrade a database that already holds data."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +30,7 @@ TABLES = {
     "api_tokens",  # 006: --auth token
     "fire_skips", "fire_skip_totals",  # 008: the fire ledger
     "live_outputs",  # 011: live output of running runs
+    "fence_owners",  # 014: one row lock per fenced claim
 }  # fmt: skip
 """The store's tables (other ports' migrations add theirs: coordination, submissions)."""
 
@@ -108,6 +111,7 @@ COLUMNS = {
     "fire_skip_totals": {"reason": "text", "fires": "bigint"},  # 008
     "fence_epoch": {"singleton": "boolean", "epoch": "bigint"},
     "fenced_shards": {"shard_id": "integer", "owner": "text", "epoch": "bigint"},
+    "fence_owners": {"owner": "text", "epoch": "bigint"},
     "submissions": {
         "seq": "bigint",
         "job_id": "uuid",
@@ -158,6 +162,7 @@ NOT_NULL = {
     "fire_skip_totals": {"reason", "fires"},
     "fence_epoch": {"singleton", "epoch"},
     "fenced_shards": {"shard_id", "owner", "epoch"},
+    "fence_owners": {"owner", "epoch"},
     "submissions": {"seq", "job_id", "user_id", "body", "submitted_at"},
     "api_tokens": {"token_id", "token_hash", "user_id", "allow_shell", "created_at"},
     "live_outputs": {"run_id", "attempt", "start_offset", "end_offset", "output"},
@@ -205,6 +210,7 @@ INDEXES = {
         "(queue, priority DESC, available_at) WHERE (status = 'QUEUED'::text)",
     ),
     "live_outputs_pkey": ("live_outputs", True, "(run_id)"),  # 011
+    "fence_owners_pkey": ("fence_owners", True, "(owner)"),  # 014
 }
 TERMINAL = tuple(sorted(s.value for s in RUN_TERMINAL))
 NOT_TERMINAL = tuple(s.value for s in RunStatus if s not in RUN_TERMINAL)
@@ -355,12 +361,7 @@ async def test_the_policies_migration_upgrades_a_database_with_data(pg_template:
     """A database migrated to 007 holding a recurring job with a RUNNING run: after 008
     the job has the default policies, no fires counted, no key; the run is not manual;
     the store goes on with them (the run ends, the next fire is claimed)."""
-    name = f"chronoq_contract_upgrade_{uuid.uuid4().hex[:16]}"
-    await create_database(name)
-    conn = await asyncpg.connect(dsn_for(name), timeout=CONNECT_TIMEOUT)
-    store = PostgresStore(dsn_for(name))
-    try:
-        await _migrate_up_to(conn, 7)
+    async with _upgraded_from(7) as (conn, store):
         job = make_job(cron="@every 10s")
         run_id = str(uuid.uuid4())
         await conn.execute(
@@ -405,22 +406,13 @@ async def test_the_policies_migration_upgrades_a_database_with_data(pg_template:
         after = await store.get_job("alice", job.job_id)
         assert after is not None and after.fire_count == 1
         assert await store.skip_counts() == {}
-    finally:
-        await store.close()
-        await conn.close()
-        await drop_database(name)
 
 
 async def test_the_queues_migration_upgrades_a_database_with_data(pg_template: str) -> None:
     """A database migrated to 008 holding a job with a QUEUED run and one with a RUNNING
     run: after 009 both jobs and runs are in queue ``default`` at priority 0; a worker of
     that queue claims the queued run, and a queue limit counts the old RUNNING run."""
-    name = f"chronoq_contract_upgrade_{uuid.uuid4().hex[:16]}"
-    await create_database(name)
-    conn = await asyncpg.connect(dsn_for(name), timeout=CONNECT_TIMEOUT)
-    store = PostgresStore(dsn_for(name))
-    try:
-        await _migrate_up_to(conn, 8)
+    async with _upgraded_from(8) as (conn, store):
         queued, running = make_job(), make_job()
         for job, status in ((queued, "QUEUED"), (running, "RUNNING")):
             await conn.execute(
@@ -461,6 +453,47 @@ async def test_the_queues_migration_upgrades_a_database_with_data(pg_template: s
         assert await store.claim_runs(claim(1)) == []  # the old RUNNING run fills it
         (claimed,) = await store.claim_runs(claim(2))
         assert claimed.job_id == queued.job_id
+
+
+async def test_the_fence_owners_migration_keeps_a_fence_in_force(pg_template: str) -> None:
+    """A database migrated to 013 whose fence gives shards to p1 and p2 at epoch 7: after
+    014 each owner claims from its own shards at that epoch, and no one else claims."""
+    async with _upgraded_from(13) as (conn, store):
+        await conn.execute(
+            "INSERT INTO fenced_shards (shard_id, owner, epoch)"
+            " VALUES (0, 'p1', 7), (1, 'p1', 7), (2, 'p2', 7)"
+        )
+        await conn.execute("UPDATE fence_epoch SET epoch = 7")
+
+        await store.start()  # applies 014
+        jobs = [make_job(shard_id=s, next_fire_at=T0) for s in (0, 1, 2)]
+        await store.insert_jobs(jobs)
+
+        def due(owner: str, epoch: int) -> ClaimDueParams:
+            return ClaimDueParams(
+                shards=None, now=T0, horizon=T0, limit=10, owner=owner, epoch=epoch
+            )
+
+        assert await store.claim_due(due("p1", 6)) == []
+        assert await store.claim_due(due("p3", 7)) == []
+        mine = {r.job_id for r in await store.claim_due(due("p1", 7))}
+        assert mine == {jobs[0].job_id, jobs[1].job_id}
+        (theirs,) = await store.claim_due(due("p2", 7))
+        assert theirs.job_id == jobs[2].job_id
+
+
+@contextlib.asynccontextmanager
+async def _upgraded_from(version: int) -> AsyncIterator[tuple[Any, PostgresStore]]:
+    """A new database migrated up to ``version`` only, as an older release left it: a
+    connection and a store not started yet (its start applies the rest); closed and
+    dropped after."""
+    name = f"chronoq_contract_upgrade_{uuid.uuid4().hex[:16]}"
+    await create_database(name)
+    conn = await asyncpg.connect(dsn_for(name), timeout=CONNECT_TIMEOUT)
+    store = PostgresStore(dsn_for(name))
+    try:
+        await _migrate_up_to(conn, version)
+        yield conn, store
     finally:
         await store.close()
         await conn.close()

@@ -51,9 +51,12 @@ class PostgresPicker:
             await conn.execute(f"SET LOCAL lock_timeout = '{_FENCE_LOCK_TIMEOUT_MS}ms'")
             if epoch <= await conn.fetchval(sql.LOCK_FENCE_EPOCH):
                 return False  # a deposed leader's late write, or a repeat
-            await conn.execute(sql.LOCK_FENCED)  # waits for fenced claims in flight
+            await conn.execute(sql.LOCK_FENCE_OWNERS)  # waits for fenced claims in flight
+            await conn.execute(sql.LOCK_FENCED)
             await conn.execute(sql.DELETE_UNFENCED, shards)
             await conn.execute(sql.WRITE_FENCES, shards, names, epoch)
+            await conn.execute(sql.DELETE_OLD_OWNERS, names)
+            await conn.execute(sql.WRITE_OWNERS, names, epoch)
             await conn.execute(sql.SET_FENCE_EPOCH, epoch)
             return True
 
@@ -147,17 +150,25 @@ async def _write(conn: Any, fires: Fires) -> list[Run]:
 
 async def _claimable_shards(conn: Any, params: ClaimDueParams) -> list[int] | None:
     """The shards a claim may take from (None: all). With ``owner`` set, only those the
-    store's fence record gives it at ``epoch``, share-locked until the claim commits."""
+    store's fence record gives it at ``epoch``; its owner row share-locked until the claim
+    commits."""
     wanted = None if params.shards is None else list(params.shards)
     if params.owner is None:
         return wanted
     if params.epoch is None:
         return []  # fenced without an epoch matches no record: claims nothing
-    owned = [r[0] for r in await conn.fetch(sql.LOCK_FENCED_SHARDS, params.owner, params.epoch)]
+    owned = await owned_shards(conn, params.owner, params.epoch)
     if wanted is None:
         return owned
     allowed = set(wanted)
     return [shard for shard in owned if shard in allowed]
+
+
+async def owned_shards(conn: Any, owner: str, epoch: int) -> list[int]:
+    """``owner``'s shards under ``epoch`` by the store's fence record ([] if it is not
+    fenced at ``epoch``), its owner row share-locked until the transaction ends."""
+    shards = await conn.fetchval(sql.LOCK_FENCE_OWNER, owner, epoch)
+    return list(shards) if shards is not None else []
 
 
 def _checked_owners(epoch: int, owners: Mapping[int, str]) -> list[int]:
