@@ -90,6 +90,57 @@ async def test_a_hint_reaches_subscribers_on_every_notifier(
     assert fires == ["job-1"]
 
 
+async def test_the_publishing_process_hears_its_hint_at_once_and_once(
+    notifiers: Callable[..., PostgresNotifier],
+) -> None:
+    """A role in the publishing process must not wait for the round trip through the
+    server (every role of ``chronoq up --store`` shares one notifier), and the server's
+    echo of the hint must not wake it a second time."""
+    sender, receiver = notifiers(), notifiers()
+    mine: list[str] = []
+    theirs: list[str] = []
+    back: list[str] = []
+    sender.subscribe(FIRES, mine.append)
+    sender.subscribe(RUNS, back.append)
+    receiver.subscribe(FIRES, theirs.append)
+    await asyncio.gather(sender.start(), receiver.start())
+    await until_heard(sender, FIRES, "settled", theirs)  # both LISTENs are in place
+    mine.clear()
+
+    sender.publish(FIRES, "job-1")
+    assert mine == ["job-1"]  # inside publish: no round trip
+    await until(lambda: "job-1" in theirs)
+    # Notifications reach a connection in commit order: once the receiver's reply is
+    # heard, an echo of job-1 (sent before it) would have been delivered already.
+    receiver.publish(RUNS, "after")
+    await until(lambda: back == ["after"])
+    assert mine == ["job-1"]
+
+
+async def test_a_lone_process_sends_no_notify_and_starts_when_another_listens(
+    notifiers: Callable[..., PostgresNotifier],
+) -> None:
+    """Nobody else listening (``chronoq up --store`` alone): hints reach this process's
+    subscribers and cost the server nothing; a second process's hello turns NOTIFYs on."""
+    alone = notifiers(discovery=0.0)  # no window for answers: nobody has answered
+    mine: list[str] = []
+    alone.subscribe(FIRES, mine.append)
+    await alone.start()
+    sent = alone.sent
+    for n in range(3):
+        alone.publish(FIRES, f"alone-{n}")
+    await until(lambda: alone.unheard >= 3)
+    assert alone.sent == sent
+    assert mine == ["alone-0", "alone-1", "alone-2"]
+
+    other = notifiers()
+    theirs: list[str] = []
+    other.subscribe(FIRES, theirs.append)
+    await other.start()
+    await until_heard(alone, FIRES, "both", theirs)
+    assert alone.sent > sent
+
+
 async def test_a_burst_costs_one_notify_and_distinct_messages_all_arrive(
     notifiers: Callable[..., PostgresNotifier],
 ) -> None:
