@@ -97,14 +97,25 @@ def test_all_roles_in_one_process_coordinate_through_etcd(
     assert keys[f"{prefix}/leader"]["holder"] == "solo"
     roles = {v["role"] for k, v in keys.items() if k.startswith(f"{prefix}/members/")}
     assert {"picker", "worker"} <= roles, keys.keys()
-    owners = set(keys[f"{prefix}/assignment"]["owners"].values())
-    assert len(owners) == 1 and owners.pop().startswith("solo")
-    # Nothing of the coordination went to PostgreSQL's own tables ...
+
+    # The job ran without a picker (fired in its insert), so the shards may be assigned
+    # (and re-assigned, as members join) a moment later: wait for an assignment the
+    # store is fenced with, rather than assume the first one read is the last.
+    def fenced() -> dict[str, Any] | None:
+        assignment: dict[str, Any] | None = _keys(etcd, prefix + "/").get(f"{prefix}/assignment")
+        if assignment is None or not assignment["owners"]:
+            return None  # not yet, or made before the picker joined
+        # The store fences claims with etcd's assignment epoch.
+        stored = _psql(dsn, "SELECT epoch FROM fence_epoch")
+        return assignment if stored == str(assignment["epoch"]) else None
+
+    assignment = wait_for(fenced, 10)
+    assert assignment is not None, (_keys(etcd, prefix + "/"), processes.logs())
+    owners = set(assignment["owners"].values())
+    assert len(owners) == 1 and owners.pop().startswith("solo"), owners
+    # Nothing of the coordination went to PostgreSQL's own tables.
     assert _psql(dsn, "SELECT count(*) FROM leader_lease") == "0"
     assert _psql(dsn, "SELECT count(*) FROM members") == "0"
-    # ... but the store fences claims with etcd's assignment epoch.
-    epoch = keys[f"{prefix}/assignment"]["epoch"]
-    assert _psql(dsn, "SELECT epoch FROM fence_epoch") == str(epoch)
 
 
 def test_a_second_process_under_a_live_node_id_is_refused(

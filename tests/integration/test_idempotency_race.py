@@ -29,7 +29,7 @@ from chronoq.ports.jobs import ListJobsParams
 from chronoq.services.api.app import create_app
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.ingest import Ingest
-from chronoq.services.writer import Writer
+from chronoq.services.writer import Writer, into_store
 
 BODY = {"project_id": "race", "payload": "P" * 2000, "cron_schedule": "0 3 * * *"}
 
@@ -68,7 +68,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, BlindK
     await store.start()
     blob = FsBlobStore(tmp_path / "blobs")
     await blob.start()
-    writer = Writer(store.insert_jobs, MemoryNotifier(), clock)
+    writer = Writer(into_store(store), MemoryNotifier(), clock)
     await writer.start()
     blind = BlindKeys(store)
     metrics = Metrics()

@@ -18,6 +18,7 @@ from .helpers import (
     wait_job_status,
     wait_runs,
 )
+from .store_params import store_server  # noqa: F401 - fixture "server": SQLite and PostgreSQL
 
 if TYPE_CHECKING:
     import httpx
@@ -120,9 +121,13 @@ def test_v1_create_returns_the_job_object(server: ServerHandle) -> None:
         assert job["payload"] == "v1-echo"
         assert job["max_retries"] == 0
         assert job["cron_schedule"] is None and job["timezone"] is None
-        assert job["status"] in {"PENDING", "RUNNING", "COMPLETED"}
+        # As accepted, even though its first fire is claimed in the insert itself
+        # (domain.fire_now): pending, due at its creation.
+        assert job["status"] == "PENDING"
+        assert job["next_fire_at"] == job["created_at"]
         runs = wait_runs(api, job["job_id"], lambda rs: bool(completed(rs)), 10, "COMPLETED")
         assert runs[0]["output"] == "Success: v1-echo"
+        assert runs[0]["scheduled_for"] == job["next_fire_at"]
 
 
 def test_list_is_oldest_first_with_a_working_cursor(server: ServerHandle) -> None:

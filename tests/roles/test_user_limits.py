@@ -22,7 +22,7 @@ from chronoq.ports.notify import SUBMISSIONS
 from chronoq.services.api.app import create_app
 from chronoq.services.api.deps import ApiDeps
 from chronoq.services.api.ingest import Ingest
-from chronoq.services.writer import Writer
+from chronoq.services.writer import Writer, into_log
 
 try:
     from chronoq.testing.roles import Stack
@@ -102,7 +102,7 @@ async def test_buffered_ingestion_checks_the_active_limit_against_the_store(
     stored active jobs first (jobs still in the log are not counted: docs/limits.md)."""
     log = MemorySubmissionLog(stack.clock)
     await log.start()
-    writer = Writer(log.append, MemoryNotifier(), stack.clock, channel=SUBMISSIONS)
+    writer = Writer(into_log(log), MemoryNotifier(), stack.clock, channel=SUBMISSIONS)
     await writer.start()
     deps = ApiDeps(
         store=stack.store, ingest=Ingest(writer, MemoryBlobStore(), stack.clock, stack.metrics, 16),

@@ -211,9 +211,21 @@ class JobStore(Protocol):
         ...
 
     async def insert_jobs(
-        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+        self,
+        jobs: Sequence[Job],
+        *,
+        if_absent: bool = False,
+        max_active_per_user: int = 0,
+        runs: Sequence[Run] = (),
     ) -> None:
         """Insert all jobs or none; each is due at its ``next_fire_at`` (None: never).
+
+        ``runs``: first fires of these jobs claimed at insert (``domain.fire_now``), QUEUED
+        in the same transaction; the jobs come as accepted and each fired one is stored
+        as ``fire_now.stored_fired`` makes it (no ``next_fire_at``, one fire counted).
+        ``ValueError`` unless each run is the first attempt of a different job among
+        ``jobs`` (``fire_now.fired_job_ids``), and with ``if_absent``: a job skipped as
+        present must not fire again.
 
         ``max_active_per_user`` > 0: if a user's jobs not in a terminal state plus their
         non-terminal jobs among ``jobs`` would exceed it, ``LimitExceededError`` and nothing

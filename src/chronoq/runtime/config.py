@@ -134,7 +134,8 @@ class Settings:
     value; ≥ 1."""
     dispatch_rate: float = 0.0
     """Most fires one picker dispatches per second, so a backlog drains without a
-    stampede (0 = no cap)."""
+    stampede (0 = no cap). Give api processes the same value: with a cap, an immediate
+    job's first fire goes through a picker instead of being claimed at insert."""
     user_max_active_jobs: int = 0
     """Per user: most jobs not completed, failed or cancelled; a submission that would go
     over is refused whole with 429 (docs/limits.md). 0 = unlimited (the default: a limit
@@ -142,7 +143,8 @@ class Settings:
     user_max_fires_per_minute: int = 0
     """Per user: most fires (scheduled and manual, not retries) in any rolling minute; the
     picker holds a user's further due fires until the minute allows them, a manual fire
-    over it gets 429 (docs/limits.md). 0 = unlimited (the default)."""
+    over it gets 429 (docs/limits.md). 0 = unlimited (the default). Give api processes the
+    same value: with a limit, an immediate job's first fire goes through a picker."""
     leader_ttl: float = 3.0
     """Leader lease length, seconds; renewed every third; a dead leader is replaced within
     ~2 ttl; ≥ 0.5."""

@@ -10,7 +10,6 @@ drains, the backends close).
 from __future__ import annotations
 
 import asyncio
-import functools
 import getpass
 import hashlib
 import math
@@ -51,7 +50,7 @@ from chronoq.services.gauges import ClusterSampler, watch_coordinator, watch_wor
 from chronoq.services.membership import Heartbeat
 from chronoq.services.picker import Picker
 from chronoq.services.worker import Worker, WorkerConfig
-from chronoq.services.writer import SubmissionMover, Writer
+from chronoq.services.writer import SubmissionMover, Writer, into_log, into_store
 
 ROLES = ("api", "coordinator", "picker", "worker", "writer")
 
@@ -154,12 +153,16 @@ class Node:
     def _api_writer(self, b: Backends) -> Writer:
         """Group-commits into the store, or into the submission log with --ingest log."""
         if b.submissions is not None:
-            return Writer(b.submissions.append, b.notifier, self.clock, channel=SUBMISSIONS)
+            return Writer(into_log(b.submissions), b.notifier, self.clock, channel=SUBMISSIONS)
         active = self.settings.user_max_active_jobs
-        return Writer(
-            functools.partial(b.jobs.insert_jobs, max_active_per_user=active),
-            b.notifier, self.clock,
-        )  # fmt: skip
+        return Writer(into_store(b.jobs, max_active_per_user=active), b.notifier, self.clock)
+
+    def _fires_at_insert(self, b: Backends) -> bool:
+        """An immediate job's first fire is claimed in its insert (``domain.fire_now``) unless
+        it must pass a picker: buffered ingestion, a dispatch rate cap or a per-user fires
+        limit. Every api process of a cluster needs those flags as its pickers have them."""
+        s = self.settings
+        return b.submissions is None and not s.dispatch_rate and not s.user_max_fires_per_minute
 
     def _mover(self, b: Backends, submissions: SubmissionLog) -> SubmissionMover:
         return SubmissionMover(
@@ -264,7 +267,10 @@ class Node:
             app = create_app(
                 ApiDeps(
                     store=b.jobs, notifier=b.notifier, clock=self.clock, metrics=self.metrics,
-                    ingest=Ingest(writer, b.blob, self.clock, self.metrics, s.shard_count),
+                    ingest=Ingest(
+                        writer, b.blob, self.clock, self.metrics, s.shard_count,
+                        fire_at_insert=self._fires_at_insert(b),
+                    ),
                     submissions=b.submissions,
                     max_body_bytes=s.max_body_bytes, shell_enabled=s.shell_enabled,
                     allowed_hosts=api_hosts(s), cursor_key=cursor_key(s),

@@ -29,11 +29,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from chronoq.domain.clock import Clock
-from chronoq.domain.jobs import Job
+from chronoq.domain.jobs import Job, Run
 from chronoq.errors import LimitExceededError, UnavailableError
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.jobs import JobStore
-from chronoq.ports.notify import FIRES, SUBMISSIONS, Notifier
+from chronoq.ports.notify import FIRES, RUNS, SUBMISSIONS, Notifier
 from chronoq.ports.submissions import LoggedJob, SubmissionLog
 from chronoq.services.base import Loop, log
 
@@ -43,7 +43,10 @@ _IDLE = 3600.0
 STOP_GRACE = 10.0
 """Seconds ``stop`` waits for submissions in flight to be committed."""
 
-_Pending = tuple[Sequence[Job], asyncio.Future[None]]
+_Pending = tuple[Sequence[Job], Sequence[Run], asyncio.Future[None]]
+Commit = Callable[[Sequence[Job], Sequence[Run]], Awaitable[None]]
+"""Makes jobs durable, with the runs of first fires claimed at insert (``domain.fire_now``;
+always empty for a submission log)."""
 
 
 class Writer:
@@ -51,14 +54,15 @@ class Writer:
 
     def __init__(
         self,
-        commit: Callable[[Sequence[Job]], Awaitable[None]],
+        commit: Commit,
         notifier: Notifier,
         clock: Clock,
         *,
         channel: str = FIRES,
     ) -> None:
         """``commit`` makes jobs durable (``JobStore.insert_jobs`` or ``SubmissionLog.append``);
-        ``channel`` is told afterwards (pickers, or the writer processes)."""
+        ``channel`` is told afterwards of jobs not fired at insert (pickers, or the writer
+        processes), the workers (``RUNS``) of runs fired at insert."""
         self._commit_jobs = commit
         self._notifier = notifier
         self._clock = clock
@@ -84,14 +88,15 @@ class Writer:
                           STOP_GRACE)  # fmt: skip
         await self._loop.stop()
         while self._pending:
-            _fail(self._pending.popleft()[1], "the writer is stopping")
+            _fail(self._pending.popleft()[2], "the writer is stopping")
 
-    async def write(self, jobs: Sequence[Job]) -> None:
-        """Return once ``jobs`` are durable (all or none); raise if they are not."""
+    async def write(self, jobs: Sequence[Job], runs: Sequence[Run] = ()) -> None:
+        """Return once ``jobs`` (and ``runs``: their first fires, claimed at insert) are
+        durable, all or none; raise if they are not."""
         if not self._running:
             raise UnavailableError("the writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((jobs, future))
+        self._pending.append((jobs, runs, future))
         self._drained.clear()
         self._loop.wakeup.set()
         await future
@@ -114,25 +119,56 @@ class Writer:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            await self._commit_jobs([job for jobs, _f in batch for job in jobs])
+            await self._commit_jobs(
+                [job for jobs, _r, _f in batch for job in jobs],
+                [run for _j, runs, _f in batch for run in runs],
+            )
         except Exception as exc:
             if len(batch) == 1:
-                _refused(batch[0][1], exc)
+                _refused(batch[0][2], exc)
                 return
             # One submission spoiled the group: commit each alone so only it fails (a
             # per-user limit the group exceeds refuses only the submissions past it).
-            for jobs, future in batch:
+            for jobs, runs, future in batch:
                 try:
-                    await self._commit_jobs(jobs)
+                    await self._commit_jobs(jobs, runs)
                 except Exception as alone:
                     _refused(future, alone)
                 else:
                     _succeed(future)
-            self._notifier.publish(self._channel)
+            self._hint(batch)
             return
-        for _jobs, future in batch:
+        for _jobs, _runs, future in batch:
             _succeed(future)
-        self._notifier.publish(self._channel)
+        self._hint(batch)
+
+    def _hint(self, batch: list[_Pending]) -> None:
+        """Wake the workers for runs fired at insert, the pickers (or writers) for the rest."""
+        fired = sum(len(runs) for _j, runs, _f in batch)
+        if fired:
+            self._notifier.publish(RUNS)
+        if fired < sum(len(jobs) for jobs, _r, _f in batch):
+            self._notifier.publish(self._channel)
+
+
+def into_store(store: JobStore, *, max_active_per_user: int = 0) -> Commit:
+    """Direct ingestion: insert into the store (with the per-user active-jobs limit)."""
+
+    async def commit(jobs: Sequence[Job], runs: Sequence[Run]) -> None:
+        await store.insert_jobs(jobs, max_active_per_user=max_active_per_user, runs=runs)
+
+    return commit
+
+
+def into_log(submissions: SubmissionLog) -> Commit:
+    """Buffered ingestion: append to the submission log (nothing is fired at insert)."""
+
+    async def commit(jobs: Sequence[Job], runs: Sequence[Run]) -> None:
+        if runs:
+            raise ValueError("a submission log takes jobs only: fire at insert is off")
+        await submissions.append(jobs)
+
+    return commit
 
 
 def _succeed(future: asyncio.Future[None]) -> None:

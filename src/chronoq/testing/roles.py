@@ -30,7 +30,6 @@ False`` builds the embedded flavour (no membership, no fencing).
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -65,7 +64,7 @@ from chronoq.services.coordinator import Coordinator, CoordinatorConfig
 from chronoq.services.membership import Heartbeat
 from chronoq.services.picker import Picker
 from chronoq.services.worker import Worker, WorkerConfig
-from chronoq.services.writer import SubmissionMover, Writer
+from chronoq.services.writer import SubmissionMover, Writer, into_log, into_store
 from chronoq.testing.clock import FakeClock, settle
 
 __all__ = ["ClockSleepExecutor", "Link", "Stack", "Switch"]
@@ -345,10 +344,10 @@ class Stack:
         switch, links = self._links()
         if buffered:
             log = cast(SubmissionLog, links["submissions"].port)
-            writer = Writer(log.append, self.notifier, self.clock, channel=SUBMISSIONS)
+            writer = Writer(into_log(log), self.notifier, self.clock, channel=SUBMISSIONS)
         else:
             jobs = cast(JobStore, links["store"].port)
-            insert = functools.partial(jobs.insert_jobs, max_active_per_user=max_active_per_user)
+            insert = into_store(jobs, max_active_per_user=max_active_per_user)
             writer = Writer(insert, self.notifier, self.clock, channel=FIRES)
         return await self._host(writer, switch, links, [])
 

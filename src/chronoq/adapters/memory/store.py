@@ -28,6 +28,7 @@ from chronoq.adapters.memory.store_tables import Tables
 from chronoq.adapters.memory.store_tokens import MemoryTokens
 from chronoq.adapters.memory.store_workers import MemoryWorkers
 from chronoq.domain.clock import check_aware
+from chronoq.domain.fire_now import fired_job_ids, stored_fired
 from chronoq.domain.jobs import (
     LIST_OUTPUT_CHARS,
     Job,
@@ -80,8 +81,14 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
     # -- JobStore ------------------------------------------------------------------------------
 
     async def insert_jobs(
-        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+        self,
+        jobs: Sequence[Job],
+        *,
+        if_absent: bool = False,
+        max_active_per_user: int = 0,
+        runs: Sequence[Run] = (),
     ) -> None:
+        fired_ids = fired_job_ids(jobs, runs, if_absent=if_absent)
         db = self._db()
         fresh: dict[str, Job] = {}
         keys: set[tuple[str, str]] = set()
@@ -98,8 +105,11 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
                 keys.add(key)
         if max_active_per_user > 0:
             store_limits.check_active_jobs(db, list(fresh.values()), max_active_per_user)
+        fired = [_run_row(run) for run in runs]
         for job in fresh.values():
-            db.add_job(job)
+            db.add_job(stored_fired(job) if job.job_id in fired_ids else job)
+        for row in fired:
+            db.add_run(row)
 
     async def active_jobs(self, user_id: str) -> int:
         jobs = self._db().user_jobs(user_id, 0)
@@ -311,16 +321,18 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         must never do: raises ``store_tables.IntegrityError`` for a duplicate
         ``(job_id, scheduled_for, attempt)`` or a second terminal run of a fire.
         """
-        self._db().add_run(
-            RunRow(
-                run_id=run.run_id,
-                job_id=run.job_id,
-                user_id=run.user_id,
-                scheduled_for=check_aware(run.scheduled_for),
-                attempt=run.attempt,
-                status=run.status,
-                triggered_at=check_aware(run.triggered_at),
-                available_at=check_aware(run.available_at),
-                interruptions=run.interruptions,
-            )
-        )
+        self._db().add_run(_run_row(run))
+
+
+def _run_row(run: Run) -> RunRow:
+    return RunRow(
+        run_id=run.run_id,
+        job_id=run.job_id,
+        user_id=run.user_id,
+        scheduled_for=check_aware(run.scheduled_for),
+        attempt=run.attempt,
+        status=run.status,
+        triggered_at=check_aware(run.triggered_at),
+        available_at=check_aware(run.available_at),
+        interruptions=run.interruptions,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -64,8 +65,9 @@ def policy_values(p: Policies) -> tuple[Any, ...]:
     return policy_column_values(p, lambda name, value: opt_aware(value, name))
 
 
-def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
-    """Column arrays for ``INSERT_JOBS``."""
+def job_args(jobs: Sequence[Job], fired: AbstractSet[str] = frozenset()) -> list[list[Any]]:
+    """Column arrays for ``INSERT_JOBS``; the jobs in ``fired`` stored with their first
+    fire claimed at insert (``fire_now.stored_fired``: not due, one fire counted)."""
     policies = [policy_values(j.policies) for j in jobs]
     return [
         [j.job_id for j in jobs],
@@ -76,7 +78,7 @@ def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
         [j.payload_size for j in jobs],
         [j.cron_schedule for j in jobs],
         [j.timezone for j in jobs],
-        [opt_aware(j.next_fire_at, "next_fire_at") for j in jobs],
+        [None if j.job_id in fired else opt_aware(j.next_fire_at, "next_fire_at") for j in jobs],
         [j.shard_id for j in jobs],
         [j.status.value for j in jobs],
         [j.max_retries for j in jobs],
@@ -84,12 +86,26 @@ def job_args(jobs: Sequence[Job]) -> list[list[Any]]:
         [aware(j.created_at, "created_at") for j in jobs],
         [aware(j.updated_at, "updated_at") for j in jobs],
         *([p[i] for p in policies] for i in range(POLICY_WIDTH)),
-        [j.fire_count for j in jobs],
+        [j.fire_count + (j.job_id in fired) for j in jobs],
         [opt_aware(j.paused_fire_at, "paused_fire_at") for j in jobs],
         [j.idempotency_key for j in jobs],
         [j.request_hash for j in jobs],
         [j.queue for j in jobs],
         [j.priority for j in jobs],
+    ]
+
+
+def fired_run_args(runs: Sequence[Run]) -> list[list[Any]]:
+    """Column arrays of ``INSERT_FIRED_JOBS``'s runs ($32..$39)."""
+    return [
+        [r.run_id for r in runs],
+        [r.job_id for r in runs],
+        [r.user_id for r in runs],
+        [aware(r.scheduled_for, "scheduled_for") for r in runs],
+        [aware(r.triggered_at, "triggered_at") for r in runs],
+        [aware(r.available_at, "available_at") for r in runs],
+        [r.queue for r in runs],
+        [r.priority for r in runs],
     ]
 
 

@@ -77,6 +77,18 @@ INSERT_JOBS_IF_ABSENT = INSERT_JOBS + " ON CONFLICT DO NOTHING"
 """``insert_jobs(if_absent=True)``: ids that exist (or repeat in the batch), and jobs whose
 user already has a job under their idempotency key, are skipped."""
 
+INSERT_FIRED_JOBS = (
+    "WITH inserted AS (" + INSERT_JOBS + ")"
+    " INSERT INTO job_runs (run_id, job_id, user_id, scheduled_for, attempt, status,"
+    " triggered_at, available_at, queue, priority)"
+    " SELECT r, j, u, s, 1, 'QUEUED', tr, a, q, p FROM unnest($32::uuid[], $33::uuid[],"
+    " $34::text[], $35::timestamptz[], $36::timestamptz[], $37::timestamptz[], $38::text[],"
+    " $39::int[]) AS t(r, j, u, s, tr, a, q, p)"
+)
+"""``insert_jobs(runs=...)``: the jobs and their first fires' runs (``domain.fire_now``) in
+one statement. The jobs come without ``next_fire_at``, so they never enter the due
+indexes; the runs are visible to workers with them, at commit."""
+
 GET_JOB = "SELECT " + JOB_COLUMNS + " FROM jobs WHERE job_id = $1 AND user_id = $2"
 
 LIST_RUNS = (  # left(): a list never detoasts whole outputs (PostgreSQL slices them)

@@ -65,6 +65,7 @@ from chronoq.adapters.postgres.pool import PgPool
 from chronoq.adapters.postgres.rows import (
     aware,
     claimed_from_record,
+    fired_run_args,
     is_id,
     job_args,
     job_from_record,
@@ -74,6 +75,7 @@ from chronoq.adapters.postgres.settle import JobStates
 from chronoq.adapters.postgres.starts import START_PLAIN, start_gated
 from chronoq.adapters.postgres.statistics import GrowthAnalyzer
 from chronoq.adapters.postgres.tokens import PostgresTokens
+from chronoq.domain.fire_now import fired_job_ids
 from chronoq.domain.jobs import (
     LIST_OUTPUT_CHARS,
     ClaimedRun,
@@ -139,15 +141,23 @@ class PostgresStore(
     # -- jobs --------------------------------------------------------------------------------
 
     async def insert_jobs(
-        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+        self,
+        jobs: Sequence[Job],
+        *,
+        if_absent: bool = False,
+        max_active_per_user: int = 0,
+        runs: Sequence[Run] = (),
     ) -> None:
         if not jobs:
             return
         for job in jobs:
             if not is_id(job.job_id):
                 raise ValidationError(f"job_id must be a uuid, got {job.job_id!r}", field="job_id")
-        args = job_args(jobs)
+        args = job_args(jobs, fired_job_ids(jobs, runs, if_absent=if_absent))
         statement = sql.INSERT_JOBS_IF_ABSENT if if_absent else sql.INSERT_JOBS
+        if runs:
+            statement = sql.INSERT_FIRED_JOBS
+            args += fired_run_args(runs)
         if max_active_per_user > 0:
             self._limit_indexes.need(limit_indexes.ACTIVE_JOBS)
 

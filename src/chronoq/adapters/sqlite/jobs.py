@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from chronoq.adapters.sqlite.dispatch import INSERT_DUE_RUN
 from chronoq.adapters.sqlite.rows import (
     JOB_COLUMNS,
     RUN_COLUMNS,
@@ -58,7 +59,28 @@ def insert_jobs(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], if_absent
         raise ConflictError(f"a job with that id already exists: {exc}") from None
 
 
-def job_row(job: Job) -> tuple[Any, ...]:
+def insert_fired_runs(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """The runs of first fires claimed at insert (``fired_run_row``s), with their jobs."""
+    conn.executemany(INSERT_DUE_RUN, rows)
+
+
+def fired_run_row(run: Run) -> tuple[Any, ...]:
+    """``dispatch.INSERT_DUE_RUN``'s values for a first fire claimed at insert."""
+    return (
+        run.run_id,
+        run.job_id,
+        run.user_id,
+        to_micros(run.scheduled_for),
+        to_micros(run.triggered_at),
+        to_micros(run.available_at),
+        run.queue,
+        run.priority,
+    )
+
+
+def job_row(job: Job, fired: bool = False) -> tuple[Any, ...]:
+    """The row of ``job``; ``fired``: with its first fire claimed at insert
+    (``fire_now.stored_fired``: not due, one fire counted)."""
     return (
         job.job_id,
         job.user_id,
@@ -68,7 +90,7 @@ def job_row(job: Job) -> tuple[Any, ...]:
         job.payload_size,
         job.cron_schedule,
         job.timezone,
-        None if job.next_fire_at is None else to_micros(job.next_fire_at),
+        None if fired or job.next_fire_at is None else to_micros(job.next_fire_at),
         job.shard_id,
         job.status.value,
         job.max_retries,
@@ -76,7 +98,7 @@ def job_row(job: Job) -> tuple[Any, ...]:
         to_micros(job.created_at),
         to_micros(job.updated_at),
         *policy_values(job.policies),
-        job.fire_count,
+        job.fire_count + fired,
         opt_micros(job.paused_fire_at),
         job.idempotency_key,
         job.request_hash,

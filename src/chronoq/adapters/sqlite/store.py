@@ -43,6 +43,7 @@ from chronoq.adapters.sqlite.migrations import migrate
 from chronoq.adapters.sqlite.thread import SqliteThread
 from chronoq.adapters.sqlite.tokens import SqliteTokens
 from chronoq.domain.clock import from_micros, to_micros
+from chronoq.domain.fire_now import fired_job_ids
 from chronoq.domain.jobs import (
     LIST_OUTPUT_CHARS,
     ClaimedRun,
@@ -108,14 +109,23 @@ class SqliteStore(SqliteTokens):
     # -- JobStore ----------------------------------------------------------------------------
 
     async def insert_jobs(
-        self, jobs: Sequence[Job], *, if_absent: bool = False, max_active_per_user: int = 0
+        self,
+        jobs: Sequence[Job],
+        *,
+        if_absent: bool = False,
+        max_active_per_user: int = 0,
+        runs: Sequence[Run] = (),
     ) -> None:
-        rows = [jobs_tx.job_row(job) for job in jobs]
+        fired_ids = fired_job_ids(jobs, runs, if_absent=if_absent)
+        rows = [jobs_tx.job_row(job, job.job_id in fired_ids) for job in jobs]
+        fired = [jobs_tx.fired_run_row(run) for run in runs]
 
         def insert(c: sqlite3.Connection) -> None:
             if max_active_per_user > 0:
                 limits_tx.check_active_jobs(c, jobs, max_active_per_user, if_absent)
             jobs_tx.insert_jobs(c, rows, if_absent)
+            if fired:
+                jobs_tx.insert_fired_runs(c, fired)
 
         await self._run(insert)
 

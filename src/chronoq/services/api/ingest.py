@@ -16,8 +16,9 @@ from datetime import datetime
 
 from chronoq import failpoints
 from chronoq.domain.clock import Clock
+from chronoq.domain.fire_now import fire_at_insert
 from chronoq.domain.ids import new_id
-from chronoq.domain.jobs import BLOB_REF_PREFIX, OFFLOAD_THRESHOLD, Job, JobSpec, shard_of
+from chronoq.domain.jobs import BLOB_REF_PREFIX, OFFLOAD_THRESHOLD, Job, JobSpec, Run, shard_of
 from chronoq.domain.policies import first_fire_at
 from chronoq.domain.states import JobStatus
 from chronoq.errors import LimitExceededError, UnavailableError
@@ -35,22 +36,37 @@ class Ingest:
     clock: Clock
     metrics: Metrics
     shard_count: int
+    fire_at_insert: bool = False
+    """Claim a job's first fire in its insert when it is due already (``domain.fire_now``):
+    only with direct ingestion and no picker-side limit on fires (rate cap, per-user fires
+    limit), which such a fire would not pass through."""
 
     async def submit(self, specs: Sequence[JobSpec], *, random_ids: bool = False) -> list[Job]:
-        """Make the jobs durable and return them; all or none. ``random_ids``: new ids
-        even for keyed specs (their derived id is taken by a job whose key was forgotten)."""
+        """Make the jobs durable and return them as accepted; all or none. ``random_ids``:
+        new ids even for keyed specs (their derived id is taken by a job whose key was
+        forgotten).
+
+        A job fired at insert is returned as accepted (pending, ``next_fire_at`` its due
+        time); the store keeps it fired (``fire_now.stored_fired``). The answer describes
+        the submission, the same whether its first fire was claimed here or by a picker
+        a moment later."""
         now = self.clock.now()
         jobs = [self._new_job(spec, now, random_ids) for spec in specs]
+        runs = _fired(jobs, now) if self.fire_at_insert else []
         offloads = [(job, spec) for job, spec in zip(jobs, specs, strict=True) if job.payload_ref]
         if offloads:
             await self._offload(offloads)
             failpoints.hit("after_blob_put")
+        started = self.clock.monotonic()
         try:
-            await self.writer.write(jobs)
+            await self.writer.write(jobs, runs)
         except LimitExceededError:
             self.metrics.user_limit_refusals.labels(LIMIT_ACTIVE_JOBS).inc()
             raise
         self.metrics.jobs_created.inc(len(jobs))
+        if runs:  # handed to dispatch by this commit, as a picker's claim would
+            self.metrics.jobs_enqueued.inc(len(runs))
+            self.metrics.enqueue_duration.observe(self.clock.monotonic() - started)
         return jobs
 
     def _new_job(self, spec: JobSpec, now: datetime, random_id: bool = False) -> Job:
@@ -152,3 +168,8 @@ class Ingest:
 def blob_key(job: Job) -> str:
     assert job.payload_ref is not None
     return job.payload_ref.removeprefix(BLOB_REF_PREFIX)
+
+
+def _fired(jobs: list[Job], now: datetime) -> list[Run]:
+    """The runs of the jobs whose first fire is claimed in their insert."""
+    return [run for job in jobs if (run := fire_at_insert(job, now)) is not None]
