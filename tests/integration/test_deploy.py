@@ -175,7 +175,7 @@ def test_dashboard_has_a_panel_for_each_required_view() -> None:
     exprs = "\n".join(expr for _, expr in dashboard_queries())
     for needed in (
         'jobs_created_total{role="api"}',  # submissions
-        'jobs_enqueued_total{role="picker"}',  # fires
+        'jobs_enqueued_total{role=~"api|picker"}',  # fires (at insert, by pickers)
         "sum by (status) (rate(runs_finished_total",  # runs by status
         "histogram_quantile(0.99, sum by (le) (rate(job_fire_lag_seconds_bucket",
         'state=~"queued|running"',  # queue depth

@@ -198,6 +198,9 @@ def test_every_dashboard_query_returns_data_from_a_live_cluster(
     blob = _values(prometheus, 'sum by (role, operation) (s3_operations_total{role=~"api|worker"})'
                    ' > 0', "operation")  # fmt: skip
     assert {"upload", "download"} <= set(blob), blob
-    for counter, role in (("jobs_created_total", "api"), ("jobs_enqueued_total", "picker")):
-        total = _values(prometheus, f'sum({counter}{{role="{role}"}})', "")
+    # Fires: the immediate jobs' in their insert (api), the recurring job's by a picker.
+    for counter, roles in (("jobs_created_total", "api"), ("jobs_enqueued_total", "api|picker")):
+        total = _values(prometheus, f'sum({counter}{{role=~"{roles}"}})', "")
         assert total[""] >= 10, (counter, total)
+    fired = _values(prometheus, 'sum(jobs_enqueued_total{role="picker"})', "")
+    assert fired[""] >= 1, fired

@@ -5,7 +5,8 @@ The seed's README lists, and dashboards written for the seed query:
 ``http_requests_total``, ``jobs_executed_total{status="success|failed"}``,
 ``job_execution_duration_seconds``, ``s3_operations_total{operation="upload|download|delete|list"}``
 and ``sqs_enqueue_duration_seconds`` (here: the time a picker takes to hand due runs
-to dispatch). Chronoq's detailed run statuses are ``runs_finished_total{status}``.
+to dispatch, or the api the runs of jobs fired at insert: their insert's commit).
+Chronoq's detailed run statuses are ``runs_finished_total{status}``.
 
 Gauges of the cluster's state (docs/backends/prometheus.md): ``coordinator_leader`` and
 ``coordinator_leader_epoch`` (every coordinator, read at scrape time),
@@ -192,10 +193,15 @@ class Metrics:
         )
         self.jobs_created = Counter("jobs_created", "Jobs accepted", registry=r)
         self.jobs_scanned = Counter("jobs_scanned", "Due fires found by pickers", registry=r)
-        self.jobs_enqueued = Counter("jobs_enqueued", "Runs handed to dispatch", registry=r)
+        self.jobs_enqueued = Counter(
+            "jobs_enqueued",
+            "Fires turned into runs handed to dispatch (pickers, api at insert)",
+            registry=r,
+        )
         self.enqueue_duration = Histogram(
             "sqs_enqueue_duration_seconds",
-            "Time a picker took to hand due runs to dispatch (the seed's SQS publish latency)",
+            "Time to hand runs to dispatch: a picker's claim, or an insert that fired its jobs"
+            " (the seed's SQS publish latency)",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
