@@ -13,6 +13,7 @@ keeps the same endpoint URL and data folder (chaos tests).
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -103,11 +104,29 @@ class SeaweedS3Server(LocalServer):
         super().start(timeout)
 
     def ready(self) -> bool:
-        """The S3 gateway answers HTTP (any status: anonymous or not, it is up)."""
+        """The S3 gateway is healthy and the master knows every volume on disk.
+
+        The gateway answers before the volume server's first heartbeat reaches the
+        master; until then a read of an existing object is a 500 InternalError (seen
+        after a restart on a busy machine), so the master's topology must list as
+        many volumes as the data folder holds (none on a fresh server: one data node).
+        """
         if not tcp_open(self.port):
             return False
         try:
             with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as resp:
-                return bool(resp.status == 200)
+                if resp.status != 200:
+                    return False
+            master = f"http://{HOST}:{self.ports['master.port']}/dir/status"
+            with urllib.request.urlopen(master, timeout=1) as resp:
+                topology = json.loads(resp.read())["Topology"]
         except Exception:
             return False
+        nodes = [
+            node
+            for centre in topology.get("DataCenters") or []
+            for rack in centre.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        ]
+        on_disk = len(list((self.folder / "data").rglob("*.dat")))
+        return bool(nodes) and sum(int(n.get("Volumes", 0)) for n in nodes) >= on_disk
