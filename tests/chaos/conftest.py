@@ -146,6 +146,7 @@ def dump_tables(db: Db, folder: Path) -> None:
         "members",
         "shard_assignments",
         "fenced_shards",
+        "fence_owners",
         "leader_lease",
     ):
         with contextlib.suppress(Exception):
