@@ -8,33 +8,16 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from bench import api
 from bench.cluster import LEASE_NAME, ClusterTarget
 from bench.measure import GOAL_ZERO, host_header, throughput
 from bench.model import ScenarioRun, Settings
+from bench.pending import PENDING_USER, load_pending
 from bench.stats import median
 from bench.target import new_user
 from tests.support.waiting import poll
-
-_FUTURE_CHUNK = 100_000
-
-INSERT_FUTURE = (
-    "INSERT INTO jobs (job_id, user_id, project_id, payload, payload_ref, payload_size,"
-    " cron_schedule, timezone, next_fire_at, shard_id, status, max_retries, timeout_seconds,"
-    " created_at, updated_at)"
-    " SELECT (lpad(to_hex($1::bigint + g), 12, '0') || '7'"
-    " || substr(md5(random()::text), 1, 3) || '8'"
-    " || substr(md5(random()::text), 1, 15))::uuid,"
-    " $4, 'bench', 'noop', NULL, 4, NULL, NULL,"
-    " $2::timestamptz + g * interval '1 millisecond', (g % $5)::int, 'PENDING', 0, NULL,"
-    " $3::timestamptz, $3::timestamptz"
-    " FROM generate_series($6::bigint, $7::bigint) AS g"
-)
-"""``$7 - $6 + 1`` pending one-shot jobs due in a year (1 ms apart), UUIDv7 ids from
-``$1`` ms (like the api's), shard ``g % shard_count``: evenly spread over the shards."""
 
 LEASE_ROW = (
     "SELECT holder, epoch, expires_at > now(), extract(epoch FROM expires_at - now())::float8"
@@ -73,21 +56,10 @@ def _short(n: int) -> str:
 
 
 async def insert_future(target: ClusterTarget, have: int, want: int) -> dict[str, float]:
-    """Top the store up from ``have`` to ``want`` future jobs (directly, in chunks); then
-    VACUUM ANALYZE and CHECKPOINT so the measured run inherits neither dirty pages nor an
-    autovacuum of the new rows. Seconds per step."""
-    now = datetime.now(UTC)
-    due = now.replace(year=now.year + 1)
-    base_ms = int(now.timestamp() * 1000) - want  # ids older than any the api hands out
-    timings = {"insert_s": 0.0, "vacuum_analyze_s": 0.0, "checkpoint_s": 0.0}
-    started = time.perf_counter()
-    for first in range(have, want, _FUTURE_CHUNK):
-        last = min(first + _FUTURE_CHUNK, want) - 1
-        await target.db.execute(
-            INSERT_FUTURE, base_ms, due, now, "bench-future", target.shard_count, first, last
-        )
-        _say(f"  future jobs: {last + 1:,}/{want:,}")
-    timings["insert_s"] = time.perf_counter() - started
+    """Top the store up from ``have`` to ``want`` pending jobs (COPY, ``bench.pending``);
+    then VACUUM ANALYZE and CHECKPOINT so the measured run inherits neither dirty pages nor
+    an autovacuum of the new rows. Seconds per step."""
+    timings = {"insert_s": await load_pending(target.db, have, want, target.shard_count)}
     for key, statement in (
         ("vacuum_analyze_s", "VACUUM ANALYZE jobs"),
         ("checkpoint_s", "CHECKPOINT"),
@@ -132,7 +104,7 @@ async def future(target: ClusterTarget, s: Settings) -> list[ScenarioRun]:
         timings = await insert_future(target, have, size) if size > have else {}
         have = max(have, size)
         pending = await target.db.fetchval(
-            "SELECT count(*) FROM jobs WHERE user_id = 'bench-future' AND status = 'PENDING'"
+            "SELECT count(*) FROM jobs WHERE user_id = $1 AND status = 'PENDING'", PENDING_USER
         )
         for index in range(s.repeat):
             _say(f"{key} run {index + 1}/{s.repeat} ...")

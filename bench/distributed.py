@@ -42,11 +42,14 @@ async def bench_cluster(
     *,
     backends: tuple[str, ...] = (),
     ready_timeout_s: float = 120.0,
+    database: tuple[str, str] | None = None,
 ) -> AsyncIterator[ClusterTarget]:
-    """A fresh database and a settled cluster over it (with ``backends`` started next to it,
-    as ``cluster up --with`` does); everything stopped and dropped after."""
-    database, dsn = await pg.create_database()
-    folder = pg.folder / "clusters" / database
+    """A settled cluster over a fresh database (with ``backends`` started next to it, as
+    ``cluster up --with`` does); everything stopped and dropped after. Given ``database``
+    (name, dsn), the cluster runs on that one instead, which is kept."""
+    fresh = database is None
+    name, dsn = await pg.create_database() if database is None else database
+    folder = pg.folder / "clusters" / name
     size = settings.cluster
     plan = ClusterPlan(
         folder=folder, store=dsn, api=size.api, pickers=size.pickers, workers=size.workers,
@@ -60,7 +63,7 @@ async def bench_cluster(
         started = time.perf_counter()
         cluster.start()
         target = ClusterTarget(
-            cluster=cluster, pg=pg, database=database, settings=settings, db=db,
+            cluster=cluster, pg=pg, database=name, settings=settings, db=db,
             shard_count=int(option_value(extra, "shard-count") or 256),
             member_ttl=float(option_value(extra, "member-ttl") or 3.0),
         )  # fmt: skip
@@ -75,10 +78,11 @@ async def bench_cluster(
         # Synchronous on purpose: this must run to the end even when the task is cancelled.
         cluster.stop()
         await db.close()
-        with contextlib.suppress(OSError, asyncpg.PostgresError):
-            await pg.drop_database(database)
+        if fresh:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await pg.drop_database(name)
         if failed:  # the folder goes with the PostgreSQL folder: keep the logs elsewhere
-            kept = Path(tempfile.gettempdir()) / f"chronoq-bench-{database}-logs"
+            kept = Path(tempfile.gettempdir()) / f"chronoq-bench-{name}-logs"
             with contextlib.suppress(OSError):
                 shutil.copytree(folder / "logs", kept, dirs_exist_ok=True)
                 print(f"[bench] cluster logs kept in {kept}", file=sys.stderr, flush=True)
