@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from chronoq.domain.claims import DueJob, plan_claim
+from chronoq.domain.claims import DueJob, PlannedRun, plan_claim
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import Job, Run
 from chronoq.domain.states import JobStatus, RunStatus
@@ -50,7 +50,12 @@ def fire_at_insert(job: Job, now: datetime) -> Run | None:
     )
     if len(plan.runs) != 1 or plan.skips or plan.next_fire_at is not None:
         return None
-    planned = plan.runs[0]
+    return queued_run(job, plan.runs[0], now)
+
+
+def queued_run(job: Job, planned: PlannedRun, now: datetime) -> Run:
+    """The first attempt of ``job``'s planned fire, QUEUED, triggered ``now`` (in the
+    insert here, or in a picker's claim)."""
     return Run(
         run_id=new_id(),
         job_id=job.job_id,

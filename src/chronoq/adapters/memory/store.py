@@ -23,7 +23,7 @@ from chronoq.adapters.memory import store_inputs, store_limits, store_policies, 
 from chronoq.adapters.memory.store_control import MemoryControl
 from chronoq.adapters.memory.store_ledger import MemoryLedger
 from chronoq.adapters.memory.store_outbox import MemoryOutbox
-from chronoq.adapters.memory.store_rows import JobRow, RunRow
+from chronoq.adapters.memory.store_rows import JobRow, run_row
 from chronoq.adapters.memory.store_tables import Tables
 from chronoq.adapters.memory.store_tokens import MemoryTokens
 from chronoq.adapters.memory.store_workers import MemoryWorkers
@@ -105,7 +105,7 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
                 keys.add(key)
         if max_active_per_user > 0:
             store_limits.check_active_jobs(db, list(fresh.values()), max_active_per_user)
-        fired = [_run_row(run) for run in runs]
+        fired = [run_row(run) for run in runs]
         for job in fresh.values():
             db.add_job(stored_fired(job) if job.job_id in fired_ids else job)
         for row in fired:
@@ -321,18 +321,4 @@ class MemoryStore(MemoryControl, MemoryLedger, MemoryWorkers, MemoryOutbox, Memo
         must never do: raises ``store_tables.IntegrityError`` for a duplicate
         ``(job_id, scheduled_for, attempt)`` or a second terminal run of a fire.
         """
-        self._db().add_run(_run_row(run))
-
-
-def _run_row(run: Run) -> RunRow:
-    return RunRow(
-        run_id=run.run_id,
-        job_id=run.job_id,
-        user_id=run.user_id,
-        scheduled_for=check_aware(run.scheduled_for),
-        attempt=run.attempt,
-        status=run.status,
-        triggered_at=check_aware(run.triggered_at),
-        available_at=check_aware(run.available_at),
-        interruptions=run.interruptions,
-    )
+        self._db().add_run(run_row(run))

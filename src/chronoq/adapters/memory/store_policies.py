@@ -12,11 +12,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from chronoq.adapters.memory import store_runs
-from chronoq.adapters.memory.store_rows import JobRow, RunRow, needs_start_check
+from chronoq.adapters.memory.store_rows import JobRow, RunRow, needs_start_check, run_row
 from chronoq.adapters.memory.store_skips import SkipRow
 from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.claims import ClaimPlan, DueJob, plan_claim
-from chronoq.domain.ids import new_id
+from chronoq.domain.fire_now import queued_run
 from chronoq.domain.jobs import Run
 from chronoq.domain.policies import SkipReason
 from chronoq.domain.starts import StartAction, StartingRun, gated, plan_start
@@ -51,16 +51,7 @@ def apply_claim(tables: Tables, row: JobRow, plan: ClaimPlan, now: datetime) -> 
     job = row.job
     runs: list[Run] = []
     for planned in plan.runs:
-        run = RunRow(
-            run_id=new_id(),
-            job_id=job.job_id,
-            user_id=job.user_id,
-            scheduled_for=planned.scheduled_for,
-            attempt=1,
-            status=RunStatus.QUEUED,
-            triggered_at=now,
-            available_at=planned.available_at,
-        )
+        run = run_row(queued_run(job, planned, now))
         tables.add_run(run)
         runs.append(run.to_run())
     for span in plan.skips:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from chronoq.domain.clock import check_aware
 from chronoq.domain.jobs import ClaimedRun, Job, Run
 from chronoq.domain.queues import DEFAULT_QUEUE
 from chronoq.domain.starts import gated
@@ -111,3 +112,18 @@ class RunRow:
 def needs_start_check(job: Job) -> bool:
     """Whether the store must judge a run's start (``ClaimedRun.start_check``)."""
     return gated(job.recurring, job.policies) or job.policies.start_deadline_seconds is not None
+
+
+def run_row(run: Run) -> RunRow:
+    """The row of a new ``run`` (``Tables.add_run`` sets its queue and priority)."""
+    return RunRow(
+        run_id=run.run_id,
+        job_id=run.job_id,
+        user_id=run.user_id,
+        scheduled_for=check_aware(run.scheduled_for),
+        attempt=run.attempt,
+        status=run.status,
+        triggered_at=check_aware(run.triggered_at),
+        available_at=check_aware(run.available_at),
+        interruptions=run.interruptions,
+    )
