@@ -5,12 +5,17 @@ which package provides it (``package``, for the one-line error when it is missin
 The process runs in a session of its own, so ``stop``/``kill`` reach everything it
 started; its output goes to ``<folder>/<name>.log``. ``kill()`` then ``start()``
 again is a crash and a restart on the same ports and data (chaos tests).
+
+A port picked free is free when picked, not when the server binds it: parallel tests
+race for it. A first start that loses that race picks new ports (``repick_ports``) and
+tries again; a restart never does, because its callers hold the endpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +28,15 @@ from pathlib import Path
 from chronoq.errors import ConfigError
 
 HOST = "127.0.0.1"
+_PORT_RETRIES = 3
+_PORT_TAKEN = re.compile(r"address already in use|port allocation failed", re.IGNORECASE)
+"""How the servers we start say a port was taken (redis, etcd, moto, SeaweedFS)."""
+
+
+class _ExitedAtStart(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 def free_port() -> int:
@@ -51,6 +65,8 @@ class LocalServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder.resolve()
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = False
+        """Whether it was ever ready: from then on its ports are fixed."""
 
     # -- for subclasses --------------------------------------------------------------------
 
@@ -64,6 +80,11 @@ class LocalServer:
     def env(self) -> dict[str, str] | None:
         """The server's environment (None = this process's)."""
         return None
+
+    def repick_ports(self) -> bool:
+        """Choose new free ports for a retried first start; False when the caller chose
+        them (they stay, and the start fails)."""
+        return False
 
     # -- common ----------------------------------------------------------------------------
 
@@ -86,6 +107,21 @@ class LocalServer:
         if self.process is not None and self.process.poll() is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
+        for attempt in range(_PORT_RETRIES + 1):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._spawn_and_wait(timeout)
+            except _ExitedAtStart as exited:
+                lost_port = _PORT_TAKEN.search(self._log_since(log_start))
+                retry = not self.started and lost_port and attempt < _PORT_RETRIES
+                if retry and self.repick_ports():
+                    continue
+                raise ConfigError(f"{self.name} exited at start (status {exited.status});"
+                                  f" see {self.log_path}") from None  # fmt: skip
+            self.started = True
+            return
+
+    def _spawn_and_wait(self, timeout: float) -> None:
         argv = list(self.argv(self.program()))
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -94,14 +130,21 @@ class LocalServer:
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ConfigError(f"{self.name} exited at start (status"
-                                  f" {self.process.returncode}); see {self.log_path}")  # fmt: skip
+            status = self.process.poll()
+            if status is not None:
+                self.process = None
+                raise _ExitedAtStart(status)
             if self.ready():
                 return
             time.sleep(0.05)
         self.kill()
         raise ConfigError(f"{self.name} was not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def _log_since(self, offset: int) -> str:
+        with contextlib.suppress(OSError), self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read(1 << 20).decode("utf-8", "replace")
+        return ""
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the server's group, SIGKILL what is left after ``timeout``."""

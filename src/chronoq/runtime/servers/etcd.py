@@ -9,6 +9,7 @@ adds ``--unsafe-no-fsync`` (tests only: a crash may lose acknowledged writes).
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 import zlib
 from collections.abc import Sequence
@@ -34,6 +35,16 @@ class EtcdServer(LocalServer):
         self.cluster = cluster or {member: self.peer_url}
         """member name -> peer URL of every member of the initial cluster."""
         self.fast = fast
+        self.chosen_ports = cluster is not None or client_port is not None or peer_port is not None
+
+    def repick_ports(self) -> bool:
+        if self.chosen_ports:
+            return False  # a cluster's members name each other's peer ports
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.cluster = {self.member: self.peer_url}
+        # A member folder records its peer URL; this one never started, so none to keep.
+        shutil.rmtree(self.folder / "data", ignore_errors=True)
+        return True
 
     @property
     def client_url(self) -> str:

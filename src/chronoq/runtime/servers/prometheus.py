@@ -59,8 +59,15 @@ class PrometheusServer(LocalServer):
     ) -> None:
         super().__init__(folder)
         self.port = port or free_port()
+        self.chosen_port = port is not None
         self.targets = {role: list(addresses) for role, addresses in targets.items()}
         self.interval = interval
+
+    def repick_ports(self) -> bool:
+        if self.chosen_port:
+            return False
+        self.port = free_port()
+        return True
 
     @property
     def url(self) -> str:

@@ -23,7 +23,14 @@ class RedisServer(LocalServer):
     def __init__(self, folder: Path, port: int | None = None, *, durable: bool = True) -> None:
         super().__init__(folder)
         self.port = port or free_port()
+        self.chosen_port = port is not None
         self.durable = durable
+
+    def repick_ports(self) -> bool:
+        if self.chosen_port:
+            return False
+        self.port = free_port()
+        return True
 
     @property
     def url(self) -> str:
@@ -41,6 +48,9 @@ class RedisServer(LocalServer):
     def ready(self) -> bool:
         if not tcp_open(self.port):
             return False
-        with socket.create_connection((HOST, self.port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+        try:
+            with socket.create_connection((HOST, self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:  # not up yet, or someone else's listener that never answers
+            return False

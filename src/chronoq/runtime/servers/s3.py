@@ -61,6 +61,10 @@ class SeaweedS3Server(LocalServer):
         self.access_key = access_key
         self.secret_key = secret_key
 
+    def repick_ports(self) -> bool:
+        self.ports = dict(zip(_PORTS, _distinct_free_ports(len(_PORTS)), strict=True))
+        return True
+
     @property
     def port(self) -> int:
         return self.ports["s3.port"]
@@ -94,6 +98,8 @@ class SeaweedS3Server(LocalServer):
         return env
 
     def start(self, timeout: float = 30.0) -> None:
+        if not self.started and not all(_bindable(p) for p in self.ports.values()):
+            self.repick_ports()  # taken since they were picked, and not ours to wait for
         if not self.running:
             deadline = time.monotonic() + 10.0  # a stopped server's ports linger ~2 s
             while not all(_bindable(p) for p in self.ports.values()):

@@ -24,6 +24,13 @@ class SqsServer(LocalServer):
     def __init__(self, folder: Path, port: int | None = None) -> None:
         super().__init__(folder)
         self.port = port or free_port()
+        self.chosen_port = port is not None
+
+    def repick_ports(self) -> bool:
+        if self.chosen_port:
+            return False
+        self.port = free_port()
+        return True
 
     @property
     def endpoint(self) -> str:
