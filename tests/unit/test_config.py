@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "shell_user": "",
     "echo_delay": 0.0,
     "worker_concurrency": 4096,
+    "worker_processes": 0,
     "queues": "",
     "queue_limits": "",
     "user_max_concurrent_runs": 0,
@@ -87,6 +88,7 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "CHRONOQ_SHELL_USERS": "alice,bob",
         "CHRONOQ_ECHO_DELAY": "0.25",
         "CHRONOQ_WORKER_CONCURRENCY": "16",
+        "CHRONOQ_WORKER_PROCESSES": "0",  # embedded only: read in the test below
         "CHRONOQ_DEFAULT_TIMEOUT": "60",
         "CHRONOQ_RETRY_BASE": "1",
         "CHRONOQ_RETRY_CAP": "30",
@@ -160,6 +162,10 @@ def test_every_setting_is_read_from_its_variable() -> None:
     )
 
 
+def test_worker_processes_is_read_from_its_variable() -> None:
+    assert Settings.load({"CHRONOQ_WORKER_PROCESSES": "2"}, {}).worker_processes == 2
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -170,6 +176,9 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ({"coordination": "etcd://h"}, "coordination etcd:// needs a PostgreSQL store"),
         ({"ingest": "kafka://h", "store": "postgresql://h/d"}, "ingest must be direct, log or"),
         ({"ingest": "redis://h"}, "ingest=log needs a PostgreSQL store"),
+        ({"worker_processes": 1, "store": "postgresql://h/d"}, "start worker processes with"),
+        ({"worker_processes": 9}, "worker_processes must be 0..8"),
+        ({"worker_processes": -1}, "worker_processes must be 0..8"),
     ],
 )
 def test_backend_urls_are_checked(overrides: dict[str, str], message: str) -> None:

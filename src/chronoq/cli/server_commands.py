@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -14,7 +13,7 @@ import click
 
 from chronoq.errors import ChronoqError
 from chronoq.runtime.config import Settings, env_name
-from chronoq.runtime.node import ROLES, Node
+from chronoq.runtime.node import ROLES, Node, configure_logging, event_loop_runner
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +55,8 @@ _OPTIONS: list[Callable[[F], F]] = [
     _opt("shell_user", "User cmd: jobs run as (default: nobody when root, else yours)."),
     _opt("echo_delay", "Seconds an echo job pretends to work (default 0).", type=float),
     _opt("worker_concurrency", "Runs one worker holds at once (default 4096).", type=int),
+    _opt("worker_processes", "Embedded: run the worker in N child processes on the same"
+         " SQLite file (default 0 = in this process).", type=int),
     _opt("queues", "Queues whose runs the worker claims, comma-separated (default: all)."),
     click.option("--queue-limit", "queue_limits", multiple=True, metavar="NAME=N",
                  callback=lambda _ctx, _param, value: ",".join(value) or None,
@@ -109,19 +110,9 @@ def run_node(roles: tuple[str, ...], options: dict[str, Any]) -> None:
         settings = Settings.load(os.environ, options)
     except ChronoqError as exc:
         raise click.UsageError(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings)
     try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        runner = asyncio.run
-    try:
-        runner(Node(settings, roles).run())
+        event_loop_runner()(Node(settings, roles).run())
     except ChronoqError as exc:
         click.echo(f"chronoq: {exc}", err=True)
         sys.exit(1)

@@ -23,7 +23,7 @@ and failovers). Per-user limits (docs/limits.md): ``user_limit_refusals_total{li
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 
 from chronoq.domain.policies import SkipReason
 from chronoq.domain.states import RunStatus
+from chronoq.observability.exposition import exposition
 
 LIMIT_ACTIVE_JOBS = "active_jobs"
 LIMIT_FIRES_PER_MINUTE = "fires_per_minute"
@@ -180,6 +181,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.merged: Callable[[], Iterable[str]] = tuple
+        """The metric texts of this node's worker processes (``observability.exposition``)."""
         r = self.registry
         self.http_requests = Counter(
             "http_requests_total", "HTTP requests", ["method", "path", "status"], registry=r
@@ -288,3 +291,8 @@ class Metrics:
         )
         self.cluster = ClusterView()
         r.register(self.cluster)
+
+
+def metrics_text(metrics: Metrics) -> bytes:
+    """The node's ``/metrics`` answer: its registry and its worker processes' texts."""
+    return exposition(metrics.registry, metrics.merged())

@@ -90,6 +90,10 @@ class Settings:
     slept; 0 = no-op); ≥ 0."""
     worker_concurrency: int = 4096
     """Runs one worker holds at once (claimed ahead or running); ≥ 1."""
+    worker_processes: int = 0
+    """Embedded (``chronoq up`` on SQLite): run the worker in this many child processes on
+    the same database, so a second core executes runs while this one takes submissions
+    (0: in this process). 0–8; each child holds ``worker_concurrency`` runs."""
     queues: str = ""
     """The queues whose runs this node's worker claims, comma-separated (empty: every
     queue); each 1–64 characters of ``A-Z a-z 0-9 _ . -`` (docs/queues.md)."""
@@ -212,6 +216,12 @@ class Settings:
             "store must be a postgresql:// or sqlite:/// URL",
         )
         _check(self.worker_concurrency >= 1, "worker_concurrency must be >= 1")
+        _check(0 <= self.worker_processes <= 8, "worker_processes must be 0..8")
+        _check(
+            self.worker_processes == 0 or not self.distributed,
+            "worker_processes is for the embedded store: on PostgreSQL, start worker"
+            " processes with `chronoq worker`",
+        )
         self._check_queues()
         _check(self.default_timeout > 0, "default_timeout must be > 0")
         _check(self.retry_base >= 0 and self.retry_cap >= 0, "retry delays must be >= 0")

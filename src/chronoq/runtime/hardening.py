@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
-__all__ = ["PR_GET_DUMPABLE", "PR_SET_DUMPABLE", "forbid_dumping", "is_dumpable"]
+__all__ = [
+    "PR_GET_DUMPABLE", "PR_SET_DUMPABLE", "die_with_parent", "forbid_dumping", "is_dumpable",
+]  # fmt: skip
 
+PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
 
@@ -47,3 +51,15 @@ def is_dumpable() -> bool | None:
     if not sys.platform.startswith("linux"):
         return None
     return _prctl(PR_GET_DUMPABLE) != 0
+
+
+def die_with_parent(sig: int, parent_pid: int) -> bool:
+    """Have the kernel send ``sig`` to this process when its parent exits. True when set;
+    False where unsupported (not Linux). Exits at once if the parent is gone already
+    (it may have died before the request took effect)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    _prctl(PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent_pid:
+        raise SystemExit(f"chronoq: the parent process {parent_pid} is gone")
+    return True

@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import logging
 import math
 import os
 import signal
 import socket
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -39,6 +42,13 @@ from chronoq.ports.tokens import TokenStore
 from chronoq.runtime.config import Settings, is_loopback
 from chronoq.runtime.hardening import forbid_dumping
 from chronoq.runtime.wiring import Backends, build_backends
+from chronoq.runtime.worker_processes import (
+    READY,
+    ChildLink,
+    MetricsFile,
+    Peers,
+    WorkerProcesses,
+)
 from chronoq.services.api import ApiDeps, create_app, create_metrics_app
 from chronoq.services.api.auth import Authenticator
 from chronoq.services.api.ingest import Ingest
@@ -80,13 +90,17 @@ class _Server(uvicorn.Server):
 
 class Node:
     def __init__(
-        self, settings: Settings, roles: tuple[str, ...] = ROLES, clock: Clock | None = None
-    ) -> None:
+        self, settings: Settings, roles: tuple[str, ...] = ROLES, clock: Clock | None = None,
+        *, child: ChildLink | None = None,
+    ) -> None:  # fmt: skip
+        """``child``: this node is a worker process of an embedded node
+        (``runtime.worker_processes``)."""
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown roles {sorted(unknown)}")
         self.settings = settings
         self.roles = roles
+        self.child = child
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.node_id = settings.node_id or (
@@ -100,7 +114,8 @@ class Node:
         _protect_secrets()
         # Bind first: a busy port stops the node before anything starts or claims to listen.
         listener = self._bind()
-        backends = build_backends(self.settings, self.clock)
+        parent = self.child.parent if self.child is not None else None
+        backends = build_backends(self.settings, self.clock, parent=parent)
         backends.blob = CountedBlobStore(backends.blob, self.metrics)  # s3_operations_total
         services: list[Service] = []
         try:
@@ -108,6 +123,8 @@ class Node:
             services, writer = self._services(backends)
             for service in services:
                 await service.start()
+            if self.child is not None:
+                backends.notifier.publish(READY, str(self.child.slot))
             await self._serve(backends, writer, listener)
         finally:
             if listener is not None:
@@ -124,8 +141,9 @@ class Node:
         s = self.settings
         retry = RetryPolicy(base_seconds=s.retry_base, cap_seconds=s.retry_cap)
         services: list[Service] = []
+        processes = self._worker_processes(b)
         if "coordinator" in self.roles:
-            coordinator = self._coordinator(b, retry)
+            coordinator = self._coordinator(b, retry, processes)
             watch_coordinator(self.metrics, coordinator)
             services += [coordinator, ClusterSampler(
                 coordinator, b.jobs, b.coordination, self.clock, self.metrics,
@@ -146,9 +164,25 @@ class Node:
             )
         if "picker" in self.roles:
             services.extend(self._picker(b))
-        if "worker" in self.roles:
+        if processes is not None:
+            services.append(processes)  # last: started after the coordinator's recovery
+        elif "worker" in self.roles:
             services.extend(self._worker(b, retry))
+        if self.child is not None:
+            services.append(MetricsFile(self.metrics, self.child.metrics_file, self.clock))
         return services, writer
+
+    def _worker_processes(self, b: Backends) -> WorkerProcesses | None:
+        """The worker role in child processes (embedded, ``--worker-processes``)."""
+        if b.distributed or self.child is not None or "worker" not in self.roles:
+            return None
+        if not self.settings.worker_processes:
+            return None
+        assert isinstance(b.notifier, Peers)
+        return WorkerProcesses(
+            self.settings, b.notifier, self.clock, self.metrics, node_id=self.node_id,
+            inherited_fds=() if b.lock is None else (b.lock.fileno(),),
+        )  # fmt: skip
 
     def _api_writer(self, b: Backends) -> Writer:
         """Group-commits into the store, or into the submission log with --ingest log."""
@@ -170,7 +204,9 @@ class Node:
             consumer=self._member_id("writer"),
         )  # fmt: skip
 
-    def _coordinator(self, b: Backends, retry: RetryPolicy) -> Coordinator:
+    def _coordinator(
+        self, b: Backends, retry: RetryPolicy, processes: WorkerProcesses | None
+    ) -> Coordinator:
         s = self.settings
         return Coordinator(
             b.dispatch, b.jobs, b.blob, b.notifier, b.coordination, self.clock, self.metrics,
@@ -183,6 +219,7 @@ class Node:
                 orphan_age=s.blob_orphan_age,
             ),
             relay=b.dispatch if isinstance(b.dispatch, Relay) else None,
+            live_workers=None if processes is None else processes.live_workers,
         )  # fmt: skip
 
     def _picker(self, b: Backends) -> list[Service]:
@@ -252,6 +289,8 @@ class Node:
     def _bind(self) -> socket.socket | None:
         """The HTTP listener of this node (api, or /metrics without it), bound; None if none."""
         s = self.settings
+        if self.child is not None:
+            return None  # its parent serves /metrics, this process's included
         if "api" in self.roles:
             s.auth_mode  # noqa: B018 - refuses an unauthenticated API off loopback, first
             return bind_listener(s.host, s.port)
@@ -280,7 +319,7 @@ class Node:
         elif listener is not None:
             app = create_metrics_app(self.metrics)
         else:
-            await _wait_for_signal()
+            await _wait_for_signal(announce=self.child is None)
             return
         assert listener is not None
         await self._serve_http(app, listener)
@@ -298,6 +337,24 @@ class Node:
             "on" if s.shell_enabled else "off", s.auth_mode if "api" in self.roles else "-",
         )  # fmt: skip
         await _Server(config).serve(sockets=[listener])
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """``uvloop.run`` (uvicorn[standard] brings it), else ``asyncio.run``."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run
+    run: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
+    return run
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -366,10 +423,11 @@ def cursor_key(settings: Settings) -> bytes | None:
     return None
 
 
-async def _wait_for_signal() -> None:
+async def _wait_for_signal(*, announce: bool = True) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("chronoq running; SIGTERM or Ctrl-C stops it")
+    if announce:
+        log.info("chronoq running; SIGTERM or Ctrl-C stops it")
     await stop.wait()

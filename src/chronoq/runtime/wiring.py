@@ -20,12 +20,14 @@ from __future__ import annotations
 import fcntl
 import importlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from chronoq.adapters.fs import FsBlobStore
 from chronoq.adapters.fs.private import PRIVATE_FILE, private_dir
+from chronoq.adapters.ipc import IpcNotifier
 from chronoq.adapters.memory import MemoryCoordination, MemoryNotifier
 from chronoq.adapters.sqlite import SqliteStore
 from chronoq.domain.clock import Clock
@@ -93,28 +95,40 @@ class Backends:
             raise failures[0]
 
 
-def build_backends(settings: Settings, clock: Clock | None = None) -> Backends:
+def build_backends(
+    settings: Settings, clock: Clock | None = None, *, parent: socket.socket | None = None
+) -> Backends:
     if settings.distributed:
         return postgres_backends(settings)
-    return embedded_backends(settings, clock)
+    return embedded_backends(settings, clock, parent=parent)
 
 
-def embedded_backends(settings: Settings, clock: Clock | None = None) -> Backends:
+def embedded_backends(
+    settings: Settings, clock: Clock | None = None, *, parent: socket.socket | None = None
+) -> Backends:
     """SQLite + a blob folder + in-process notifications, in ``settings.data_dir``.
 
-    The data dir is ``0700`` and every file in it ``0600``, whatever the umask.
+    The data dir is ``0700`` and every file in it ``0600``, whatever the umask. With
+    worker processes (``runtime.worker_processes``) hints cross processes (``IpcNotifier``:
+    the parent is the hub, a child, given its ``parent`` socket, a leaf) and a child
+    takes no data-dir lock: it inherited its parent's.
     """
     data_dir = private_dir(settings.data_dir)
     db_path = _sqlite_path(settings.store) or data_dir / "chronoq.db"
     db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # never chmod a folder we
     # were only pointed at (sqlite:////tmp/x.db); the database file itself is still 0600
-    lock = lock_data_dir(db_path.parent)
+    lock = None if parent is not None else lock_data_dir(db_path.parent)
     store = SqliteStore(db_path, synchronous=settings.sqlite_synchronous)
+    notifier: Notifier = MemoryNotifier()
+    if parent is not None:
+        notifier = IpcNotifier([parent], hub=False)
+    elif settings.worker_processes:
+        notifier = IpcNotifier()
     return Backends(
         jobs=store,
         dispatch=store,
         blob=blob_store(settings, data_dir / "blobs"),
-        notifier=MemoryNotifier(),
+        notifier=notifier,
         coordination=MemoryCoordination(clock),
         distributed=False,
         lock=lock,

@@ -48,7 +48,7 @@ membership, and at start it recovers runs the previous process left RUNNING
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -123,10 +123,15 @@ class Coordinator:
         config: CoordinatorConfig,
         *,
         relay: Relay | None = None,
+        live_workers: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         """``jobs`` serves retention only; everything else goes through ``dispatch``.
-        ``relay``: the outbox of a run queue in front of the store (``--dispatch``)."""
+        ``relay``: the outbox of a run queue in front of the store (``--dispatch``).
+        ``live_workers`` (embedded, with worker processes): the lease owners that are
+        alive, known for sure by the process that started them; the runs of any other
+        owner are handed back at the next reap, every ``reap_every``."""
         self._relay = relay
+        self._live_workers = live_workers
         self._dispatch = dispatch
         self._jobs = jobs
         self._blob = blob
@@ -291,6 +296,9 @@ class Coordinator:
     async def _reap_tick(self) -> float:
         c = self._config
         if not c.distributed:
+            if self._live_workers is not None:
+                await self._reap(live_workers=self._live_workers())
+                return c.reap_every
             await self._reap(live_workers=None)
             return max(c.lease_seconds / 2, 0.5)
         if not self.is_leader:

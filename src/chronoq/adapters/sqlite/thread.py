@@ -6,12 +6,21 @@ own savepoint, so one failing operation fails alone), commits once, and then
 resolves every caller's future. Under load this turns thousands of small
 writes into a few commits (and a few fsyncs) per second; when idle an
 operation waits for nobody.
+
+Several processes may write one database file (``chronoq up --worker-processes``,
+``chronoq token`` beside a server). SQLite's own wait for the write lock sleeps in
+growing steps (1, 2, 5, 10... ms) and can lose to a busy writer again and again; so
+each transaction first takes an exclusive ``flock`` on ``<database>-writer.lock``, which
+wakes the next writer the moment the last one commits. The lock is held only around
+one group commit, never between them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
@@ -39,6 +48,8 @@ class SqliteThread:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._writer_lock: int | None = None
+        """fd of ``<database>-writer.lock`` (None for ``:memory:``)."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name="chronoq-sqlite", daemon=True)
@@ -69,6 +80,8 @@ class SqliteThread:
             private_file(self._path)
             for suffix in ("-wal", "-shm", "-journal"):
                 tighten(self._path.with_name(self._path.name + suffix))
+            lock = private_file(self._path.with_name(self._path.name + "-writer.lock"))
+            self._writer_lock = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
@@ -103,6 +116,9 @@ class SqliteThread:
                     return
         finally:
             conn.close()
+            if self._writer_lock is not None:
+                os.close(self._writer_lock)
+                self._writer_lock = None
 
     def _drain(self, batch: list[Any]) -> bool:
         while len(batch) < _MAX_BATCH:
@@ -117,6 +133,8 @@ class SqliteThread:
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        if self._writer_lock is not None:
+            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
         try:
             conn.execute("BEGIN IMMEDIATE")
             for operation, future, _loop in batch:
@@ -127,6 +145,9 @@ class SqliteThread:
                 conn.execute("ROLLBACK")
             error = UnavailableError(f"SQLite store error: {exc}")
             results = [(future, None, error) for _op, future, _loop in batch]
+        finally:
+            if self._writer_lock is not None:
+                fcntl.flock(self._writer_lock, fcntl.LOCK_UN)
         by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         for (_op, _fut, loop), result in zip(batch, results, strict=True):
             by_loop.setdefault(loop, []).append(result)

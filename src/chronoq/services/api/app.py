@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
@@ -23,7 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronoq.errors import ChronoqError
-from chronoq.observability.metrics import Metrics
+from chronoq.observability.metrics import Metrics, metrics_text
 from chronoq.services.api import (
     live_stream,
     routes_control,
@@ -126,7 +126,7 @@ def create_metrics_app(metrics: Metrics) -> Starlette:
     """``/metrics`` and ``/health`` alone, for processes without the API (pickers, workers)."""
 
     async def serve_metrics(_request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(metrics), media_type=CONTENT_TYPE_LATEST)
 
     return Starlette(
         routes=[

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
 from chronoq.errors import ValidationError
+from chronoq.observability.metrics import metrics_text
 from chronoq.ports.jobs import ListJobsParams
 from chronoq.services.api.http import JSONResponse, read_body, shell_allowed, user_of
 from chronoq.services.api.render import job_seed, job_seed_summary
@@ -58,5 +59,4 @@ async def health(_request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
-    registry = deps_of(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics_text(deps_of(request).metrics), media_type=CONTENT_TYPE_LATEST)
