@@ -43,7 +43,7 @@ def test_samples_of_the_same_name_and_labels_add_up_and_each_family_is_written_o
             ("http_requests_total", (("method", "POST"), ("path", "/submit"), ("status", "201")))
         ]
         == 5
-    )  # noqa: E501
+    )
     assert merged[("runs_finished_total", (("status", "COMPLETED"),))] == 5
     assert merged[("jobs_executed_total", (("status", "success"),))] == 5
     assert merged[("worker_runs_held", ())] == 5
