@@ -17,10 +17,20 @@ from typing import TYPE_CHECKING
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import children_map, pid_alive
+from tests.support.processes import children_map, pid_alive, pids_with_token, signal_group
 from tests.support.waiting import wait_for
 
-from .helpers import by_attempt, get_runs, make_client, new_user, wait_job_status
+from .helpers import (
+    RUN_TERMINAL,
+    by_attempt,
+    get_runs,
+    make_client,
+    new_user,
+    submit,
+    unique_sleep_seconds,
+    wait_job_status,
+    wait_runs,
+)
 
 if TYPE_CHECKING:
     from .conftest import ServerFactory
@@ -106,6 +116,23 @@ def test_a_killed_worker_process_hands_its_run_back_and_is_started_again(
     assert "worker process 0" in server.log_tail() and "exited with status" in server.log_tail()
 
 
+def test_a_cancel_reaches_the_job_in_a_worker_process_at_once(
+    server_factory: ServerFactory, proc_sweeper: list[str]
+) -> None:
+    """The lease is 60 s (renewed every 20 s): a kill within seconds came with the hint."""
+    server = server_factory("--worker-processes", "1", "--lease-seconds", "60")
+    seconds = unique_sleep_seconds()
+    proc_sweeper.append(seconds)
+    with make_client(server.url, new_user("wp")) as api:
+        job_id = submit(api, payload=f"cmd:sleep {seconds}")
+        wait_runs(api, job_id, lambda rs: rs[0]["status"] == "RUNNING", 10, "RUNNING")
+        assert wait_for(lambda: pids_with_token(seconds), 5), "the job never started"
+        assert api.delete(f"/v1/jobs/{job_id}").status_code == 200
+        runs = wait_runs(api, job_id, lambda rs: rs[0]["status"] in RUN_TERMINAL, 8, "an end")
+        assert [run["status"] for run in runs] == ["CANCELLED"], runs
+        assert wait_for(lambda: not pids_with_token(seconds), 5), pids_with_token(seconds)
+
+
 def test_the_worker_processes_die_with_the_node_and_hold_its_data_dir_until_then(
     server_factory: ServerFactory,
 ) -> None:
@@ -123,10 +150,20 @@ def test_the_worker_processes_die_with_the_node_and_hold_its_data_dir_until_then
         wait_job_status(api, r.json()["job_id"], {"COMPLETED"}, 20)
 
 
-def test_a_graceful_stop_stops_the_worker_processes(server_factory: ServerFactory) -> None:
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl-c"])
+def test_a_graceful_stop_stops_the_worker_processes(
+    server_factory: ServerFactory, ctrl_c: bool
+) -> None:
+    """SIGTERM to the node, or Ctrl-C (SIGINT to the whole process group, as a terminal
+    sends it): the node stops its children, and none is mistaken for a crash."""
     server = server_factory("--worker-processes", "2")
     assert server.proc is not None
     children = worker_children(server.proc.pid)
-    assert server.stop() == 0
+    if ctrl_c:
+        signal_group(server.proc.pid, signal.SIGINT)
+        assert server.proc.wait(15) == 0
+    else:
+        assert server.stop() == 0
     assert not any(pid_alive(pid) for pid in children)
     assert not list((server.data_dir / "metrics").glob("*.prom"))
+    assert "exited with status" not in server.log_tail(), server.log_tail()

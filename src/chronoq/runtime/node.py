@@ -319,7 +319,7 @@ class Node:
         elif listener is not None:
             app = create_metrics_app(self.metrics)
         else:
-            await _wait_for_signal(announce=self.child is None)
+            await _wait_for_signal(child=self.child is not None)
             return
         assert listener is not None
         await self._serve_http(app, listener)
@@ -423,11 +423,13 @@ def cursor_key(settings: Settings) -> bytes | None:
     return None
 
 
-async def _wait_for_signal(*, announce: bool = True) -> None:
+async def _wait_for_signal(*, child: bool = False) -> None:
+    """Until SIGTERM or SIGINT; a worker process waits for SIGTERM alone: Ctrl-C reaches
+    the whole foreground process group, and its parent stops it in turn."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGTERM,) if child else (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if announce:
+    if not child:
         log.info("chronoq running; SIGTERM or Ctrl-C stops it")
     await stop.wait()

@@ -28,6 +28,7 @@ def main(argv: list[str]) -> None:
     parent.setblocking(True)
     settings, slot, parent_pid = pickle.loads(parent.recv(_SETTINGS_BYTES))
     die_with_parent(signal.SIGTERM, parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it (SIGTERM) on Ctrl-C
     configure_logging(settings)
     link = ChildLink(parent, slot, metrics_file(settings.data_dir, slot))
     node = Node(settings, ("worker",), SystemClock(), child=link)
