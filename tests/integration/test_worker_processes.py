@@ -11,13 +11,21 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import children_map, pid_alive, pids_with_token, signal_group
+from tests.support.processes import (
+    children_map,
+    chronoq_argv,
+    clean_env,
+    pid_alive,
+    pids_with_token,
+    signal_group,
+)
 from tests.support.waiting import wait_for
 
 from .helpers import (
@@ -167,3 +175,11 @@ def test_a_graceful_stop_stops_the_worker_processes(
     assert not any(pid_alive(pid) for pid in children)
     assert not list((server.data_dir / "metrics").glob("*.prom"))
     assert "exited with status" not in server.log_tail(), server.log_tail()
+
+
+def test_worker_processes_need_the_whole_node(tmp_path: Path) -> None:
+    """A node without its coordinator could not hand back a dead child's runs."""
+    argv = chronoq_argv("worker", "--data-dir", str(tmp_path / "data"), "--worker-processes", "1")
+    done = subprocess.run(argv, env=clean_env(), capture_output=True, timeout=60, check=False)
+    assert done.returncode == 1, done
+    assert b"--worker-processes runs with every role: use chronoq up" in done.stderr

@@ -178,6 +178,8 @@ class Node:
             return None
         if not self.settings.worker_processes:
             return None
+        if "coordinator" not in self.roles:  # it hands back the runs of a child that died
+            raise ConfigError("--worker-processes runs with every role: use chronoq up")
         assert isinstance(b.notifier, Peers)
         return WorkerProcesses(
             self.settings, b.notifier, self.clock, self.metrics, node_id=self.node_id,
