@@ -7,9 +7,11 @@ and lease renewal in ``test_dispatch_started.py``.
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
+from chronoq.domain.jobs import OUTPUT_HEAD_CHARS, RunOutcome
 from chronoq.domain.states import RUN_TERMINAL, JobStatus, RunStatus
 from chronoq.ports.dispatch import LeaseRenewal
 from chronoq.ports.store import Store
@@ -24,6 +26,7 @@ from .helpers import (
     job_now,
     make_job,
     outcome,
+    output_of,
     reap,
     run_by_id,
     runs_of,
@@ -315,3 +318,49 @@ async def test_the_schema_allows_many_attempts_that_end_only_an_attempt(
             job_id=job.job_id, user_id=job.user_id, scheduled_for=T0, attempt=attempt, status=status
         )
     assert len(await runs_of(harness.store, job)) == 3
+
+
+async def test_a_big_mixed_batch_of_outcomes_is_recorded_as_each_would_be_alone(
+    store: Store,
+) -> None:
+    """More runs than one SQLite statement ends (500), in one batch: retries, outputs
+    longer than a run's inline head, and runs reported twice (a stale report first, and
+    the right one reported again after it) — each outcome as it would be on its own."""
+    jobs = [make_job(max_retries=1) for _ in range(1100)]
+    await store.insert_jobs(jobs)
+    assert len(await claim_due(store, T0, limit=2000)) == len(jobs)
+    claimed = await claim_runs(store, "w1", T0, limit=2000)
+    assert len(claimed) == len(jobs)
+    long_output = "x" * (OUTPUT_HEAD_CHARS + 10) + "end"
+    batch: list[RunOutcome] = []
+    expected: list[bool] = []
+    for number, run in enumerate(claimed):
+        if number % 13 == 0:  # a stale report of this run first
+            batch.append(outcome(run, RunStatus.COMPLETED, worker_id="w2"))
+            expected.append(False)
+        if number % 7 == 0:
+            retry_at = T0 + timedelta(seconds=5)
+            batch.append(outcome(run, RunStatus.RETRY_SCHEDULED, retry_at=retry_at))
+        else:
+            output = long_output if number % 11 == 0 else f"out {number}"
+            batch.append(outcome(run, RunStatus.COMPLETED, output=output))
+        expected.append(True)
+        if number % 13 == 0:  # and reported again after it was recorded: stale
+            batch.append(outcome(run, RunStatus.FAILED))
+            expected.append(False)
+    assert await store.complete_runs(batch) == expected
+    by_job = {job.job_id: job for job in jobs}
+    for number, run in enumerate(claimed[:60]):
+        job = by_job[run.job_id]
+        runs = await runs_of(store, job)
+        if number % 7 == 0:
+            assert [(r.attempt, r.status) for r in runs] == [
+                (1, RunStatus.RETRY_SCHEDULED),
+                (2, RunStatus.QUEUED),
+            ]
+            assert (await job_now(store, job)).status is JobStatus.PENDING
+            continue
+        assert [(r.attempt, r.status) for r in runs] == [(1, RunStatus.COMPLETED)]
+        assert (await job_now(store, job)).status is JobStatus.COMPLETED
+        whole = await output_of(store, job, run.run_id)
+        assert whole == (long_output if number % 11 == 0 else f"out {number}")

@@ -15,13 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chronoq.adapters.sqlite.rows import CLAIMED_COLUMNS, claimed_from_row
-from chronoq.adapters.sqlite.settle import EndedAt, settle_each
 from chronoq.domain.clock import to_micros
-from chronoq.domain.ids import new_id
-from chronoq.domain.jobs import LIST_OUTPUT_CHARS, ClaimedRun, RunOutcome
+from chronoq.domain.jobs import ClaimedRun
 from chronoq.domain.queues import Slots
-from chronoq.domain.states import OUTCOME_STATUSES, JobStatus, RunStatus
-from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import ClaimDueParams, ClaimRunsParams, LeaseRenewal
 
 INSERT_RUN = (
@@ -197,93 +193,3 @@ def extend_leases(
         held.update(r[0] for r in rows)
         cancel.update(r[0] for r in rows if r[1])
     return LeaseRenewal(held=in_asked_order(run_ids, held), cancel=in_asked_order(run_ids, cancel))
-
-
-def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
-    """ValidationError (before anything is written) for a status no worker may report."""
-    for outcome in outcomes:
-        if outcome.status not in OUTCOME_STATUSES:
-            raise ValidationError(
-                f"a run cannot end {outcome.status.value}: a worker reports one of "
-                + ", ".join(sorted(OUTCOME_STATUSES)),
-                field="status",
-            )
-
-
-_END_BY_OUTCOME = (
-    "UPDATE job_runs SET status = ?, started_at = ?, completed_at = ?, output = ?,"
-    " exit_code = ?, error_message = ?, lease_owner = NULL, lease_until = NULL, output_ref = ?"
-    " WHERE run_id = ? AND status = 'RUNNING' AND lease_owner = ? AND attempt = ?"
-    " RETURNING job_id, user_id, scheduled_for, interruptions, manual"
-)
-
-
-OUTPUT_HEAD_CHARS = LIST_OUTPUT_CHARS + 1
-"""Characters of an output kept in ``job_runs`` (migration 003); a longer output is kept
-whole in ``run_outputs`` as well, so lists never read it."""
-_KEEP_WHOLE_OUTPUT = "INSERT OR REPLACE INTO run_outputs (run_id, output) VALUES (?, ?)"
-
-
-def complete_runs(conn: sqlite3.Connection, outcomes: Sequence[RunOutcome]) -> list[bool]:
-    """Record each outcome whose run is still RUNNING under (worker, attempt); whether it
-    was. The jobs of the ended runs are settled together, after the runs (no outcome's
-    write reads what a settle changes)."""
-    ended = [complete_run(conn, outcome) for outcome in outcomes]
-    settle_each(conn, [e for e in ended if e is not None])
-    return [e is not None for e in ended]
-
-
-def complete_run(conn: sqlite3.Connection, outcome: RunOutcome) -> EndedAt | None:
-    """Record one outcome if the run is still RUNNING under (worker, attempt): the run to
-    settle, or None (stale: nothing changed)."""
-    status = outcome.status
-    if status is RunStatus.RETRY_SCHEDULED and _job_cancelled(conn, outcome.run_id):
-        status = RunStatus.CANCELLED  # no retry for a cancelled job
-    completed_us = to_micros(outcome.completed_at)
-    output = outcome.output
-    row = conn.execute(
-        _END_BY_OUTCOME,
-        (
-            status.value,
-            to_micros(outcome.started_at),
-            completed_us,
-            None if output is None else output[:OUTPUT_HEAD_CHARS],
-            outcome.exit_code,
-            outcome.error_message,
-            outcome.output_ref,
-            outcome.run_id,
-            outcome.worker_id,
-            outcome.attempt,
-        ),
-    ).fetchone()
-    if row is None:
-        return None  # stale: the lease moved on; nothing changed
-    if output is not None and len(output) > OUTPUT_HEAD_CHARS:
-        conn.execute(_KEEP_WHOLE_OUTPUT, (outcome.run_id, output))
-    job_id, user_id, scheduled_for, interruptions, manual = row
-    if status is RunStatus.RETRY_SCHEDULED:
-        retry_at = to_micros(outcome.retry_at or outcome.completed_at)
-        conn.execute(
-            INSERT_RUN,
-            (
-                new_id(),
-                job_id,
-                user_id,
-                scheduled_for,
-                outcome.attempt + 1,
-                completed_us,
-                retry_at,
-                interruptions,  # a job failure: the interruptions so far carry over unchanged
-                manual,
-            ),
-        )
-    return (job_id, outcome.run_id, status, completed_us)
-
-
-def _job_cancelled(conn: sqlite3.Connection, run_id: str) -> bool:
-    row = conn.execute(
-        "SELECT r.cancel_requested, j.status FROM job_runs r JOIN jobs j ON j.job_id = r.job_id"
-        " WHERE r.run_id = ?",
-        (run_id,),
-    ).fetchone()
-    return row is not None and (bool(row[0]) or row[1] == JobStatus.CANCELLED)

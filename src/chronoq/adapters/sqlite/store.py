@@ -38,6 +38,7 @@ from chronoq.adapters.sqlite import limits as limits_tx
 from chronoq.adapters.sqlite import listing
 from chronoq.adapters.sqlite import live as live_tx
 from chronoq.adapters.sqlite import lost as lost_tx
+from chronoq.adapters.sqlite import outcomes as outcomes_tx
 from chronoq.adapters.sqlite import start as start_tx
 from chronoq.adapters.sqlite.migrations import migrate
 from chronoq.adapters.sqlite.thread import SqliteThread
@@ -281,7 +282,7 @@ class SqliteStore(SqliteTokens):
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         batch = list(outcomes)
-        dispatch_tx.check_outcomes(batch)
+        outcomes_tx.check_outcomes(batch)
         return await self._run(lambda c: _complete(c, batch))
 
     async def release_runs(self, params: ReleaseParams) -> int:
@@ -295,6 +296,6 @@ class SqliteStore(SqliteTokens):
 
 def _complete(conn: sqlite3.Connection, batch: list[RunOutcome]) -> list[bool]:
     """The outcomes, then the ended runs' live output windows dropped (one check a batch)."""
-    applied = dispatch_tx.complete_runs(conn, batch)
+    applied = outcomes_tx.complete_runs(conn, batch)
     live_tx.forget_live(conn, [o.run_id for o, ok in zip(batch, applied, strict=True) if ok])
     return applied
