@@ -45,20 +45,13 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-CHILD = b"chronoq.runtime.worker_child"
+CHILD = "chronoq.runtime.worker_child"
 
 
 def worker_children(parent: int) -> list[int]:
     """The worker processes of the node whose pid is ``parent``."""
-    found = []
-    for pid in children_map().get(parent, []):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if CHILD in cmdline and pid_alive(pid):
-            found.append(pid)
-    return sorted(found)
+    children = set(children_map().get(parent, []))
+    return sorted(pid for pid in pids_with_token(CHILD) if pid in children)
 
 
 def completed_in_metrics(text: str) -> float:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -30,21 +31,36 @@ async def until(check: Callable[[], bool], within: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def test_a_hint_reaches_its_own_process_at_once_and_the_other_process() -> None:
+@dataclass
+class Joined:
+    """A parent's and a child's notifier, and what each heard on RUNS."""
+
+    parent: IpcNotifier
+    child: IpcNotifier
+    mine: list[str] = field(default_factory=list)
+    heard: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def joined() -> AsyncIterator[Joined]:
     a_end, b_end = pair()
-    parent, child = IpcNotifier([a_end]), IpcNotifier([b_end], hub=False)
-    await parent.start()
-    await child.start()
-    mine: list[str] = []
-    heard: list[str] = []
-    parent.subscribe(RUNS, mine.append)
-    child.subscribe(RUNS, heard.append)
-    child.subscribe(FIRES, heard.append)  # another channel: must not hear RUNS hints
-    parent.publish(RUNS, "run-1")
-    assert mine == ["run-1"]  # synchronously, as MemoryNotifier
-    await until(lambda: heard == ["run-1"])
-    await parent.close()
-    await child.close()
+    both = Joined(IpcNotifier([a_end]), IpcNotifier([b_end], hub=False))
+    await both.parent.start()
+    await both.child.start()
+    both.parent.subscribe(RUNS, both.mine.append)
+    both.child.subscribe(RUNS, both.heard.append)
+    yield both
+    await both.parent.close()
+    await both.child.close()
+
+
+async def test_a_hint_reaches_its_own_process_at_once_and_the_other_process(
+    joined: Joined,
+) -> None:
+    joined.child.subscribe(FIRES, joined.heard.append)  # another channel: not for RUNS hints
+    joined.parent.publish(RUNS, "run-1")
+    assert joined.mine == ["run-1"]  # synchronously, as MemoryNotifier
+    await until(lambda: joined.heard == ["run-1"])
 
 
 async def test_the_hub_forwards_one_childs_hint_to_the_others_not_back() -> None:
@@ -85,21 +101,11 @@ async def test_a_peer_that_goes_away_is_dropped_and_the_rest_still_hear() -> Non
     await live.close()
 
 
-async def test_a_hint_too_long_to_send_is_delivered_locally_only() -> None:
-    a_end, b_end = pair()
-    parent, child = IpcNotifier([a_end]), IpcNotifier([b_end], hub=False)
-    await parent.start()
-    await child.start()
-    mine: list[str] = []
-    heard: list[str] = []
-    parent.subscribe(RUNS, mine.append)
-    child.subscribe(RUNS, heard.append)
-    parent.publish(RUNS, "x" * MAX_HINT_BYTES)
-    parent.publish(RUNS, "short")
-    await until(lambda: heard == ["short"])  # in order: the long one was never sent
-    assert mine == ["x" * MAX_HINT_BYTES, "short"]
-    await parent.close()
-    await child.close()
+async def test_a_hint_too_long_to_send_is_delivered_locally_only(joined: Joined) -> None:
+    joined.parent.publish(RUNS, "x" * MAX_HINT_BYTES)
+    joined.parent.publish(RUNS, "short")
+    await until(lambda: joined.heard == ["short"])  # in order: the long one was never sent
+    assert joined.mine == ["x" * MAX_HINT_BYTES, "short"]
 
 
 async def test_a_peer_that_does_not_read_never_blocks_a_publisher() -> None:
