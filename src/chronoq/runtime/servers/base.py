@@ -172,3 +172,19 @@ class LocalServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+class OnePortServer(LocalServer):
+    """A server on one port: the caller's, or a free one (picked again if a first start
+    loses it to another process)."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        super().__init__(folder)
+        self.port = port or free_port()
+        self._chosen_port = port is not None
+
+    def repick_ports(self) -> bool:
+        if self._chosen_port:
+            return False
+        self.port = free_port()
+        return True

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from chronoq.runtime.servers.base import HOST, LocalServer, free_port, tcp_open
+from chronoq.runtime.servers.base import HOST, OnePortServer, tcp_open
 
 
 class PrometheusError(RuntimeError):
@@ -44,7 +44,7 @@ def scrape_config(targets: Mapping[str, Sequence[str]], *, interval: float = 1.0
     }
 
 
-class PrometheusServer(LocalServer):
+class PrometheusServer(OnePortServer):
     name = "prometheus"
     executable = "prometheus"
     package = "apt-get install prometheus"
@@ -57,17 +57,9 @@ class PrometheusServer(LocalServer):
         port: int | None = None,
         interval: float = 1.0,
     ) -> None:
-        super().__init__(folder)
-        self.port = port or free_port()
-        self.chosen_port = port is not None
+        super().__init__(folder, port)
         self.targets = {role: list(addresses) for role, addresses in targets.items()}
         self.interval = interval
-
-    def repick_ports(self) -> bool:
-        if self.chosen_port:
-            return False
-        self.port = free_port()
-        return True
 
     @property
     def url(self) -> str:

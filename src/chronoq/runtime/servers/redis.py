@@ -12,25 +12,17 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
-from chronoq.runtime.servers.base import HOST, LocalServer, free_port, tcp_open
+from chronoq.runtime.servers.base import HOST, OnePortServer, tcp_open
 
 
-class RedisServer(LocalServer):
+class RedisServer(OnePortServer):
     name = "redis"
     executable = "redis-server"
     package = "apt-get install redis-server"
 
     def __init__(self, folder: Path, port: int | None = None, *, durable: bool = True) -> None:
-        super().__init__(folder)
-        self.port = port or free_port()
-        self.chosen_port = port is not None
+        super().__init__(folder, port)
         self.durable = durable
-
-    def repick_ports(self) -> bool:
-        if self.chosen_port:
-            return False
-        self.port = free_port()
-        return True
 
     @property
     def url(self) -> str:

@@ -13,24 +13,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from chronoq.runtime.servers.base import HOST, LocalServer, free_port, tcp_open
+from chronoq.runtime.servers.base import HOST, OnePortServer, tcp_open
 
 
-class SqsServer(LocalServer):
+class SqsServer(OnePortServer):
     name = "moto"
     executable = "moto_server"
     package = "pip install 'moto[server]'"
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
-        super().__init__(folder)
-        self.port = port or free_port()
-        self.chosen_port = port is not None
-
-    def repick_ports(self) -> bool:
-        if self.chosen_port:
-            return False
-        self.port = free_port()
-        return True
+        super().__init__(folder, port)
 
     @property
     def endpoint(self) -> str:
