@@ -29,7 +29,7 @@ from chronoq.executors import EchoExecutor, ExecutionRequest, ExecutionResult, E
 from chronoq.executors.base import NOT_STARTED
 from chronoq.observability.metrics import Metrics
 from chronoq.ports.dispatch import ClaimDueParams, ReapParams
-from chronoq.ports.notify import CANCEL
+from chronoq.ports.notify import CANCEL, RUNS
 from chronoq.services.worker import Worker, WorkerConfig
 from chronoq.testing import FakeClock
 
@@ -417,6 +417,33 @@ async def test_retries_do_not_count_interruptions(rig: Rig) -> None:
     statuses = [(r.attempt, r.status, r.interruptions) for r in await rig.runs(job_id)]
     assert statuses[:2] == [(1, RunStatus.INTERRUPTED, 0), (2, RunStatus.RETRY_SCHEDULED, 1)]
     assert statuses[2][0] == 3, "max_retries=1 still allows one retry after an interruption"
+
+
+async def test_a_retry_wakes_the_workers_but_a_plain_end_wakes_none(rig: Rig) -> None:
+    """After an outcome the workers are hinted only if a run may have become claimable:
+    a plain end wakes nobody (with the roles in separate processes each hint was a NOTIFY
+    and an empty claim in every worker); a retry wakes them, so it starts when it is due,
+    not at the next idle recheck (5 s)."""
+    hints: list[str] = []
+    rig.notifier.subscribe(RUNS, hints.append)
+    plain = await rig.submit("fake:plain")
+    flaky = await rig.submit("fake:flaky", max_retries=1)
+    worker = rig.worker(retry=RetryPolicy(base_seconds=1.0, cap_seconds=1.0))
+    await worker.start()
+    await rig.clock.advance(0.01)
+    rig.fake.finish((await rig.run(plain)).run_id)
+    await rig.clock.advance(0.01)
+    assert (await rig.run(plain)).status is RunStatus.COMPLETED
+    assert hints == [], "a plain end hinted the workers"
+    rig.fake.finish((await rig.run(flaky)).run_id, ok=False)
+    failed_at = rig.clock.now()
+    await rig.clock.advance(0.01)
+    assert hints == [""], "a retry must wake the workers"
+    await rig.clock.advance(1.1)
+    first, retry = await rig.runs(flaky)
+    assert first.status is RunStatus.RETRY_SCHEDULED
+    assert retry.started_at is not None, "the retry did not start when due"
+    assert retry.started_at - failed_at < timedelta(seconds=1.1)
 
 
 # -- graceful stop -----------------------------------------------------------------------------

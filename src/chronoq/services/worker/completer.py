@@ -13,6 +13,12 @@ built to survive whatever a job printed:
   log, its lease expires and the reaper ends the run (``lost_run``).
 
 ``flush`` waits until everything reported so far is recorded (at shutdown).
+
+After a batch is recorded the workers are hinted (``RUNS``) only if one of its outcomes
+may have made a run claimable (``report``'s ``frees``): a retry, a run buffered behind
+the ended one, a slot under a concurrency limit. Every other completion would wake every
+worker of the cluster to claim nothing: at light load with the roles as separate
+processes that was one NOTIFY and two empty claims per job.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ class Completer:
         self._metrics = metrics
         self._backoff = backoff or Backoff()
         self._pending: list[RunOutcome] = []
+        self._frees = False
+        """An outcome pending may make a run claimable: hint the workers after recording."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._loop = Loop("worker-completer", self._drain, clock)
@@ -66,9 +74,12 @@ class Completer:
         """Stop the loop; call ``flush`` first, or outcomes still pending are not recorded."""
         await self._loop.stop()
 
-    def report(self, outcome: RunOutcome) -> None:
+    def report(self, outcome: RunOutcome, *, frees: bool = True) -> None:
+        """``frees``: recording it may make a run claimable (see the module docstring);
+        False only when the caller knows it cannot."""
         failpoints.hit("after_execution")
         self._pending.append(outcome)
+        self._frees = self._frees or frees or outcome.retry_at is not None
         self._idle.clear()
         self._loop.wakeup.set()
 
@@ -79,11 +90,12 @@ class Completer:
     async def _drain(self) -> float:
         while self._pending:
             batch, self._pending = self._pending, []
-            await self._record(batch)
+            frees, self._frees = self._frees, False
+            await self._record(batch, frees)
         self._idle.set()
         return _IDLE
 
-    async def _record(self, batch: list[RunOutcome]) -> None:
+    async def _record(self, batch: list[RunOutcome], frees: bool) -> None:
         try:
             applied = await self._complete(batch)
         except Exception as exc:
@@ -97,7 +109,8 @@ class Completer:
         stale = sum(1 for ok in applied if not ok)
         if stale:
             log.warning("worker: %d outcomes were stale (lease lost) and ignored", stale)
-        self._notifier.publish(RUNS)  # retries may now be waiting to be claimed
+        if frees:
+            self._notifier.publish(RUNS)
 
     async def _record_alone(self, outcome: RunOutcome) -> bool:
         try:

@@ -260,8 +260,16 @@ class Worker:
         return held.started_at
 
     def _finish(self, run_id: str, outcome: RunOutcome) -> None:
+        held = self._held.get(run_id)
         self._release_slot(run_id)
-        self._completer.report(outcome)
+        self._completer.report(outcome, frees=self._frees(held))
+
+    def _frees(self, held: _Held | None) -> bool:
+        """Whether ending this run may make another claimable, for any worker: a run of a
+        gated job may have one buffered behind it, and under concurrency limits its slot
+        frees (the limits are the cluster's: every worker runs with the same). A retry
+        (the outcome's ``retry_at``) the completer sees itself."""
+        return held is None or held.run.start_check or self._config.limits.any
 
     def _release_slot(self, run_id: str) -> None:
         was_full = len(self._held) >= self._config.concurrency
