@@ -210,7 +210,12 @@ class PostgresNotifier:
             conn = await asyncpg.connect(
                 self._dsn,
                 timeout=self._connect_timeout,
-                server_settings={"application_name": self._application_name},
+                # A hint has nothing to make durable: its commit need not wait for the WAL
+                # flush (the rows it is about were committed, durably, before it was sent).
+                server_settings={
+                    "application_name": self._application_name,
+                    "synchronous_commit": "off",
+                },
             )
             try:
                 conn.add_termination_listener(self._on_terminated)
