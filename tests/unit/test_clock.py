@@ -83,6 +83,17 @@ def test_check_aware_converts_to_utc() -> None:
     assert got.tzinfo is UTC
 
 
+def test_to_micros_refuses_naive_and_offsetless_datetimes() -> None:
+    class NoOffset(tzinfo):
+        def utcoffset(self, _dt: datetime | None) -> timedelta | None:
+            return None
+
+    with pytest.raises(ValueError, match="must be timezone-aware"):
+        to_micros(datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="must be timezone-aware"):
+        to_micros(datetime(2026, 1, 1, tzinfo=NoOffset()))
+
+
 def test_check_aware_refuses_naive() -> None:
     with pytest.raises(ValueError, match="next_fire_at must be timezone-aware"):
         check_aware(datetime(2026, 1, 1), "next_fire_at")
