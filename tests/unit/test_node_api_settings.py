@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chronoq.runtime.config import Settings
-from chronoq.runtime.node import api_hosts, cursor_key
+from chronoq.runtime.http_serving import api_hosts, cursor_key
 
 
 def test_hosts_are_the_listen_name_and_the_extra_names() -> None:

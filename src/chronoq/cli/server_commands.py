@@ -13,7 +13,8 @@ import click
 
 from chronoq.errors import ChronoqError
 from chronoq.runtime.config import Settings, env_name
-from chronoq.runtime.node import ROLES, Node, configure_logging, event_loop_runner
+from chronoq.runtime.node import ROLES, Node
+from chronoq.runtime.process import configure_logging, event_loop_runner
 
 F = TypeVar("F", bound=Callable[..., Any])
 

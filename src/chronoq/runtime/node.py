@@ -9,20 +9,11 @@ drains, the backends close).
 
 from __future__ import annotations
 
-import asyncio
 import getpass
-import hashlib
-import logging
 import math
 import os
-import signal
 import socket
-import sys
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
-from types import FrameType
-from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -38,9 +29,9 @@ from chronoq.ports.coordination import LEASE_OWNER, Member
 from chronoq.ports.dispatch import Relay
 from chronoq.ports.notify import SUBMISSIONS
 from chronoq.ports.submissions import SubmissionLog
-from chronoq.ports.tokens import TokenStore
-from chronoq.runtime.config import Settings, is_loopback
-from chronoq.runtime.hardening import forbid_dumping
+from chronoq.runtime.config import Settings
+from chronoq.runtime.http_serving import Server, api_hosts, authenticator, bind_listener, cursor_key
+from chronoq.runtime.process import protect_secrets, wait_for_signal
 from chronoq.runtime.wiring import Backends, build_backends
 from chronoq.runtime.worker_processes import (
     READY,
@@ -50,7 +41,6 @@ from chronoq.runtime.worker_processes import (
     WorkerProcesses,
 )
 from chronoq.services.api import ApiDeps, create_app, create_metrics_app
-from chronoq.services.api.auth import Authenticator
 from chronoq.services.api.ingest import Ingest
 from chronoq.services.assignment import AssignmentFollower
 from chronoq.services.base import Service, log
@@ -63,29 +53,6 @@ from chronoq.services.worker import Worker, WorkerConfig
 from chronoq.services.writer import SubmissionMover, Writer, into_log, into_store
 
 ROLES = ("api", "coordinator", "picker", "worker", "writer")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, minus its habit of re-raising SIGTERM after serving: the node stops first;
-    and open output streams (``app.state.streams``) are closed as soon as it stops, so
-    they do not hold up its graceful shutdown."""
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        streams = getattr(getattr(self.config.app, "state", None), "streams", None)
-        if streams is not None:
-            streams.close()
-        super().handle_exit(sig, frame)
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
 
 
 class Node:
@@ -111,7 +78,7 @@ class Node:
 
     async def run(self) -> None:
         failpoints.configure(self.settings.failpoints)
-        _protect_secrets()
+        protect_secrets()
         # Bind first: a busy port stops the node before anything starts or claims to listen.
         listener = self._bind()
         parent = self.child.parent if self.child is not None else None
@@ -321,7 +288,7 @@ class Node:
         elif listener is not None:
             app = create_metrics_app(self.metrics)
         else:
-            await _wait_for_signal(child=self.child is not None)
+            await wait_for_signal(child=self.child is not None)
             return
         assert listener is not None
         await self._serve_http(app, listener)
@@ -338,100 +305,4 @@ class Node:
             "+".join(self.roles), host, port, "PostgreSQL" if s.distributed else s.data_dir,
             "on" if s.shell_enabled else "off", s.auth_mode if "api" in self.roles else "-",
         )  # fmt: skip
-        await _Server(config).serve(sockets=[listener])
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
-    """``uvloop.run`` (uvicorn[standard] brings it), else ``asyncio.run``."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run
-    run: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
-    return run
-
-
-def bind_listener(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (not yet listening: uvicorn does that).
-
-    Raises ``ConfigError`` naming the address when it cannot be bound (in use, no such
-    address, no permission), so the node stops with one line and a non-zero exit.
-    """
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
-    return sock
-
-
-def _protect_secrets() -> None:
-    """No job may read this process's environment or memory (``runtime.hardening``)."""
-    try:
-        if not forbid_dumping():
-            log.warning("not Linux: jobs running as this user can read this process's secrets")
-    except OSError as exc:
-        log.warning("could not mark the process non-dumpable (%s): jobs running as this"
-                    " user can read its environment", exc)  # fmt: skip
-
-
-def api_hosts(settings: Settings) -> frozenset[str]:
-    """The Host names the API serves besides the loopback names: ``--host`` when it is a
-    name or an address (not a wildcard), and ``--allowed-hosts``."""
-    hosts = {h.strip() for h in settings.allowed_hosts.split(",") if h.strip()}
-    if settings.host not in ("0.0.0.0", "::", ""):
-        hosts.add(settings.host)
-    return frozenset(hosts)
-
-
-def authenticator(settings: Settings, b: Backends, clock: Clock) -> Authenticator:
-    """The api's ``Authenticator``: ``--auth`` (or header on loopback), the store's tokens,
-    who may submit ``cmd:`` jobs (``services.api.auth``)."""
-    mode = settings.auth_mode
-    tokens = b.jobs if isinstance(b.jobs, TokenStore) else None
-    if mode == "token" and tokens is None:
-        raise ConfigError("--auth token needs a store that keeps tokens (SQLite or PostgreSQL)")
-    users = frozenset(u.strip() for u in settings.shell_users.split(",") if u.strip())
-    return Authenticator(
-        mode, clock=clock, shell_enabled=settings.shell_enabled,
-        loopback=is_loopback(settings.host), tokens=tokens, shell_users=users,
-    )  # fmt: skip
-
-
-def cursor_key(settings: Settings) -> bytes | None:
-    """``--cursor-key``; else, distributed, a key derived from the store URL (every api
-    process of one cluster has it, a client does not); else None (random per process)."""
-    if settings.cursor_key:
-        return settings.cursor_key.encode()
-    if settings.distributed and settings.store:
-        return hashlib.blake2b(settings.store.encode(), person=b"chronoq-cursors").digest()
-    return None
-
-
-async def _wait_for_signal(*, child: bool = False) -> None:
-    """Until SIGTERM or SIGINT; a worker process waits for SIGTERM alone: Ctrl-C reaches
-    the whole foreground process group, and its parent stops it in turn."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM,) if child else (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if not child:
-        log.info("chronoq running; SIGTERM or Ctrl-C stops it")
-    await stop.wait()
+        await Server(config).serve(sockets=[listener])

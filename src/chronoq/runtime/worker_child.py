@@ -17,7 +17,8 @@ import sys
 from chronoq.domain.clock import SystemClock
 from chronoq.errors import ChronoqError
 from chronoq.runtime.hardening import die_with_parent
-from chronoq.runtime.node import Node, configure_logging, event_loop_runner
+from chronoq.runtime.node import Node
+from chronoq.runtime.process import configure_logging, event_loop_runner
 from chronoq.runtime.worker_processes import ChildLink, metrics_file
 
 _SETTINGS_BYTES = 1 << 20
