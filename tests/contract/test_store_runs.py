@@ -13,6 +13,7 @@ import pytest
 
 from chronoq.domain.jobs import OUTPUT_HEAD_CHARS, RunOutcome
 from chronoq.domain.states import RUN_TERMINAL, JobStatus, RunStatus
+from chronoq.errors import ValidationError
 from chronoq.ports.dispatch import LeaseRenewal
 from chronoq.ports.store import Store
 
@@ -226,6 +227,22 @@ async def test_outcomes_of_several_runs_are_recorded_in_one_call(store: Store) -
         assert run.status is by_job[job.job_id]
         expected = JobStatus.COMPLETED if run.status is RunStatus.COMPLETED else JobStatus.FAILED
         assert (await job_now(store, job)).status is expected
+
+
+@pytest.mark.parametrize("status", [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.SKIPPED])
+async def test_a_batch_with_a_status_no_worker_reports_is_refused_whole(
+    store: Store, status: RunStatus
+) -> None:
+    jobs = [make_job(next_fire_at=at(-i)) for i in range(2)]
+    await store.insert_jobs(jobs)
+    await claim_due(store, T0)
+    good, bad = await claim_runs(store, "w1", T0)
+    with pytest.raises(ValidationError, match=f"cannot end {status.value}"):
+        await store.complete_runs([outcome(good, RunStatus.COMPLETED), outcome(bad, status)])
+    by_id = {job.job_id: job for job in jobs}
+    for claimed in (good, bad):
+        run = await run_by_id(store, by_id[claimed.job_id], claimed.run_id)
+        assert (run.status, run.completed_at) == (RunStatus.RUNNING, None), "nothing written"
 
 
 # -- extend_leases -----------------------------------------------------------------------

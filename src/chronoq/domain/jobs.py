@@ -9,13 +9,15 @@ I/O; the stores persist them and the services move them through the states of
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from chronoq.domain.policies import DEFAULT_POLICIES, Policies, SkipReason
 from chronoq.domain.queues import DEFAULT_QUEUE
-from chronoq.domain.states import JobStatus, RunStatus
+from chronoq.domain.states import OUTCOME_STATUSES, JobStatus, RunStatus
 from chronoq.domain.text import clean_text
+from chronoq.errors import ValidationError
 
 OFFLOAD_THRESHOLD = 1024
 """Payloads longer than this many bytes go to the blob store (the seed's 1 KiB)."""
@@ -195,6 +197,18 @@ class RunOutcome:
         object.__setattr__(self, "output", clean_text(self.output))
         if self.error_message is not None:
             object.__setattr__(self, "error_message", clean_text(self.error_message))
+
+
+def check_outcomes(outcomes: Iterable[RunOutcome]) -> None:
+    """``ValidationError`` for a status no worker may report (``OUTCOME_STATUSES``): every
+    store's ``complete_runs`` checks its whole batch with this before writing anything."""
+    for outcome in outcomes:
+        if outcome.status not in OUTCOME_STATUSES:
+            raise ValidationError(
+                f"a run cannot end {outcome.status.value}: a worker reports one of "
+                + ", ".join(sorted(OUTCOME_STATUSES)),
+                field="status",
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

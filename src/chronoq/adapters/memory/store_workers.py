@@ -13,7 +13,7 @@ from chronoq.adapters.memory import store_inputs, store_policies, store_runs
 from chronoq.adapters.memory.store_rows import RunRow
 from chronoq.adapters.memory.store_tables import Tables
 from chronoq.domain.clock import check_aware
-from chronoq.domain.jobs import ClaimedRun, RunOutcome
+from chronoq.domain.jobs import ClaimedRun, RunOutcome, check_outcomes
 from chronoq.domain.live_output import LiveOutput
 from chronoq.domain.queues import Slots
 from chronoq.domain.states import (
@@ -92,6 +92,7 @@ class MemoryWorkers:
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         db = self._db()
         # A bad outcome refuses the whole batch before any write.
+        check_outcomes(outcomes)
         checked = [store_inputs.checked_outcome(o) for o in outcomes]
         return [store_runs.complete(db, outcome) for outcome in checked]
 

@@ -8,7 +8,6 @@ same run in one batch is stale, and a job never leaves a terminal state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,14 +19,12 @@ from chronoq.domain.jobs import RunOutcome
 from chronoq.domain.states import (
     JOB_TERMINAL,
     LOST_TOO_OFTEN,
-    OUTCOME_STATUSES,
     JobStatus,
     LostRun,
     RunStatus,
     lost_run,
     transition,
 )
-from chronoq.errors import ValidationError
 
 _TERMINAL_JOB = frozenset(s.value for s in JOB_TERMINAL)
 _RUNNING = RunStatus.RUNNING.value
@@ -56,13 +53,6 @@ class LockedRun:
     cancel_requested: bool
     manual: bool
     """A manual fire's run: its next attempts are manual too."""
-
-
-def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
-    """Refuse a batch holding a status that does not end an attempt (before any write)."""
-    for outcome in outcomes:
-        if outcome.status not in OUTCOME_STATUSES:
-            raise ValidationError(f"{outcome.status} is not an outcome of a run", field="status")
 
 
 class Completion:

@@ -59,7 +59,6 @@ from chronoq.adapters.postgres.plans import (
     Completion,
     LockedRun,
     LostRuns,
-    check_outcomes,
 )
 from chronoq.adapters.postgres.pool import PgPool
 from chronoq.adapters.postgres.rows import (
@@ -82,6 +81,7 @@ from chronoq.domain.jobs import (
     Job,
     Run,
     RunOutcome,
+    check_outcomes,
     output_cut,
 )
 from chronoq.domain.limits import Deferrals

@@ -18,20 +18,7 @@ from chronoq.adapters.sqlite.settle import EndedAt, settle_each
 from chronoq.domain.clock import to_micros
 from chronoq.domain.ids import new_id
 from chronoq.domain.jobs import LIST_OUTPUT_CHARS, RunOutcome
-from chronoq.domain.states import OUTCOME_STATUSES, JobStatus, RunStatus
-from chronoq.errors import ValidationError
-
-
-def check_outcomes(outcomes: Sequence[RunOutcome]) -> None:
-    """ValidationError (before anything is written) for a status no worker may report."""
-    for outcome in outcomes:
-        if outcome.status not in OUTCOME_STATUSES:
-            raise ValidationError(
-                f"a run cannot end {outcome.status.value}: a worker reports one of "
-                + ", ".join(sorted(OUTCOME_STATUSES)),
-                field="status",
-            )
-
+from chronoq.domain.states import JobStatus, RunStatus
 
 _END_BY_OUTCOME = (
     "UPDATE job_runs SET status = ?, started_at = ?, completed_at = ?, output = ?,"

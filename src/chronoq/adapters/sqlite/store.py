@@ -53,6 +53,7 @@ from chronoq.domain.jobs import (
     JobChanges,
     Run,
     RunOutcome,
+    check_outcomes,
 )
 from chronoq.domain.limits import Deferrals
 from chronoq.domain.live_output import LiveOutput, RunLive
@@ -282,7 +283,7 @@ class SqliteStore(SqliteTokens):
 
     async def complete_runs(self, outcomes: Sequence[RunOutcome]) -> list[bool]:
         batch = list(outcomes)
-        outcomes_tx.check_outcomes(batch)
+        check_outcomes(batch)
         return await self._run(lambda c: _complete(c, batch))
 
     async def release_runs(self, params: ReleaseParams) -> int:
